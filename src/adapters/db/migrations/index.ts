@@ -1,0 +1,14 @@
+/**
+ * Append-only list of schema migrations. Each runs once, in order, in its own
+ * transaction, and sets PRAGMA user_version to its number. Never edit one that
+ * has shipped: add the next.
+ */
+import { migration as m001 } from "./001_event_log_and_cas.js";
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [m001];

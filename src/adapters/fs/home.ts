@@ -1,0 +1,87 @@
+/**
+ * The station home: one folder holding station.json, the SQLite database,
+ * logs, and (development stations only) the SoftHSM config, tokens and the
+ * development root key.
+ */
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { homedir } from "node:os";
+import { parseStationConfig, type StationConfig } from "../../domain/config.js";
+import { LinesignError } from "../../domain/errors.js";
+import { writeFileAtomic } from "./atomic.js";
+
+export class StationHome {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = resolve(dir);
+  }
+
+  /** `--home`, else LINESIGN_HOME, else ~/.linesign. */
+  static locate(explicit: string | undefined, env: NodeJS.ProcessEnv): StationHome {
+    return new StationHome(explicit ?? env.LINESIGN_HOME ?? join(homedir(), ".linesign"));
+  }
+
+  get configPath(): string {
+    return join(this.dir, "station.json");
+  }
+  get databasePath(): string {
+    return join(this.dir, "station.db");
+  }
+  get logPath(): string {
+    return join(this.dir, "logs", "linesign.log");
+  }
+  get devRootKeyPath(): string {
+    return join(this.dir, "dev-root.key.pem");
+  }
+  get softhsmConfPath(): string {
+    return join(this.dir, "softhsm2.conf");
+  }
+  get softhsmTokenDir(): string {
+    return join(this.dir, "tokens");
+  }
+
+  exists(): boolean {
+    return existsSync(this.configPath);
+  }
+
+  ensureDirs(): void {
+    try {
+      mkdirSync(join(this.dir, "logs"), { recursive: true, mode: 0o700 });
+    } catch (cause) {
+      throw new LinesignError("FILE_WRITE_FAILED", `Cannot create the station home ${this.dir}.`, {
+        cause,
+      });
+    }
+  }
+
+  /** Reads and validates station.json. @throws LinesignError HOME_NOT_INITIALISED, CONFIG_INVALID */
+  readConfig(): Readonly<StationConfig> {
+    if (!this.exists()) {
+      throw new LinesignError(
+        "HOME_NOT_INITIALISED",
+        `${this.dir} is not a Linesign station home (no station.json). Run "linesign init" (or "linesign init --dev"), or pass --home / LINESIGN_HOME.`,
+        { details: { home: this.dir } },
+      );
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(this.configPath, "utf8"));
+    } catch (cause) {
+      throw new LinesignError(
+        "CONFIG_INVALID",
+        `${this.configPath} is not valid JSON. Fix it or restore it from a backup.`,
+        { cause },
+      );
+    }
+    return parseStationConfig(raw, this.configPath);
+  }
+
+  writeConfig(config: StationConfig): void {
+    writeFileAtomic(this.configPath, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
+  }
+
+  writeFile(path: string, data: string, mode = 0o600): void {
+    writeFileAtomic(path, data, { mode });
+  }
+}

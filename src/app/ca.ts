@@ -1,0 +1,470 @@
+/**
+ * CA custody: creating CA keys in the token, certifying them (self-signed, by
+ * an offline root through a request, or by another CA the station knows),
+ * activating and deactivating, exporting, and proving ownership to AWS IoT.
+ * Every act, done or refused, is in the event log.
+ */
+import { LinesignError } from "../domain/errors.js";
+import type { KeyType } from "../domain/keys.js";
+import type { CaKind, CaRecord, CaStatus, Signer } from "../domain/ports.js";
+import { parseRegistrationCode } from "../domain/registration-code.js";
+import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
+import { act, type AppContext } from "./context.js";
+import {
+  checkChain,
+  createCaCertificate,
+  createCaRequest,
+  createVerificationCertificate,
+  isCaCertificate,
+  parseSubject,
+  readCertificate,
+  readCertificates,
+  sha256Hex,
+} from "./pki/certificates.js";
+import { x509 } from "./pki/x509.js";
+
+const LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
+
+/** Default validity: roots ten years, intermediates five. */
+export const DEFAULT_ROOT_DAYS = 3650;
+export const DEFAULT_INTERMEDIATE_DAYS = 1825;
+
+export type CaSigning =
+  { mode: "self-signed" } | { mode: "csr" } | { mode: "root"; rootLabel: string };
+
+export interface CreateCaInput {
+  label: string;
+  keyType: KeyType;
+  subject: string;
+  signing: CaSigning;
+  days?: number;
+  /** Token to generate the key in; default the station's token. */
+  tokenLabel?: string;
+  /**
+   * Reuse a key of this label already in the token (left by an interrupted
+   * run) instead of refusing. Only development provisioning sets it.
+   */
+  reuseKey?: boolean;
+}
+
+export interface CreateCaResult {
+  ca: CaRecord;
+  /** PEM request for the offline root, with `--csr-out`. */
+  csrPem?: string;
+}
+
+/** A CA as shown to people and scripts. */
+export interface CaView {
+  label: string;
+  kind: CaKind;
+  status: CaStatus;
+  keyType: KeyType;
+  keyUri: string;
+  development: boolean;
+  subject: string;
+  issuer: string | null;
+  notBefore: string | null;
+  notAfter: string | null;
+  fingerprint: string | null;
+}
+
+export function viewCa(ca: CaRecord): CaView {
+  const cert = ca.certDer ? new x509.X509Certificate(ca.certDer) : null;
+  return {
+    label: ca.label,
+    kind: ca.kind,
+    status: ca.status,
+    keyType: ca.keyType,
+    keyUri: ca.keyUri,
+    development: ca.development,
+    subject: ca.subject,
+    issuer: cert ? cert.issuer : null,
+    notBefore: ca.notBefore,
+    notAfter: ca.notAfter,
+    fingerprint: ca.fingerprint,
+  };
+}
+
+export class CaService {
+  constructor(private readonly ctx: AppContext) {}
+
+  /**
+   * Generates the CA key in the token, then certifies it as `signing` says.
+   * Validates everything before the key is made, so refused input changes nothing.
+   * Default days: 3650 self-signed, 1825 otherwise (cut at the issuer's notAfter).
+   * @throws LinesignError CA_LABEL_EXISTS, SUBJECT_INVALID, CA_UNKNOWN, CA_INACTIVE, CA_NO_CERTIFICATE, HSM_*
+   */
+  async create(input: CreateCaInput): Promise<CreateCaResult> {
+    return act(this.ctx, "ca.create", input.label, async () => {
+      this.checkNewLabel(input.label);
+      parseSubject(input.subject);
+      const days =
+        input.days ??
+        (input.signing.mode === "self-signed" ? DEFAULT_ROOT_DAYS : DEFAULT_INTERMEDIATE_DAYS);
+      if (!Number.isInteger(days) || days < 1 || days > 36500) {
+        throw new LinesignError(
+          "USAGE",
+          `--days must be a whole number of days from 1 to 36500, not ${days}.`,
+        );
+      }
+      const issuer =
+        input.signing.mode === "root" ? await this.issuerFor(input.signing.rootLabel) : null;
+      const tokenLabel = input.tokenLabel ?? this.ctx.tokenLabel;
+      const existing = input.reuseKey
+        ? await this.ctx
+            .keys()
+            .findKey(formatPkcs11Uri({ token: tokenLabel, object: input.label, id: "" }))
+        : null;
+      if (existing && existing.keyType !== input.keyType) {
+        throw new LinesignError(
+          "CA_LABEL_EXISTS",
+          `Token "${tokenLabel}" holds a ${existing.keyType} key labelled "${input.label}", not ${input.keyType}.`,
+        );
+      }
+      const key =
+        existing ?? (await this.ctx.keys().generateKeyPair(tokenLabel, input.label, input.keyType));
+      const base = {
+        label: input.label,
+        keyType: input.keyType,
+        keyUri: key.uri,
+        development: false,
+        subject: input.subject,
+        createdAt: this.ctx.clock.now().toISOString(),
+      };
+      let ca: CaRecord;
+      let csrPem: string | undefined;
+      if (input.signing.mode === "csr") {
+        const csr = await createCaRequest(input.subject, await this.ctx.keys().signer(key.uri));
+        csrPem = csr.toString("pem");
+        ca = {
+          ...base,
+          kind: "intermediate",
+          status: "pending",
+          certDer: null,
+          chainDer: [],
+          parentLabel: null,
+          notBefore: null,
+          notAfter: null,
+          fingerprint: null,
+        };
+      } else {
+        const selfSigner =
+          input.signing.mode === "self-signed" ? await this.ctx.keys().signer(key.uri) : null;
+        const cert = await createCaCertificate({
+          subject: input.subject,
+          spki: key.spki,
+          issuer: issuer
+            ? { signer: issuer.signer, certificate: issuer.certificate }
+            : { signer: selfSigner!, certificate: null },
+          days,
+          pathLength: issuer ? 0 : undefined,
+        });
+        ca = {
+          ...base,
+          kind: issuer ? "intermediate" : "root",
+          status: "active",
+          ...(await this.certFields(cert)),
+          chainDer: issuer ? [issuer.record.certDer!, ...issuer.record.chainDer] : [],
+          parentLabel: issuer ? issuer.record.label : null,
+        };
+      }
+      this.ctx.store.transaction(() => {
+        this.ctx.store.insertCa(ca);
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: "ca.create",
+          subject: ca.label,
+          outcome: "ok",
+          details: {
+            keyUri: ca.keyUri,
+            keyType: ca.keyType,
+            subject: ca.subject,
+            mode: input.signing.mode,
+            parent: ca.parentLabel,
+            fingerprint: ca.fingerprint,
+            status: ca.status,
+          },
+        });
+      });
+      return csrPem === undefined ? { ca } : { ca, csrPem };
+    });
+  }
+
+  /**
+   * Installs the certificate an offline root signed for a pending CA.
+   * `chain` (PEM bundle, nearest issuer first) may be omitted when the issuer
+   * is a CA the station knows.
+   * @throws LinesignError CA_UNKNOWN, CA_STATE, CA_CERT_UNREADABLE, CA_CERT_KEY_MISMATCH, CA_CERT_NOT_CA, CA_CHAIN_INVALID
+   */
+  async import(label: string, certBytes: Uint8Array, chainBytes?: Uint8Array): Promise<CaRecord> {
+    return act(this.ctx, "ca.import", label, async () => {
+      const ca = this.mustGet(label);
+      if (ca.status !== "pending") {
+        throw new LinesignError(
+          "CA_STATE",
+          `CA "${label}" already has its certificate; only a CA created with --csr-out can import one.`,
+        );
+      }
+      const cert = readCertificate(certBytes, "The certificate file");
+      const key = await this.ctx.keys().findKey(ca.keyUri);
+      if (!key)
+        throw new LinesignError(
+          "HSM_KEY_NOT_FOUND",
+          `The key of CA "${label}" is no longer in the token.`,
+        );
+      if (Buffer.compare(Buffer.from(cert.publicKey.rawData), Buffer.from(key.spki)) !== 0) {
+        throw new LinesignError(
+          "CA_CERT_KEY_MISMATCH",
+          `The certificate's public key is not the key of CA "${label}" in the token. ` +
+            `Check that the root signed the request made by "linesign ca create --label ${label} --csr-out".`,
+        );
+      }
+      if (!isCaCertificate(cert)) {
+        throw new LinesignError(
+          "CA_CERT_NOT_CA",
+          `The certificate for "${label}" lacks basicConstraints CA:TRUE: it cannot sign devices. Ask the root's officer to sign it as a CA.`,
+        );
+      }
+      let chain = chainBytes ? readCertificates(chainBytes, "The chain file") : [];
+      if (!chainBytes) {
+        const parent = this.ctx.store
+          .listCas()
+          .find((c) => c.certDer && new x509.X509Certificate(c.certDer).subject === cert.issuer);
+        if (parent?.certDer)
+          chain = [
+            new x509.X509Certificate(parent.certDer),
+            ...parent.chainDer.map((d) => new x509.X509Certificate(d)),
+          ];
+      }
+      if (chain.length === 0 && cert.issuer !== cert.subject) {
+        throw new LinesignError(
+          "CA_CHAIN_INVALID",
+          `The certificate was issued by "${cert.issuer}", which the station does not know: give its chain with --chain.`,
+        );
+      }
+      await checkChain(cert, chain);
+      const fields = await this.certFields(cert);
+      const chainDer = chain.map((c) => new Uint8Array(c.rawData));
+      this.ctx.store.transaction(() => {
+        this.ctx.store.updateCa(label, { ...fields, chainDer, status: "active" });
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: "ca.import",
+          subject: label,
+          outcome: "ok",
+          details: {
+            fingerprint: fields.fingerprint,
+            issuer: cert.issuer,
+            chainLength: chainDer.length,
+          },
+        });
+      });
+      return this.mustGet(label);
+    });
+  }
+
+  list(): CaRecord[] {
+    return this.ctx.store.listCas();
+  }
+
+  /** @throws LinesignError CA_UNKNOWN */
+  get(label: string): CaRecord {
+    return this.mustGet(label);
+  }
+
+  /** Marks a CA active (it may sign). @throws LinesignError CA_UNKNOWN, CA_STATE */
+  async activate(label: string): Promise<CaRecord> {
+    return this.setStatus(label, "active", "ca.activate");
+  }
+
+  /** Marks a CA inactive (it signs nothing until activated). @throws LinesignError CA_UNKNOWN, CA_STATE */
+  async deactivate(label: string): Promise<CaRecord> {
+    return this.setStatus(label, "inactive", "ca.deactivate");
+  }
+
+  /**
+   * PEM of the CA certificate, followed by its chain up to the root when `chain`.
+   * @throws LinesignError CA_UNKNOWN, CA_NO_CERTIFICATE
+   */
+  async export(label: string, chain: boolean): Promise<string> {
+    return act(this.ctx, "ca.export", label, async () => {
+      const ca = this.mustGet(label);
+      if (!ca.certDer)
+        throw new LinesignError(
+          "CA_NO_CERTIFICATE",
+          `CA "${label}" has no certificate yet: import the one the offline root signed first.`,
+        );
+      const ders = chain ? [ca.certDer, ...ca.chainDer] : [ca.certDer];
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: "ca.export",
+        subject: label,
+        outcome: "ok",
+        details: { chain },
+      });
+      return (
+        ders
+          .map((d) => x509.PemConverter.encode(d.slice().buffer as ArrayBuffer, "CERTIFICATE"))
+          .join("\n") + "\n"
+      );
+    });
+  }
+
+  /**
+   * The AWS IoT verification certificate for DEFAULT-mode CA registration:
+   * CN = the registration code, signed by the CA key in the token.
+   * @throws LinesignError REGISTRATION_CODE_INVALID, CA_UNKNOWN, CA_NO_CERTIFICATE, HSM_*
+   */
+  async verificationCertificate(label: string, registrationCode: string): Promise<string> {
+    return act(this.ctx, "ca.verification-cert", label, async () => {
+      const code = parseRegistrationCode(registrationCode);
+      const ca = this.mustGet(label);
+      if (!ca.certDer)
+        throw new LinesignError(
+          "CA_NO_CERTIFICATE",
+          `CA "${label}" has no certificate yet: import the one the offline root signed first.`,
+        );
+      const signer = await this.signerFor(ca);
+      const cert = await createVerificationCertificate(code, {
+        signer,
+        certificate: new x509.X509Certificate(ca.certDer),
+      });
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: "ca.verification-cert",
+        subject: label,
+        outcome: "ok",
+        details: {
+          registrationCode: code,
+          serial: cert.serialNumber,
+          fingerprint: await sha256Hex(new Uint8Array(cert.rawData)),
+        },
+      });
+      return cert.toString("pem") + "\n";
+    });
+  }
+
+  /** The signer for a CA's key, wherever it lives (token, or the development root's file). */
+  async signerFor(ca: CaRecord): Promise<Signer> {
+    if (ca.keyUri.startsWith("pkcs11:")) return this.ctx.keys().signer(ca.keyUri);
+    if (ca.development && ca.keyUri.startsWith("file:"))
+      return this.ctx.softKeys.load(new URL(ca.keyUri).pathname);
+    throw new LinesignError(
+      "HSM_KEY_NOT_FOUND",
+      `CA "${ca.label}" names a key at ${ca.keyUri}, which the station cannot use.`,
+    );
+  }
+
+  /** Records a CA made outside the token flow (the development root). */
+  recordCa(ca: CaRecord, details: Record<string, unknown>): void {
+    this.ctx.store.transaction(() => {
+      this.ctx.store.insertCa(ca);
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: "ca.create",
+        subject: ca.label,
+        outcome: "ok",
+        details,
+      });
+    });
+  }
+
+  /** Fields derived from a CA certificate. */
+  async certFields(
+    cert: x509.X509Certificate,
+  ): Promise<Pick<CaRecord, "certDer" | "notBefore" | "notAfter" | "fingerprint">> {
+    const der = new Uint8Array(cert.rawData);
+    return {
+      certDer: der,
+      notBefore: cert.notBefore.toISOString(),
+      notAfter: cert.notAfter.toISOString(),
+      fingerprint: await sha256Hex(der),
+    };
+  }
+
+  private async setStatus(
+    label: string,
+    status: "active" | "inactive",
+    action: string,
+  ): Promise<CaRecord> {
+    return act(this.ctx, action, label, async () => {
+      const ca = this.mustGet(label);
+      if (ca.status === "pending") {
+        throw new LinesignError(
+          "CA_STATE",
+          `CA "${label}" has no certificate yet: import it before changing its status.`,
+        );
+      }
+      if (ca.status === status) {
+        throw new LinesignError(
+          "CA_STATE",
+          `CA "${label}" is already ${status}; nothing was changed.`,
+        );
+      }
+      this.ctx.store.transaction(() => {
+        this.ctx.store.updateCa(label, { status });
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action,
+          subject: label,
+          outcome: "ok",
+          details: { from: ca.status, to: status },
+        });
+      });
+      return this.mustGet(label);
+    });
+  }
+
+  private checkNewLabel(label: string): void {
+    if (!LABEL.test(label)) {
+      throw new LinesignError(
+        "USAGE",
+        `"${label}" is not a valid CA label: use 1-32 letters, digits, '.', '_' or '-', starting with a letter or digit.`,
+      );
+    }
+    if (this.ctx.store.getCa(label)) {
+      throw new LinesignError(
+        "CA_LABEL_EXISTS",
+        `A CA labelled "${label}" already exists. Keys are never overwritten: choose another label.`,
+        { details: { label } },
+      );
+    }
+  }
+
+  private mustGet(label: string): CaRecord {
+    const ca = this.ctx.store.getCa(label);
+    if (ca) return ca;
+    const known = this.ctx.store.listCas().map((c) => c.label);
+    throw new LinesignError(
+      "CA_UNKNOWN",
+      `No CA is labelled "${label}". ${known.length ? `Known CAs: ${known.join(", ")}.` : "The station has no CA yet."} See "linesign ca list".`,
+      { details: { label } },
+    );
+  }
+
+  private async issuerFor(
+    rootLabel: string,
+  ): Promise<{ record: CaRecord; signer: Signer; certificate: x509.X509Certificate }> {
+    const record = this.mustGet(rootLabel);
+    if (!record.certDer)
+      throw new LinesignError(
+        "CA_NO_CERTIFICATE",
+        `CA "${rootLabel}" has no certificate yet, so it cannot sign another CA.`,
+      );
+    if (record.status !== "active") {
+      throw new LinesignError(
+        "CA_INACTIVE",
+        `CA "${rootLabel}" is ${record.status}; activate it ("linesign ca activate --label ${rootLabel}") before it signs.`,
+      );
+    }
+    const certificate = new x509.X509Certificate(record.certDer);
+    const bc = certificate.getExtension(x509.BasicConstraintsExtension);
+    if (bc?.pathLength === 0) {
+      throw new LinesignError(
+        "CA_STATE",
+        `CA "${rootLabel}" may sign only devices (pathLen 0), not another CA.`,
+      );
+    }
+    return { record, signer: await this.signerFor(record), certificate };
+  }
+}

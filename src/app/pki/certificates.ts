@@ -1,0 +1,252 @@
+/**
+ * Building and checking the station's CA-side certificates with @peculiar/x509.
+ * Private keys are reached only through the Signer port.
+ */
+import { LinesignError } from "../../domain/errors.js";
+import type { Signer } from "../../domain/ports.js";
+import { keyAlgorithm, signingKeyPair } from "./signing-crypto.js";
+import { x509 } from "./x509.js";
+
+/** Clock skew tolerance: certificates start this long before they are made. */
+export const BACKDATE_MS = 5 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * A positive serial of 128 bits, 126 of them random (RFC 5280 allows up to 20
+ * octets; CA/B and AWS expect at least 64 random bits).
+ */
+export function newSerialHex(): string {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = (bytes[0]! & 0x3f) | 0x40; // positive, and never shortened by a leading zero
+  return Buffer.from(bytes).toString("hex");
+}
+
+/**
+ * Parses a distinguished name like "CN=Line 3 ICA,O=Acme,C=DE". Requires a
+ * non-empty CN. Throws SUBJECT_INVALID naming the problem.
+ */
+export function parseSubject(dn: string): x509.Name {
+  let name: x509.Name;
+  try {
+    name = new x509.Name(dn);
+  } catch (cause) {
+    throw new LinesignError(
+      "SUBJECT_INVALID",
+      `The subject "${dn}" is not a distinguished name. Write it like "CN=Line 3 Issuing CA,O=Example Corp,C=DE".`,
+      { cause },
+    );
+  }
+  const cn = name.getField("CN");
+  if (cn.length !== 1 || !cn[0] || cn[0].trim() === "") {
+    throw new LinesignError(
+      "SUBJECT_INVALID",
+      `The subject "${dn}" needs exactly one non-empty CN.`,
+    );
+  }
+  return name;
+}
+
+export interface CaCertificateParams {
+  subject: x509.Name | string;
+  /** SPKI DER of the new CA's key. */
+  spki: Uint8Array;
+  /** Who signs: the issuer's signer and certificate, or null certificate for self-signed. */
+  issuer: { signer: Signer; certificate: x509.X509Certificate | null };
+  /** Validity in days from now (backdated by BACKDATE_MS). */
+  days: number;
+  /** 0 for intermediates that sign only end-entity certificates; undefined for roots. */
+  pathLength?: number;
+}
+
+/** Creates a CA certificate with basicConstraints CA:TRUE and keyCertSign|cRLSign, both critical. */
+export async function createCaCertificate(p: CaCertificateParams): Promise<x509.X509Certificate> {
+  const { crypto, privateKey } = await signingKeyPair(p.issuer.signer);
+  const now = Date.now();
+  const notBefore = new Date(now - BACKDATE_MS);
+  let notAfter = new Date(now + p.days * DAY_MS);
+  if (p.issuer.certificate && notAfter > p.issuer.certificate.notAfter) {
+    notAfter = p.issuer.certificate.notAfter; // never outlive the issuer
+  }
+  const subjectName = typeof p.subject === "string" ? parseSubject(p.subject) : p.subject;
+  const issuerName = p.issuer.certificate ? p.issuer.certificate.subjectName : subjectName;
+  const aki = p.issuer.certificate
+    ? await x509.AuthorityKeyIdentifierExtension.create(
+        p.issuer.certificate.publicKey,
+        false,
+        crypto,
+      )
+    : await x509.AuthorityKeyIdentifierExtension.create(p.spki, false, crypto);
+  return x509.X509CertificateGenerator.create(
+    {
+      serialNumber: newSerialHex(),
+      subject: subjectName,
+      issuer: issuerName,
+      notBefore,
+      notAfter,
+      publicKey: p.spki,
+      signingKey: privateKey,
+      signingAlgorithm: keyAlgorithm(p.issuer.signer),
+      extensions: [
+        new x509.BasicConstraintsExtension(true, p.pathLength, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          true,
+        ),
+        await x509.SubjectKeyIdentifierExtension.create(p.spki, false, crypto),
+        aki,
+      ],
+    },
+    crypto,
+  );
+}
+
+/** A PKCS#10 request for a CA key, signed by that key, for an offline root to sign. */
+export async function createCaRequest(
+  subject: string,
+  signer: Signer,
+): Promise<x509.Pkcs10CertificateRequest> {
+  const { crypto, privateKey, publicKey } = await signingKeyPair(signer);
+  return x509.Pkcs10CertificateRequestGenerator.create(
+    {
+      name: parseSubject(subject),
+      keys: { privateKey, publicKey },
+      signingAlgorithm: keyAlgorithm(signer),
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          true,
+        ),
+      ],
+    },
+    crypto,
+  );
+}
+
+/**
+ * The AWS IoT verification certificate (DEFAULT mode): subject CN is exactly
+ * the registration code, the key pair is a throwaway made in software, and
+ * the signature is the CA key's, made where that key lives.
+ */
+export async function createVerificationCertificate(
+  registrationCode: string,
+  ca: { signer: Signer; certificate: x509.X509Certificate },
+): Promise<x509.X509Certificate> {
+  const { crypto, privateKey } = await signingKeyPair(ca.signer);
+  const throwaway = await globalThis.crypto.subtle.generateKey(
+    { name: "ECDSA", namedCurve: "P-256" },
+    true,
+    ["sign", "verify"],
+  );
+  const spki = new Uint8Array(
+    await globalThis.crypto.subtle.exportKey("spki", throwaway.publicKey),
+  );
+  const now = Date.now();
+  let notAfter = new Date(now + 30 * DAY_MS);
+  if (notAfter > ca.certificate.notAfter) notAfter = ca.certificate.notAfter;
+  return x509.X509CertificateGenerator.create(
+    {
+      serialNumber: newSerialHex(),
+      subject: [{ CN: [registrationCode] }],
+      issuer: ca.certificate.subjectName,
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter,
+      publicKey: spki,
+      signingKey: privateKey,
+      signingAlgorithm: keyAlgorithm(ca.signer),
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        await x509.AuthorityKeyIdentifierExtension.create(ca.certificate.publicKey, false, crypto),
+      ],
+    },
+    crypto,
+  );
+}
+
+/** Reads a certificate from PEM or DER bytes. Throws CA_CERT_UNREADABLE naming `what`. */
+export function readCertificate(bytes: Uint8Array, what: string): x509.X509Certificate {
+  try {
+    const text = Buffer.from(bytes).toString("latin1");
+    return text.includes("-----BEGIN")
+      ? new x509.X509Certificate(text)
+      : new x509.X509Certificate(bytes);
+  } catch (cause) {
+    throw new LinesignError(
+      "CA_CERT_UNREADABLE",
+      `${what} is not a readable X.509 certificate (PEM or DER).`,
+      { cause },
+    );
+  }
+}
+
+/** Reads every certificate of a PEM bundle (or one DER). Throws CA_CERT_UNREADABLE. */
+export function readCertificates(bytes: Uint8Array, what: string): x509.X509Certificate[] {
+  const text = Buffer.from(bytes).toString("latin1");
+  if (!text.includes("-----BEGIN")) return [readCertificate(bytes, what)];
+  try {
+    return x509.PemConverter.decode(text).map((der) => new x509.X509Certificate(der));
+  } catch (cause) {
+    throw new LinesignError(
+      "CA_CERT_UNREADABLE",
+      `${what} holds something that is not an X.509 certificate.`,
+      { cause },
+    );
+  }
+}
+
+/** True when the certificate says CA:TRUE in basicConstraints. */
+export function isCaCertificate(cert: x509.X509Certificate): boolean {
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  return bc?.ca === true;
+}
+
+/**
+ * Checks that `cert` chains through `chain` (nearest issuer first) to a
+ * self-signed root, every link's signature verifying, every issuer a CA, all
+ * within validity now. Throws CA_CHAIN_INVALID naming the broken link.
+ */
+export async function checkChain(
+  cert: x509.X509Certificate,
+  chain: x509.X509Certificate[],
+): Promise<void> {
+  const path = [cert, ...chain];
+  const now = new Date();
+  for (let i = 0; i < path.length; i++) {
+    const c = path[i]!;
+    const issuer = path[i + 1] ?? c;
+    const where = i === 0 ? "the certificate" : `chain certificate ${i} (${c.subject})`;
+    if (now < c.notBefore || now > c.notAfter) {
+      throw new LinesignError(
+        "CA_CHAIN_INVALID",
+        `${where} is outside its validity (${c.notBefore.toISOString()} to ${c.notAfter.toISOString()}).`,
+      );
+    }
+    if (c.issuer !== issuer.subject) {
+      throw new LinesignError(
+        "CA_CHAIN_INVALID",
+        i + 1 < path.length
+          ? `${where} was issued by "${c.issuer}", but the next certificate in the chain is "${issuer.subject}". Give the chain nearest issuer first.`
+          : `The chain ends at "${c.subject}", which is not self-signed: add its issuer "${c.issuer}" up to the root.`,
+      );
+    }
+    if (i > 0 && !isCaCertificate(c)) {
+      throw new LinesignError(
+        "CA_CHAIN_INVALID",
+        `${where} is not a CA certificate (no basicConstraints CA:TRUE).`,
+      );
+    }
+    const ok = await c.verify({ publicKey: issuer.publicKey, signatureOnly: true });
+    if (!ok) {
+      throw new LinesignError(
+        "CA_CHAIN_INVALID",
+        `The signature on ${where} does not verify with the key of "${issuer.subject}".`,
+      );
+    }
+  }
+}
+
+/** Hex SHA-256 of DER bytes. */
+export async function sha256Hex(der: Uint8Array): Promise<string> {
+  const digest = await globalThis.crypto.subtle.digest("SHA-256", der);
+  return Buffer.from(digest).toString("hex");
+}

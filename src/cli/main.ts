@@ -1,0 +1,331 @@
+/**
+ * The `linesign` command. Exit codes: 0 done; 1 refused or failed (the message
+ * says why and what to do); 2 usage error. With --json, stdout carries exactly
+ * one JSON object per command ({ ok: true, ... } or { ok: false, error }).
+ * PINs are never options: they come from the environment or a terminal prompt.
+ */
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, Option } from "commander";
+import { LinesignError, toLinesignError } from "../domain/errors.js";
+import { KEY_TYPES, parseKeyType } from "../domain/keys.js";
+import { initStation, openStation, type Station } from "../compose.js";
+import type { CaSigning } from "../app/ca.js";
+import { viewCa } from "../app/ca.js";
+import { promptSecret } from "./prompt.js";
+import { formatStatus, formatCaTable, writeOutput } from "./output.js";
+
+export interface CliIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  /** True when a person can be asked for a PIN. */
+  interactive: boolean;
+}
+
+const defaultIo = (): CliIo => ({
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+  interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY),
+});
+
+interface GlobalOpts {
+  home?: string;
+  json?: boolean;
+}
+
+function readInput(path: string, what: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (cause) {
+    throw new LinesignError("FILE_READ_FAILED", `Cannot read ${what} ${path}: check the path.`, {
+      cause,
+      details: { path },
+    });
+  }
+}
+
+/** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
+export async function run(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  let exitCode = 0;
+  let json = argv.includes("--json");
+
+  const program = new Command("linesign")
+    .description("HSM-backed offline signing station for factory lines")
+    .option("--home <dir>", "station home folder (default: $LINESIGN_HOME or ~/.linesign)")
+    .option("--json", "machine-readable output: one JSON object on stdout")
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .showHelpAfterError(false);
+
+  const globals = (): GlobalOpts => program.opts<GlobalOpts>();
+  const prompt = io.interactive ? (q: string) => promptSecret(q) : undefined;
+
+  const withStation = async <T>(fn: (s: Station) => Promise<T>): Promise<T> => {
+    const station = openStation({ home: globals().home, env: io.env, prompt });
+    try {
+      return await fn(station);
+    } finally {
+      station.close();
+    }
+  };
+  const emit = (value: Record<string, unknown>, text: string): void =>
+    writeOutput(io, json, value, text);
+
+  program
+    .command("init")
+    .description(
+      "create the station home (config, database); --dev also makes a SoftHSM token, a development root and the active CA dev-ica",
+    )
+    .option("--dev", "development station: SoftHSM token linesign-dev, development root, dev-ica")
+    .option("--module <path>", "PKCS#11 module (default $LINESIGN_PKCS11_MODULE or SoftHSM2's)")
+    .option(
+      "--token-label <label>",
+      "label of the token holding the CA keys (default $LINESIGN_TOKEN_LABEL)",
+    )
+    .option(
+      "--station-id <id>",
+      "name of this station in logs and exports (default from the host name)",
+    )
+    .action(
+      async (o: { dev?: boolean; module?: string; tokenLabel?: string; stationId?: string }) => {
+        const result = await initStation({
+          home: globals().home,
+          env: io.env,
+          prompt,
+          dev: Boolean(o.dev),
+          module: o.module,
+          tokenLabel: o.tokenLabel,
+          stationId: o.stationId,
+        });
+        const changed = result.createdHome || (result.dev?.created.length ?? 0) > 0;
+        const lines = [
+          changed
+            ? `Station home ${result.home} is ready.`
+            : `Station home ${result.home} was already set up; nothing was changed.`,
+          ...(result.dev?.created ?? []).map((c) => `  created: ${c}`),
+          ...(result.dev?.present ?? []).map((c) => `  already present: ${c}`),
+          "",
+          formatStatus(result.status),
+        ];
+        emit({ ok: true, changed, ...result }, lines.join("\n"));
+      },
+    );
+
+  program
+    .command("demo")
+    .description(
+      "the development main job: set up (or reuse) a development station and summarise it",
+    )
+    .action(async () => {
+      const result = await initStation({ home: globals().home, env: io.env, prompt, dev: true });
+      const ica = result.status.cas.find((c) => c.label === "dev-ica");
+      const lines = [
+        `Linesign development station at ${result.home}`,
+        (result.dev?.created.length ?? 0) > 0 || result.createdHome
+          ? `  set up now: ${result.dev?.created.join("; ") || "home and database"}`
+          : "  already set up: nothing was changed",
+        `  token "${result.status.token.label}": ${result.status.token.present ? "present" : "MISSING"}`,
+        `  CA dev-ica: ${ica ? `${ica.status}, ${ica.keyType}, key in the token (${ica.keyUri})` : "missing"}`,
+        `  event log: ${result.status.log.entries} entries`,
+        "",
+        `Try: npx linesign --home ${result.home} ca list`,
+        `     npx linesign --home ${result.home} audit verify`,
+      ];
+      emit({ ok: true, ...result }, lines.join("\n"));
+    });
+
+  program
+    .command("status")
+    .description("summarise the station: token, CAs, event log")
+    .action(async () => {
+      await withStation(async (s) => {
+        const status = s.status();
+        emit({ ok: true, home: s.home.dir, ...status }, formatStatus(status));
+      });
+    });
+
+  const ca = program.command("ca").description("CA lifecycle (keys stay in the token)");
+
+  ca.command("create")
+    .description("generate a CA key in the token and certify it")
+    .requiredOption("--label <label>", "name of the CA (and of its key in the token)")
+    .addOption(new Option("--key <type>", "key type").choices([...KEY_TYPES]).makeOptionMandatory())
+    .requiredOption("--subject <dn>", 'distinguished name, e.g. "CN=Line 3 Issuing CA,O=Example"')
+    .option("--self-signed", "self-signed CA certificate")
+    .option("--csr-out <file>", "write a PKCS#10 request for an offline root instead")
+    .option("--root <label>", "have another CA known to the station sign it (key ceremony)")
+    .option("--token <label>", "token to generate the key in (default: the station's)")
+    .option("--days <n>", "validity in days (default 3650 self-signed, 1825 otherwise)")
+    .action(
+      async (o: {
+        label: string;
+        key: string;
+        subject: string;
+        selfSigned?: boolean;
+        csrOut?: string;
+        root?: string;
+        token?: string;
+        days?: string;
+      }) => {
+        const modes = [o.selfSigned ? 1 : 0, o.csrOut ? 1 : 0, o.root ? 1 : 0].reduce(
+          (a, b) => a + b,
+          0,
+        );
+        if (modes !== 1)
+          throw new LinesignError(
+            "USAGE",
+            "Give exactly one of --self-signed, --csr-out FILE or --root LABEL.",
+          );
+        const signing: CaSigning = o.selfSigned
+          ? { mode: "self-signed" }
+          : o.csrOut
+            ? { mode: "csr" }
+            : { mode: "root", rootLabel: o.root! };
+        const days = o.days === undefined ? undefined : Number(o.days);
+        await withStation(async (s) => {
+          const result = await s.ca.create({
+            label: o.label,
+            keyType: parseKeyType(o.key),
+            subject: o.subject,
+            signing,
+            days,
+            tokenLabel: o.token,
+          });
+          if (o.csrOut && result.csrPem) s.home.writeFile(o.csrOut, result.csrPem, 0o644);
+          const view = viewCa(result.ca);
+          emit(
+            { ok: true, ca: view, ...(o.csrOut ? { csrOut: o.csrOut } : {}) },
+            o.csrOut
+              ? `CA "${view.label}" created with its key in the token; request written to ${o.csrOut}.\nHave the offline root sign it, then: linesign ca import --label ${view.label} --cert FILE [--chain FILE]`
+              : `CA "${view.label}" created and ${view.status}: ${view.subject}\n  key: ${view.keyUri}\n  valid until ${view.notAfter}`,
+          );
+        });
+      },
+    );
+
+  ca.command("import")
+    .description("install the certificate an offline root signed for a CA made with --csr-out")
+    .requiredOption("--label <label>", "the CA")
+    .requiredOption("--cert <file>", "its certificate (PEM or DER)")
+    .option("--chain <file>", "the issuer chain, nearest issuer first, up to the root (PEM)")
+    .action(async (o: { label: string; cert: string; chain?: string }) => {
+      const cert = readInput(o.cert, "the certificate file");
+      const chain = o.chain ? readInput(o.chain, "the chain file") : undefined;
+      await withStation(async (s) => {
+        const rec = await s.ca.import(o.label, cert, chain);
+        emit(
+          { ok: true, ca: viewCa(rec) },
+          `CA "${rec.label}" now has its certificate and is ${rec.status}.`,
+        );
+      });
+    });
+
+  ca.command("list")
+    .description("list the station's CAs")
+    .action(async () => {
+      await withStation(async (s) => {
+        const cas = s.ca.list().map(viewCa);
+        emit({ ok: true, cas }, formatCaTable(cas));
+      });
+    });
+
+  for (const [name, verb] of [
+    ["activate", "active"],
+    ["deactivate", "inactive"],
+  ] as const) {
+    ca.command(name)
+      .description(`mark a CA ${verb}`)
+      .requiredOption("--label <label>", "the CA")
+      .action(async (o: { label: string }) => {
+        await withStation(async (s) => {
+          const rec =
+            name === "activate" ? await s.ca.activate(o.label) : await s.ca.deactivate(o.label);
+          emit({ ok: true, ca: viewCa(rec) }, `CA "${rec.label}" is now ${rec.status}.`);
+        });
+      });
+  }
+
+  ca.command("export")
+    .description("write a CA certificate (and with --chain its issuers up to the root) as PEM")
+    .requiredOption("--label <label>", "the CA")
+    .option("--chain", "append the chain up to the root")
+    .option("--out <file>", "write to a file instead of stdout")
+    .action(async (o: { label: string; chain?: boolean; out?: string }) => {
+      await withStation(async (s) => {
+        const pem = await s.ca.export(o.label, Boolean(o.chain));
+        if (o.out) {
+          s.home.writeFile(o.out, pem, 0o644);
+          emit({ ok: true, out: o.out }, `Wrote ${o.out}.`);
+        } else if (json) {
+          emit({ ok: true, pem }, pem);
+        } else {
+          io.out(pem);
+        }
+      });
+    });
+
+  ca.command("verification-cert")
+    .description(
+      "make the AWS IoT verification certificate (CN = registration code), signed by the CA key in the token",
+    )
+    .requiredOption("--label <label>", "the CA to prove ownership of")
+    .requiredOption(
+      "--registration-code <code>",
+      "from 'aws iot get-registration-code' (64 hex characters)",
+    )
+    .option("--out <file>", "write to a file instead of stdout")
+    .action(async (o: { label: string; registrationCode: string; out?: string }) => {
+      await withStation(async (s) => {
+        const pem = await s.ca.verificationCertificate(o.label, o.registrationCode);
+        if (o.out) {
+          s.home.writeFile(o.out, pem, 0o644);
+          emit({ ok: true, out: o.out }, `Wrote the verification certificate to ${o.out}.`);
+        } else if (json) {
+          emit({ ok: true, pem }, pem);
+        } else {
+          io.out(pem);
+        }
+      });
+    });
+
+  const audit = program.command("audit").description("the tamper-evident event log");
+  audit
+    .command("verify")
+    .description("check the event log's hash chain; exits 1 naming the first bad entry")
+    .action(async () => {
+      await withStation(async (s) => {
+        const verdict = s.audit.verify();
+        emit({ ...verdict }, verdict.message);
+        if (!verdict.ok) exitCode = 1;
+      });
+    });
+
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    json = Boolean(globals().json);
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (
+        e.code === "commander.helpDisplayed" ||
+        e.code === "commander.version" ||
+        e.exitCode === 0
+      )
+        return 0;
+      return 2;
+    }
+    const err = toLinesignError(e);
+    if (json) {
+      io.out(
+        JSON.stringify({
+          ok: false,
+          error: { code: err.code, message: err.message, details: err.details },
+        }) + "\n",
+      );
+    } else {
+      io.err(`linesign: ${err.message} [${err.code}]\n`);
+    }
+    return err.code === "USAGE" ? 2 : 1;
+  }
+}

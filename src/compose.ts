@@ -1,0 +1,283 @@
+/**
+ * The only place that picks adapters and wires services. The CLI (and later
+ * the kiosk's station service) asks this module for a Station and never
+ * touches a driver.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import { hostname, userInfo } from "node:os";
+import { fileURLToPath } from "node:url";
+import type { StationConfig } from "./domain/config.js";
+import { LinesignError } from "./domain/errors.js";
+import type { Logger } from "./domain/logger.js";
+import type { KeyStore } from "./domain/ports.js";
+import { Pkcs11KeyStore, type PinSource } from "./adapters/pkcs11/key-store.js";
+import { SqliteStationStore } from "./adapters/db/station-store.js";
+import { StationHome } from "./adapters/fs/home.js";
+import { FileSoftwareKeyStore } from "./adapters/fs/software-keys.js";
+import { fileLogger } from "./adapters/log/logger.js";
+import type { AppContext } from "./app/context.js";
+import { CaService } from "./app/ca.js";
+import { AuditService } from "./app/audit.js";
+import {
+  DEV,
+  provisionDevelopment,
+  stationStatus,
+  type DevProvisionResult,
+  type StationStatus,
+} from "./app/station.js";
+
+/** The development token's defaults, stated in README.md. Never used on a production station. */
+export const DEV_DEFAULTS = {
+  module: "/usr/lib/softhsm/libsofthsm2.so",
+  tokenLabel: "linesign-dev",
+  userPin: "246810",
+  soPin: "13572468",
+} as const;
+
+/** Asks a person for a secret on the terminal; absent when there is none. */
+export type SecretPrompt = (question: string) => Promise<string>;
+
+export interface StationOptions {
+  /** `--home`; else LINESIGN_HOME; else ~/.linesign. */
+  home?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Used when a PIN is not in the environment and a terminal is attached. */
+  prompt?: SecretPrompt;
+}
+
+export interface Station {
+  home: StationHome;
+  config: Readonly<StationConfig>;
+  ctx: AppContext;
+  ca: CaService;
+  audit: AuditService;
+  status(): StationStatus;
+  close(): void;
+}
+
+/** The repository's SoftHSM2 config template (softhsm.conf at the top level). */
+function softhsmTemplate(): string {
+  return readFileSync(fileURLToPath(new URL("../softhsm.conf", import.meta.url)), "utf8");
+}
+
+function actorFrom(env: NodeJS.ProcessEnv): string {
+  if (env.LINESIGN_USER) return env.LINESIGN_USER;
+  try {
+    return `os:${userInfo().username}`;
+  } catch {
+    return "os:unknown";
+  }
+}
+
+/**
+ * The PIN source for a station: the station token's PIN from LINESIGN_USER_PIN,
+ * any other token's (an offline root's, in a key ceremony) from
+ * LINESIGN_ROOT_PIN; else a prompt on a terminal; else, on a development
+ * station's own token only, the development default.
+ */
+function pinSource(
+  config: Readonly<StationConfig>,
+  tokenLabel: string,
+  env: NodeJS.ProcessEnv,
+  prompt: SecretPrompt | undefined,
+): PinSource {
+  const asked = new Map<string, string>();
+  return async (label) => {
+    const fromEnv = label === tokenLabel ? env.LINESIGN_USER_PIN : env.LINESIGN_ROOT_PIN;
+    if (fromEnv) return fromEnv;
+    const cached = asked.get(label);
+    if (cached) return cached;
+    if (config.development && label === tokenLabel && label === DEV_DEFAULTS.tokenLabel)
+      return DEV_DEFAULTS.userPin;
+    if (prompt) {
+      const pin = await prompt(`User PIN for token "${label}": `);
+      asked.set(label, pin);
+      return pin;
+    }
+    const variable = label === tokenLabel ? "LINESIGN_USER_PIN" : "LINESIGN_ROOT_PIN";
+    throw new LinesignError(
+      "HSM_PIN_REQUIRED",
+      `The PIN for token "${label}" is needed. Set ${variable} in the environment, or run on a terminal to be asked.`,
+      { details: { token: label } },
+    );
+  };
+}
+
+function buildStation(
+  home: StationHome,
+  config: Readonly<StationConfig>,
+  opts: StationOptions,
+  logger: Logger,
+  store: SqliteStationStore,
+): Station {
+  const env = opts.env ?? process.env;
+  const modulePath = env.LINESIGN_PKCS11_MODULE ?? config.pkcs11.module;
+  const tokenLabel = env.LINESIGN_TOKEN_LABEL ?? config.pkcs11.tokenLabel;
+  // SoftHSM reads SOFTHSM2_CONF when the module initialises; a development home carries its own.
+  if (!env.SOFTHSM2_CONF && config.pkcs11.softhsmConf)
+    process.env.SOFTHSM2_CONF = config.pkcs11.softhsmConf;
+  let keys: Pkcs11KeyStore | null = null;
+  const pins = pinSource(config, tokenLabel, env, opts.prompt);
+  const ctx: AppContext = {
+    store,
+    keys: (): KeyStore => (keys ??= new Pkcs11KeyStore(modulePath, pins)),
+    softKeys: new FileSoftwareKeyStore(),
+    logger,
+    clock: { now: () => new Date() },
+    actor: actorFrom(env),
+    stationId: config.station.id,
+    tokenLabel,
+    development: config.development,
+  };
+  return {
+    home,
+    config,
+    ctx,
+    ca: new CaService(ctx),
+    audit: new AuditService(ctx),
+    status: () => stationStatus(ctx),
+    close: () => {
+      keys?.close();
+      keys = null;
+      store.close();
+    },
+  };
+}
+
+/**
+ * Opens an existing station home.
+ * @throws LinesignError HOME_NOT_INITIALISED, CONFIG_INVALID, DB_NEWER_VERSION, DB_ERROR
+ */
+export function openStation(opts: StationOptions = {}): Station {
+  const env = opts.env ?? process.env;
+  const home = StationHome.locate(opts.home, env);
+  const config = home.readConfig();
+  const logger = fileLogger(home.logPath);
+  const store = SqliteStationStore.open(home.databasePath, { create: false });
+  return buildStation(home, config, opts, logger, store);
+}
+
+/** A key ceremony needs the KeyStore itself (the raw token), e.g. for HSM checks in tests. */
+export function keyStoreOf(station: Station): KeyStore {
+  return station.ctx.keys();
+}
+
+export interface InitOptions extends StationOptions {
+  dev: boolean;
+  module?: string;
+  tokenLabel?: string;
+  stationId?: string;
+}
+
+export interface InitResult {
+  home: string;
+  /** False when the home already existed and nothing about it changed. */
+  createdHome: boolean;
+  development: boolean;
+  dev?: DevProvisionResult;
+  status: StationStatus;
+}
+
+/**
+ * Creates the station home (config, database) if missing. With `dev`, also a
+ * SoftHSM token `linesign-dev` (when none exists), a software development
+ * root, and `dev-ica` in the token, signed by that root and active.
+ * Running it again changes nothing and says so.
+ */
+export async function initStation(opts: InitOptions): Promise<InitResult> {
+  const env = opts.env ?? process.env;
+  const home = StationHome.locate(opts.home, env);
+  let createdHome = false;
+  let config: Readonly<StationConfig>;
+  if (home.exists()) {
+    config = home.readConfig();
+    if (opts.dev && !config.development) {
+      throw new LinesignError(
+        "USAGE",
+        `${home.dir} is a production station; "init --dev" will not turn it into a development one.`,
+      );
+    }
+  } else {
+    home.ensureDirs();
+    const fresh: StationConfig = {
+      version: 1,
+      station: {
+        id:
+          opts.stationId ??
+          `${opts.dev ? "dev-" : ""}${hostname()
+            .replace(/[^A-Za-z0-9._-]/g, "-")
+            .slice(0, 56)}`,
+      },
+      pkcs11: {
+        module: opts.module ?? env.LINESIGN_PKCS11_MODULE ?? DEV_DEFAULTS.module,
+        tokenLabel:
+          opts.tokenLabel ?? env.LINESIGN_TOKEN_LABEL ?? (opts.dev ? DEV_DEFAULTS.tokenLabel : ""),
+      },
+      development: opts.dev,
+    };
+    if (!fresh.pkcs11.tokenLabel) {
+      throw new LinesignError(
+        "USAGE",
+        `Name the station's token: "linesign init --token-label LABEL" (or LINESIGN_TOKEN_LABEL).`,
+      );
+    }
+    if (opts.dev && !env.SOFTHSM2_CONF) {
+      home.writeFile(
+        home.softhsmConfPath,
+        softhsmTemplate().replace(
+          /^directories\.tokendir = .*$/m,
+          `directories.tokendir = ${home.softhsmTokenDir}`,
+        ),
+      );
+      mkdirSync(home.softhsmTokenDir, { recursive: true, mode: 0o700 });
+      fresh.pkcs11.softhsmConf = home.softhsmConfPath;
+    }
+    config = Object.freeze(fresh);
+    // The database first, then the config: a home with a config always has its log.
+    const store = SqliteStationStore.open(home.databasePath, { create: true });
+    store.appendEvent({
+      actor: actorFrom(env),
+      action: "station.init",
+      subject: config.station.id,
+      outcome: "ok",
+      details: {
+        development: opts.dev,
+        module: config.pkcs11.module,
+        token: config.pkcs11.tokenLabel,
+      },
+    });
+    store.close();
+    home.writeConfig(config);
+    createdHome = true;
+  }
+  const station = buildStation(
+    home,
+    config,
+    opts,
+    fileLogger(home.logPath),
+    SqliteStationStore.open(home.databasePath, { create: false }),
+  );
+  try {
+    let dev: DevProvisionResult | undefined;
+    if (opts.dev) {
+      dev = await provisionDevelopment(station.ctx, {
+        provisioner: station.ctx.keys() as Pkcs11KeyStore,
+        soPin: env.LINESIGN_SO_PIN ?? DEV_DEFAULTS.soPin,
+        userPin: env.LINESIGN_USER_PIN ?? DEV_DEFAULTS.userPin,
+        devRootKeyPath: home.devRootKeyPath,
+      });
+    }
+    const result: InitResult = {
+      home: home.dir,
+      createdHome,
+      development: config.development,
+      status: station.status(),
+    };
+    if (dev) result.dev = dev;
+    return result;
+  } finally {
+    station.close();
+  }
+}
+
+export { DEV };

@@ -1,0 +1,57 @@
+import { z } from "zod";
+import { LinesignError } from "./errors.js";
+
+/** Station configuration, as stored in `<home>/station.json`. */
+export const StationConfigSchema = z
+  .object({
+    version: z.literal(1),
+    station: z
+      .object({
+        /** Names this station in every log entry and export. */
+        id: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, '.', '_' or '-', at most 64"),
+      })
+      .strict(),
+    pkcs11: z
+      .object({
+        /** Path of the PKCS#11 module (shared library). */
+        module: z.string().min(1),
+        /** Label of the token that holds the station's CA keys. */
+        tokenLabel: z.string().min(1).max(32),
+        /** SoftHSM2 config used when SOFTHSM2_CONF is not set (development stations). */
+        softhsmConf: z.string().min(1).optional(),
+      })
+      .strict(),
+    /** True for a development station made by `init --dev`. */
+    development: z.boolean().default(false),
+  })
+  .strict();
+
+export type StationConfig = z.infer<typeof StationConfigSchema>;
+
+/**
+ * Validates raw config, naming the first bad field, and returns a frozen copy.
+ * Throws CONFIG_INVALID.
+ */
+export function parseStationConfig(raw: unknown, source: string): Readonly<StationConfig> {
+  const result = StationConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = issue && issue.path.length > 0 ? issue.path.join(".") : "(top level)";
+    throw new LinesignError(
+      "CONFIG_INVALID",
+      `${source}: field "${field}" is invalid: ${issue?.message ?? "unknown problem"}. Fix it and run again.`,
+      { details: { field } },
+    );
+  }
+  return deepFreeze(result.data);
+}
+
+function deepFreeze<T>(value: T): Readonly<T> {
+  if (value && typeof value === "object") {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

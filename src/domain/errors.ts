@@ -1,0 +1,131 @@
+/**
+ * One error family for the whole station. Every failure an operator, officer or
+ * script can meet has a stable code; the message is safe to show (no PINs, no
+ * driver internals) and says what to do; the cause is for the log only.
+ */
+export const ERROR_CODES = [
+  // configuration and station home
+  "CONFIG_INVALID",
+  "CONFIG_MISSING",
+  "HOME_NOT_INITIALISED",
+  "USAGE",
+  // PKCS#11 / token
+  "HSM_MODULE_NOT_FOUND",
+  "HSM_MODULE_INVALID",
+  "HSM_TOKEN_NOT_FOUND",
+  "HSM_NO_FREE_SLOT",
+  "HSM_PIN_INCORRECT",
+  "HSM_PIN_LOCKED",
+  "HSM_PIN_REQUIRED",
+  "HSM_KEY_NOT_FOUND",
+  "HSM_MECHANISM_UNSUPPORTED",
+  "HSM_ERROR",
+  // CA lifecycle
+  "CA_LABEL_EXISTS",
+  "CA_UNKNOWN",
+  "CA_INACTIVE",
+  "CA_NO_CERTIFICATE",
+  "CA_CERT_KEY_MISMATCH",
+  "CA_CERT_NOT_CA",
+  "CA_CHAIN_INVALID",
+  "CA_CERT_UNREADABLE",
+  "CA_STATE",
+  "SUBJECT_INVALID",
+  "KEY_TYPE_UNSUPPORTED",
+  "REGISTRATION_CODE_INVALID",
+  // storage and audit
+  "DB_NEWER_VERSION",
+  "DB_ERROR",
+  "AUDIT_CHAIN_BROKEN",
+  "FILE_WRITE_FAILED",
+  "FILE_READ_FAILED",
+  "INTERNAL",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface LinesignErrorOptions {
+  /** Underlying error or driver code, for the log only; never shown to an operator. */
+  cause?: unknown;
+  /** Extra machine-readable facts (labels, paths), safe to show. */
+  details?: Record<string, unknown>;
+}
+
+/** A failure with a stable code and an operator-safe message that says what to do. */
+export class LinesignError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: LinesignErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "LinesignError";
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+/** True when `e` is a LinesignError, optionally with the given code. */
+export function isLinesignError(e: unknown, code?: ErrorCode): e is LinesignError {
+  return e instanceof LinesignError && (code === undefined || e.code === code);
+}
+
+/**
+ * Wraps anything thrown into a LinesignError. Unknown failures become INTERNAL
+ * with a generic message; the original goes into `cause` for the log.
+ */
+export function toLinesignError(e: unknown): LinesignError {
+  if (e instanceof LinesignError) return e;
+  return new LinesignError(
+    "INTERNAL",
+    "An unexpected error occurred. The station log has the details; report it to the station's maintainer.",
+    { cause: e },
+  );
+}
+
+/**
+ * Whether an error means the station refused (bad input, a rule, a wrong PIN)
+ * or failed (a fault in the HSM, the disk, or the station itself). Used for
+ * the event log's outcome.
+ */
+export function outcomeOf(code: ErrorCode): "refused" | "failed" {
+  switch (code) {
+    case "HSM_MODULE_NOT_FOUND":
+    case "HSM_MODULE_INVALID":
+    case "HSM_TOKEN_NOT_FOUND":
+    case "HSM_ERROR":
+    case "DB_ERROR":
+    case "FILE_WRITE_FAILED":
+    case "FILE_READ_FAILED":
+    case "INTERNAL":
+      return "failed";
+    case "CONFIG_INVALID":
+    case "CONFIG_MISSING":
+    case "HOME_NOT_INITIALISED":
+    case "USAGE":
+    case "HSM_NO_FREE_SLOT":
+    case "HSM_PIN_INCORRECT":
+    case "HSM_PIN_LOCKED":
+    case "HSM_PIN_REQUIRED":
+    case "HSM_KEY_NOT_FOUND":
+    case "HSM_MECHANISM_UNSUPPORTED":
+    case "CA_LABEL_EXISTS":
+    case "CA_UNKNOWN":
+    case "CA_INACTIVE":
+    case "CA_NO_CERTIFICATE":
+    case "CA_CERT_KEY_MISMATCH":
+    case "CA_CERT_NOT_CA":
+    case "CA_CHAIN_INVALID":
+    case "CA_CERT_UNREADABLE":
+    case "CA_STATE":
+    case "SUBJECT_INVALID":
+    case "KEY_TYPE_UNSUPPORTED":
+    case "REGISTRATION_CODE_INVALID":
+    case "DB_NEWER_VERSION":
+    case "AUDIT_CHAIN_BROKEN":
+      return "refused";
+    default: {
+      const never: never = code;
+      return never;
+    }
+  }
+}
