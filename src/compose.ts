@@ -18,6 +18,7 @@ import { fileLogger } from "./adapters/log/logger.js";
 import type { AppContext } from "./app/context.js";
 import { CaService } from "./app/ca.js";
 import { AuditService } from "./app/audit.js";
+import { DEFAULT_MAX_PIN_ATTEMPTS, pinGuard, TokenService } from "./app/token.js";
 import {
   DEV,
   provisionDevelopment,
@@ -51,6 +52,7 @@ export interface Station {
   ctx: AppContext;
   ca: CaService;
   audit: AuditService;
+  tokens: TokenService;
   status(): StationStatus;
   close(): void;
 }
@@ -118,9 +120,12 @@ function buildStation(
     process.env.SOFTHSM2_CONF = config.pkcs11.softhsmConf;
   let keys: Pkcs11KeyStore | null = null;
   const pins = pinSource(config, tokenLabel, env, opts.prompt);
+  const openKeys = (): Pkcs11KeyStore =>
+    (keys ??= new Pkcs11KeyStore(modulePath, pins, pinGuard(ctx, config.pkcs11.maxPinAttempts)));
   const ctx: AppContext = {
     store,
-    keys: (): KeyStore => (keys ??= new Pkcs11KeyStore(modulePath, pins)),
+    keys: (): KeyStore => openKeys(),
+    tokenAdmin: () => openKeys(),
     softKeys: new FileSoftwareKeyStore(),
     logger,
     clock: { now: () => new Date() },
@@ -135,6 +140,7 @@ function buildStation(
     ctx,
     ca: new CaService(ctx),
     audit: new AuditService(ctx),
+    tokens: new TokenService(ctx),
     status: () => stationStatus(ctx),
     close: () => {
       keys?.close();
@@ -212,6 +218,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
         module: opts.module ?? env.LINESIGN_PKCS11_MODULE ?? DEV_DEFAULTS.module,
         tokenLabel:
           opts.tokenLabel ?? env.LINESIGN_TOKEN_LABEL ?? (opts.dev ? DEV_DEFAULTS.tokenLabel : ""),
+        maxPinAttempts: DEFAULT_MAX_PIN_ATTEMPTS,
       },
       development: opts.dev,
     };
@@ -261,7 +268,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
     let dev: DevProvisionResult | undefined;
     if (opts.dev) {
       dev = await provisionDevelopment(station.ctx, {
-        provisioner: station.ctx.keys() as Pkcs11KeyStore,
+        provisioner: station.ctx.tokenAdmin(),
         soPin: env.LINESIGN_SO_PIN ?? DEV_DEFAULTS.soPin,
         userPin: env.LINESIGN_USER_PIN ?? DEV_DEFAULTS.userPin,
         devRootKeyPath: home.devRootKeyPath,

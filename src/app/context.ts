@@ -4,12 +4,21 @@
  */
 import { outcomeOf, toLinesignError } from "../domain/errors.js";
 import type { Logger } from "../domain/logger.js";
-import type { Clock, KeyStore, SoftwareKeyStore, StationStore } from "../domain/ports.js";
+import type {
+  Clock,
+  KeyStore,
+  SoftwareKeyStore,
+  StationStore,
+  TokenOfficer,
+  TokenProvisioner,
+} from "../domain/ports.js";
 
 export interface AppContext {
   store: StationStore;
   /** Opened on first use, so commands that need no HSM never ask for a PIN. */
   keys: () => KeyStore;
+  /** Token administration (same module session as `keys`). */
+  tokenAdmin: () => TokenProvisioner & TokenOfficer;
   softKeys: SoftwareKeyStore;
   logger: Logger;
   clock: Clock;

@@ -289,6 +289,48 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
       });
     });
 
+  const token = program.command("token").description("the PKCS#11 tokens the station sees");
+  token
+    .command("list")
+    .description("list initialised tokens (no PIN needed)")
+    .action(async () => {
+      await withStation(async (s) => {
+        const tokens = s.tokens.list();
+        emit(
+          { ok: true, tokens },
+          tokens.length === 0
+            ? "No initialised token is present."
+            : tokens
+                .map((t) => `${t.label}  (${t.manufacturer} ${t.model}, serial ${t.serial})`)
+                .join("\n"),
+        );
+      });
+    });
+  token
+    .command("unlock")
+    .description(
+      "security officer: prove the SO PIN (LINESIGN_SO_PIN or prompt) and lift the wrong-PIN lock; LINESIGN_NEW_USER_PIN also sets a new user PIN",
+    )
+    .option("--token <label>", "the token (default: the station's)")
+    .action(async (o: { token?: string }) => {
+      await withStation(async (s) => {
+        const label = o.token ?? s.ctx.tokenLabel;
+        const soPin =
+          io.env.LINESIGN_SO_PIN ??
+          (prompt ? await prompt(`SO PIN for token "${label}": `) : undefined);
+        if (!soPin)
+          throw new LinesignError(
+            "HSM_PIN_REQUIRED",
+            "The SO PIN is needed: set LINESIGN_SO_PIN, or run on a terminal to be asked.",
+          );
+        await s.tokens.unlock(label, soPin, io.env.LINESIGN_NEW_USER_PIN || undefined);
+        emit(
+          { ok: true, token: label },
+          `Token "${label}" is unlocked for the station${io.env.LINESIGN_NEW_USER_PIN ? " and has a new user PIN" : ""}.`,
+        );
+      });
+    });
+
   const audit = program.command("audit").description("the tamper-evident event log");
   audit
     .command("verify")

@@ -19,6 +19,8 @@ export const StationConfigSchema = z
         module: z.string().min(1),
         /** Label of the token that holds the station's CA keys. */
         tokenLabel: z.string().min(1).max(32),
+        /** Consecutive wrong user PINs after which the station stops presenting PINs (default 5). */
+        maxPinAttempts: z.number().int().min(1).max(100).default(5),
         /** SoftHSM2 config used when SOFTHSM2_CONF is not set (development stations). */
         softhsmConf: z.string().min(1).optional(),
       })

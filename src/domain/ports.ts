@@ -32,6 +32,16 @@ export interface Signer {
   sign(message: Uint8Array): Promise<Uint8Array>;
 }
 
+/**
+ * Called around every user login. `beforeLogin` throws HSM_PIN_LOCKED when the
+ * station has stopped presenting PINs to the token.
+ */
+export interface LoginGuard {
+  beforeLogin(tokenLabel: string): void;
+  loginFailed(tokenLabel: string): void;
+  loginSucceeded(tokenLabel: string): void;
+}
+
 /** The station's PKCS#11 token(s). PINs come from the PIN source given at construction. */
 export interface KeyStore {
   /** Tokens present, by label. Throws HSM_MODULE_* when the module cannot be used. */
@@ -50,6 +60,22 @@ export interface KeyStore {
 export interface TokenProvisioner {
   /** Initialises a free slot's token with `label` and sets its user PIN. Throws HSM_NO_FREE_SLOT. */
   initToken(label: string, soPin: string, userPin: string): void;
+}
+
+/** Optional capability: security-officer acts on a token. */
+export interface TokenOfficer {
+  /**
+   * Logs in as SO (proving the SO PIN) and, when `newUserPin` is given, sets
+   * the user PIN (which unlocks a locked user PIN on HSMs that lock).
+   * Throws HSM_PIN_INCORRECT for a wrong SO PIN.
+   */
+  officerReset(tokenLabel: string, soPin: string, newUserPin?: string): void;
+}
+
+/** A token's wrong-PIN record, as the station keeps it. */
+export interface PinGuardState {
+  failures: number;
+  lockedAt: string | null;
 }
 
 /** Software keys kept in the station home, for the development root only. */
@@ -94,6 +120,8 @@ export interface StationStore {
   listCas(): CaRecord[];
   insertCa(ca: CaRecord): void;
   updateCa(label: string, patch: Partial<Omit<CaRecord, "label">>): void;
+  pinGuard(token: string): PinGuardState;
+  setPinGuard(token: string, state: PinGuardState): void;
   /** Runs `fn` in one durable transaction: all of it is committed, or none. */
   transaction<T>(fn: () => T): T;
   close(): void;

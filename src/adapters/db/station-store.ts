@@ -11,7 +11,14 @@ import {
 } from "../../domain/event-log.js";
 import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
-import type { CaKind, CaRecord, CaStatus, Clock, StationStore } from "../../domain/ports.js";
+import type {
+  CaKind,
+  CaRecord,
+  CaStatus,
+  Clock,
+  PinGuardState,
+  StationStore,
+} from "../../domain/ports.js";
 import { openDatabase, type Db } from "./database.js";
 
 interface EventRow {
@@ -179,6 +186,22 @@ export class SqliteStationStore implements StationStore {
       .prepare(`UPDATE cas SET ${sets} WHERE label = @label`)
       .run({ ...params, label });
     if (info.changes !== 1) throw new LinesignError("CA_UNKNOWN", `No CA is labelled "${label}".`);
+  }
+
+  pinGuard(token: string): PinGuardState {
+    const row = this.db
+      .prepare("SELECT failures, locked_at FROM pin_guard WHERE token = ?")
+      .get(token) as { failures: number; locked_at: string | null } | undefined;
+    return { failures: row?.failures ?? 0, lockedAt: row?.locked_at ?? null };
+  }
+
+  setPinGuard(token: string, state: PinGuardState): void {
+    this.db
+      .prepare(
+        `INSERT INTO pin_guard (token, failures, locked_at) VALUES (?, ?, ?)
+         ON CONFLICT (token) DO UPDATE SET failures = excluded.failures, locked_at = excluded.locked_at`,
+      )
+      .run(token, state.failures, state.lockedAt);
   }
 
   transaction<T>(fn: () => T): T {

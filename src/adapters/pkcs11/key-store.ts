@@ -9,7 +9,15 @@ import * as asn1js from "asn1js";
 import { LinesignError } from "../../domain/errors.js";
 import { isEc, signatureHash, type KeyType } from "../../domain/keys.js";
 import { formatPkcs11Uri, parsePkcs11Uri } from "../../domain/pkcs11-uri.js";
-import type { KeyInfo, KeyStore, Signer, TokenInfo, TokenProvisioner } from "../../domain/ports.js";
+import type {
+  KeyInfo,
+  KeyStore,
+  LoginGuard,
+  Signer,
+  TokenInfo,
+  TokenOfficer,
+  TokenProvisioner,
+} from "../../domain/ports.js";
 import { acquireModule, mapPkcs11Error, pkcs11js, releaseModule, type Pkcs11 } from "./module.js";
 import { ecPointToSpki, rsaToSpki, EC_CURVE_OIDS } from "./spki.js";
 
@@ -32,7 +40,7 @@ interface ResolvedKey {
 
 const trim = (s: string): string => s.replace(/[\s\0]+$/, "");
 
-export class Pkcs11KeyStore implements KeyStore, TokenProvisioner {
+export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer {
   private readonly lib: Pkcs11;
   private readonly tokens = new Map<string, OpenToken>();
   private readonly keys = new Map<string, ResolvedKey>();
@@ -41,11 +49,13 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner {
   /**
    * @param modulePath PKCS#11 module to load (once per process, shared).
    * @param pinSource asked for a token's user PIN the first time a private object is needed.
+   * @param guard told of every login attempt; may refuse one (default: none).
    * @throws LinesignError HSM_MODULE_NOT_FOUND, HSM_MODULE_INVALID
    */
   constructor(
     private readonly modulePath: string,
     private readonly pinSource: PinSource,
+    private readonly guard: LoginGuard | null = null,
   ) {
     this.lib = acquireModule(modulePath);
   }
@@ -103,6 +113,42 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner {
       }
     } catch (e) {
       throw mapPkcs11Error(e, `initialising token "${label}"`, label);
+    }
+  }
+
+  officerReset(tokenLabel: string, soPin: string, newUserPin?: string): void {
+    const slot = this.findSlot(tokenLabel);
+    let session: Handle | null = null;
+    try {
+      session = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      this.lib.C_Login(session, pkcs11js.CKU_SO, soPin);
+      if (newUserPin !== undefined) this.lib.C_InitPIN(session, newUserPin);
+      this.lib.C_Logout(session);
+    } catch (e) {
+      const err = mapPkcs11Error(
+        e,
+        `logging in as security officer to token "${tokenLabel}"`,
+        tokenLabel,
+      );
+      if (err.code === "HSM_PIN_INCORRECT") {
+        throw new LinesignError(
+          "HSM_PIN_INCORRECT",
+          `The SO PIN for token "${tokenLabel}" is incorrect. Check LINESIGN_SO_PIN.`,
+          {
+            cause: e,
+            details: err.details,
+          },
+        );
+      }
+      throw err;
+    } finally {
+      if (session) {
+        try {
+          this.lib.C_CloseSession(session);
+        } catch {
+          // the session is gone either way
+        }
+      }
     }
   }
 
@@ -297,14 +343,18 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner {
         throw mapPkcs11Error(e, `opening token "${tokenLabel}"`, tokenLabel);
       }
     }
+    this.guard?.beforeLogin(tokenLabel);
     const pin = await this.pinSource(tokenLabel);
     try {
       this.lib.C_Login(token.session, pkcs11js.CKU_USER, pin);
     } catch (e) {
       if (!(e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN)) {
-        throw mapPkcs11Error(e, `logging in to token "${tokenLabel}"`, tokenLabel);
+        const err = mapPkcs11Error(e, `logging in to token "${tokenLabel}"`, tokenLabel);
+        if (err.code === "HSM_PIN_INCORRECT") this.guard?.loginFailed(tokenLabel);
+        throw err;
       }
     }
+    this.guard?.loginSucceeded(tokenLabel);
     token.loggedIn = true;
     return token;
   }

@@ -4,6 +4,7 @@
  * has shipped: add the next.
  */
 import { migration as m001 } from "./001_event_log_and_cas.js";
+import { migration as m002 } from "./002_pin_guard.js";
 
 export interface Migration {
   version: number;
@@ -11,4 +12,4 @@ export interface Migration {
   sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [m001];
+export const MIGRATIONS: readonly Migration[] = [m001, m002];
