@@ -61,6 +61,28 @@ export class TokenService {
   }
 
   /**
+   * Initialises a free slot's token with `label` and its user PIN.
+   * @throws LinesignError HSM_NO_FREE_SLOT, CA_LABEL_EXISTS (a token with that label exists), HSM_*
+   */
+  async init(label: string, soPin: string, userPin: string): Promise<void> {
+    await act(this.ctx, "token.init", label, async () => {
+      if (this.list().some((t) => t.label === label)) {
+        throw new LinesignError(
+          "CA_LABEL_EXISTS",
+          `A token labelled "${label}" already exists; tokens are never re-initialised by the station.`,
+        );
+      }
+      this.ctx.tokenAdmin().initToken(label, soPin, userPin);
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: "token.init",
+        subject: label,
+        outcome: "ok",
+      });
+    });
+  }
+
+  /**
    * Proves the SO PIN to the token, optionally sets a new user PIN (which
    * unlocks a user PIN the HSM itself locked), and lifts the station's guard.
    * @throws LinesignError HSM_PIN_INCORRECT (wrong SO PIN), HSM_TOKEN_NOT_FOUND

@@ -69,6 +69,16 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
       station.close();
     }
   };
+  /** A secret from the environment, else asked on the terminal. */
+  const secret = async (variable: string, question: string): Promise<string> => {
+    const value = io.env[variable] || (prompt ? await prompt(question) : "");
+    if (!value)
+      throw new LinesignError(
+        "HSM_PIN_REQUIRED",
+        `${variable} is needed: set it in the environment, or run on a terminal to be asked.`,
+      );
+    return value;
+  };
   const emit = (value: Record<string, unknown>, text: string): void =>
     writeOutput(io, json, value, text);
 
@@ -304,6 +314,23 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
                 .map((t) => `${t.label}  (${t.manufacturer} ${t.model}, serial ${t.serial})`)
                 .join("\n"),
         );
+      });
+    });
+  token
+    .command("init")
+    .description(
+      "security officer: initialise a free slot's token (SO PIN from LINESIGN_SO_PIN, user PIN from LINESIGN_USER_PIN, or prompts)",
+    )
+    .requiredOption("--label <label>", "label of the new token")
+    .action(async (o: { label: string }) => {
+      await withStation(async (s) => {
+        const soPin = await secret("LINESIGN_SO_PIN", `New SO PIN for token "${o.label}": `);
+        const userPin = await secret(
+          o.label === s.ctx.tokenLabel ? "LINESIGN_USER_PIN" : "LINESIGN_ROOT_PIN",
+          `New user PIN for token "${o.label}": `,
+        );
+        await s.tokens.init(o.label, soPin, userPin);
+        emit({ ok: true, token: o.label }, `Token "${o.label}" is initialised.`);
       });
     });
   token

@@ -1,0 +1,15 @@
+// Appends events to a station database and reports each committed seq on stdout,
+// until killed. Used to check that a committed entry survives SIGKILL.
+import { SqliteStationStore } from "../../dist/adapters/db/station-store.js";
+
+const store = SqliteStationStore.open(process.argv[2], { create: true });
+for (let i = 0; ; i++) {
+  const e = store.appendEvent({
+    actor: "child",
+    action: "test.append",
+    subject: String(i),
+    outcome: "ok",
+    details: { pad: "x".repeat(500) },
+  });
+  process.stdout.write(`${e.seq}\n`);
+}

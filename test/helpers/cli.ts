@@ -1,0 +1,45 @@
+/** Runs the built `linesign` command as a separate process, as a person or script would. */
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const BIN = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed as JSON when it is one JSON object. */
+  json: Record<string, unknown> & { ok?: boolean; error?: { code: string; message: string } };
+}
+
+/** Environment for CLI runs: the test's own, minus anything Linesign reads unless given. */
+export function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith("LINESIGN_") && k !== "SOFTHSM2_CONF") env[k] = v;
+  }
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+export function linesign(args: string[], env: NodeJS.ProcessEnv, input?: string): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    env,
+    encoding: "utf8",
+    input: input ?? "",
+    timeout: 120_000,
+  });
+  let json: CliResult["json"] = {};
+  try {
+    json = JSON.parse(r.stdout) as CliResult["json"];
+  } catch {
+    // not JSON output
+  }
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json };
+}
+
+/** Runs openssl with arguments; returns exit code and combined output. */
+export function openssl(args: string[]): { code: number; out: string } {
+  const r = spawnSync("openssl", args, { encoding: "utf8" });
+  return { code: r.status ?? -1, out: (r.stdout ?? "") + (r.stderr ?? "") };
+}
