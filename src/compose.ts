@@ -6,7 +6,12 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
 import { fileURLToPath } from "node:url";
-import type { StationConfig } from "./domain/config.js";
+import {
+  parseStationConfig,
+  type StationConfig,
+  type StationConfigInput,
+} from "./domain/config.js";
+import type { ProfileInput } from "./domain/profile.js";
 import { LinesignError } from "./domain/errors.js";
 import type { Logger } from "./domain/logger.js";
 import type { KeyStore } from "./domain/ports.js";
@@ -19,6 +24,8 @@ import type { AppContext } from "./app/context.js";
 import { CaService } from "./app/ca.js";
 import { AuditService } from "./app/audit.js";
 import { DEFAULT_MAX_PIN_ATTEMPTS, pinGuard, TokenService } from "./app/token.js";
+import { Checkpointer } from "./app/checkpoint.js";
+import { IssuanceEngine, type IssuanceHooks } from "./app/issuance.js";
 import {
   DEV,
   provisionDevelopment,
@@ -35,6 +42,15 @@ export const DEV_DEFAULTS = {
   soPin: "13572468",
 } as const;
 
+/** The development station's profile: devices under dev-ica, re-provisioning on the bench allowed. */
+export const DEV_PROFILE: ProfileInput = {
+  ca: "dev-ica",
+  validityDays: 1095,
+  subject: { fixed: { O: "Linesign Development" } },
+  san: [{ type: "uri", template: "urn:linesign:dev:device:{deviceId}" }],
+  allowReissue: true,
+};
+
 /** Asks a person for a secret on the terminal; absent when there is none. */
 export type SecretPrompt = (question: string) => Promise<string>;
 
@@ -44,6 +60,8 @@ export interface StationOptions {
   env?: NodeJS.ProcessEnv;
   /** Used when a PIN is not in the environment and a terminal is attached. */
   prompt?: SecretPrompt;
+  /** Test seams of the issuance engine. */
+  hooks?: IssuanceHooks;
 }
 
 export interface Station {
@@ -53,8 +71,11 @@ export interface Station {
   ca: CaService;
   audit: AuditService;
   tokens: TokenService;
+  issuance: IssuanceEngine;
+  checkpointer: Checkpointer;
   status(): StationStatus;
-  close(): void;
+  /** Checkpoints the log head if the token is open and the head moved, then closes everything. */
+  close(): Promise<void>;
 }
 
 /** The repository's SoftHSM2 config template (softhsm.conf at the top level). */
@@ -126,6 +147,7 @@ function buildStation(
     store,
     keys: (): KeyStore => openKeys(),
     tokenAdmin: () => openKeys(),
+    tokenData: () => openKeys(),
     softKeys: new FileSoftwareKeyStore(),
     logger,
     clock: { now: () => new Date() },
@@ -134,18 +156,36 @@ function buildStation(
     tokenLabel,
     development: config.development,
   };
+  const ca = new CaService(ctx);
+  const checkpointer = new Checkpointer(ctx, config.audit.checkpointEvery, config.audit.keyLabel);
   return {
     home,
     config,
     ctx,
-    ca: new CaService(ctx),
-    audit: new AuditService(ctx),
+    ca,
+    audit: new AuditService(ctx, checkpointer),
     tokens: new TokenService(ctx),
+    issuance: new IssuanceEngine(
+      ctx,
+      config.profiles,
+      config.defaultProfile,
+      ca,
+      checkpointer,
+      opts.hooks,
+    ),
+    checkpointer,
     status: () => stationStatus(ctx),
-    close: () => {
-      keys?.close();
-      keys = null;
-      store.close();
+    close: async () => {
+      try {
+        // The shutdown checkpoint: only when this process already holds a login (never asks for a PIN).
+        if (keys?.loggedIn(tokenLabel)) await checkpointer.checkpoint();
+      } catch (e) {
+        logger.error({ err: e }, "the shutdown checkpoint failed");
+      } finally {
+        keys?.close();
+        keys = null;
+        store.close();
+      }
     },
   };
 }
@@ -205,7 +245,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
     }
   } else {
     home.ensureDirs();
-    const fresh: StationConfig = {
+    const fresh: StationConfigInput = {
       version: 1,
       station: {
         id:
@@ -221,6 +261,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
         maxPinAttempts: DEFAULT_MAX_PIN_ATTEMPTS,
       },
       development: opts.dev,
+      ...(opts.dev ? { profiles: { default: DEV_PROFILE } } : {}),
     };
     if (!fresh.pkcs11.tokenLabel) {
       throw new LinesignError(
@@ -239,7 +280,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
       mkdirSync(home.softhsmTokenDir, { recursive: true, mode: 0o700 });
       fresh.pkcs11.softhsmConf = home.softhsmConfPath;
     }
-    config = Object.freeze(fresh);
+    config = parseStationConfig(fresh, "the new station config");
     // The database first, then the config: a home with a config always has its log.
     const store = SqliteStationStore.open(home.databasePath, { create: true });
     store.appendEvent({
@@ -283,7 +324,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
     if (dev) result.dev = dev;
     return result;
   } finally {
-    station.close();
+    await station.close();
   }
 }
 

@@ -1,47 +1,265 @@
-/** Checking the event log's hash chain, and recording that it was checked. */
+/**
+ * Verifying the event log: the hash chain, every signed checkpoint, and the
+ * database head against the head kept in the token. Records that it checked.
+ */
+import { isLinesignError } from "../domain/errors.js";
 import { describeBreak, verifyChain, type ChainBreak } from "../domain/event-log.js";
+import type { AuditQuery } from "../domain/ports.js";
 import type { AppContext } from "./context.js";
+import { checkpointMessage, type Checkpointer } from "./checkpoint.js";
+
+export type AuditProblem =
+  | ChainBreak
+  | { kind: "checkpoint"; seq: number; why: string }
+  | { kind: "truncated"; seq: number; why: string };
 
 export interface AuditVerdict {
   ok: boolean;
-  /** Entries checked before the first break (all of them when ok). */
+  /** Entries that chain correctly from the start (all of them when the chain is intact). */
   checked: number;
   head: { seq: number; hash: string } | null;
-  firstBad: ChainBreak | null;
+  firstBad: AuditProblem | null;
+  checkpoints: { count: number; verified: number };
+  /** Whether the token's head was compared, and why not when it was not. */
+  token: { checked: boolean; headSeq: number | null; note: string | null };
   /** Plain words: what was found. */
   message: string;
 }
 
-export class AuditService {
-  constructor(private readonly ctx: AppContext) {}
+function describe(p: AuditProblem): string {
+  return p.kind === "checkpoint" || p.kind === "truncated" ? p.why : describeBreak(p);
+}
 
-  /** Verifies the whole chain; records the result (ok or refused) as `audit.verify`. */
-  verify(): AuditVerdict {
-    const verdict = verifyChain(this.ctx.store.events());
-    const result: AuditVerdict = verdict.ok
-      ? {
-          ok: true,
-          checked: verdict.count,
-          head: verdict.head,
-          firstBad: null,
-          message: `The event log is intact: ${verdict.count} entries chain correctly.`,
-        }
-      : {
-          ok: false,
-          checked: verdict.count,
-          head: null,
-          firstBad: verdict.firstBad,
-          message: `The event log has been tampered with: ${describeBreak(verdict.firstBad)}.`,
+async function verifySignature(
+  spki: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  try {
+    const key = await globalThis.crypto.subtle.importKey(
+      "spki",
+      spki,
+      { name: "ECDSA", namedCurve: "P-256" },
+      false,
+      ["verify"],
+    );
+    return await globalThis.crypto.subtle.verify(
+      { name: "ECDSA", hash: "SHA-256" },
+      key,
+      signature,
+      message,
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** One line of the issuance log as people read it: an issuance or a rejection. */
+export interface AuditLogRow {
+  time: string;
+  kind: "issuance" | "rejection";
+  deviceId: string | null;
+  /** The issuance state, or REJECTED. */
+  status: string;
+  serial: string | null;
+  /** Rejection reason code, or why the state changed. */
+  reason: string | null;
+  message: string | null;
+  profile: string | null;
+  ca: string | null;
+  operator: string;
+  origin: string;
+  workOrder: string | null;
+  fingerprint: string | null;
+}
+
+export const AUDIT_LOG_COLUMNS: (keyof AuditLogRow)[] = [
+  "time",
+  "kind",
+  "deviceId",
+  "status",
+  "serial",
+  "reason",
+  "message",
+  "profile",
+  "ca",
+  "operator",
+  "origin",
+  "workOrder",
+  "fingerprint",
+];
+
+export class AuditService {
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly checkpointer: Checkpointer,
+  ) {}
+
+  /**
+   * Issuances and rejections, oldest first. `status` is an issuance state or
+   * REJECTED; `since`/`until` are ISO times (until exclusive).
+   */
+  log(q: AuditQuery): AuditLogRow[] {
+    const rows: AuditLogRow[] = [];
+    if (q.status !== "REJECTED") {
+      for (const i of this.ctx.store.queryIssuances(q)) {
+        rows.push({
+          time: i.createdAt,
+          kind: "issuance",
+          deviceId: i.deviceId,
+          status: i.state,
+          serial: i.serial,
+          reason: i.stateReason,
+          message: i.validityCut ? "validity cut at the CA's notAfter" : null,
+          profile: i.profile,
+          ca: i.caLabel,
+          operator: i.operator,
+          origin: i.origin,
+          workOrder: i.workOrder,
+          fingerprint: i.fingerprint,
+        });
+      }
+    }
+    if (q.status === undefined || q.status === "REJECTED") {
+      for (const r of this.ctx.store.queryRejections(q)) {
+        rows.push({
+          time: r.createdAt,
+          kind: "rejection",
+          deviceId: r.deviceId,
+          status: "REJECTED",
+          serial: null,
+          reason: r.reason,
+          message: r.message,
+          profile: r.profile,
+          ca: null,
+          operator: r.operator,
+          origin: r.origin,
+          workOrder: r.workOrder,
+          fingerprint: r.csrSha256,
+        });
+      }
+    }
+    return rows.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+  }
+
+  /**
+   * Verifies the chain, each checkpoint's signature and entry, and the token's
+   * head (when the token can be read); records the result as `audit.verify`.
+   */
+  async verify(): Promise<AuditVerdict> {
+    const chain = verifyChain(this.ctx.store.events());
+    const head = this.ctx.store.head();
+    let firstBad: AuditProblem | null = chain.ok ? null : chain.firstBad;
+    const cps = this.ctx.store.checkpoints();
+    let verified = 0;
+    for (const cp of cps) {
+      if (firstBad) break;
+      const entry = this.ctx.store.eventAt(cp.seq);
+      if (!entry) {
+        firstBad = {
+          kind: "truncated",
+          seq: cp.seq,
+          why: `checkpoint ${cp.id} signed entry ${cp.seq}, which is no longer in the log: its tail was cut off`,
         };
+      } else if (entry.hash !== cp.hash) {
+        firstBad = {
+          kind: "checkpoint",
+          seq: cp.seq,
+          why: `entry ${cp.seq} differs from what checkpoint ${cp.id} signed`,
+        };
+      } else if (
+        !(await verifySignature(
+          cp.spki,
+          checkpointMessage(this.ctx.stationId, cp.seq, cp.hash),
+          cp.signature,
+        ))
+      ) {
+        firstBad = {
+          kind: "checkpoint",
+          seq: cp.seq,
+          why: `the signature of checkpoint ${cp.id} (entry ${cp.seq}) does not verify`,
+        };
+      } else {
+        verified++;
+      }
+    }
+
+    const token: AuditVerdict["token"] = { checked: false, headSeq: null, note: null };
+    try {
+      const tokenHead = await this.checkpointer.tokenHead();
+      const auditSpki = await this.checkpointer.tokenAuditKeySpki();
+      token.checked = true;
+      token.headSeq = tokenHead?.seq ?? null;
+      if (!firstBad && auditSpki) {
+        const foreign = cps.find(
+          (cp) => Buffer.compare(Buffer.from(cp.spki), Buffer.from(auditSpki)) !== 0,
+        );
+        if (foreign)
+          firstBad = {
+            kind: "checkpoint",
+            seq: foreign.seq,
+            why: `checkpoint ${foreign.id} was signed by a key that is not the token's audit key`,
+          };
+      }
+      if (!firstBad && tokenHead) {
+        const entry = this.ctx.store.eventAt(tokenHead.seq);
+        if (!head || head.seq < tokenHead.seq || !entry) {
+          firstBad = {
+            kind: "truncated",
+            seq: tokenHead.seq,
+            why: `the token says the log reached entry ${tokenHead.seq}, but the database ends at entry ${head?.seq ?? 0}: entries were cut off, or an older copy of the database was put back`,
+          };
+        } else if (entry.hash !== tokenHead.hash) {
+          firstBad = {
+            kind: "truncated",
+            seq: tokenHead.seq,
+            why: `entry ${tokenHead.seq} is not the entry the token recorded: the database was replaced or rewritten`,
+          };
+        }
+      } else if (!firstBad && !tokenHead && cps.length > 0) {
+        firstBad = {
+          kind: "truncated",
+          seq: cps.at(-1)!.seq,
+          why: "the database has checkpoints but the token holds no log head: this is not the station's token, or its head was removed",
+        };
+      }
+    } catch (e) {
+      if (!isLinesignError(e)) throw e;
+      if (e.code === "AUDIT_CHAIN_BROKEN" && !firstBad) {
+        firstBad = { kind: "truncated", seq: head?.seq ?? 0, why: e.message.replace(/\.$/, "") };
+      }
+      token.note = `the token's log head was not compared (${e.message})`;
+    }
+
+    const ok = firstBad === null;
+    const verdict: AuditVerdict = {
+      ok,
+      checked: chain.count,
+      head: ok ? head : null,
+      firstBad,
+      checkpoints: { count: cps.length, verified },
+      token,
+      message: ok
+        ? `The event log is intact: ${chain.count} entries chain correctly, ${verified} signed checkpoint(s) verify` +
+          (token.checked
+            ? `, and the token's head ${token.headSeq === null ? "is not yet set" : `(entry ${token.headSeq}) matches`}.`
+            : `; ${token.note}.`)
+        : `The event log has been tampered with: ${describe(firstBad!)}.`,
+    };
     this.ctx.store.appendEvent({
       actor: this.ctx.actor,
       action: "audit.verify",
-      outcome: result.ok ? "ok" : "refused",
-      code: result.ok ? null : "AUDIT_CHAIN_BROKEN",
-      message: result.message,
-      details: { checked: result.checked, firstBad: result.firstBad },
+      outcome: ok ? "ok" : "refused",
+      code: ok ? null : "AUDIT_CHAIN_BROKEN",
+      message: verdict.message,
+      details: {
+        checked: verdict.checked,
+        firstBad,
+        checkpoints: verdict.checkpoints,
+        tokenChecked: token.checked,
+      },
     });
-    if (!result.ok) this.ctx.logger.error({ firstBad: result.firstBad }, result.message);
-    return result;
+    if (!ok) this.ctx.logger.error({ firstBad }, verdict.message);
+    return verdict;
   }
 }

@@ -9,6 +9,7 @@ import type {
   KeyStore,
   SoftwareKeyStore,
   StationStore,
+  TokenDataStore,
   TokenOfficer,
   TokenProvisioner,
 } from "../domain/ports.js";
@@ -19,6 +20,8 @@ export interface AppContext {
   keys: () => KeyStore;
   /** Token administration (same module session as `keys`). */
   tokenAdmin: () => TokenProvisioner & TokenOfficer;
+  /** Data objects in the token (the checkpointed log head). */
+  tokenData: () => TokenDataStore;
   softKeys: SoftwareKeyStore;
   logger: Logger;
   clock: Clock;

@@ -12,7 +12,15 @@ import { initStation, openStation, type Station } from "../compose.js";
 import type { CaSigning } from "../app/ca.js";
 import { viewCa } from "../app/ca.js";
 import { promptSecret } from "./prompt.js";
-import { formatStatus, formatCaTable, writeOutput } from "./output.js";
+import {
+  formatAuditTable,
+  formatStatus,
+  formatCaTable,
+  isoTime,
+  pemCertificate,
+  toCsv,
+  writeOutput,
+} from "./output.js";
 
 export interface CliIo {
   out: (text: string) => void;
@@ -21,6 +29,16 @@ export interface CliIo {
   /** True when a person can be asked for a PIN. */
   interactive: boolean;
 }
+
+const AUDIT_STATUSES = [
+  "ISSUED",
+  "DELIVERED",
+  "CONFIRMED",
+  "DELIVERY_FAILED",
+  "SUPERSEDED",
+  "REVOKED",
+  "REJECTED",
+] as const;
 
 const defaultIo = (): CliIo => ({
   out: (t) => process.stdout.write(t),
@@ -66,7 +84,7 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     try {
       return await fn(station);
     } finally {
-      station.close();
+      await station.close();
     }
   };
   /** A secret from the environment, else asked on the terminal. */
@@ -358,13 +376,108 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
       });
     });
 
+  program
+    .command("issue")
+    .description("one-off issuance from a CSR file, recorded like any other")
+    .requiredOption("--csr <file>", "the device's PKCS#10 request (PEM or DER)")
+    .option("--profile <name>", "certificate profile (default: the station's default profile)")
+    .option("--device-id <id>", "the device id; must match the CSR's CN when it has one")
+    .option("--out <file>", "write the certificate here (default: stdout)")
+    .option("--chain", "append the issuer chain up to the root")
+    .action(
+      async (o: {
+        csr: string;
+        profile?: string;
+        deviceId?: string;
+        out?: string;
+        chain?: boolean;
+      }) => {
+        const csr = readInput(o.csr, "the CSR file");
+        await withStation(async (s) => {
+          const issued = await s.issuance.issue({
+            csr,
+            profile: o.profile,
+            deviceId: o.deviceId ?? null,
+            origin: o.out ? `file:${o.out}` : "stdout",
+          });
+          const ders = o.chain
+            ? [issued.issuance.certDer, ...issued.chainDer]
+            : [issued.issuance.certDer];
+          const pem = ders.map(pemCertificate).join("");
+          try {
+            if (o.out) s.home.writeFile(o.out, pem, 0o644);
+            else if (!json) io.out(pem);
+          } catch (e) {
+            await s.issuance.markDeliveryFailed(
+              issued.issuance.id,
+              "the output file could not be written",
+            );
+            throw e;
+          }
+          const rec = await s.issuance.markDelivered(issued.issuance.id);
+          const summary = {
+            ok: true,
+            issuance: rec.id,
+            deviceId: rec.deviceId,
+            serial: rec.serial,
+            fingerprint: rec.fingerprint,
+            notAfter: rec.notAfter,
+            validityCut: rec.validityCut,
+            state: rec.state,
+            redelivery: issued.redelivery,
+            ...(o.out ? { out: o.out } : { pem }),
+          };
+          if (json) emit(summary, "");
+          else if (o.out)
+            emit(
+              summary,
+              `Issued ${rec.deviceId} (serial ${rec.serial}) to ${o.out}${rec.validityCut ? "; validity was cut at the CA's own end of validity" : ""}.`,
+            );
+        });
+      },
+    );
+
   const audit = program.command("audit").description("the tamper-evident event log");
+  audit
+    .command("log")
+    .description("issuances and rejections with their reasons")
+    .option("--since <time>", "from this time (ISO 8601, e.g. 2026-11-23 or 2026-11-23T08:00Z)")
+    .option("--until <time>", "before this time (ISO 8601)")
+    .option("--device <id>", "only this device id")
+    .addOption(new Option("--status <state>", "only this state").choices([...AUDIT_STATUSES]))
+    .addOption(
+      new Option("--format <format>", "output format")
+        .choices(["table", "json", "csv"])
+        .default("table"),
+    )
+    .action(
+      async (o: {
+        since?: string;
+        until?: string;
+        device?: string;
+        status?: string;
+        format: string;
+      }) => {
+        const query = {
+          since: isoTime(o.since, "--since"),
+          until: isoTime(o.until, "--until"),
+          deviceId: o.device,
+          status: o.status,
+        };
+        await withStation(async (s) => {
+          const rows = s.audit.log(query);
+          if (json || o.format === "json") io.out(JSON.stringify({ ok: true, rows }) + "\n");
+          else if (o.format === "csv") io.out(toCsv(rows));
+          else io.out(formatAuditTable(rows) + "\n");
+        });
+      },
+    );
   audit
     .command("verify")
     .description("check the event log's hash chain; exits 1 naming the first bad entry")
     .action(async () => {
       await withStation(async (s) => {
-        const verdict = s.audit.verify();
+        const verdict = await s.audit.verify();
         emit({ ...verdict }, verdict.message);
         if (!verdict.ok) exitCode = 1;
       });

@@ -1,5 +1,7 @@
 /** Human and JSON renderings of command results. */
+import { AUDIT_LOG_COLUMNS, type AuditLogRow } from "../app/audit.js";
 import type { CaView } from "../app/ca.js";
+import { LinesignError } from "../domain/errors.js";
 import type { StationStatus } from "../app/station.js";
 import type { CliIo } from "./main.js";
 
@@ -50,4 +52,55 @@ export function formatStatus(s: StationStatus): string {
     "",
     formatCaTable(s.cas),
   ].join("\n");
+}
+
+/** PEM of one certificate. */
+export function pemCertificate(der: Uint8Array): string {
+  const b64 = Buffer.from(der)
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")
+    .replace(/\n$/, "");
+  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
+}
+
+/** Normalises a --since/--until value to ISO 8601 UTC. Throws USAGE naming the option. */
+export function isoTime(value: string | undefined, option: string): string | undefined {
+  if (value === undefined) return undefined;
+  const t = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(t.getTime())) {
+    throw new LinesignError(
+      "USAGE",
+      `${option} "${value}" is not a time: write it as ISO 8601, e.g. 2026-11-23 or 2026-11-23T08:00:00Z.`,
+    );
+  }
+  return t.toISOString();
+}
+
+/** RFC 4180 CSV; cells that a spreadsheet would run as formulas are prefixed with a quote. */
+export function toCsv(rows: AuditLogRow[]): string {
+  const cell = (v: unknown): string => {
+    let s = v === null || v === undefined ? "" : String(v);
+    if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const lines = [AUDIT_LOG_COLUMNS.join(",")];
+  for (const r of rows) lines.push(AUDIT_LOG_COLUMNS.map((c) => cell(r[c])).join(","));
+  return lines.join("\r\n") + "\r\n";
+}
+
+export function formatAuditTable(rows: AuditLogRow[]): string {
+  if (rows.length === 0) return "Nothing matches.";
+  const t = [["TIME", "DEVICE", "STATUS", "SERIAL / REASON", "PROFILE", "OPERATOR", "ORIGIN"]];
+  for (const r of rows) {
+    t.push([
+      r.time.slice(0, 19).replace("T", " "),
+      r.deviceId ?? "-",
+      r.status,
+      r.kind === "issuance" ? (r.serial ?? "") : (r.reason ?? ""),
+      r.profile ?? "-",
+      r.operator,
+      r.origin,
+    ]);
+  }
+  return table(t);
 }

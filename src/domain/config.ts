@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { LinesignError } from "./errors.js";
+import { ProfileSchema } from "./profile.js";
 
 /** Station configuration, as stored in `<home>/station.json`. */
 export const StationConfigSchema = z
@@ -27,10 +28,24 @@ export const StationConfigSchema = z
       .strict(),
     /** True for a development station made by `init --dev`. */
     development: z.boolean().default(false),
+    /** Certificate profiles by name. */
+    profiles: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,32}$/), ProfileSchema).default({}),
+    /** The profile used when none is named. */
+    defaultProfile: z.string().default("default"),
+    audit: z
+      .object({
+        /** Sign a checkpoint of the log head with the audit key every this many entries (and at shutdown). */
+        checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
+        /** Label of the audit key in the station's token. */
+        keyLabel: z.string().min(1).max(32).default("linesign-audit"),
+      })
+      .strict()
+      .default({ checkpointEvery: 1000, keyLabel: "linesign-audit" }),
   })
   .strict();
 
 export type StationConfig = z.infer<typeof StationConfigSchema>;
+export type StationConfigInput = z.input<typeof StationConfigSchema>;
 
 /**
  * Validates raw config, naming the first bad field, and returns a frozen copy.

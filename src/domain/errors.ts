@@ -33,6 +33,26 @@ export const ERROR_CODES = [
   "SUBJECT_INVALID",
   "KEY_TYPE_UNSUPPORTED",
   "REGISTRATION_CODE_INVALID",
+  // issuance: the rejection reasons, in the order the checks run
+  "PROFILE_UNKNOWN",
+  "CSR_TOO_LARGE",
+  "CSR_MALFORMED",
+  "CSR_ALGORITHM_UNSUPPORTED",
+  "CSR_SIGNATURE_INVALID",
+  "KEY_TYPE_NOT_ALLOWED",
+  "DEVICE_ID_MISSING",
+  "DEVICE_ID_MISMATCH",
+  "DEVICE_ID_INVALID",
+  "SUBJECT_TOO_LARGE",
+  "SUBJECT_FORBIDDEN",
+  "CSR_REQUESTS_CA",
+  "CSR_EXTENSION_FORBIDDEN",
+  "KEY_REUSED",
+  "DEVICE_ALREADY_ISSUED",
+  "CA_EXPIRED",
+  "ISSUANCE_UNKNOWN",
+  "ISSUANCE_STATE",
+  "CONFIRMATION_MISMATCH",
   // storage and audit
   "DB_NEWER_VERSION",
   "DB_ERROR",
@@ -122,6 +142,25 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "REGISTRATION_CODE_INVALID":
     case "DB_NEWER_VERSION":
     case "AUDIT_CHAIN_BROKEN":
+    case "PROFILE_UNKNOWN":
+    case "CSR_TOO_LARGE":
+    case "CSR_MALFORMED":
+    case "CSR_ALGORITHM_UNSUPPORTED":
+    case "CSR_SIGNATURE_INVALID":
+    case "KEY_TYPE_NOT_ALLOWED":
+    case "DEVICE_ID_MISSING":
+    case "DEVICE_ID_MISMATCH":
+    case "DEVICE_ID_INVALID":
+    case "SUBJECT_TOO_LARGE":
+    case "SUBJECT_FORBIDDEN":
+    case "CSR_REQUESTS_CA":
+    case "CSR_EXTENSION_FORBIDDEN":
+    case "KEY_REUSED":
+    case "DEVICE_ALREADY_ISSUED":
+    case "CA_EXPIRED":
+    case "ISSUANCE_UNKNOWN":
+    case "ISSUANCE_STATE":
+    case "CONFIRMATION_MISMATCH":
       return "refused";
     default: {
       const never: never = code;

@@ -120,11 +120,98 @@ export interface StationStore {
   listCas(): CaRecord[];
   insertCa(ca: CaRecord): void;
   updateCa(label: string, patch: Partial<Omit<CaRecord, "label">>): void;
+  insertIssuance(rec: Omit<IssuanceRecord, "id">): number;
+  getIssuance(id: number): IssuanceRecord | null;
+  getIssuanceBySerial(serial: string): IssuanceRecord | null;
+  findIssuanceBySpki(spkiSha256: string): IssuanceRecord | null;
+  liveIssuanceForDevice(deviceId: string): IssuanceRecord | null;
+  setIssuanceState(id: number, state: IssuanceState, reason: string | null): void;
+  insertRejection(rec: Omit<RejectionRecord, "id">): number;
+  queryIssuances(q: AuditQuery): IssuanceRecord[];
+  queryRejections(q: AuditQuery): RejectionRecord[];
+  insertCheckpoint(rec: Omit<CheckpointRecord, "id">): void;
+  checkpoints(): CheckpointRecord[];
+  /** The entry with sequence number `seq`, or null. */
+  eventAt(seq: number): EventRecord | null;
   pinGuard(token: string): PinGuardState;
   setPinGuard(token: string, state: PinGuardState): void;
   /** Runs `fn` in one durable transaction: all of it is committed, or none. */
   transaction<T>(fn: () => T): T;
   close(): void;
+}
+
+/** Optional capability: small application data objects in a token (private, token-resident). */
+export interface TokenDataStore {
+  /** Every value stored under `label` (normally one; two if a replacement was interrupted). */
+  readData(tokenLabel: string, label: string): Promise<Uint8Array[]>;
+  /** Replaces the object's value (creating it first, then removing the old). */
+  writeData(tokenLabel: string, label: string, value: Uint8Array): Promise<void>;
+}
+
+export type IssuanceState =
+  "ISSUED" | "DELIVERED" | "CONFIRMED" | "DELIVERY_FAILED" | "SUPERSEDED" | "REVOKED";
+/** States in which a certificate counts as the device's live one. */
+export const LIVE_STATES: readonly IssuanceState[] = ["ISSUED", "DELIVERED", "CONFIRMED"];
+
+/** The write-ahead record of one signed certificate. */
+export interface IssuanceRecord {
+  id: number;
+  serial: string;
+  deviceId: string;
+  spkiSha256: string;
+  keyType: string;
+  profile: string;
+  caLabel: string;
+  certDer: Uint8Array;
+  /** Hex SHA-256 of certDer. */
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+  /** True when validity was cut at the CA's notAfter. */
+  validityCut: boolean;
+  state: IssuanceState;
+  stateReason: string | null;
+  supersedes: number | null;
+  operator: string;
+  station: string;
+  /** Where it went: `serial:/dev/ttyUSB0`, `file:/path`, ... */
+  origin: string;
+  workOrder: string | null;
+  csrSha256: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface RejectionRecord {
+  id: number;
+  reason: string;
+  message: string;
+  deviceId: string | null;
+  csrSha256: string;
+  profile: string | null;
+  operator: string;
+  station: string;
+  origin: string;
+  workOrder: string | null;
+  createdAt: string;
+}
+
+export interface CheckpointRecord {
+  id: number;
+  seq: number;
+  hash: string;
+  ts: string;
+  keyUri: string;
+  spki: Uint8Array;
+  signature: Uint8Array;
+}
+
+export interface AuditQuery {
+  since?: string;
+  until?: string;
+  deviceId?: string;
+  /** An issuance state, or REJECTED. */
+  status?: string;
 }
 
 /** Where the time comes from (tests may fix it). */

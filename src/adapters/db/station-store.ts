@@ -12,11 +12,16 @@ import {
 import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
 import type {
+  AuditQuery,
   CaKind,
   CaRecord,
   CaStatus,
+  CheckpointRecord,
   Clock,
+  IssuanceRecord,
+  IssuanceState,
   PinGuardState,
+  RejectionRecord,
   StationStore,
 } from "../../domain/ports.js";
 import { openDatabase, type Db } from "./database.js";
@@ -85,6 +90,106 @@ const toCa = (r: CaRow): CaRecord => ({
   createdAt: r.created_at,
 });
 
+interface IssuanceRow {
+  id: number;
+  serial: string;
+  device_id: string;
+  spki_sha256: string;
+  key_type: string;
+  profile: string;
+  ca_label: string;
+  cert_der: Buffer;
+  fingerprint: string;
+  not_before: string;
+  not_after: string;
+  validity_cut: number;
+  state: IssuanceState;
+  state_reason: string | null;
+  supersedes: number | null;
+  operator: string;
+  station: string;
+  origin: string;
+  work_order: string | null;
+  csr_sha256: string;
+  created_at: string;
+  updated_at: string;
+}
+
+const toIssuance = (r: IssuanceRow): IssuanceRecord => ({
+  id: r.id,
+  serial: r.serial,
+  deviceId: r.device_id,
+  spkiSha256: r.spki_sha256,
+  keyType: r.key_type,
+  profile: r.profile,
+  caLabel: r.ca_label,
+  certDer: new Uint8Array(r.cert_der),
+  fingerprint: r.fingerprint,
+  notBefore: r.not_before,
+  notAfter: r.not_after,
+  validityCut: r.validity_cut === 1,
+  state: r.state,
+  stateReason: r.state_reason,
+  supersedes: r.supersedes,
+  operator: r.operator,
+  station: r.station,
+  origin: r.origin,
+  workOrder: r.work_order,
+  csrSha256: r.csr_sha256,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+interface RejectionRow {
+  id: number;
+  reason: string;
+  message: string;
+  device_id: string | null;
+  csr_sha256: string;
+  profile: string | null;
+  operator: string;
+  station: string;
+  origin: string;
+  work_order: string | null;
+  created_at: string;
+}
+
+const toRejection = (r: RejectionRow): RejectionRecord => ({
+  id: r.id,
+  reason: r.reason,
+  message: r.message,
+  deviceId: r.device_id,
+  csrSha256: r.csr_sha256,
+  profile: r.profile,
+  operator: r.operator,
+  station: r.station,
+  origin: r.origin,
+  workOrder: r.work_order,
+  createdAt: r.created_at,
+});
+
+/** WHERE clause and parameters for an audit query over a table with created_at and device_id. */
+function auditWhere(
+  q: AuditQuery,
+  extra: string[] = [],
+): { where: string; params: Record<string, string> } {
+  const clauses = [...extra];
+  const params: Record<string, string> = {};
+  if (q.since) {
+    clauses.push("created_at >= @since");
+    params.since = q.since;
+  }
+  if (q.until) {
+    clauses.push("created_at < @until");
+    params.until = q.until;
+  }
+  if (q.deviceId) {
+    clauses.push("device_id = @deviceId");
+    params.deviceId = q.deviceId;
+  }
+  return { where: clauses.length ? `WHERE ${clauses.join(" AND ")}` : "", params };
+}
+
 const CA_COLUMNS: Record<keyof Omit<CaRecord, "label">, string> = {
   kind: "kind",
   status: "status",
@@ -112,6 +217,10 @@ function caValue(key: keyof CaRecord, value: unknown): unknown {
 export class SqliteStationStore implements StationStore {
   private readonly insertEvent;
   private readonly headStmt;
+  private readonly insertIssuanceStmt;
+  private readonly insertRejectionStmt;
+  private readonly bySpkiStmt;
+  private readonly liveStmt;
 
   private constructor(
     readonly db: Db,
@@ -122,6 +231,20 @@ export class SqliteStationStore implements StationStore {
        VALUES (@seq, @ts, @actor, @action, @subject, @outcome, @code, @message, @details, @prevHash, @hash)`,
     );
     this.headStmt = db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
+    this.insertIssuanceStmt = db.prepare(
+      `INSERT INTO issuances (serial, device_id, spki_sha256, key_type, profile, ca_label, cert_der, fingerprint, not_before,
+         not_after, validity_cut, state, state_reason, supersedes, operator, station, origin, work_order, csr_sha256, created_at, updated_at)
+       VALUES (@serial, @deviceId, @spkiSha256, @keyType, @profile, @caLabel, @certDer, @fingerprint, @notBefore,
+         @notAfter, @validityCut, @state, @stateReason, @supersedes, @operator, @station, @origin, @workOrder, @csrSha256, @createdAt, @updatedAt)`,
+    );
+    this.insertRejectionStmt = db.prepare(
+      `INSERT INTO rejections (reason, message, device_id, csr_sha256, profile, operator, station, origin, work_order, created_at)
+       VALUES (@reason, @message, @deviceId, @csrSha256, @profile, @operator, @station, @origin, @workOrder, @createdAt)`,
+    );
+    this.bySpkiStmt = db.prepare("SELECT * FROM issuances WHERE spki_sha256 = ?");
+    this.liveStmt = db.prepare(
+      "SELECT * FROM issuances WHERE device_id = ? AND state IN ('ISSUED', 'DELIVERED', 'CONFIRMED')",
+    );
   }
 
   /** Opens the store at `path`. See openDatabase for what it throws. */
@@ -186,6 +309,112 @@ export class SqliteStationStore implements StationStore {
       .prepare(`UPDATE cas SET ${sets} WHERE label = @label`)
       .run({ ...params, label });
     if (info.changes !== 1) throw new LinesignError("CA_UNKNOWN", `No CA is labelled "${label}".`);
+  }
+
+  insertIssuance(rec: Omit<IssuanceRecord, "id">): number {
+    const info = this.insertIssuanceStmt.run({
+      ...rec,
+      certDer: Buffer.from(rec.certDer),
+      validityCut: rec.validityCut ? 1 : 0,
+    });
+    return Number(info.lastInsertRowid);
+  }
+
+  getIssuance(id: number): IssuanceRecord | null {
+    const row = this.db.prepare("SELECT * FROM issuances WHERE id = ?").get(id) as
+      IssuanceRow | undefined;
+    return row ? toIssuance(row) : null;
+  }
+
+  getIssuanceBySerial(serial: string): IssuanceRecord | null {
+    const row = this.db
+      .prepare("SELECT * FROM issuances WHERE serial = ?")
+      .get(serial.toLowerCase()) as IssuanceRow | undefined;
+    return row ? toIssuance(row) : null;
+  }
+
+  findIssuanceBySpki(spkiSha256: string): IssuanceRecord | null {
+    const row = this.bySpkiStmt.get(spkiSha256) as IssuanceRow | undefined;
+    return row ? toIssuance(row) : null;
+  }
+
+  liveIssuanceForDevice(deviceId: string): IssuanceRecord | null {
+    const row = this.liveStmt.get(deviceId) as IssuanceRow | undefined;
+    return row ? toIssuance(row) : null;
+  }
+
+  setIssuanceState(id: number, state: IssuanceState, reason: string | null): void {
+    const info = this.db
+      .prepare("UPDATE issuances SET state = ?, state_reason = ?, updated_at = ? WHERE id = ?")
+      .run(state, reason, this.clock.now().toISOString(), id);
+    if (info.changes !== 1)
+      throw new LinesignError("ISSUANCE_UNKNOWN", `No issuance has id ${id}.`);
+  }
+
+  insertRejection(rec: Omit<RejectionRecord, "id">): number {
+    return Number(this.insertRejectionStmt.run(rec).lastInsertRowid);
+  }
+
+  queryIssuances(q: AuditQuery): IssuanceRecord[] {
+    const extra = q.status && q.status !== "REJECTED" ? ["state = @status"] : [];
+    const { where, params } = auditWhere(q, extra);
+    if (extra.length) params.status = q.status!;
+    return (
+      this.db
+        .prepare(`SELECT * FROM issuances ${where} ORDER BY created_at, id`)
+        .all(params) as IssuanceRow[]
+    ).map(toIssuance);
+  }
+
+  queryRejections(q: AuditQuery): RejectionRecord[] {
+    const { where, params } = auditWhere(q);
+    return (
+      this.db
+        .prepare(`SELECT * FROM rejections ${where} ORDER BY created_at, id`)
+        .all(params) as RejectionRow[]
+    ).map(toRejection);
+  }
+
+  insertCheckpoint(rec: Omit<CheckpointRecord, "id">): void {
+    this.db
+      .prepare(
+        "INSERT INTO checkpoints (seq, hash, ts, key_uri, spki, signature) VALUES (?, ?, ?, ?, ?, ?)",
+      )
+      .run(
+        rec.seq,
+        rec.hash,
+        rec.ts,
+        rec.keyUri,
+        Buffer.from(rec.spki),
+        Buffer.from(rec.signature),
+      );
+  }
+
+  checkpoints(): CheckpointRecord[] {
+    const rows = this.db.prepare("SELECT * FROM checkpoints ORDER BY id").all() as {
+      id: number;
+      seq: number;
+      hash: string;
+      ts: string;
+      key_uri: string;
+      spki: Buffer;
+      signature: Buffer;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      seq: r.seq,
+      hash: r.hash,
+      ts: r.ts,
+      keyUri: r.key_uri,
+      spki: new Uint8Array(r.spki),
+      signature: new Uint8Array(r.signature),
+    }));
+  }
+
+  eventAt(seq: number): EventRecord | null {
+    const row = this.db.prepare("SELECT * FROM events WHERE seq = ?").get(seq) as
+      EventRow | undefined;
+    return row ? toEvent(row) : null;
   }
 
   pinGuard(token: string): PinGuardState {

@@ -14,6 +14,7 @@ import type {
   KeyStore,
   LoginGuard,
   Signer,
+  TokenDataStore,
   TokenInfo,
   TokenOfficer,
   TokenProvisioner,
@@ -40,7 +41,10 @@ interface ResolvedKey {
 
 const trim = (s: string): string => s.replace(/[\s\0]+$/, "");
 
-export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer {
+/** CKA_APPLICATION of the station's data objects. */
+const APPLICATION = "linesign";
+
+export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer, TokenDataStore {
   private readonly lib: Pkcs11;
   private readonly tokens = new Map<string, OpenToken>();
   private readonly keys = new Map<string, ResolvedKey>();
@@ -149,6 +153,52 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer 
           // the session is gone either way
         }
       }
+    }
+  }
+
+  async readData(tokenLabel: string, label: string): Promise<Uint8Array[]> {
+    const { session } = await this.open(tokenLabel);
+    try {
+      return this.findData(session, label).map((obj) => {
+        const [value] = this.lib.C_GetAttributeValue(session, obj, [{ type: pkcs11js.CKA_VALUE }]);
+        return new Uint8Array(value?.value as Buffer);
+      });
+    } catch (e) {
+      throw mapPkcs11Error(e, `reading data object "${label}"`, tokenLabel);
+    }
+  }
+
+  async writeData(tokenLabel: string, label: string, value: Uint8Array): Promise<void> {
+    const { session } = await this.open(tokenLabel);
+    try {
+      const old = this.findData(session, label);
+      // Tokens may refuse to modify CKA_VALUE (SoftHSM does): create the new object first,
+      // then remove the old, so a crash in between leaves two values, never none.
+      this.lib.C_CreateObject(session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        // Private: reading or replacing it needs the user PIN, like the keys.
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_APPLICATION, value: APPLICATION },
+        { type: pkcs11js.CKA_LABEL, value: label },
+        { type: pkcs11js.CKA_VALUE, value: Buffer.from(value) },
+      ]);
+      for (const obj of old) this.lib.C_DestroyObject(session, obj);
+    } catch (e) {
+      throw mapPkcs11Error(e, `writing data object "${label}"`, tokenLabel);
+    }
+  }
+
+  private findData(session: Handle, label: string): Handle[] {
+    this.lib.C_FindObjectsInit(session, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+      { type: pkcs11js.CKA_APPLICATION, value: APPLICATION },
+      { type: pkcs11js.CKA_LABEL, value: label },
+    ]);
+    try {
+      return this.lib.C_FindObjects(session, 16);
+    } finally {
+      this.lib.C_FindObjectsFinal(session);
     }
   }
 
@@ -287,6 +337,11 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer 
     this.tokens.clear();
     this.keys.clear();
     releaseModule(this.modulePath);
+  }
+
+  /** True when this store holds a logged-in session on the token (no PIN will be asked). */
+  loggedIn(tokenLabel: string): boolean {
+    return this.tokens.get(tokenLabel)?.loggedIn ?? false;
   }
 
   /** For tests and HSM checks: the raw module and the session of a logged-in token. */

@@ -5,6 +5,7 @@
  */
 import { migration as m001 } from "./001_event_log_and_cas.js";
 import { migration as m002 } from "./002_pin_guard.js";
+import { migration as m003 } from "./003_issuance.js";
 
 export interface Migration {
   version: number;
@@ -12,4 +13,4 @@ export interface Migration {
   sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [m001, m002];
+export const MIGRATIONS: readonly Migration[] = [m001, m002, m003];

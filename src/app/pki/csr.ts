@@ -1,0 +1,228 @@
+/**
+ * Reading a device's PKCS#10 request: strict parsing (PEM or DER, size-capped,
+ * no trailing bytes) and proof of possession (the request's signature checked
+ * with node's native crypto over the exact bytes the device signed).
+ */
+import { createHash, createPublicKey, verify } from "node:crypto";
+import * as asn1js from "asn1js";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { CertificationRequest } from "@peculiar/asn1-csr";
+import { ECParameters, id_ecPublicKey } from "@peculiar/asn1-ecc";
+import { RSAPublicKey, id_rsaEncryption } from "@peculiar/asn1-rsa";
+import { Extensions, Name, id_ce_basicConstraints, BasicConstraints } from "@peculiar/asn1-x509";
+import { id_pkcs9_at_extensionRequest } from "@peculiar/asn1-pkcs9";
+import { LinesignError } from "../../domain/errors.js";
+import type { CsrFacts, DeviceKey, SubjectEntry } from "../../domain/csr-policy.js";
+
+/** Largest request accepted, PEM or DER. */
+export const MAX_CSR_BYTES = 16 * 1024;
+
+const CURVES: Record<string, "P-256" | "P-384" | "P-521"> = {
+  "1.2.840.10045.3.1.7": "P-256",
+  "1.3.132.0.34": "P-384",
+  "1.3.132.0.35": "P-521",
+};
+
+/** Signature algorithms accepted on a request, and the hash each uses. */
+const SIGNATURE_HASHES: Record<string, string> = {
+  "1.2.840.10045.4.3.2": "sha256", // ecdsa-with-SHA256
+  "1.2.840.10045.4.3.3": "sha384",
+  "1.2.840.10045.4.3.4": "sha512",
+  "1.2.840.113549.1.1.11": "sha256", // sha256WithRSAEncryption
+  "1.2.840.113549.1.1.12": "sha384",
+  "1.2.840.113549.1.1.13": "sha512",
+};
+
+export const ATTRIBUTE_NAMES: Record<string, string> = {
+  "2.5.4.3": "CN",
+  "2.5.4.10": "O",
+  "2.5.4.11": "OU",
+  "2.5.4.6": "C",
+  "2.5.4.7": "L",
+  "2.5.4.8": "ST",
+  "2.5.4.5": "serialNumber",
+  "1.2.840.113549.1.9.1": "emailAddress",
+  "0.9.2342.19200300.100.1.25": "DC",
+  "0.9.2342.19200300.100.1.1": "UID",
+};
+
+/** A parsed request: the facts policy needs, plus what signing needs. */
+export interface ParsedCsr extends CsrFacts {
+  der: Uint8Array;
+  /** DER SubjectPublicKeyInfo, copied into the certificate as is. */
+  spki: Uint8Array;
+  signatureAlgorithm: string;
+  request: CertificationRequest;
+}
+
+const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
+
+/** Hex SHA-256 of whatever bytes arrived (for recording rejections of unparseable input). */
+export function fingerprintInput(input: Uint8Array): string {
+  return sha256(input);
+}
+
+function malformed(why: string, cause?: unknown): LinesignError {
+  return new LinesignError(
+    "CSR_MALFORMED",
+    `The request is not a valid PKCS#10 CSR: ${why}.`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+function toDer(input: Uint8Array): Uint8Array {
+  const head = Buffer.from(input.subarray(0, 64)).toString("latin1");
+  if (!head.includes("-----BEGIN")) return input;
+  const text = Buffer.from(input).toString("latin1");
+  const m =
+    /^\s*-----BEGIN (NEW )?CERTIFICATE REQUEST-----\r?\n([A-Za-z0-9+/=\s]+?)-----END (NEW )?CERTIFICATE REQUEST-----\s*$/.exec(
+      text,
+    );
+  if (!m) throw malformed("PEM must hold exactly one CERTIFICATE REQUEST block and nothing else");
+  const der = Buffer.from(m[2]!.replace(/\s+/g, ""), "base64");
+  if (der.length === 0) throw malformed("the PEM block is empty");
+  return new Uint8Array(der);
+}
+
+function deviceKey(
+  spkiAlg: string,
+  params: ArrayBuffer | undefined,
+  subjectPublicKey: ArrayBuffer,
+): DeviceKey {
+  if (spkiAlg === id_ecPublicKey) {
+    if (!params) return { kind: "other", name: "EC key without a named curve" };
+    const ecp = AsnConvert.parse(params, ECParameters);
+    if (!ecp.namedCurve) return { kind: "other", name: "EC key with explicit curve parameters" };
+    const curve = CURVES[ecp.namedCurve];
+    return curve ? { kind: "ec", curve } : { kind: "other", name: `EC curve ${ecp.namedCurve}` };
+  }
+  if (spkiAlg === id_rsaEncryption) {
+    const rsa = AsnConvert.parse(subjectPublicKey, RSAPublicKey);
+    let n = new Uint8Array(rsa.modulus);
+    let i = 0;
+    while (i < n.length && n[i] === 0) i++;
+    n = n.subarray(i);
+    const bits = n.length === 0 ? 0 : (n.length - 1) * 8 + (32 - Math.clz32(n[0]!));
+    return { kind: "rsa", bits };
+  }
+  return { kind: "other", name: `key algorithm ${spkiAlg}` };
+}
+
+/** The subject as a list of (attribute, value), in order. */
+function subjectEntries(name: Name): SubjectEntry[] {
+  const out: SubjectEntry[] = [];
+  for (const rdn of name) {
+    for (const atv of rdn) {
+      out.push({ type: ATTRIBUTE_NAMES[atv.type] ?? atv.type, value: atv.value.toString() });
+    }
+  }
+  return out;
+}
+
+/**
+ * Parses a request strictly. Throws CSR_TOO_LARGE or CSR_MALFORMED naming the problem.
+ */
+export function parseCsr(input: Uint8Array): ParsedCsr {
+  if (input.length > MAX_CSR_BYTES) {
+    throw new LinesignError(
+      "CSR_TOO_LARGE",
+      `The request is ${input.length} bytes; at most ${MAX_CSR_BYTES} are accepted.`,
+    );
+  }
+  if (input.length === 0) throw malformed("it is empty");
+  const der = toDer(input);
+  const outer = asn1js.fromBER(der.slice().buffer);
+  if (outer.offset === -1) throw malformed("its ASN.1 encoding is broken (truncated or not DER)");
+  if (outer.offset !== der.length)
+    throw malformed(`${der.length - outer.offset} bytes of garbage follow it`);
+  let request: CertificationRequest;
+  try {
+    request = AsnConvert.parse(der, CertificationRequest);
+  } catch (cause) {
+    throw malformed("its structure is not a CertificationRequest", cause);
+  }
+  const info = request.certificationRequestInfo;
+  if (info.version !== 0) throw malformed(`version ${info.version} is not v1 (0)`);
+  if (!request.certificationRequestInfoRaw) throw malformed("the signed part could not be located");
+  let key: DeviceKey;
+  try {
+    key = deviceKey(
+      info.subjectPKInfo.algorithm.algorithm,
+      info.subjectPKInfo.algorithm.parameters ?? undefined,
+      info.subjectPKInfo.subjectPublicKey,
+    );
+  } catch (cause) {
+    throw malformed("its public key cannot be read", cause);
+  }
+  const spki = new Uint8Array(AsnConvert.serialize(info.subjectPKInfo));
+  const requestedExtensions: CsrFacts["requestedExtensions"] = [];
+  for (const attr of info.attributes) {
+    if (attr.type !== id_pkcs9_at_extensionRequest) continue;
+    for (const value of attr.values) {
+      let exts: Extensions;
+      try {
+        exts = AsnConvert.parse(value, Extensions);
+      } catch (cause) {
+        throw malformed("its extension request cannot be read", cause);
+      }
+      for (const ext of exts) {
+        let caTrue = false;
+        if (ext.extnID === id_ce_basicConstraints) {
+          try {
+            caTrue = AsnConvert.parse(ext.extnValue.buffer, BasicConstraints).cA;
+          } catch {
+            caTrue = true; // an unreadable basicConstraints request is treated as the dangerous kind
+          }
+        }
+        requestedExtensions.push({ oid: ext.extnID, critical: ext.critical, caTrue });
+      }
+    }
+  }
+  return {
+    der,
+    spki,
+    sha256: sha256(der),
+    spkiSha256: sha256(spki),
+    key,
+    subject: subjectEntries(info.subject),
+    subjectDerLength: AsnConvert.serialize(info.subject).byteLength,
+    requestedExtensions,
+    signatureAlgorithm: request.signatureAlgorithm.algorithm,
+    request,
+  };
+}
+
+/**
+ * Checks proof of possession: the request's signature over its info, with its own key.
+ * Throws CSR_ALGORITHM_UNSUPPORTED or CSR_SIGNATURE_INVALID.
+ */
+export function verifyCsrSignature(csr: ParsedCsr): void {
+  const hash = SIGNATURE_HASHES[csr.signatureAlgorithm];
+  if (!hash) {
+    throw new LinesignError(
+      "CSR_ALGORITHM_UNSUPPORTED",
+      `The request is signed with algorithm ${csr.signatureAlgorithm}; use ECDSA or RSA PKCS#1 v1.5 with SHA-256 or stronger.`,
+    );
+  }
+  let ok = false;
+  try {
+    const key = createPublicKey({ key: Buffer.from(csr.spki), format: "der", type: "spki" });
+    const isEc = key.asymmetricKeyType === "ec";
+    if (isEc !== csr.signatureAlgorithm.startsWith("1.2.840.10045")) ok = false;
+    else
+      ok = verify(
+        hash,
+        new Uint8Array(csr.request.certificationRequestInfoRaw!),
+        isEc ? { key, dsaEncoding: "der" } : key,
+        new Uint8Array(csr.request.signature),
+      );
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw new LinesignError(
+      "CSR_SIGNATURE_INVALID",
+      "The request's signature does not verify with its own public key: the device did not prove it holds the key (corrupted request, or a fault in the device).",
+    );
+  }
+}

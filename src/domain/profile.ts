@@ -1,0 +1,98 @@
+/**
+ * Certificate profiles: which CA signs, for how long, which device keys are
+ * acceptable, how the device id is checked and turned into a subject, and
+ * which SANs are added. Profiles live in station.json under `profiles`.
+ */
+import { z } from "zod";
+
+/** Subject attribute short names the station understands. */
+export const SUBJECT_ATTRIBUTES = [
+  "CN",
+  "O",
+  "OU",
+  "C",
+  "L",
+  "ST",
+  "serialNumber",
+  "emailAddress",
+  "DC",
+  "UID",
+] as const;
+export type SubjectAttribute = (typeof SUBJECT_ATTRIBUTES)[number];
+
+export const DEFAULT_DEVICE_ID_RULE = "^[A-Za-z0-9._:-]{1,64}$";
+
+const sanTemplate = z
+  .object({
+    type: z.enum(["uri", "dns"]),
+    /** `{deviceId}` is replaced by the device id. */
+    template: z
+      .string()
+      .min(1)
+      .max(256)
+      .includes("{deviceId}", { message: "must contain {deviceId}" }),
+  })
+  .strict();
+
+export const ProfileSchema = z
+  .object({
+    /** Label of the issuing CA. */
+    ca: z.string().min(1),
+    /** Validity in days; cut at the CA's own notAfter (and the cut is recorded). */
+    validityDays: z.number().int().min(1).max(36500).default(3650),
+    /** Minutes notBefore is backdated, for device clock skew. */
+    backdateMinutes: z.number().int().min(0).max(1440).default(5),
+    /** Device key types accepted. Default: EC P-256, EC P-384, RSA 2048 and above (what AWS IoT accepts). */
+    keys: z
+      .object({
+        ec: z.array(z.enum(["P-256", "P-384", "P-521"])).default(["P-256", "P-384"]),
+        /** Smallest RSA modulus accepted; null refuses RSA keys. */
+        rsaMinBits: z.number().int().min(2048).max(16384).nullable().default(2048),
+      })
+      .strict()
+      .default({ ec: ["P-256", "P-384"], rsaMinBits: 2048 }),
+    /** Regular expression the device id must match in full. */
+    deviceIdRule: z
+      .string()
+      .default(DEFAULT_DEVICE_ID_RULE)
+      .refine((r) => {
+        try {
+          new RegExp(r);
+          return true;
+        } catch {
+          return false;
+        }
+      }, "is not a valid regular expression"),
+    subject: z
+      .object({
+        /** Fixed attributes the profile sets; a CSR claiming another value for one is refused. */
+        fixed: z
+          .partialRecord(z.enum(["O", "OU", "C", "L", "ST"]), z.string().min(1).max(64))
+          .default({}),
+        /** CSR attributes (besides CN, which is the device id) copied into the certificate. */
+        copy: z.array(z.enum(SUBJECT_ATTRIBUTES)).default([]),
+        /** CSR attributes whose presence refuses the request. */
+        forbid: z.array(z.enum(SUBJECT_ATTRIBUTES)).default([]),
+      })
+      .strict()
+      .default({ fixed: {}, copy: [], forbid: [] }),
+    san: z.array(sanTemplate).max(8).default([]),
+    /** Requested-extension OIDs tolerated in a CSR (and ignored: the profile decides extensions). */
+    toleratedRequestedExtensions: z.array(z.string().regex(/^\d+(\.\d+)+$/)).default([]),
+    /** Whether a device id that has a live certificate may get another (the earlier is superseded). */
+    allowReissue: z.boolean().default(false),
+  })
+  .strict();
+
+export type Profile = z.infer<typeof ProfileSchema>;
+export type ProfileInput = z.input<typeof ProfileSchema>;
+
+/** Fills a profile's defaults. */
+export function makeProfile(input: ProfileInput): Profile {
+  return ProfileSchema.parse(input);
+}
+
+/** Expands a SAN template for a device id. */
+export function expandTemplate(template: string, deviceId: string): string {
+  return template.split("{deviceId}").join(deviceId);
+}
