@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const main = new URL("../dist/cli/main.js", import.meta.url);
+const main = new URL("../dist/src/cli/main.js", import.meta.url);
 if (!existsSync(fileURLToPath(main))) {
   console.error(
     'linesign is not built yet: run "npm ci && npm run build" in the repository first.',

@@ -80,7 +80,7 @@ export interface Station {
 
 /** The repository's SoftHSM2 config template (softhsm.conf at the top level). */
 function softhsmTemplate(): string {
-  return readFileSync(fileURLToPath(new URL("../softhsm.conf", import.meta.url)), "utf8");
+  return readFileSync(fileURLToPath(new URL("../../softhsm.conf", import.meta.url)), "utf8");
 }
 
 function actorFrom(env: NodeJS.ProcessEnv): string {

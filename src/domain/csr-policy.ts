@@ -79,12 +79,10 @@ export function checkKeyAllowed(profile: Profile, key: DeviceKey): void {
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
+const CONTROL_ALL = new RegExp(CONTROL.source, "g");
+
 function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return JSON.stringify(s.length > 80 ? s.slice(0, 77) + "..." : s).replace(
-    /[\u0000-\u001f\u007f-\u009f]/g,
-    "?",
-  );
+  return JSON.stringify(s.length > 80 ? s.slice(0, 77) + "..." : s).replace(CONTROL_ALL, "?");
 }
 
 /**

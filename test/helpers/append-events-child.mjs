@@ -1,6 +1,6 @@
 // Appends events to a station database and reports each committed seq on stdout,
 // until killed. Used to check that a committed entry survives SIGKILL.
-import { SqliteStationStore } from "../../dist/adapters/db/station-store.js";
+import { SqliteStationStore } from "../../dist/src/adapters/db/station-store.js";
 
 const store = SqliteStationStore.open(process.argv[2], { create: true });
 for (let i = 0; ; i++) {

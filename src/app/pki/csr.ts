@@ -204,13 +204,14 @@ export function verifyCsrSignature(csr: ParsedCsr): void {
       `The request is signed with algorithm ${csr.signatureAlgorithm}; use ECDSA or RSA PKCS#1 v1.5 with SHA-256 or stronger.`,
     );
   }
-  let ok = false;
+  let ok: boolean;
   try {
     const key = createPublicKey({ key: Buffer.from(csr.spki), format: "der", type: "spki" });
     const isEc = key.asymmetricKeyType === "ec";
-    if (isEc !== csr.signatureAlgorithm.startsWith("1.2.840.10045")) ok = false;
-    else
-      ok = verify(
+    // The signature algorithm must fit the key's kind (no ECDSA OID over an RSA key).
+    ok =
+      isEc === csr.signatureAlgorithm.startsWith("1.2.840.10045") &&
+      verify(
         hash,
         new Uint8Array(csr.request.certificationRequestInfoRaw!),
         isEc ? { key, dsaEncoding: "der" } : key,
