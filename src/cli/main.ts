@@ -12,6 +12,7 @@ import { initStation, openStation, type Station } from "../compose.js";
 import type { CaSigning } from "../app/ca.js";
 import { viewCa } from "../app/ca.js";
 import { promptSecret } from "./prompt.js";
+import { runBench } from "./bench.js";
 import {
   formatAuditTable,
   formatStatus,
@@ -481,6 +482,19 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
         emit({ ...verdict }, verdict.message);
         if (!verdict.ok) exitCode = 1;
       });
+    });
+
+  program
+    .command("bench")
+    .description(
+      "measure HSM signing and end-to-end issuance on a throwaway token (figures only, never a pass/fail)",
+    )
+    .option("--count <n>", "issuances per CA key type", "1000")
+    .action(async (o: { count: string }) => {
+      const count = Number(o.count);
+      if (!Number.isInteger(count) || count < 10 || count > 1_000_000)
+        throw new LinesignError("USAGE", "--count must be a whole number from 10 to 1000000.");
+      await runBench(io, { json, count });
     });
 
   try {

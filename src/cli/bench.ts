@@ -1,0 +1,222 @@
+/**
+ * `linesign bench`: figures measured in one run on one throwaway token, so
+ * ratios mean something on a shared, noisy machine. Never asserts on time.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { initStation, openStation, DEV_PROFILE } from "../compose.js";
+import { newStageTimings, type StageTimings } from "../app/issuance.js";
+import type { CliIo } from "./main.js";
+
+type CaKey = "ec-p256" | "rsa-2048";
+
+export interface BenchResult {
+  count: number;
+  hsmSignPerSec: Record<CaKey, number>;
+  issuePerSec: Record<CaKey, number>;
+  /** issuePerSec / hsmSignPerSec, per CA key type. */
+  issueToSignRatio: Record<CaKey, number>;
+  /** Mean milliseconds per issuance in each stage. */
+  stagesMs: Record<
+    CaKey,
+    Record<"parse" | "verify" | "policy" | "build" | "sign" | "commit", number>
+  >;
+  /** The seed articles' manual flow (genrsa, req, x509 -req), ms per device; null without openssl. */
+  opensslManualMsPerDevice: number | null;
+  /** Issuance rate against the manual openssl flow's rate. */
+  speedupOverManualOpenssl: number | null;
+}
+
+interface CsrFactory {
+  deviceKey(t: string): unknown;
+  makeCsr(o: { key: unknown; subject: [string, string][] }): Uint8Array;
+}
+
+async function loadFactory(): Promise<CsrFactory> {
+  // The device side of the bench comes from fixtures (built beside src in dist/).
+  return (await import(
+    new URL("../../fixtures/csr-factory.js", import.meta.url).href
+  )) as CsrFactory;
+}
+
+const perSec = (n: number, ms: number): number => Math.round((n / ms) * 1000);
+
+function opensslManualFlow(dir: string, runs: number): number | null {
+  if (spawnSync("openssl", ["version"]).status !== 0) return null;
+  const o = (args: string[]) => spawnSync("openssl", args, { cwd: dir, stdio: "ignore" });
+  o(["genrsa", "-out", "ca.key", "2048"]);
+  o([
+    "req",
+    "-x509",
+    "-new",
+    "-nodes",
+    "-key",
+    "ca.key",
+    "-sha256",
+    "-days",
+    "365",
+    "-subj",
+    "/CN=bench-ca",
+    "-out",
+    "ca.pem",
+  ]);
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) {
+    o(["genrsa", "-out", "d.key", "2048"]);
+    o(["req", "-new", "-key", "d.key", "-subj", `/CN=device-${i}`, "-out", "d.csr"]);
+    o([
+      "x509",
+      "-req",
+      "-in",
+      "d.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-days",
+      "365",
+      "-sha256",
+      "-out",
+      "d.crt",
+    ]);
+  }
+  return (performance.now() - t0) / runs;
+}
+
+/** Runs the bench; prints figures (JSON with --json). */
+export async function runBench(
+  io: CliIo,
+  opts: { json: boolean; count: number },
+): Promise<BenchResult> {
+  const log = (t: string): void => {
+    if (!opts.json) io.err(t + "\n");
+  };
+  const dir = mkdtempSync(join(tmpdir(), "linesign-bench-"));
+  mkdirSync(join(dir, "tokens"));
+  const conf = join(dir, "softhsm2.conf");
+  writeFileSync(
+    conf,
+    `directories.tokendir = ${join(dir, "tokens")}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+  );
+  // The bench's own token store: the station's real token is never touched.
+  process.env.SOFTHSM2_CONF = conf;
+  const env = { ...process.env, SOFTHSM2_CONF: conf, LINESIGN_USER_PIN: undefined };
+  const home = join(dir, "home");
+  try {
+    log(`bench: setting up a throwaway station in ${dir}`);
+    await initStation({ home, dev: true, env });
+    {
+      const s = openStation({ home, env });
+      await s.ca.create({
+        label: "bench-rsa",
+        keyType: "rsa-2048",
+        subject: "CN=Bench RSA CA",
+        signing: { mode: "root", rootLabel: "dev-root" },
+      });
+      await s.close();
+    }
+    const cfgPath = join(home, "station.json");
+    const { readFileSync } = await import("node:fs");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as {
+      profiles: Record<string, unknown>;
+      audit: { checkpointEvery: number };
+    };
+    cfg.profiles["bench-ec-p256"] = { ...DEV_PROFILE, ca: "dev-ica", allowReissue: false };
+    cfg.profiles["bench-rsa-2048"] = { ...DEV_PROFILE, ca: "bench-rsa", allowReissue: false };
+    writeFileSync(cfgPath, JSON.stringify(cfg));
+
+    const factory = await loadFactory();
+    const s = openStation({ home, env });
+    const result: BenchResult = {
+      count: opts.count,
+      hsmSignPerSec: { "ec-p256": 0, "rsa-2048": 0 },
+      issuePerSec: { "ec-p256": 0, "rsa-2048": 0 },
+      issueToSignRatio: { "ec-p256": 0, "rsa-2048": 0 },
+      stagesMs: {} as BenchResult["stagesMs"],
+      opensslManualMsPerDevice: null,
+      speedupOverManualOpenssl: null,
+    };
+    for (const [caKey, label] of [
+      ["ec-p256", "dev-ica"],
+      ["rsa-2048", "bench-rsa"],
+    ] as const) {
+      const signer = await s.ca.signerFor(s.ca.get(label));
+      const msg = new Uint8Array(200);
+      for (let i = 0; i < 200; i++) await signer.sign(msg); // warm-up
+      const signs = caKey === "ec-p256" ? 20_000 : 3_000;
+      let t0 = performance.now();
+      for (let i = 0; i < signs; i++) await signer.sign(msg);
+      result.hsmSignPerSec[caKey] = perSec(signs, performance.now() - t0);
+      log(`bench: ${caKey} raw HSM signing: ${result.hsmSignPerSec[caKey]}/s`);
+
+      log(`bench: making ${opts.count} device requests (EC P-256 keys) for the ${caKey} CA`);
+      const csrs = Array.from({ length: opts.count }, (_, i) =>
+        factory.makeCsr({
+          key: factory.deviceKey("ec-p256"),
+          subject: [["CN", `bench-${caKey}-${i}`]],
+        }),
+      );
+      const t: StageTimings = newStageTimings();
+      t0 = performance.now();
+      for (let i = 0; i < csrs.length; i++) {
+        await s.issuance.issue({ csr: csrs[i]!, profile: `bench-${caKey}`, origin: "bench" }, t);
+        if (!opts.json && io.interactive && i % 100 === 0)
+          io.err(`\rbench: ${caKey} issuance ${i}/${csrs.length}`);
+      }
+      const ms = performance.now() - t0;
+      if (!opts.json && io.interactive) io.err("\n");
+      result.issuePerSec[caKey] = perSec(csrs.length, ms);
+      result.issueToSignRatio[caKey] = Number(
+        (result.issuePerSec[caKey] / result.hsmSignPerSec[caKey]).toFixed(4),
+      );
+      const each = (v: bigint): number =>
+        Number((Number(v) / 1e6 / Math.max(1, t.count)).toFixed(3));
+      result.stagesMs[caKey] = {
+        parse: each(t.parse),
+        verify: each(t.verify),
+        policy: each(t.policy),
+        build: each(t.build),
+        sign: each(t.sign),
+        commit: each(t.commit),
+      };
+      log(
+        `bench: ${caKey} end-to-end issuance with durable records: ${result.issuePerSec[caKey]}/s`,
+      );
+    }
+    await s.close();
+    log("bench: timing the seed articles' manual openssl flow");
+    const manualDir = join(dir, "manual");
+    mkdirSync(manualDir);
+    result.opensslManualMsPerDevice = opensslManualFlow(manualDir, 5);
+    if (result.opensslManualMsPerDevice) {
+      result.opensslManualMsPerDevice = Number(result.opensslManualMsPerDevice.toFixed(1));
+      result.speedupOverManualOpenssl = Number(
+        ((result.issuePerSec["ec-p256"] * result.opensslManualMsPerDevice) / 1000).toFixed(1),
+      );
+    }
+    if (opts.json) {
+      io.out(JSON.stringify(result) + "\n");
+    } else {
+      const lines = [
+        `Linesign bench (${opts.count} issuances per CA key type, one run, one token)`,
+        ...(["ec-p256", "rsa-2048"] as const).map(
+          (k) =>
+            `  ${k.padEnd(8)} HSM sign ${String(result.hsmSignPerSec[k]).padStart(6)}/s   issue ${String(result.issuePerSec[k]).padStart(5)}/s   ` +
+            `ratio ${result.issueToSignRatio[k]}   stages ms: ${Object.entries(result.stagesMs[k])
+              .map(([n, v]) => `${n} ${v}`)
+              .join(", ")}`,
+        ),
+        result.opensslManualMsPerDevice === null
+          ? "  manual openssl flow: openssl not installed"
+          : `  manual openssl flow: ${result.opensslManualMsPerDevice} ms/device; the station issues ${result.speedupOverManualOpenssl}x faster (EC P-256 CA)`,
+      ];
+      io.out(lines.join("\n") + "\n");
+    }
+    return result;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,23 @@
+import { expect, it } from "vitest";
+import { cleanEnv, linesign } from "../helpers/cli.js";
+
+// The bench is not a test of speed: this only checks that it runs and reports
+// every figure it promises, with positive numbers. It never asserts on time.
+it("npm run bench -- --json reports per-key-type figures", () => {
+  const r = linesign(["bench", "--json", "--count", "20"], cleanEnv({}));
+  expect(r.code, r.stderr).toBe(0);
+  const j = r.json as unknown as Record<string, Record<string, number>>;
+  for (const key of ["hsmSignPerSec", "issuePerSec", "issueToSignRatio"]) {
+    expect(Object.keys(j[key]!).sort()).toEqual(["ec-p256", "rsa-2048"]);
+    for (const v of Object.values(j[key]!)) expect(v).toBeGreaterThan(0);
+  }
+  expect(Object.keys(j.stagesMs!["ec-p256"] as unknown as object)).toEqual([
+    "parse",
+    "verify",
+    "policy",
+    "build",
+    "sign",
+    "commit",
+  ]);
+  expect(r.stdout.trim().split("\n")).toHaveLength(1);
+}, 180_000);
