@@ -13,6 +13,20 @@ function lastEvent(action: string) {
   return e[e.length - 1];
 }
 
+/** `ca create` of a throwaway self-signed CA, with --json. */
+const createArgs = (label: string): string[] => [
+  "ca",
+  "create",
+  "--label",
+  label,
+  "--key",
+  "ec-p256",
+  "--subject",
+  "CN=x",
+  "--self-signed",
+  "--json",
+];
+
 function caCount(): number {
   return (s.run(["ca", "list", "--json"]).json.cas as unknown[]).length;
 }
@@ -38,21 +52,7 @@ describe("refusals: clear message, exit 1, a log entry, nothing changed", () => 
   it("a wrong PIN, then a locked PIN, then an officer's unlock; the PIN never appears anywhere", () => {
     const before = caCount();
     for (let i = 1; i <= 5; i++) {
-      const r = s.run(
-        [
-          "ca",
-          "create",
-          "--label",
-          `x${i}`,
-          "--key",
-          "ec-p256",
-          "--subject",
-          "CN=x",
-          "--self-signed",
-          "--json",
-        ],
-        { LINESIGN_USER_PIN: WRONG_PIN },
-      );
+      const r = s.run(createArgs(`x${i}`), { LINESIGN_USER_PIN: WRONG_PIN });
       expect(r.code).toBe(1);
       expect(r.json.error!.code).toBe("HSM_PIN_INCORRECT");
       expect(r.json.error!.message).toContain("LINESIGN_USER_PIN");
@@ -64,18 +64,7 @@ describe("refusals: clear message, exit 1, a log entry, nothing changed", () => 
       subject: "linesign-dev",
     });
     // Locked: even the right PIN is not presented to the token any more.
-    const locked = s.run([
-      "ca",
-      "create",
-      "--label",
-      "x6",
-      "--key",
-      "ec-p256",
-      "--subject",
-      "CN=x",
-      "--self-signed",
-      "--json",
-    ]);
+    const locked = s.run(createArgs("x6"));
     expect(locked.code).toBe(1);
     expect(locked.json.error!.code).toBe("HSM_PIN_LOCKED");
     expect(locked.json.error!.message).toContain("linesign token unlock");
@@ -108,21 +97,9 @@ describe("refusals: clear message, exit 1, a log entry, nothing changed", () => 
   });
 
   it("a module path that is missing, or not a PKCS#11 library", () => {
-    const missing = s.run(
-      [
-        "ca",
-        "create",
-        "--label",
-        "m1",
-        "--key",
-        "ec-p256",
-        "--subject",
-        "CN=x",
-        "--self-signed",
-        "--json",
-      ],
-      { LINESIGN_PKCS11_MODULE: "/opt/nowhere/libvendor.so" },
-    );
+    const missing = s.run(createArgs("m1"), {
+      LINESIGN_PKCS11_MODULE: "/opt/nowhere/libvendor.so",
+    });
     expect(missing.code).toBe(1);
     expect(missing.json.error!.code).toBe("HSM_MODULE_NOT_FOUND");
     expect(missing.json.error!.message).toContain("/opt/nowhere/libvendor.so");
@@ -138,21 +115,7 @@ describe("refusals: clear message, exit 1, a log entry, nothing changed", () => 
   });
 
   it("a token label that is not present lists the labels that are", () => {
-    const r = s.run(
-      [
-        "ca",
-        "create",
-        "--label",
-        "t1",
-        "--key",
-        "ec-p256",
-        "--subject",
-        "CN=x",
-        "--self-signed",
-        "--json",
-      ],
-      { LINESIGN_TOKEN_LABEL: "line-7-hsm" },
-    );
+    const r = s.run(createArgs("t1"), { LINESIGN_TOKEN_LABEL: "line-7-hsm" });
     expect(r.code).toBe(1);
     expect(r.json.error!.code).toBe("HSM_TOKEN_NOT_FOUND");
     expect(r.json.error!.message).toContain('"line-7-hsm"');
