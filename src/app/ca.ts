@@ -337,7 +337,7 @@ export class CaService {
         details: {
           registrationCode: code,
           serial: cert.serialNumber,
-          fingerprint: await sha256Hex(new Uint8Array(cert.rawData)),
+          fingerprint: sha256Hex(new Uint8Array(cert.rawData)),
         },
       });
       return cert.toString("pem") + "\n";
@@ -378,7 +378,7 @@ export class CaService {
       certDer: der,
       notBefore: cert.notBefore.toISOString(),
       notAfter: cert.notAfter.toISOString(),
-      fingerprint: await sha256Hex(der),
+      fingerprint: sha256Hex(der),
     };
   }
 

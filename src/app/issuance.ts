@@ -141,7 +141,7 @@ export class IssuanceEngine {
         timings,
       );
       if (timings) t = now();
-      const fingerprint = await sha256Hex(der);
+      const fingerprint = sha256Hex(der);
       this.hooks.beforeCommit?.(der);
       const stamp = nowDate.toISOString();
       const record: Omit<IssuanceRecord, "id"> = {

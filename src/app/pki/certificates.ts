@@ -2,6 +2,7 @@
  * Building and checking the station's CA-side certificates with @peculiar/x509.
  * Private keys are reached only through the Signer port.
  */
+import { createHash } from "node:crypto";
 import { LinesignError } from "../../domain/errors.js";
 import type { Signer } from "../../domain/ports.js";
 import { keyAlgorithm, signingKeyPair } from "./signing-crypto.js";
@@ -245,8 +246,7 @@ export async function checkChain(
   }
 }
 
-/** Hex SHA-256 of DER bytes. */
-export async function sha256Hex(der: Uint8Array): Promise<string> {
-  const digest = await globalThis.crypto.subtle.digest("SHA-256", der);
-  return Buffer.from(digest).toString("hex");
+/** Hex SHA-256 of DER bytes (synchronous: WebCrypto's digest would hop to the thread pool on the hot path). */
+export function sha256Hex(der: Uint8Array): string {
+  return createHash("sha256").update(der).digest("hex");
 }
