@@ -234,6 +234,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
   const env = opts.env ?? process.env;
   const home = StationHome.locate(opts.home, env);
   let createdHome = false;
+  let addedProfile = false;
   let config: Readonly<StationConfig>;
   if (home.exists()) {
     config = home.readConfig();
@@ -242,6 +243,14 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
         "USAGE",
         `${home.dir} is a production station; "init --dev" will not turn it into a development one.`,
       );
+    }
+    if (opts.dev && !config.profiles.default) {
+      // A development home made before profiles existed: add what the development line needs.
+      const raw = JSON.parse(JSON.stringify(config)) as StationConfigInput;
+      raw.profiles = { ...raw.profiles, default: DEV_PROFILE };
+      config = parseStationConfig(raw, home.configPath);
+      home.writeConfig(config);
+      addedProfile = true;
     }
   } else {
     home.ensureDirs();
@@ -314,6 +323,16 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
         userPin: env.LINESIGN_USER_PIN ?? DEV_DEFAULTS.userPin,
         devRootKeyPath: home.devRootKeyPath,
       });
+      if (addedProfile) {
+        dev.created.push('profile "default" (on dev-ica)');
+        station.ctx.store.appendEvent({
+          actor: station.ctx.actor,
+          action: "station.config",
+          subject: "profiles.default",
+          outcome: "ok",
+          details: { added: "default" },
+        });
+      }
     }
     const result: InitResult = {
       home: home.dir,

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { openssl } from "../helpers/cli.js";
@@ -50,6 +50,24 @@ describe("linesign init --dev", () => {
     expect(s.events().length).toBe(before);
     const j = s.run(["init", "--dev", "--json"]).json;
     expect(j.changed).toBe(false);
+  });
+});
+
+describe("linesign init --dev on an older development home", () => {
+  it("adds the missing default profile once, and says so", () => {
+    const cfgPath = join(s.home, "station.json");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as { profiles?: unknown };
+    delete cfg.profiles;
+    writeFileSync(cfgPath, JSON.stringify(cfg));
+    const r = s.run(["init", "--dev", "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.json.changed).toBe(true);
+    expect((r.json.dev as { created: string[] }).created).toEqual([
+      'profile "default" (on dev-ica)',
+    ]);
+    expect(JSON.parse(readFileSync(cfgPath, "utf8")).profiles.default.ca).toBe("dev-ica");
+    expect(s.events().at(-1)).toMatchObject({ action: "station.config", outcome: "ok" });
+    expect(s.run(["init", "--dev", "--json"]).json.changed).toBe(false);
   });
 });
 
