@@ -4,7 +4,7 @@
  * touches a driver.
  */
 import { mkdirSync, readFileSync } from "node:fs";
-import { hostname, userInfo } from "node:os";
+import { availableParallelism, hostname, userInfo } from "node:os";
 import { fileURLToPath } from "node:url";
 import {
   parseStationConfig,
@@ -26,6 +26,7 @@ import { AuditService } from "./app/audit.js";
 import { DEFAULT_MAX_PIN_ATTEMPTS, pinGuard, TokenService } from "./app/token.js";
 import { Checkpointer } from "./app/checkpoint.js";
 import { IssuanceEngine, type IssuanceHooks } from "./app/issuance.js";
+import { InlinePreparer, WorkerPreparer } from "./app/pki/preparer.js";
 import {
   DEV,
   provisionDevelopment,
@@ -158,6 +159,19 @@ function buildStation(
   };
   const ca = new CaService(ctx);
   const checkpointer = new Checkpointer(ctx, config.audit.checkpointEvery, config.audit.keyLabel);
+  const workers =
+    config.issuance.workers === "auto"
+      ? Math.min(4, availableParallelism() - 1)
+      : config.issuance.workers;
+  const issuance = new IssuanceEngine(
+    ctx,
+    config.profiles,
+    config.defaultProfile,
+    ca,
+    checkpointer,
+    opts.hooks,
+    workers > 0 ? new WorkerPreparer(workers) : new InlinePreparer(),
+  );
   return {
     home,
     config,
@@ -165,14 +179,7 @@ function buildStation(
     ca,
     audit: new AuditService(ctx, checkpointer),
     tokens: new TokenService(ctx),
-    issuance: new IssuanceEngine(
-      ctx,
-      config.profiles,
-      config.defaultProfile,
-      ca,
-      checkpointer,
-      opts.hooks,
-    ),
+    issuance,
     checkpointer,
     status: () => stationStatus(ctx),
     close: async () => {
@@ -182,6 +189,7 @@ function buildStation(
       } catch (e) {
         logger.error({ err: e }, "the shutdown checkpoint failed");
       } finally {
+        await issuance.close();
         keys?.close();
         keys = null;
         store.close();

@@ -9,22 +9,15 @@
  * station.
  */
 import { LinesignError, outcomeOf, toLinesignError, type ErrorCode } from "../domain/errors.js";
-import {
-  buildSubject,
-  checkKeyAllowed,
-  checkRequestedExtensions,
-  checkSubject,
-  deviceKeyName,
-  resolveDeviceId,
-} from "../domain/csr-policy.js";
-import { expandTemplate, type Profile } from "../domain/profile.js";
-import type { CaRecord, IssuanceRecord, IssuanceState } from "../domain/ports.js";
+import type { Profile } from "../domain/profile.js";
+import type { CaRecord, IssuanceRecord, IssuanceState, Signer } from "../domain/ports.js";
 import { act, type AppContext } from "./context.js";
 import type { CaService } from "./ca.js";
 import type { Checkpointer } from "./checkpoint.js";
+import { GroupCommitter } from "./group-commit.js";
 import { newSerialHex, sha256Hex } from "./pki/certificates.js";
-import { fingerprintInput, parseCsr, verifyCsrSignature, type ParsedCsr } from "./pki/csr.js";
-import { buildLeaf, issuerParts, type IssuerParts, type LeafTimings } from "./pki/leaf.js";
+import { fingerprintInput, verifyCsrSignature } from "./pki/csr.js";
+import { InlinePreparer, type PreparedJob, type Preparer } from "./pki/preparer.js";
 
 export interface IssueRequest {
   /** The request as received: PEM or DER. */
@@ -47,10 +40,12 @@ export interface Issued {
 }
 
 /** Accumulated stage times in nanoseconds (for the bench). */
-export interface StageTimings extends LeafTimings {
+export interface StageTimings {
   parse: bigint;
   verify: bigint;
   policy: bigint;
+  build: bigint;
+  sign: bigint;
   commit: bigint;
   count: number;
 }
@@ -76,7 +71,11 @@ const REDELIVERABLE: readonly IssuanceState[] = ["ISSUED", "DELIVERED", "DELIVER
 const now = (): bigint => process.hrtime.bigint();
 
 export class IssuanceEngine {
-  private readonly issuers = new Map<string, Promise<IssuerParts>>();
+  private readonly signers = new Map<string, Promise<Signer>>();
+  /** Commits of issuances signed at the same time share one durable transaction. */
+  readonly committer: GroupCommitter;
+  /** Issuances started and not yet committed or refused. */
+  private inFlight = 0;
 
   constructor(
     private readonly ctx: AppContext,
@@ -85,7 +84,10 @@ export class IssuanceEngine {
     private readonly cas: CaService,
     private readonly checkpointer: Checkpointer,
     private readonly hooks: IssuanceHooks = {},
-  ) {}
+    private readonly preparer: Preparer = new InlinePreparer(),
+  ) {
+    this.committer = new GroupCommitter(ctx.store, () => this.inFlight);
+  }
 
   /**
    * Runs the checks in order (parse, signature, key type, device id, subject,
@@ -95,67 +97,104 @@ export class IssuanceEngine {
    * recording the rejection.
    */
   async issue(req: IssueRequest, timings?: StageTimings): Promise<Issued> {
+    this.inFlight++;
+    try {
+      return await this.issueCounted(req, timings);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async issueCounted(req: IssueRequest, timings?: StageTimings): Promise<Issued> {
     const profileName = req.profile ?? this.defaultProfile;
-    let csr: ParsedCsr | null = null;
+    let csrSha256: string | null = null;
     let deviceId: string | null = req.deviceId ?? null;
+    let job: PreparedJob | null = null;
     try {
       const profile = this.profile(profileName);
-      let t = timings ? now() : 0n;
-      csr = parseCsr(req.csr);
-      if (timings) [timings.parse, t] = [timings.parse + now() - t, now()];
-      verifyCsrSignature(csr);
-      if (timings) [timings.verify, t] = [timings.verify + now() - t, now()];
-      checkKeyAllowed(profile, csr.key);
-      deviceId = resolveDeviceId(profile, csr, req.deviceId);
-      const copied = checkSubject(profile, csr);
-      checkRequestedExtensions(profile, csr);
-      const prior = this.ctx.store.findIssuanceBySpki(csr.spkiSha256);
-      if (prior) return await this.redeliver(prior, deviceId, profileName, req);
-      const live = this.ctx.store.liveIssuanceForDevice(deviceId);
-      this.checkLive(live, profile, deviceId);
-      const ca = this.issuingCa(profile);
-      const issuer = await this.issuer(ca);
-      if (timings) [timings.policy, t] = [timings.policy + now() - t, now()];
-
+      const caRecord = this.ctx.store.getCa(profile.ca);
       const nowDate = this.ctx.clock.now();
-      const notBefore = new Date(nowDate.getTime() - profile.backdateMinutes * 60_000);
-      const wanted = new Date(nowDate.getTime() + profile.validityDays * 86_400_000);
-      const caNotAfter = new Date(ca.notAfter!);
-      const validityCut = wanted > caNotAfter;
-      const notAfter = validityCut ? caNotAfter : wanted;
       const serial = newSerialHex();
-      const der = await buildLeaf(
-        issuer,
-        {
-          serialHex: serial,
-          subject: buildSubject(profile, deviceId, copied),
-          spki: csr.spki,
-          rsaKey: csr.key.kind === "rsa",
-          notBefore,
-          notAfter,
-          sans: profile.san.map((s) => ({
-            type: s.type,
-            value: expandTemplate(s.template, deviceId!),
-          })),
-        },
-        timings,
-      );
-      if (timings) t = now();
+      // The pure checks and the TBS, in a worker when the station has them.
+      job = await this.preparer.prepare({
+        csr: req.csr,
+        profile,
+        deviceId,
+        ca:
+          caRecord?.certDer && caRecord.notAfter && caRecord.fingerprint
+            ? {
+                fingerprint: caRecord.fingerprint,
+                certDer: caRecord.certDer,
+                keyType: caRecord.keyType,
+                notAfter: caRecord.notAfter,
+              }
+            : null,
+        nowMs: nowDate.getTime(),
+        serialHex: serial,
+      });
+      if (job.result.verify) {
+        // The signature check comes before the policy checks, whatever thread ran them.
+        const t0 = timings ? now() : 0n;
+        try {
+          verifyCsrSignature(job.result.verify);
+        } catch (e) {
+          csrSha256 = job.result.ok ? job.result.prepared.csrSha256 : job.result.failure.csrSha256;
+          throw e;
+        }
+        if (timings) timings.verify += now() - t0;
+      }
+      if (!job.result.ok) {
+        const f = job.result.failure;
+        csrSha256 = f.csrSha256;
+        deviceId = f.deviceId;
+        throw new LinesignError(f.code, f.message, { details: f.details });
+      }
+      const prep = job.result.prepared;
+      csrSha256 = prep.csrSha256;
+      deviceId = prep.deviceId;
+      if (timings) {
+        timings.parse += BigInt(prep.timings.parse);
+        timings.verify += BigInt(prep.timings.verify);
+        timings.policy += BigInt(prep.timings.policy);
+        timings.build += BigInt(prep.timings.build);
+      }
+      let t = timings ? now() : 0n;
+      const prior = this.ctx.store.findIssuanceBySpki(prep.spkiSha256);
+      if (prior) {
+        job.drop();
+        job = null;
+        return await this.redeliver(prior, prep.deviceId, profileName, req);
+      }
+      const live = this.ctx.store.liveIssuanceForDevice(prep.deviceId);
+      this.checkLive(live, profile, prep.deviceId);
+      const ca = this.issuingCa(profile, caRecord);
+      const signer = await this.signer(ca);
+      if (!prep.tbsDer)
+        throw new LinesignError(
+          "CA_UNKNOWN",
+          `The profile's CA "${profile.ca}" has no certificate.`,
+        );
+      if (timings) [timings.policy, t] = [timings.policy + now() - t, now()];
+      const signature = await signer.sign(prep.tbsDer);
+      if (timings) [timings.sign, t] = [timings.sign + now() - t, now()];
+      const der = await job.assemble(signature);
+      job = null;
+      if (timings) [timings.build, t] = [timings.build + now() - t, now()];
       const fingerprint = sha256Hex(der);
       this.hooks.beforeCommit?.(der);
       const stamp = nowDate.toISOString();
       const record: Omit<IssuanceRecord, "id"> = {
         serial,
-        deviceId,
-        spkiSha256: csr.spkiSha256,
-        keyType: deviceKeyName(csr.key),
+        deviceId: prep.deviceId,
+        spkiSha256: prep.spkiSha256,
+        keyType: prep.keyType,
         profile: profileName,
         caLabel: ca.label,
         certDer: der,
         fingerprint,
-        notBefore: notBefore.toISOString(),
-        notAfter: notAfter.toISOString(),
-        validityCut,
+        notBefore: prep.notBefore,
+        notAfter: prep.notAfter,
+        validityCut: prep.validityCut,
         state: "ISSUED",
         stateReason: null,
         supersedes: null,
@@ -163,14 +202,13 @@ export class IssuanceEngine {
         station: this.ctx.stationId,
         origin: req.origin,
         workOrder: req.workOrder ?? null,
-        csrSha256: csr.sha256,
+        csrSha256: prep.csrSha256,
         createdAt: stamp,
         updatedAt: stamp,
       };
-      const parsed = csr;
-      const id = this.ctx.store.transaction(() => {
+      const id = await this.committer.commit(() => {
         // Re-checked inside the transaction: another port may have committed meanwhile.
-        const racedKey = this.ctx.store.findIssuanceBySpki(parsed.spkiSha256);
+        const racedKey = this.ctx.store.findIssuanceBySpki(record.spkiSha256);
         if (racedKey) throw this.keyReused(racedKey);
         const racedLive = this.ctx.store.liveIssuanceForDevice(record.deviceId);
         this.checkLive(racedLive, profile, record.deviceId);
@@ -199,7 +237,7 @@ export class IssuanceEngine {
             origin: req.origin,
             workOrder: record.workOrder,
             notAfter: record.notAfter,
-            validityCut,
+            validityCut: record.validityCut,
             supersedes: record.supersedes,
           },
         });
@@ -216,10 +254,16 @@ export class IssuanceEngine {
         redelivery: false,
       };
     } catch (e) {
+      job?.drop();
       const err = toLinesignError(e);
-      this.recordRejection(err, req, profileName, deviceId, csr);
+      this.recordRejection(err, req, profileName, deviceId, csrSha256);
       throw err;
     }
+  }
+
+  /** Stops the worker threads, if any. */
+  async close(): Promise<void> {
+    await this.preparer.close();
   }
 
   /** ISSUED (or DELIVERY_FAILED, on a retry) -> DELIVERED. */
@@ -370,8 +414,7 @@ export class IssuanceEngine {
     return { issuance: prior, chainDer: [ca.certDer!, ...ca.chainDer], redelivery: true };
   }
 
-  private issuingCa(profile: Profile): CaRecord {
-    const ca = this.ctx.store.getCa(profile.ca);
+  private issuingCa(profile: Profile, ca: CaRecord | null): CaRecord {
     if (!ca || !ca.certDer || !ca.notAfter || !ca.notBefore) {
       throw new LinesignError(
         "CA_UNKNOWN",
@@ -394,12 +437,12 @@ export class IssuanceEngine {
     return ca;
   }
 
-  private issuer(ca: CaRecord): Promise<IssuerParts> {
-    let p = this.issuers.get(ca.label);
+  private signer(ca: CaRecord): Promise<Signer> {
+    let p = this.signers.get(ca.label);
     if (!p) {
-      p = this.cas.signerFor(ca).then((signer) => issuerParts(ca.certDer!, signer));
-      p.catch(() => this.issuers.delete(ca.label));
-      this.issuers.set(ca.label, p);
+      p = this.cas.signerFor(ca);
+      p.catch(() => this.signers.delete(ca.label));
+      this.signers.set(ca.label, p);
     }
     return p;
   }
@@ -409,9 +452,9 @@ export class IssuanceEngine {
     req: IssueRequest,
     profile: string,
     deviceId: string | null,
-    csr: ParsedCsr | null,
+    knownCsrSha256: string | null,
   ): void {
-    const csrSha256 = csr?.sha256 ?? fingerprintInput(req.csr);
+    const csrSha256 = knownCsrSha256 ?? fingerprintInput(req.csr);
     const stamp = this.ctx.clock.now().toISOString();
     try {
       this.ctx.store.transaction(() => {

@@ -32,6 +32,13 @@ export const StationConfigSchema = z
     profiles: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,32}$/), ProfileSchema).default({}),
     /** The profile used when none is named. */
     defaultProfile: z.string().default("default"),
+    issuance: z
+      .object({
+        /** Worker threads for parsing, checking and building certificates: "auto" = cores - 1 (at most 4); 0 = in the main thread. */
+        workers: z.union([z.literal("auto"), z.number().int().min(0).max(16)]).default("auto"),
+      })
+      .strict()
+      .default({ workers: "auto" }),
     audit: z
       .object({
         /** Sign a checkpoint of the log head with the audit key every this many entries (and at shutdown). */

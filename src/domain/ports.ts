@@ -135,6 +135,8 @@ export interface StationStore {
   eventAt(seq: number): EventRecord | null;
   pinGuard(token: string): PinGuardState;
   setPinGuard(token: string, state: PinGuardState): void;
+  /** Inside a transaction: runs `fn` in a savepoint, rolled back alone if it throws. Outside: a transaction. */
+  savepoint<T>(fn: () => T): T;
   /** Runs `fn` in one durable transaction: all of it is committed, or none. */
   transaction<T>(fn: () => T): T;
   close(): void;

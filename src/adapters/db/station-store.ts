@@ -433,6 +433,11 @@ export class SqliteStationStore implements StationStore {
       .run(token, state.failures, state.lockedAt);
   }
 
+  savepoint<T>(fn: () => T): T {
+    // better-sqlite3 turns a transaction opened inside another into a SAVEPOINT.
+    return this.db.inTransaction ? this.db.transaction(fn)() : this.transaction(fn);
+  }
+
   transaction<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
     return this.db.transaction(fn).immediate();

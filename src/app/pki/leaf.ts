@@ -5,12 +5,12 @@
  * signed through the Signer port, and wrapped.
  */
 import { createHash } from "node:crypto";
+import * as asn1js from "asn1js";
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import * as asn1 from "@peculiar/asn1-x509";
 import type { SubjectEntry } from "../../domain/csr-policy.js";
-import { isEc } from "../../domain/keys.js";
-import type { Signer } from "../../domain/ports.js";
-import { keyAlgorithm } from "./signing-crypto.js";
+import { isEc, type KeyType } from "../../domain/keys.js";
+import { keyAlgorithmFor } from "./signing-crypto.js";
 import { x509 } from "./x509.js";
 
 /** Turns WebCrypto r||s into the DER ECDSA-Sig-Value a certificate carries. */
@@ -36,6 +36,13 @@ const SIGNATURE_OIDS = {
   "rsa-3072": "1.2.840.113549.1.1.11",
 } as const;
 
+/** An asn1js block from DER (parts encoded once, or taken from the request as they are). */
+function block(der: Uint8Array): asn1js.AsnType {
+  const parsed = asn1js.fromBER(der.slice().buffer);
+  if (parsed.offset === -1) throw new Error(`cannot re-read DER: ${parsed.result.error}`);
+  return parsed.result;
+}
+
 function extension(oid: string, critical: boolean, value: unknown): asn1.Extension {
   return new asn1.Extension({
     extnID: oid,
@@ -44,19 +51,18 @@ function extension(oid: string, critical: boolean, value: unknown): asn1.Extensi
   });
 }
 
-/** What is computed once per issuing CA. */
-export interface IssuerParts {
-  signer: Signer;
-  name: asn1.Name;
-  algorithm: asn1.AlgorithmIdentifier;
-  aki: asn1.Extension;
+/** A CA's parts of every certificate it signs, encoded once and reused. */
+export interface IssuerEncoding {
+  name: asn1js.AsnType;
+  algorithm: asn1js.AsnType;
+  aki: asn1js.AsnType;
   ec: boolean;
-  /** The signer's WebCrypto algorithm (ECDSA: curve and hash), for the signature formatter. */
-  ecParams: ReturnType<typeof keyAlgorithm> | null;
+  /** The CA key's WebCrypto algorithm (ECDSA: curve and hash), for the signature formatter. */
+  ecParams: ReturnType<typeof keyAlgorithmFor> | null;
 }
 
-/** Prepares a CA's fixed parts from its certificate DER and signer. */
-export function issuerParts(caCertDer: Uint8Array, signer: Signer): IssuerParts {
+/** Encodes a CA's fixed parts from its certificate DER and key type. */
+export function encodeIssuer(caCertDer: Uint8Array, keyType: KeyType): IssuerEncoding {
   const ca = AsnConvert.parse(caCertDer, asn1.Certificate);
   const skiExt = ca.tbsCertificate.extensions?.find(
     (e) => e.extnID === asn1.id_ce_subjectKeyIdentifier,
@@ -66,69 +72,93 @@ export function issuerParts(caCertDer: Uint8Array, signer: Signer): IssuerParts 
     : createHash("sha1")
         .update(new Uint8Array(ca.tbsCertificate.subjectPublicKeyInfo.subjectPublicKey))
         .digest().buffer;
-  const ec = isEc(signer.key.keyType);
+  const ec = isEc(keyType);
+  const der = (v: unknown): Uint8Array => new Uint8Array(AsnConvert.serialize(v));
   return {
-    signer,
-    name: ca.tbsCertificate.subject,
+    name: block(der(ca.tbsCertificate.subject)),
     // ECDSA algorithm identifiers have absent parameters; RSA ones carry NULL.
-    algorithm: new asn1.AlgorithmIdentifier({
-      algorithm: SIGNATURE_OIDS[signer.key.keyType],
-      parameters: ec ? undefined : null,
-    }),
-    aki: extension(
-      asn1.id_ce_authorityKeyIdentifier,
-      false,
-      new asn1.AuthorityKeyIdentifier({ keyIdentifier: new asn1.KeyIdentifier(keyId) }),
+    algorithm: block(
+      der(
+        new asn1.AlgorithmIdentifier({
+          algorithm: SIGNATURE_OIDS[keyType],
+          parameters: ec ? undefined : null,
+        }),
+      ),
+    ),
+    aki: block(
+      der(
+        extension(
+          asn1.id_ce_authorityKeyIdentifier,
+          false,
+          new asn1.AuthorityKeyIdentifier({ keyIdentifier: new asn1.KeyIdentifier(keyId) }),
+        ),
+      ),
     ),
     ec,
-    ecParams: ec ? keyAlgorithm(signer) : null,
+    ecParams: ec ? keyAlgorithmFor(keyType) : null,
   };
 }
 
-const BASIC_CONSTRAINTS = extension(
-  asn1.id_ce_basicConstraints,
-  true,
-  new asn1.BasicConstraints({ cA: false }),
+const constant = (e: asn1.Extension): asn1js.AsnType =>
+  block(new Uint8Array(AsnConvert.serialize(e)));
+const BASIC_CONSTRAINTS = constant(
+  extension(asn1.id_ce_basicConstraints, true, new asn1.BasicConstraints({ cA: false })),
 );
-const EKU_CLIENT_AUTH = extension(
-  asn1.id_ce_extKeyUsage,
-  false,
-  new asn1.ExtendedKeyUsage([asn1.id_kp_clientAuth]),
+const EKU_CLIENT_AUTH = constant(
+  extension(asn1.id_ce_extKeyUsage, false, new asn1.ExtendedKeyUsage([asn1.id_kp_clientAuth])),
 );
-const KU_EC = extension(
-  asn1.id_ce_keyUsage,
-  true,
-  new asn1.KeyUsage(asn1.KeyUsageFlags.digitalSignature),
+const KU_EC = constant(
+  extension(asn1.id_ce_keyUsage, true, new asn1.KeyUsage(asn1.KeyUsageFlags.digitalSignature)),
 );
-const KU_RSA = extension(
-  asn1.id_ce_keyUsage,
-  true,
-  new asn1.KeyUsage(asn1.KeyUsageFlags.digitalSignature | asn1.KeyUsageFlags.keyEncipherment),
+const KU_RSA = constant(
+  extension(
+    asn1.id_ce_keyUsage,
+    true,
+    new asn1.KeyUsage(asn1.KeyUsageFlags.digitalSignature | asn1.KeyUsageFlags.keyEncipherment),
+  ),
 );
 
-function name(entries: SubjectEntry[]): asn1.Name {
-  return new asn1.Name(
-    entries.map((e) => {
-      const oid = ATTRIBUTE_OIDS[e.type] ?? e.type;
-      // C is a PrintableString by X.520; emailAddress an IA5String; the rest UTF8String.
+/** The subject name: one attribute per RDN, in order. */
+function nameAsn(entries: SubjectEntry[]): asn1js.Sequence {
+  return new asn1js.Sequence({
+    value: entries.map((e) => {
+      // C is a PrintableString by X.520; emailAddress and DC IA5Strings; the rest UTF8String.
       const value =
         e.type === "C"
-          ? new asn1.AttributeValue({ printableString: e.value })
+          ? new asn1js.PrintableString({ value: e.value })
           : e.type === "emailAddress" || e.type === "DC"
-            ? new asn1.AttributeValue({ ia5String: e.value })
-            : new asn1.AttributeValue({ utf8String: e.value });
-      return new asn1.RelativeDistinguishedName([
-        new asn1.AttributeTypeAndValue({ type: oid, value }),
-      ]);
+            ? new asn1js.IA5String({ value: e.value })
+            : new asn1js.Utf8String({ value: e.value });
+      const oid = new asn1js.ObjectIdentifier({ value: ATTRIBUTE_OIDS[e.type] ?? e.type });
+      return new asn1js.Set({ value: [new asn1js.Sequence({ value: [oid, value] })] });
     }),
-  );
+  });
+}
+
+/** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050; whole seconds. */
+function timeAsn(d: Date): asn1js.UTCTime | asn1js.GeneralizedTime {
+  const whole = new Date(Math.floor(d.getTime() / 1000) * 1000);
+  return whole.getUTCFullYear() < 2050
+    ? new asn1js.UTCTime({ valueDate: whole })
+    : new asn1js.GeneralizedTime({ valueDate: whole });
+}
+
+function simpleExtension(oid: string, valueDer: ArrayBuffer): asn1js.Sequence {
+  return new asn1js.Sequence({
+    value: [
+      new asn1js.ObjectIdentifier({ value: oid }),
+      new asn1js.OctetString({ valueHex: valueDer }),
+    ],
+  });
 }
 
 export interface LeafParams {
   serialHex: string;
   subject: SubjectEntry[];
-  /** DER SubjectPublicKeyInfo from the request. */
+  /** DER SubjectPublicKeyInfo from the request, copied as is. */
   spki: Uint8Array;
+  /** The subjectPublicKey bits inside it (the subject key identifier is their SHA-1). */
+  publicKeyBits: Uint8Array;
   /** True when the device key is RSA (adds keyEncipherment). */
   rsaKey: boolean;
   notBefore: Date;
@@ -136,72 +166,71 @@ export interface LeafParams {
   sans: { type: "uri" | "dns"; value: string }[];
 }
 
-/** Timings of the build and sign stages, in nanoseconds, when asked for. */
-export interface LeafTimings {
-  build: bigint;
-  sign: bigint;
-}
-
-/** Builds and signs a device certificate; returns its DER. */
-export async function buildLeaf(
-  issuer: IssuerParts,
+/**
+ * Builds the to-be-signed certificate. Parts encoded once per CA (issuer
+ * name, algorithm, AKI) and the constant extensions are reused; the request's
+ * SPKI is copied as it came.
+ */
+export function buildTbs(
+  issuer: IssuerEncoding,
   p: LeafParams,
-  timings?: LeafTimings,
-): Promise<Uint8Array> {
-  const t0 = timings ? process.hrtime.bigint() : 0n;
-  const spki = AsnConvert.parse(p.spki, asn1.SubjectPublicKeyInfo);
-  const ski = createHash("sha1").update(new Uint8Array(spki.subjectPublicKey)).digest();
-  const extensions = [
+): { tbs: asn1js.Sequence; der: Uint8Array } {
+  const ski = createHash("sha1").update(p.publicKeyBits).digest();
+  const extensions: asn1js.AsnType[] = [
     BASIC_CONSTRAINTS,
     p.rsaKey ? KU_RSA : KU_EC,
     EKU_CLIENT_AUTH,
-    extension(asn1.id_ce_subjectKeyIdentifier, false, new asn1.SubjectKeyIdentifier(ski)),
+    simpleExtension(
+      asn1.id_ce_subjectKeyIdentifier,
+      new asn1js.OctetString({ valueHex: ski }).toBER(),
+    ),
     issuer.aki,
   ];
   if (p.sans.length > 0) {
-    extensions.push(
-      extension(
-        asn1.id_ce_subjectAltName,
-        false,
-        new asn1.SubjectAlternativeName(
-          p.sans.map(
-            (s) =>
-              new asn1.GeneralName(
-                s.type === "uri" ? { uniformResourceIdentifier: s.value } : { dNSName: s.value },
-              ),
+    const san = new asn1.SubjectAlternativeName(
+      p.sans.map(
+        (s) =>
+          new asn1.GeneralName(
+            s.type === "uri" ? { uniformResourceIdentifier: s.value } : { dNSName: s.value },
           ),
-        ),
       ),
     );
+    extensions.push(simpleExtension(asn1.id_ce_subjectAltName, AsnConvert.serialize(san)));
   }
-  const tbs = new asn1.TBSCertificate({
-    version: asn1.Version.v3,
-    serialNumber: new Uint8Array(Buffer.from(p.serialHex, "hex")).buffer,
-    signature: issuer.algorithm,
-    issuer: issuer.name,
-    validity: new asn1.Validity({ notBefore: p.notBefore, notAfter: p.notAfter }),
-    subject: name(p.subject),
-    subjectPublicKeyInfo: spki,
-    extensions: new asn1.Extensions(extensions),
+  const tbs = new asn1js.Sequence({
+    value: [
+      new asn1js.Constructed({
+        idBlock: { tagClass: 3, tagNumber: 0 },
+        value: [new asn1js.Integer({ value: 2 })],
+      }),
+      new asn1js.Integer({ valueHex: Buffer.from(p.serialHex, "hex") }),
+      issuer.algorithm,
+      issuer.name,
+      new asn1js.Sequence({ value: [timeAsn(p.notBefore), timeAsn(p.notAfter)] }),
+      nameAsn(p.subject),
+      block(p.spki),
+      new asn1js.Constructed({
+        idBlock: { tagClass: 3, tagNumber: 3 },
+        value: [new asn1js.Sequence({ value: extensions })],
+      }),
+    ],
   });
-  const tbsDer = new Uint8Array(AsnConvert.serialize(tbs));
-  const t1 = timings ? process.hrtime.bigint() : 0n;
-  const raw = await issuer.signer.sign(tbsDer);
-  const t2 = timings ? process.hrtime.bigint() : 0n;
-  const signatureValue = issuer.ec
-    ? ecFormatter.toAsnSignature(issuer.ecParams!, raw.slice().buffer)
-    : raw.slice().buffer;
-  if (!signatureValue) throw new Error("the token returned an ECDSA signature of the wrong size");
-  const cert = new asn1.Certificate({
-    tbsCertificate: tbs,
-    signatureAlgorithm: issuer.algorithm,
-    signatureValue,
-  });
-  const der = new Uint8Array(AsnConvert.serialize(cert));
-  if (timings) {
-    const t3 = process.hrtime.bigint();
-    timings.build += t1 - t0 + (t3 - t2);
-    timings.sign += t2 - t1;
-  }
-  return der;
+  return { tbs, der: new Uint8Array(tbs.toBER()) };
+}
+
+/** Wraps a signed TBS into the certificate; `signature` in WebCrypto form (r||s for ECDSA). */
+export function assembleCertificate(
+  issuer: IssuerEncoding,
+  tbs: asn1js.Sequence,
+  signature: Uint8Array,
+): Uint8Array {
+  const value = issuer.ec
+    ? ecFormatter.toAsnSignature(issuer.ecParams!, signature.slice().buffer)
+    : signature.slice().buffer;
+  if (!value) throw new Error("the token returned an ECDSA signature of the wrong size");
+  return new Uint8Array(
+    new asn1js.Sequence({
+      value: [tbs, issuer.algorithm, new asn1js.BitString({ valueHex: value })],
+    }).toBER(),
+  );
 }

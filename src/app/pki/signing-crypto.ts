@@ -6,7 +6,7 @@
  * platform's WebCrypto.
  */
 import type { Signer } from "../../domain/ports.js";
-import { signatureHash, isEc } from "../../domain/keys.js";
+import { signatureHash, isEc, type KeyType } from "../../domain/keys.js";
 
 type WebCrypto = typeof globalThis.crypto;
 type Key = Awaited<ReturnType<WebCrypto["subtle"]["importKey"]>>;
@@ -21,19 +21,21 @@ export interface SigningKeyPair {
 }
 
 /** WebCrypto algorithm of a signer's key, including the hash it signs with. */
-export function keyAlgorithm(signer: Signer): {
+export function keyAlgorithm(signer: Signer): WebAlgorithm {
+  return keyAlgorithmFor(signer.key.keyType);
+}
+
+export interface WebAlgorithm {
   name: string;
   namedCurve?: string;
   hash: { name: string };
-} {
-  const hash = { name: signatureHash(signer.key.keyType) };
-  if (isEc(signer.key.keyType)) {
-    return {
-      name: "ECDSA",
-      namedCurve: signer.key.keyType === "ec-p256" ? "P-256" : "P-384",
-      hash,
-    };
-  }
+}
+
+/** WebCrypto algorithm for a CA key type, including the hash it signs with. */
+export function keyAlgorithmFor(keyType: KeyType): WebAlgorithm {
+  const hash = { name: signatureHash(keyType) };
+  if (isEc(keyType))
+    return { name: "ECDSA", namedCurve: keyType === "ec-p256" ? "P-256" : "P-384", hash };
   return { name: "RSASSA-PKCS1-v1_5", hash };
 }
 
