@@ -73,6 +73,8 @@ export interface Station {
   audit: AuditService;
   tokens: TokenService;
   issuance: IssuanceEngine;
+  /** Worker threads building certificates (0: in the main thread). */
+  workers: number;
   checkpointer: Checkpointer;
   status(): StationStatus;
   /** Checkpoints the log head if the token is open and the head moved, then closes everything. */
@@ -180,6 +182,7 @@ function buildStation(
     audit: new AuditService(ctx, checkpointer),
     tokens: new TokenService(ctx),
     issuance,
+    workers,
     checkpointer,
     status: () => stationStatus(ctx),
     close: async () => {

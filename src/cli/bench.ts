@@ -15,10 +15,17 @@ type CaKey = "ec-p256" | "rsa-2048";
 export interface BenchResult {
   count: number;
   hsmSignPerSec: Record<CaKey, number>;
+  /** Issuances per second with 16 callers at once (as 16 ports provisioning), durable records. */
   issuePerSec: Record<CaKey, number>;
+  /** The same, one issuance at a time. */
+  issuePerSecOneAtATime: Record<CaKey, number>;
+  /** Mean issuances per durable commit in the concurrent run (group commit). */
+  commitBatchSize: Record<CaKey, number>;
+  /** Worker threads building certificates. */
+  workers: number;
   /** issuePerSec / hsmSignPerSec, per CA key type. */
   issueToSignRatio: Record<CaKey, number>;
-  /** Mean milliseconds per issuance in each stage. */
+  /** Mean milliseconds per issuance in each stage (one at a time). */
   stagesMs: Record<
     CaKey,
     Record<"parse" | "verify" | "policy" | "build" | "sign" | "commit", number>
@@ -40,6 +47,9 @@ async function loadFactory(): Promise<CsrFactory> {
     new URL("../../fixtures/csr-factory.js", import.meta.url).href
   )) as CsrFactory;
 }
+
+/** Concurrent callers in the gang measurement. */
+const PORTS = 16;
 
 const perSec = (n: number, ms: number): number => Math.round((n / ms) * 1000);
 
@@ -134,6 +144,9 @@ export async function runBench(
       count: opts.count,
       hsmSignPerSec: { "ec-p256": 0, "rsa-2048": 0 },
       issuePerSec: { "ec-p256": 0, "rsa-2048": 0 },
+      issuePerSecOneAtATime: { "ec-p256": 0, "rsa-2048": 0 },
+      commitBatchSize: { "ec-p256": 0, "rsa-2048": 0 },
+      workers: s.workers,
       issueToSignRatio: { "ec-p256": 0, "rsa-2048": 0 },
       stagesMs: {} as BenchResult["stagesMs"],
       opensslManualMsPerDevice: null,
@@ -159,16 +172,38 @@ export async function runBench(
           subject: [["CN", `bench-${caKey}-${i}`]],
         }),
       );
+      // One at a time (stage times mean something here), then 16 callers at once, as 16 ports would.
+      const half = Math.floor(csrs.length / 2);
       const t: StageTimings = newStageTimings();
       t0 = performance.now();
-      for (let i = 0; i < csrs.length; i++) {
+      for (let i = 0; i < half; i++) {
         await s.issuance.issue({ csr: csrs[i]!, profile: `bench-${caKey}`, origin: "bench" }, t);
         if (!opts.json && io.interactive && i % 100 === 0)
           io.err(`\rbench: ${caKey} issuance ${i}/${csrs.length}`);
       }
+      result.issuePerSecOneAtATime[caKey] = perSec(half, performance.now() - t0);
+      const stats0 = { ...s.issuance.committer.stats };
+      let next = half;
+      t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: PORTS }, async () => {
+          while (next < csrs.length) {
+            const i = next++;
+            await s.issuance.issue({
+              csr: csrs[i]!,
+              profile: `bench-${caKey}`,
+              origin: `bench:port${i % PORTS}`,
+            });
+          }
+        }),
+      );
       const ms = performance.now() - t0;
       if (!opts.json && io.interactive) io.err("\n");
-      result.issuePerSec[caKey] = perSec(csrs.length, ms);
+      const stats = s.issuance.committer.stats;
+      result.commitBatchSize[caKey] = Number(
+        ((stats.items - stats0.items) / Math.max(1, stats.batches - stats0.batches)).toFixed(1),
+      );
+      result.issuePerSec[caKey] = perSec(csrs.length - half, ms);
       result.issueToSignRatio[caKey] = Number(
         (result.issuePerSec[caKey] / result.hsmSignPerSec[caKey]).toFixed(4),
       );
@@ -201,11 +236,14 @@ export async function runBench(
       io.out(JSON.stringify(result) + "\n");
     } else {
       const lines = [
-        `Linesign bench (${opts.count} issuances per CA key type, one run, one token)`,
+        `Linesign bench (${opts.count} issuances per CA key type, one run, one token, ${result.workers} worker thread(s))`,
         ...(["ec-p256", "rsa-2048"] as const).map(
           (k) =>
-            `  ${k.padEnd(8)} HSM sign ${String(result.hsmSignPerSec[k]).padStart(6)}/s   issue ${String(result.issuePerSec[k]).padStart(5)}/s   ` +
-            `ratio ${result.issueToSignRatio[k]}   stages ms: ${Object.entries(result.stagesMs[k])
+            `  ${k.padEnd(8)} HSM sign ${result.hsmSignPerSec[k]}/s; issue ${result.issuePerSec[k]}/s with ${PORTS} ports at once ` +
+            `(${result.commitBatchSize[k]} per commit), ${result.issuePerSecOneAtATime[k]}/s one at a time; ` +
+            `issue/sign ${result.issueToSignRatio[k]}\n           stages ms (one at a time): ${Object.entries(
+              result.stagesMs[k],
+            )
               .map(([n, v]) => `${n} ${v}`)
               .join(", ")}`,
         ),
