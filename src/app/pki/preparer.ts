@@ -116,7 +116,14 @@ export class WorkerPreparer implements Preparer {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    // A terminating worker does not keep the event loop alive, so without this
+    // timer the process could end before terminate() settles (exit code 13).
+    const hold = setTimeout(() => undefined, 5_000);
+    try {
+      await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    } finally {
+      clearTimeout(hold);
+    }
   }
 
   private call(slot: Slot, req: Unnumbered<WorkerRequest>): Promise<unknown> {
