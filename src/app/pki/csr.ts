@@ -12,6 +12,7 @@ import { RSAPublicKey, id_rsaEncryption } from "@peculiar/asn1-rsa";
 import { Extensions, Name, id_ce_basicConstraints, BasicConstraints } from "@peculiar/asn1-x509";
 import { id_pkcs9_at_extensionRequest } from "@peculiar/asn1-pkcs9";
 import { LinesignError } from "../../domain/errors.js";
+import { ATTRIBUTE_NAMES } from "../../domain/x500.js";
 import type { CsrFacts, DeviceKey, SubjectEntry } from "../../domain/csr-policy.js";
 
 /** Largest request accepted, PEM or DER. */
@@ -31,19 +32,6 @@ const SIGNATURE_HASHES: Record<string, string> = {
   "1.2.840.113549.1.1.11": "sha256", // sha256WithRSAEncryption
   "1.2.840.113549.1.1.12": "sha384",
   "1.2.840.113549.1.1.13": "sha512",
-};
-
-export const ATTRIBUTE_NAMES: Record<string, string> = {
-  "2.5.4.3": "CN",
-  "2.5.4.10": "O",
-  "2.5.4.11": "OU",
-  "2.5.4.6": "C",
-  "2.5.4.7": "L",
-  "2.5.4.8": "ST",
-  "2.5.4.5": "serialNumber",
-  "1.2.840.113549.1.9.1": "emailAddress",
-  "0.9.2342.19200300.100.1.25": "DC",
-  "0.9.2342.19200300.100.1.1": "UID",
 };
 
 /** A parsed request: the facts policy needs, plus what signing needs. */

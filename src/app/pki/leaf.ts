@@ -1,33 +1,22 @@
 /**
- * Building device certificates fast: the to-be-signed certificate is assembled
- * with @peculiar/asn1-x509 from parts computed once per CA and profile (issuer
- * name, authority key identifier, signature algorithm, constant extensions),
- * signed through the Signer port, and wrapped.
+ * Device certificates: the to-be-signed certificate is built with asn1js from
+ * parts encoded once per CA (issuer name, signature algorithm, authority key
+ * identifier) and constant extensions, signed through the Signer port by the
+ * caller, then wrapped. Split in encode / build / assemble so that building
+ * can run in a worker thread while signing stays with the token's session.
  */
 import { createHash } from "node:crypto";
 import * as asn1js from "asn1js";
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import * as asn1 from "@peculiar/asn1-x509";
 import type { SubjectEntry } from "../../domain/csr-policy.js";
+import { ATTRIBUTE_OIDS } from "../../domain/x500.js";
 import { isEc, type KeyType } from "../../domain/keys.js";
 import { keyAlgorithmFor } from "./signing-crypto.js";
 import { x509 } from "./x509.js";
 
 /** Turns WebCrypto r||s into the DER ECDSA-Sig-Value a certificate carries. */
 const ecFormatter = new x509.AsnEcSignatureFormatter();
-
-const ATTRIBUTE_OIDS: Record<string, string> = {
-  CN: "2.5.4.3",
-  O: "2.5.4.10",
-  OU: "2.5.4.11",
-  C: "2.5.4.6",
-  L: "2.5.4.7",
-  ST: "2.5.4.8",
-  serialNumber: "2.5.4.5",
-  emailAddress: "1.2.840.113549.1.9.1",
-  DC: "0.9.2342.19200300.100.1.25",
-  UID: "0.9.2342.19200300.100.1.1",
-};
 
 const SIGNATURE_OIDS = {
   "ec-p256": "1.2.840.10045.4.3.2",
