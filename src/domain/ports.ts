@@ -129,6 +129,10 @@ export interface StationStore {
   insertRejection(rec: Omit<RejectionRecord, "id">): number;
   queryIssuances(q: AuditQuery): IssuanceRecord[];
   queryRejections(q: AuditQuery): RejectionRecord[];
+  /** Issuances not yet uploaded (or left to just-in-time registration) at `target`, oldest first. */
+  queuedForUpload(target: string, limit: number): IssuanceRecord[];
+  /** Records what a target answered for an issuance (written only after the target answered). */
+  recordUpload(rec: UploadRecord): void;
   insertCheckpoint(rec: Omit<CheckpointRecord, "id">): void;
   checkpoints(): CheckpointRecord[];
   /** The entry with sequence number `seq`, or null. */
@@ -196,6 +200,18 @@ export interface RejectionRecord {
   origin: string;
   workOrder: string | null;
   createdAt: string;
+}
+
+/** Per-target upload state of one issuance: issuances minus these rows are each target's queue. */
+export interface UploadRecord {
+  issuanceId: number;
+  target: string;
+  state: "done" | "failed" | "left-to-jitr";
+  awsCertificateId: string | null;
+  awsArn: string | null;
+  attempts: number;
+  lastError: string | null;
+  updatedAt: string;
 }
 
 export interface CheckpointRecord {

@@ -23,6 +23,7 @@ import type {
   PinGuardState,
   RejectionRecord,
   StationStore,
+  UploadRecord,
 } from "../../domain/ports.js";
 import { openDatabase, type Db } from "./database.js";
 
@@ -373,6 +374,28 @@ export class SqliteStationStore implements StationStore {
         .prepare(`SELECT * FROM rejections ${where} ORDER BY created_at, id`)
         .all(params) as RejectionRow[]
     ).map(toRejection);
+  }
+
+  queuedForUpload(target: string, limit: number): IssuanceRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT i.* FROM issuances i
+         WHERE NOT EXISTS (SELECT 1 FROM uploads u WHERE u.issuance_id = i.id AND u.target = ? AND u.state IN ('done', 'left-to-jitr'))
+         ORDER BY i.id LIMIT ?`,
+      )
+      .all(target, limit) as IssuanceRow[];
+    return rows.map(toIssuance);
+  }
+
+  recordUpload(rec: UploadRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO uploads (issuance_id, target, state, aws_certificate_id, aws_arn, attempts, last_error, updated_at)
+         VALUES (@issuanceId, @target, @state, @awsCertificateId, @awsArn, @attempts, @lastError, @updatedAt)
+         ON CONFLICT (issuance_id, target) DO UPDATE SET state = excluded.state, aws_certificate_id = excluded.aws_certificate_id,
+           aws_arn = excluded.aws_arn, attempts = excluded.attempts, last_error = excluded.last_error, updated_at = excluded.updated_at`,
+      )
+      .run(rec);
   }
 
   insertCheckpoint(rec: Omit<CheckpointRecord, "id">): void {

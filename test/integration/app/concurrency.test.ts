@@ -100,3 +100,38 @@ describe("the same answers without worker threads", () => {
     expect(await code(s.issuance.issue({ csr: csrFor("inline-ok"), origin: "t" }))).toBe("ok");
   });
 });
+
+describe("the upload queue and CA validity", () => {
+  it("queues every issued certificate for every target until that target has it", async () => {
+    const a = await s.issuance.issue({ csr: csrFor("queue-a"), origin: "t" });
+    const b = await s.issuance.issue({ csr: csrFor("queue-b"), origin: "t" });
+    const ids = (target: string) => s.ctx.store.queuedForUpload(target, 100_000).map((i) => i.id);
+    expect(ids("eu-account")).toEqual(expect.arrayContaining([a.issuance.id, b.issuance.id]));
+    const upload = {
+      target: "eu-account",
+      awsCertificateId: "c0ffee",
+      awsArn: "arn:aws:iot:eu-west-1:111122223333:cert/c0ffee",
+      attempts: 1,
+      lastError: null,
+      updatedAt: new Date().toISOString(),
+    };
+    s.ctx.store.recordUpload({ ...upload, issuanceId: a.issuance.id, state: "failed" });
+    expect(ids("eu-account")).toContain(a.issuance.id); // failed stays queued
+    s.ctx.store.recordUpload({ ...upload, issuanceId: a.issuance.id, state: "done" });
+    expect(ids("eu-account")).not.toContain(a.issuance.id);
+    expect(ids("eu-account")).toContain(b.issuance.id);
+    expect(ids("us-account")).toEqual(expect.arrayContaining([a.issuance.id, b.issuance.id])); // other targets unaffected
+  });
+
+  it("refuses with CA_EXPIRED once the CA's validity has ended", async () => {
+    const realClock = s.ctx.clock;
+    s.ctx.clock = { now: () => new Date(Date.parse(s.ca.get("dev-ica").notAfter!) + 1000) };
+    try {
+      expect(await code(s.issuance.issue({ csr: csrFor("too-late"), origin: "t" }))).toBe(
+        "CA_EXPIRED",
+      );
+    } finally {
+      s.ctx.clock = realClock;
+    }
+  });
+});
