@@ -214,11 +214,6 @@ export function openStation(opts: StationOptions = {}): Station {
   return buildStation(home, config, opts, logger, store);
 }
 
-/** A key ceremony needs the KeyStore itself (the raw token), e.g. for HSM checks in tests. */
-export function keyStoreOf(station: Station): KeyStore {
-  return station.ctx.keys();
-}
-
 export interface InitOptions extends StationOptions {
   dev: boolean;
   module?: string;
