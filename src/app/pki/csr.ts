@@ -113,6 +113,18 @@ function subjectEntries(name: Name): SubjectEntry[] {
  * Parses a request strictly. Throws CSR_TOO_LARGE or CSR_MALFORMED naming the problem.
  */
 export function parseCsr(input: Uint8Array): ParsedCsr {
+  try {
+    return parseCsrStrictly(input);
+  } catch (e) {
+    // The ASN.1 decoders throw plain errors on some malformed input (asn1js: a
+    // UniversalString whose length is not a multiple of 4): that is the device's
+    // malformed request, not a fault of the station.
+    if (e instanceof LinesignError) throw e;
+    throw malformed("it could not be decoded", e);
+  }
+}
+
+function parseCsrStrictly(input: Uint8Array): ParsedCsr {
   if (input.length > MAX_CSR_BYTES) {
     throw new LinesignError(
       "CSR_TOO_LARGE",

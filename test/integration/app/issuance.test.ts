@@ -287,16 +287,29 @@ describe("issuance engine on a real token", () => {
     expect(verifyChain(s.ctx.store.events()).ok).toBe(true);
   });
 
+  it("refuses a subject string the decoder chokes on as CSR_MALFORMED, not as a station fault", async () => {
+    // The CN re-tagged as a 9-byte UniversalString (whose characters are 4 bytes each).
+    const der = makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", "prop-base"]] });
+    const at = Buffer.from(der).indexOf(Buffer.from([0x0c, 0x09, ...Buffer.from("prop-base")]));
+    expect(at).toBeGreaterThan(0);
+    der[at] = 0x1c;
+    expect((await rejected(s.issuance.issue({ csr: der, origin: "t" }))).code).toBe(
+      "CSR_MALFORMED",
+    );
+  });
+
   it("never crashes on random bytes or mutated valid requests, and stays consistent (property test)", async () => {
     let seed = 0x5eed;
     const rand = (n: number) => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
       return seed % n;
     };
-    const base = csrFor("prop-base");
+    // Several base requests (fresh keys): which bytes a mutation hits differs with each.
+    const bases = Array.from({ length: 5 }, (_, i) => csrFor(`prop-base-${i}`));
     let issued = 0;
     const before = count("issuances");
-    for (let i = 0; i < 400; i++) {
+    for (let i = 0; i < 1000; i++) {
+      const base = bases[i % bases.length]!;
       let input: Uint8Array;
       if (i % 4 === 0) {
         input = new Uint8Array(rand(600));
