@@ -27,6 +27,9 @@ import { DEFAULT_MAX_PIN_ATTEMPTS, pinGuard, TokenService } from "./app/token.js
 import { Checkpointer } from "./app/checkpoint.js";
 import { IssuanceEngine, type IssuanceHooks } from "./app/issuance.js";
 import { InlinePreparer, WorkerPreparer } from "./app/pki/preparer.js";
+import { Line, type LineOptions } from "./app/line/line.js";
+import type { SerialPorts } from "./domain/ports.js";
+import { NodeSerialPorts } from "./adapters/serial/serial-ports.js";
 import {
   DEV,
   provisionDevelopment,
@@ -76,6 +79,9 @@ export interface Station {
   /** Worker threads building certificates (0: in the main thread). */
   workers: number;
   checkpointer: Checkpointer;
+  serialPorts: SerialPorts;
+  /** The serial line over the given ports (defaults from station.json's "line"). */
+  line(opts: Partial<LineOptions>): Line;
   status(): StationStatus;
   /** Checkpoints the log head if the token is open and the head moved, then closes everything. */
   close(): Promise<void>;
@@ -174,10 +180,22 @@ function buildStation(
     opts.hooks,
     workers > 0 ? new WorkerPreparer(workers) : new InlinePreparer(),
   );
+  const serialPorts = new NodeSerialPorts(logger);
   return {
     home,
     config,
     ctx,
+    serialPorts,
+    line: (o) =>
+      new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
+        ports: o.ports?.length ? o.ports : [...config.line.ports],
+        baudRate: o.baudRate ?? config.line.baudRate,
+        timeouts: o.timeouts ?? config.line.timeouts,
+        ...(o.profile !== undefined ? { profile: o.profile } : {}),
+        ...(o.count !== undefined ? { count: o.count } : {}),
+        ...(o.workOrder !== undefined ? { workOrder: o.workOrder } : {}),
+        ...(o.rearmPollMs !== undefined ? { rearmPollMs: o.rearmPollMs } : {}),
+      }),
     ca,
     audit: new AuditService(ctx, checkpointer),
     tokens: new TokenService(ctx),

@@ -66,7 +66,13 @@ export interface IssuanceHooks {
 }
 
 /** States from which the same request may be answered again with the same certificate. */
-const REDELIVERABLE: readonly IssuanceState[] = ["ISSUED", "DELIVERED", "DELIVERY_FAILED"];
+const REDELIVERABLE: readonly IssuanceState[] = [
+  "ISSUED",
+  "DELIVERED",
+  "DELIVERY_FAILED",
+  // The device stored it but never heard the station's DONE (a lost frame, a station restart).
+  "CONFIRMED",
+];
 
 const now = (): bigint => process.hrtime.bigint();
 
@@ -268,6 +274,9 @@ export class IssuanceEngine {
 
   /** ISSUED (or DELIVERY_FAILED, on a retry) -> DELIVERED. */
   async markDelivered(id: number): Promise<IssuanceRecord> {
+    const rec = this.mustGet(id);
+    // Handing a confirmed certificate to its own device again changes nothing.
+    if (rec.state === "CONFIRMED") return rec;
     return this.transition(
       id,
       "issuance.deliver",
@@ -283,6 +292,7 @@ export class IssuanceEngine {
    */
   async confirm(id: number, storedSha256Hex: string): Promise<IssuanceRecord> {
     const rec = this.mustGet(id);
+    if (rec.state === "CONFIRMED" && storedSha256Hex.toLowerCase() === rec.fingerprint) return rec;
     if (storedSha256Hex.toLowerCase() !== rec.fingerprint) {
       await this.transition(
         id,

@@ -13,6 +13,7 @@ import type { CaSigning } from "../app/ca.js";
 import { viewCa } from "../app/ca.js";
 import { promptSecret } from "./prompt.js";
 import { runBench } from "./bench.js";
+import { registerLineCommands } from "./line.js";
 import {
   formatAuditTable,
   formatStatus,
@@ -29,6 +30,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** True when a person can be asked for a PIN. */
   interactive: boolean;
+  /** True when stdout is a terminal (live progress is redrawn in place). */
+  terminal?: boolean;
 }
 
 const AUDIT_STATUSES = [
@@ -46,6 +49,7 @@ const defaultIo = (): CliIo => ({
   err: (t) => process.stderr.write(t),
   env: process.env,
   interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY),
+  terminal: Boolean(process.stdout.isTTY),
 });
 
 interface GlobalOpts {
@@ -483,6 +487,15 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
         if (!verdict.ok) exitCode = 1;
       });
     });
+
+  registerLineCommands(program, {
+    io,
+    json: () => json || Boolean(globals().json),
+    withStation,
+    emit,
+    setExitCode: (c) => (exitCode = c),
+    liveTerminal: Boolean(io.terminal),
+  });
 
   program
     .command("bench")

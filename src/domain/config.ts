@@ -2,6 +2,38 @@ import { z } from "zod";
 import { LinesignError } from "./errors.js";
 import { ProfileSchema } from "./profile.js";
 
+/** Serial line timing (docs/serial-protocol.md, "Timeouts and retries"). */
+export const LineTimeoutsSchema = z
+  .object({
+    /** Silence after which the side awaiting an answer sends its last frame again. */
+    retryMs: z.number().int().min(50).max(60_000).default(500),
+    /** Times a frame is sent again before the side just waits for its deadline. */
+    retries: z.number().int().min(0).max(10).default(3),
+    /** Interval of the station's greeting while no device is on the port. */
+    helloMs: z.number().int().min(50).max(60_000).default(1000),
+    /** Silence allowed while the device makes its key and request. */
+    csrMs: z.number().int().min(100).max(600_000).default(60_000),
+    /** Silence allowed while the device stores its certificate. */
+    storedMs: z.number().int().min(100).max(600_000).default(30_000),
+  })
+  .strict();
+export type LineTimeouts = z.infer<typeof LineTimeoutsSchema>;
+
+const LINE_DEFAULTS = {
+  ports: [],
+  baudRate: 115200,
+  timeouts: { retryMs: 500, retries: 3, helloMs: 1000, csrMs: 60_000, storedMs: 30_000 },
+};
+
+export const LineConfigSchema = z
+  .object({
+    /** Serial ports the line drives when none are named on the command line. */
+    ports: z.array(z.string().min(1)).max(64).default([]),
+    baudRate: z.number().int().min(300).max(4_000_000).default(115200),
+    timeouts: LineTimeoutsSchema.default(LINE_DEFAULTS.timeouts),
+  })
+  .strict();
+
 /** Station configuration, as stored in `<home>/station.json`. */
 export const StationConfigSchema = z
   .object({
@@ -39,6 +71,7 @@ export const StationConfigSchema = z
       })
       .strict()
       .default({ workers: "auto" }),
+    line: LineConfigSchema.default(LINE_DEFAULTS),
     audit: z
       .object({
         /** Sign a checkpoint of the log head with the audit key every this many entries (and at shutdown). */

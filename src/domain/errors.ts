@@ -53,6 +53,18 @@ export const ERROR_CODES = [
   "ISSUANCE_UNKNOWN",
   "ISSUANCE_STATE",
   "CONFIRMATION_MISMATCH",
+  // the serial line
+  "SERIAL_PORT_NOT_FOUND",
+  "SERIAL_PORT_UNAVAILABLE",
+  "SERIAL_PORT_LOST",
+  "PORT_DISCOVERY_UNAVAILABLE",
+  "SERIAL_TIMEOUT",
+  "SERIAL_PROTOCOL",
+  "SERIAL_VERSION_UNSUPPORTED",
+  "SERIAL_FRAME_TOO_LARGE",
+  "SERIAL_LINE_NOISY",
+  "DEVICE_REPORTED_ERROR",
+  "LINE_STOPPED",
   // storage and audit
   "DB_NEWER_VERSION",
   "DB_ERROR",
@@ -117,6 +129,9 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "FILE_WRITE_FAILED":
     case "FILE_READ_FAILED":
     case "INTERNAL":
+    case "SERIAL_PORT_UNAVAILABLE":
+    case "SERIAL_PORT_LOST":
+    case "PORT_DISCOVERY_UNAVAILABLE":
       return "failed";
     case "CONFIG_INVALID":
     case "CONFIG_MISSING":
@@ -161,6 +176,14 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "ISSUANCE_UNKNOWN":
     case "ISSUANCE_STATE":
     case "CONFIRMATION_MISMATCH":
+    case "SERIAL_PORT_NOT_FOUND":
+    case "SERIAL_TIMEOUT":
+    case "SERIAL_PROTOCOL":
+    case "SERIAL_VERSION_UNSUPPORTED":
+    case "SERIAL_FRAME_TOO_LARGE":
+    case "SERIAL_LINE_NOISY":
+    case "DEVICE_REPORTED_ERROR":
+    case "LINE_STOPPED":
       return "refused";
     default: {
       const never: never = code;

@@ -4,6 +4,7 @@
  */
 import type { EventInput, EventRecord } from "./event-log.js";
 import type { KeyType } from "./keys.js";
+import type { DecodeEvent } from "./serial/frame.js";
 
 /** A token seen through the PKCS#11 module. */
 export interface TokenInfo {
@@ -235,4 +236,35 @@ export interface AuditQuery {
 /** Where the time comes from (tests may fix it). */
 export interface Clock {
   now(): Date;
+}
+
+/** One open serial port: bytes out, decoded frames in. */
+export interface SerialLink {
+  readonly path: string;
+  /** Writes bytes; resolves when the driver has handed them to the line. */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Called for every chunk that arrives: its size, and the frames (or damage) it completed. */
+  onData(listener: (bytes: number, events: DecodeEvent[]) => void): void;
+  /** Called once when the port closes; `lost` when it went away (cable pulled, adapter removed). */
+  onClose(listener: (lost: boolean) => void): void;
+  close(): Promise<void>;
+}
+
+/** A port found by discovery. */
+export interface SerialPortInfo {
+  path: string;
+  manufacturer?: string;
+  serialNumber?: string;
+  vendorId?: string;
+  productId?: string;
+}
+
+/** The machine's serial ports. */
+export interface SerialPorts {
+  /** Throws SERIAL_PORT_NOT_FOUND or SERIAL_PORT_UNAVAILABLE. */
+  open(path: string, baudRate: number): Promise<SerialLink>;
+  /** Whether the port's device node exists (to re-arm a port that came back). */
+  exists(path: string): boolean;
+  /** Discovery; throws PORT_DISCOVERY_UNAVAILABLE where the system cannot enumerate ports. */
+  list(): Promise<SerialPortInfo[]>;
 }

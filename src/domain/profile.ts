@@ -4,6 +4,7 @@
  * which SANs are added. Profiles live in station.json under `profiles`.
  */
 import { z } from "zod";
+import { KEY_TYPES, type KeyType } from "./keys.js";
 
 /** Subject attribute short names the station understands. */
 export const SUBJECT_ATTRIBUTES = [
@@ -79,6 +80,8 @@ export const ProfileSchema = z
     san: z.array(sanTemplate).max(8).default([]),
     /** Requested-extension OIDs tolerated in a CSR (and ignored: the profile decides extensions). */
     toleratedRequestedExtensions: z.array(z.string().regex(/^\d+(\.\d+)+$/)).default([]),
+    /** Key types asked of devices on the serial line, in order of preference (default: every accepted type, EC first). */
+    requestKeyTypes: z.array(z.enum(KEY_TYPES)).min(1).optional(),
     /** Whether a device id that has a live certificate may get another (the earlier is superseded). */
     allowReissue: z.boolean().default(false),
   })
@@ -95,4 +98,32 @@ export function makeProfile(input: ProfileInput): Profile {
 /** Expands a SAN template for a device id. */
 export function expandTemplate(template: string, deviceId: string): string {
   return template.split("{deviceId}").join(deviceId);
+}
+
+/** Whether the profile accepts device keys of this type. */
+export function profileAcceptsKey(profile: Profile, keyType: KeyType): boolean {
+  switch (keyType) {
+    case "ec-p256":
+      return profile.keys.ec.includes("P-256");
+    case "ec-p384":
+      return profile.keys.ec.includes("P-384");
+    case "rsa-2048":
+      return profile.keys.rsaMinBits !== null && profile.keys.rsaMinBits <= 2048;
+    case "rsa-3072":
+      return profile.keys.rsaMinBits !== null && profile.keys.rsaMinBits <= 3072;
+    default: {
+      const never: never = keyType;
+      throw new Error(`unknown key type ${String(never)}`);
+    }
+  }
+}
+
+/**
+ * The key type to ask a device for: the first of the profile's preferences
+ * that the device can make; null when there is none.
+ */
+export function chooseDeviceKeyType(profile: Profile, offered: readonly KeyType[]): KeyType | null {
+  const preferred =
+    profile.requestKeyTypes ?? KEY_TYPES.filter((k) => profileAcceptsKey(profile, k));
+  return preferred.find((k) => offered.includes(k) && profileAcceptsKey(profile, k)) ?? null;
 }

@@ -199,11 +199,19 @@ describe("issuance engine on a real token", () => {
     expect(e.code).toBe("KEY_REUSED");
     expect(e.message).toContain('"twin-a"');
     await s.issuance.confirm(first.issuance.id, first.issuance.fingerprint);
-    // Once confirmed, the request is never answered again.
+    // A confirmed device that never heard the station's DONE asks again: same certificate, state kept.
+    const late = await s.issuance.issue({ csr: csrFor("twin-a", key), profile: "strict", origin: "x" });
+    expect(late.redelivery).toBe(true);
+    expect(late.issuance.serial).toBe(first.issuance.serial);
+    expect((await s.issuance.markDelivered(first.issuance.id)).state).toBe("CONFIRMED");
+    expect((await s.issuance.confirm(first.issuance.id, first.issuance.fingerprint)).state).toBe(
+      "CONFIRMED",
+    );
+    // Another device with that key is still refused.
     expect(
       (
         await rejected(
-          s.issuance.issue({ csr: csrFor("twin-a", key), profile: "strict", origin: "x" }),
+          s.issuance.issue({ csr: csrFor("twin-c", key), profile: "strict", origin: "x" }),
         )
       ).code,
     ).toBe("KEY_REUSED");

@@ -1,0 +1,118 @@
+/**
+ * The serialport adapter: the only importer of the serialport driver. Opens
+ * ports, frames what they receive, and maps driver failures to LinesignError.
+ */
+import { existsSync } from "node:fs";
+import { SerialPort } from "serialport";
+import { LinesignError } from "../../domain/errors.js";
+import type { DecodeEvent } from "../../domain/serial/frame.js";
+import type { SerialLink, SerialPortInfo, SerialPorts } from "../../domain/ports.js";
+import type { Logger } from "../../domain/logger.js";
+import { FrameStream } from "./frame-stream.js";
+
+class SerialPortLink implements SerialLink {
+  private readonly frames = new FrameStream();
+  private dataListeners: ((bytes: number, events: DecodeEvent[]) => void)[] = [];
+  private closeListeners: ((lost: boolean) => void)[] = [];
+  private closed = false;
+
+  constructor(
+    readonly path: string,
+    private readonly port: SerialPort,
+    logger: Logger,
+  ) {
+    // Every chunk counts as a sign of life; the frame stream turns bytes into frames.
+    port.on("data", (chunk: Buffer) => {
+      for (const l of this.dataListeners) l(chunk.length, []);
+    });
+    this.frames.on("data", (e: DecodeEvent) => {
+      for (const l of this.dataListeners) l(0, [e]);
+    });
+    port.pipe(this.frames);
+    port.on("error", (err: Error) => logger.warn({ port: path, err }, "serial port error"));
+    port.on("close", (err?: Error & { disconnected?: boolean }) => {
+      if (this.closed) return;
+      this.closed = true;
+      for (const l of this.closeListeners) l(Boolean(err?.disconnected));
+    });
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.closed || !this.port.isOpen) return resolve();
+      this.port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), (err) => {
+        if (err) return reject(err);
+        this.port.drain((e) => (e ? reject(e) : resolve()));
+      });
+    });
+  }
+
+  onData(listener: (bytes: number, events: DecodeEvent[]) => void): void {
+    this.dataListeners.push(listener);
+  }
+
+  onClose(listener: (lost: boolean) => void): void {
+    this.closeListeners.push(listener);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.port.isOpen) return resolve();
+      this.port.close(() => resolve());
+    });
+  }
+}
+
+export class NodeSerialPorts implements SerialPorts {
+  constructor(private readonly logger: Logger) {}
+
+  exists(path: string): boolean {
+    return existsSync(path);
+  }
+
+  open(path: string, baudRate: number): Promise<SerialLink> {
+    return new Promise((resolve, reject) => {
+      if (!existsSync(path)) {
+        return reject(
+          new LinesignError(
+            "SERIAL_PORT_NOT_FOUND",
+            `Serial port ${path} does not exist. Check the cable and the port's name ("linesign line ports" lists them where the system can).`,
+            { details: { port: path } },
+          ),
+        );
+      }
+      const port = new SerialPort({ path, baudRate, autoOpen: false });
+      port.open((err) => {
+        if (err) {
+          return reject(
+            new LinesignError(
+              "SERIAL_PORT_UNAVAILABLE",
+              `Serial port ${path} cannot be opened: ${err.message}. Check that no other program uses it and that the station may open it.`,
+              { cause: err, details: { port: path } },
+            ),
+          );
+        }
+        resolve(new SerialPortLink(path, port, this.logger));
+      });
+    });
+  }
+
+  async list(): Promise<SerialPortInfo[]> {
+    try {
+      const found = await SerialPort.list();
+      return found.map((p) => ({
+        path: p.path,
+        ...(p.manufacturer ? { manufacturer: p.manufacturer } : {}),
+        ...(p.serialNumber ? { serialNumber: p.serialNumber } : {}),
+        ...(p.vendorId ? { vendorId: p.vendorId } : {}),
+        ...(p.productId ? { productId: p.productId } : {}),
+      }));
+    } catch (cause) {
+      throw new LinesignError(
+        "PORT_DISCOVERY_UNAVAILABLE",
+        'This system cannot list its serial ports (on Linux discovery needs udev\'s udevadm). Name the ports instead: --port /dev/ttyUSB0, or "line.ports" in station.json.',
+        { cause },
+      );
+    }
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * The line: many serial ports provisioned at once (gang provisioning), each
+ * by its own PortLine, all through one issuance engine. Used by
+ * `linesign line run` and the station service.
+ */
+import { LinesignError, type ErrorCode } from "../../domain/errors.js";
+import type { LineTimeouts } from "../../domain/config.js";
+import type { Profile } from "../../domain/profile.js";
+import type { SerialPorts } from "../../domain/ports.js";
+import type { AppContext } from "../context.js";
+import type { IssuanceEngine } from "../issuance.js";
+import { PortLine, type LineEvent, type PortStage } from "./port-line.js";
+
+export interface LineOptions {
+  ports: string[];
+  profile?: string;
+  workOrder?: string | null;
+  /** Stop taking devices after this many have started (all outcomes count). */
+  count?: number;
+  baudRate: number;
+  timeouts: LineTimeouts;
+  rearmPollMs?: number;
+}
+
+export interface PortSummary {
+  confirmed: number;
+  failed: number;
+}
+
+export interface LineSummary {
+  ports: string[];
+  profile: string;
+  devices: number;
+  confirmed: number;
+  failed: number;
+  /** Failures by reason code. */
+  byCode: Partial<Record<ErrorCode, number>>;
+  perPort: Record<string, PortSummary>;
+  durationMs: number;
+}
+
+export class Line {
+  private readonly portLines: PortLine[];
+  private readonly listeners: ((e: LineEvent) => void)[] = [];
+  private claimed = 0;
+  private readonly startedAt = Date.now();
+  private readonly summary: LineSummary;
+  private stopRequested = false;
+
+  constructor(
+    private readonly ctx: AppContext,
+    engine: IssuanceEngine,
+    ports: SerialPorts,
+    profiles: Readonly<Record<string, Profile>>,
+    defaultProfile: string,
+    private readonly o: LineOptions,
+  ) {
+    if (o.ports.length === 0)
+      throw new LinesignError(
+        "USAGE",
+        'Name at least one serial port: --port PATH (repeatable), or "line.ports" in station.json.',
+      );
+    const dupes = o.ports.filter((p, i) => o.ports.indexOf(p) !== i);
+    if (dupes.length)
+      throw new LinesignError("USAGE", `Port ${dupes[0]} is named twice; name each port once.`);
+    const profileName = o.profile ?? defaultProfile;
+    const profile = profiles[profileName];
+    if (!profile)
+      throw new LinesignError(
+        "PROFILE_UNKNOWN",
+        `No profile is named "${profileName}". Profiles: ${Object.keys(profiles).join(", ") || 'none (add one under "profiles" in station.json)'}.`,
+      );
+    if (o.count !== undefined && (!Number.isInteger(o.count) || o.count < 1))
+      throw new LinesignError("USAGE", "The device count must be a whole number of at least 1.");
+    this.summary = {
+      ports: [...o.ports],
+      profile: profileName,
+      devices: 0,
+      confirmed: 0,
+      failed: 0,
+      byCode: {},
+      perPort: Object.fromEntries(o.ports.map((p) => [p, { confirmed: 0, failed: 0 }])),
+      durationMs: 0,
+    };
+    this.portLines = o.ports.map(
+      (path) =>
+        new PortLine(ctx, engine, ports, {
+          path,
+          baudRate: o.baudRate,
+          profileName,
+          profile,
+          workOrder: o.workOrder ?? null,
+          timeouts: o.timeouts,
+          rearmPollMs: o.rearmPollMs ?? 500,
+          claim: () => this.claim(),
+          emit: (e) => this.emit(e),
+        }),
+    );
+  }
+
+  onEvent(listener: (e: LineEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** What each port is doing now. */
+  stages(): Record<string, PortStage> {
+    return Object.fromEntries(this.portLines.map((p) => [p.path, p.currentStage]));
+  }
+
+  start(): void {
+    this.ctx.store.appendEvent({
+      actor: this.ctx.actor,
+      action: "line.start",
+      subject: null,
+      outcome: "ok",
+      details: {
+        ports: this.o.ports,
+        profile: this.summary.profile,
+        workOrder: this.o.workOrder ?? null,
+        count: this.o.count ?? null,
+        baudRate: this.o.baudRate,
+      },
+    });
+    for (const p of this.portLines) p.start();
+  }
+
+  /** Takes no new devices; resolves with the summary once every exchange in flight has ended. */
+  async stop(): Promise<LineSummary> {
+    if (!this.stopRequested) {
+      this.stopRequested = true;
+      for (const p of this.portLines) p.stop();
+    }
+    return this.finished();
+  }
+
+  /** Resolves when every port has stopped (after stop(), or once the count is reached). */
+  async finished(): Promise<LineSummary> {
+    await Promise.all(this.portLines.map((p) => p.done));
+    if (this.summary.durationMs === 0) {
+      this.summary.durationMs = Date.now() - this.startedAt;
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: "line.stop",
+        subject: null,
+        outcome: "ok",
+        details: { ...this.summary },
+      });
+    }
+    return this.summary;
+  }
+
+  private claim(): boolean {
+    if (this.stopRequested) return false;
+    if (this.o.count !== undefined && this.claimed >= this.o.count) return false;
+    this.claimed++;
+    this.summary.devices++;
+    if (this.o.count !== undefined && this.claimed >= this.o.count) {
+      // The last device has started: idle ports stop now, busy ones after their exchange.
+      this.stopRequested = true;
+      queueMicrotask(() => {
+        for (const p of this.portLines) p.stop();
+      });
+    }
+    return true;
+  }
+
+  private emit(e: LineEvent): void {
+    if (e.event === "device.confirmed") {
+      this.summary.confirmed++;
+      this.summary.perPort[e.port]!.confirmed++;
+    } else if (e.event === "device.failed") {
+      this.summary.failed++;
+      this.summary.perPort[e.port]!.failed++;
+      this.summary.byCode[e.code] = (this.summary.byCode[e.code] ?? 0) + 1;
+    }
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.ctx.logger.error({ err }, "a line event listener failed");
+      }
+    }
+  }
+}

@@ -1,0 +1,678 @@
+/**
+ * One serial port of the line, for as long as the line runs: it greets, runs
+ * one device's exchange at a time (docs/serial-protocol.md), records how each
+ * ended, and re-arms when a pulled cable comes back.
+ *
+ * States of the exchange:
+ *   idle --IDENTIFY--> identified --CSR--> signing --(issued)--> injecting
+ *        --STORED--> confirming --(confirmed)--> idle (DONE sent)
+ * Any failure sends ERROR (when the port is still there), records the reason
+ * and returns to idle. The issuance engine decides everything about the
+ * certificate; this class only moves bytes and keeps time.
+ */
+import { outcomeOf, toLinesignError, type ErrorCode } from "../../domain/errors.js";
+import type { KeyType } from "../../domain/keys.js";
+import type { Profile } from "../../domain/profile.js";
+import { chooseDeviceKeyType } from "../../domain/profile.js";
+import type { LineTimeouts } from "../../domain/config.js";
+import type { SerialLink, SerialPorts } from "../../domain/ports.js";
+import { encodeFrame, MAX_FRAME_BYTES, type DecodeEvent } from "../../domain/serial/frame.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  PROTOCOL_MAX,
+  PROTOCOL_MIN,
+  wireCodeOf,
+  wireErrorName,
+  type Message,
+  type MessageName,
+} from "../../domain/serial/messages.js";
+import type { AppContext } from "../context.js";
+import type { IssuanceEngine } from "../issuance.js";
+
+export type PortStage =
+  "closed" | "idle" | "identified" | "signing" | "injecting" | "confirming" | "stopped";
+
+/** What the line reports as it goes; one per step, for the terminal, --json and the kiosk. */
+export type LineEvent =
+  | { event: "port.open"; port: string }
+  | { event: "port.waiting"; port: string; code: ErrorCode; message: string }
+  | { event: "port.lost"; port: string }
+  | { event: "port.stopped"; port: string }
+  | {
+      event: "device.identified";
+      port: string;
+      deviceId: string;
+      model: string;
+      firmware: string;
+      keyTypes: KeyType[];
+    }
+  | { event: "device.csr-requested"; port: string; deviceId: string; keyType: KeyType }
+  | { event: "device.signing"; port: string; deviceId: string; csrBytes: number }
+  | {
+      event: "device.injecting";
+      port: string;
+      deviceId: string;
+      serial: string;
+      redelivery: boolean;
+    }
+  | {
+      event: "device.confirmed";
+      port: string;
+      deviceId: string;
+      serial: string;
+      ms: number;
+      wireBytes: number;
+    }
+  | {
+      event: "device.failed";
+      port: string;
+      deviceId: string | null;
+      stage: PortStage;
+      code: ErrorCode;
+      message: string;
+      serial: string | null;
+    };
+
+export interface PortLineOptions {
+  path: string;
+  baudRate: number;
+  profileName: string;
+  profile: Profile;
+  workOrder: string | null;
+  timeouts: LineTimeouts;
+  /** How often a missing port is looked for again. */
+  rearmPollMs: number;
+  /** Asked when a device identifies itself; false when the line has taken all the devices it will. */
+  claim: () => boolean;
+  emit: (e: LineEvent) => void;
+}
+
+interface Session {
+  id: number;
+  deviceId: string;
+  startedAt: number;
+  keyType: KeyType | null;
+  issuanceId: number | null;
+  serial: string | null;
+  wireBytes: number;
+  badFrames: number;
+  resends: number;
+}
+
+/** Damaged frames tolerated in one exchange before the line is called too noisy. */
+const MAX_BAD_FRAMES = 8;
+
+export class PortLine {
+  private stage: PortStage = "closed";
+  private link: SerialLink | null = null;
+  private txSeq = 0;
+  /** The frame we wait to have answered, and how often it was sent again. */
+  private awaiting: {
+    bytes: Uint8Array;
+    expect: MessageName;
+    deadlineMs: number;
+    resends: number;
+  } | null = null;
+  /** The device's last frame we handled, and our answer to it (null while we work on it). */
+  private answered: {
+    seq: number;
+    type: number;
+    reply: Uint8Array | null;
+    resends: number;
+  } | null = null;
+  private session: Session | null = null;
+  private sessions = 0;
+  private lastRx = 0;
+  private silenceTimer: ReturnType<typeof setTimeout> | null = null;
+  private helloTimer: ReturnType<typeof setTimeout> | null = null;
+  private rearmTimer: ReturnType<typeof setTimeout> | null = null;
+  private stopping = false;
+  private finished!: () => void;
+  /** Resolves when the port has stopped (after stop() and the exchange in flight). */
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly engine: IssuanceEngine,
+    private readonly ports: SerialPorts,
+    private readonly o: PortLineOptions,
+  ) {
+    this.done = new Promise((resolve) => (this.finished = resolve));
+  }
+
+  get path(): string {
+    return this.o.path;
+  }
+
+  get currentStage(): PortStage {
+    return this.stage;
+  }
+
+  /** Opens the port (or waits for it to appear) and starts greeting. */
+  start(): void {
+    void this.arm(true);
+  }
+
+  /** Takes no new device; the exchange in flight finishes first. */
+  stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.stage === "idle" || this.stage === "closed") void this.shutdown();
+  }
+
+  private async arm(first: boolean): Promise<void> {
+    if (this.stopping) return void this.shutdown();
+    if (!this.ports.exists(this.o.path)) {
+      if (first)
+        this.o.emit({
+          event: "port.waiting",
+          port: this.o.path,
+          code: "SERIAL_PORT_NOT_FOUND",
+          message: `Port ${this.o.path} is not there; waiting for it to appear (check the cable and the port name).`,
+        });
+      this.rearmTimer = setTimeout(() => void this.arm(false), this.o.rearmPollMs);
+      return;
+    }
+    try {
+      const link = await this.ports.open(this.o.path, this.o.baudRate);
+      if (this.stopping) {
+        await link.close();
+        return void this.shutdown();
+      }
+      this.link = link;
+      link.onData((bytes, events) => this.onData(link, bytes, events));
+      link.onClose((lost) => this.onClose(link, lost));
+      this.stage = "idle";
+      this.o.emit({ event: "port.open", port: this.o.path });
+      this.greet();
+    } catch (e) {
+      const err = toLinesignError(e);
+      this.o.emit({
+        event: "port.waiting",
+        port: this.o.path,
+        code: err.code,
+        message: err.message,
+      });
+      this.rearmTimer = setTimeout(() => void this.arm(false), Math.max(this.o.rearmPollMs, 1000));
+    }
+  }
+
+  private onClose(link: SerialLink, lost: boolean): void {
+    if (link !== this.link) return;
+    this.link = null;
+    this.clearTimers();
+    if (this.session) {
+      this.endSession(
+        "SERIAL_PORT_LOST",
+        `Port ${this.o.path} went away during provisioning (cable pulled or adapter removed). Reconnect it; the device will be provisioned again when it answers.`,
+        false,
+      );
+    }
+    this.stage = "closed";
+    if (!lost || this.stopping) return void this.shutdown();
+    this.o.emit({ event: "port.lost", port: this.o.path });
+    this.ctx.logger.warn({ port: this.o.path }, "serial port lost; waiting for it to return");
+    this.rearmTimer = setTimeout(() => void this.arm(false), this.o.rearmPollMs);
+  }
+
+  private stopped = false;
+  private async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clearTimers();
+    if (this.rearmTimer) clearTimeout(this.rearmTimer);
+    const link = this.link;
+    this.link = null;
+    this.stage = "stopped";
+    if (link) await link.close().catch(() => undefined);
+    this.o.emit({ event: "port.stopped", port: this.o.path });
+    this.finished();
+  }
+
+  // ---- sending -------------------------------------------------------------
+
+  private frame(m: Message): Uint8Array {
+    const { type, payload } = encodeMessage(m);
+    const bytes = encodeFrame(type, this.txSeq, payload);
+    this.txSeq = (this.txSeq + 1) & 0xff;
+    return bytes;
+  }
+
+  private send(bytes: Uint8Array): Promise<void> {
+    const link = this.link;
+    if (!link) return Promise.resolve();
+    if (this.session) this.session.wireBytes += bytes.length;
+    return link.write(bytes).catch((e: unknown) => {
+      this.ctx.logger.warn({ port: this.o.path, err: e }, "serial write failed");
+    });
+  }
+
+  /**
+   * Answers the device's last frame with one that expects an answer in turn,
+   * and keeps time until it comes. A repeat of the device's frame gets this again.
+   */
+  private async request(m: Message, expect: MessageName, deadlineMs: number): Promise<void> {
+    const bytes = this.frame(m);
+    if (this.answered) this.answered.reply = bytes;
+    this.awaiting = { bytes, expect, deadlineMs, resends: 0 };
+    this.lastRx = Date.now();
+    this.armSilence();
+    await this.send(bytes);
+  }
+
+  /** Answers the device's frame `seq` (kept so a repeat of that frame gets the same answer). */
+  private async reply(m: Message): Promise<void> {
+    const bytes = this.frame(m);
+    if (this.answered) this.answered.reply = bytes;
+    await this.send(bytes);
+  }
+
+  private greet(): void {
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    if (this.stage !== "idle" || !this.link) return;
+    if (this.stopping) return void this.shutdown();
+    void this.send(
+      this.frame({
+        type: "HELLO",
+        protocolMin: PROTOCOL_MIN,
+        protocolMax: PROTOCOL_MAX,
+        maxFrame: MAX_FRAME_BYTES,
+        stationId: this.ctx.stationId,
+      }),
+    );
+    this.helloTimer = setTimeout(() => this.greet(), this.o.timeouts.helloMs);
+  }
+
+  // ---- timing --------------------------------------------------------------
+
+  private armSilence(): void {
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
+    const a = this.awaiting;
+    if (!a) return;
+    const t = this.o.timeouts;
+    const quiet = Date.now() - this.lastRx;
+    const nextRetry = a.resends < t.retries ? t.retryMs * (a.resends + 1) : Infinity;
+    const wait = Math.max(0, Math.min(nextRetry, a.deadlineMs) - quiet);
+    this.silenceTimer = setTimeout(() => this.onSilence(), wait);
+  }
+
+  private onSilence(): void {
+    this.silenceTimer = null;
+    const a = this.awaiting;
+    if (!a || !this.session) return;
+    const t = this.o.timeouts;
+    const quiet = Date.now() - this.lastRx;
+    if (quiet >= a.deadlineMs) {
+      this.timeout(a.expect, a.deadlineMs);
+      return;
+    }
+    if (a.resends < t.retries && quiet >= t.retryMs * (a.resends + 1)) {
+      a.resends++;
+      this.session.resends++;
+      void this.send(a.bytes);
+    }
+    this.armSilence();
+  }
+
+  private timeout(expect: MessageName, ms: number): void {
+    const secs = `${Math.round(ms / 100) / 10} s`;
+    const message =
+      expect === "STORED"
+        ? `The device took its certificate but did not confirm storing it within ${secs}. It is listed as delivered but unconfirmed: check the device, then plug it in again.`
+        : `The device did not send its certificate request within ${secs}. Check that it runs its provisioning firmware, then plug it in again.`;
+    this.endSession("SERIAL_TIMEOUT", message, true);
+  }
+
+  private clearTimers(): void {
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.silenceTimer = null;
+    this.helloTimer = null;
+    this.awaiting = null;
+  }
+
+  // ---- receiving -----------------------------------------------------------
+
+  private onData(link: SerialLink, bytes: number, events: DecodeEvent[]): void {
+    if (link !== this.link) return;
+    this.lastRx = Date.now();
+    if (this.session) this.session.wireBytes += bytes;
+    if (this.awaiting) this.armSilence();
+    for (const e of events) {
+      if (link !== this.link) return;
+      switch (e.kind) {
+        case "frame":
+          this.onFrame(e.frame.type, e.frame.seq, e.frame.payload);
+          break;
+        case "bad":
+          this.onBadFrame(e.reason);
+          break;
+        case "oversize":
+          this.endSession(
+            "SERIAL_FRAME_TOO_LARGE",
+            `The device sent a message of more than ${MAX_FRAME_BYTES} bytes, which the protocol does not allow. Its firmware is faulty: set it aside.`,
+            true,
+          );
+          break;
+        default: {
+          const never: never = e;
+          throw new Error(String(never));
+        }
+      }
+    }
+  }
+
+  private onBadFrame(reason: string): void {
+    // Between devices, noise is ignored; the sender of a damaged frame sends it again after a silence.
+    if (!this.session) return;
+    this.session.badFrames++;
+    this.ctx.logger.info({ port: this.o.path, reason }, "damaged frame dropped");
+    if (this.session.badFrames > MAX_BAD_FRAMES) {
+      this.endSession(
+        "SERIAL_LINE_NOISY",
+        `More than ${MAX_BAD_FRAMES} damaged messages came from the device. Check the cable and its connectors, then plug the device in again.`,
+        true,
+      );
+    }
+  }
+
+  private onFrame(type: number, seq: number, payload: Uint8Array): void {
+    // A repeat of the frame we last handled: its answer was lost, so send it again (or keep working).
+    const prev = this.answered;
+    if (prev && prev.seq === seq && prev.type === type) {
+      if (prev.reply && prev.resends < this.o.timeouts.retries) {
+        prev.resends++;
+        if (this.session) this.session.resends++;
+        void this.send(prev.reply);
+      }
+      return;
+    }
+    const decoded = decodeMessage(type, payload);
+    if (!decoded.ok) {
+      if (this.session)
+        this.endSession(
+          "SERIAL_PROTOCOL",
+          `The device sent a message the station cannot read (${decoded.reason}). Its firmware does not follow the protocol: set it aside.`,
+          true,
+        );
+      return;
+    }
+    const m = decoded.message;
+    if (m.type === "IDENTIFY") {
+      if (this.session) {
+        this.endSession(
+          "SERIAL_PROTOCOL",
+          `The device started over in the middle of provisioning (it may have restarted); it is being provisioned again.`,
+          false,
+        );
+      }
+      this.answered = { seq, type, reply: null, resends: 0 };
+      void this.identified(m);
+      return;
+    }
+    if (!this.session) return; // stray frame between devices: the greeting restarts the device
+    if (m.type === "ERROR") {
+      this.deviceError(m.code, m.message);
+      return;
+    }
+    const expected = this.awaiting?.expect;
+    if (m.type !== expected) {
+      this.endSession(
+        "SERIAL_PROTOCOL",
+        `The device sent ${m.type} when the station expected ${expected ?? "nothing"}. Its firmware does not follow the protocol: set it aside.`,
+        true,
+      );
+      return;
+    }
+    this.answered = { seq, type, reply: null, resends: 0 };
+    this.awaiting = null;
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
+    if (m.type === "CSR") void this.signCsr(m.csr);
+    else if (m.type === "STORED") void this.confirmStored(m.sha256);
+  }
+
+  // ---- the exchange --------------------------------------------------------
+
+  private async identified(m: Extract<Message, { type: "IDENTIFY" }>): Promise<void> {
+    if (this.stopping || !this.o.claim()) {
+      // The line takes no more devices: let this one wait for the next run.
+      this.answered = null;
+      return;
+    }
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    this.sessions++;
+    this.session = {
+      id: this.sessions,
+      deviceId: m.deviceId,
+      startedAt: Date.now(),
+      keyType: null,
+      issuanceId: null,
+      serial: null,
+      wireBytes: 0,
+      badFrames: 0,
+      resends: 0,
+    };
+    this.stage = "identified";
+    this.o.emit({
+      event: "device.identified",
+      port: this.o.path,
+      deviceId: m.deviceId,
+      model: m.model,
+      firmware: m.firmware,
+      keyTypes: m.keyTypes,
+    });
+    if (m.protocol < PROTOCOL_MIN || m.protocol > PROTOCOL_MAX) {
+      this.endSession(
+        "SERIAL_VERSION_UNSUPPORTED",
+        `The device speaks protocol version ${m.protocol}; this station speaks ${PROTOCOL_MIN} to ${PROTOCOL_MAX}. Update the device firmware or the station.`,
+        true,
+      );
+      return;
+    }
+    const keyType = chooseDeviceKeyType(this.o.profile, m.keyTypes);
+    if (!keyType) {
+      this.endSession(
+        "KEY_TYPE_NOT_ALLOWED",
+        `The device can make only ${m.keyTypes.join(", ") || "no known key type"}, and profile "${this.o.profileName}" accepts none of them. Use a profile for this model.`,
+        true,
+      );
+      return;
+    }
+    this.session.keyType = keyType;
+    this.o.emit({
+      event: "device.csr-requested",
+      port: this.o.path,
+      deviceId: m.deviceId,
+      keyType,
+    });
+    await this.request({ type: "CSR_REQUEST", keyType }, "CSR", this.o.timeouts.csrMs);
+  }
+
+  private async signCsr(csr: Uint8Array): Promise<void> {
+    const session = this.session!;
+    this.stage = "signing";
+    this.o.emit({
+      event: "device.signing",
+      port: this.o.path,
+      deviceId: session.deviceId,
+      csrBytes: csr.length,
+    });
+    let issued;
+    try {
+      issued = await this.engine.issue({
+        csr,
+        profile: this.o.profileName,
+        deviceId: session.deviceId,
+        origin: `serial:${this.o.path}`,
+        workOrder: this.o.workOrder,
+      });
+      session.issuanceId = issued.issuance.id;
+      session.serial = issued.issuance.serial;
+      if (this.session !== session) return; // the device went away meanwhile; it stays ISSUED
+      await this.engine.markDelivered(issued.issuance.id);
+    } catch (e) {
+      if (this.session !== session) return;
+      const err = toLinesignError(e);
+      // The engine recorded the rejection; the session's end is recorded too.
+      this.endSession(err.code, err.message, true);
+      return;
+    }
+    if (this.session !== session) return;
+    this.stage = "injecting";
+    this.o.emit({
+      event: "device.injecting",
+      port: this.o.path,
+      deviceId: session.deviceId,
+      serial: issued.issuance.serial,
+      redelivery: issued.redelivery,
+    });
+    await this.request(
+      { type: "CERTIFICATE", leaf: issued.issuance.certDer, chain: issued.chainDer },
+      "STORED",
+      this.o.timeouts.storedMs,
+    );
+  }
+
+  private async confirmStored(sha256: Uint8Array): Promise<void> {
+    const session = this.session!;
+    this.stage = "confirming";
+    let rec;
+    try {
+      rec = await this.engine.confirm(session.issuanceId!, Buffer.from(sha256).toString("hex"));
+    } catch (e) {
+      if (this.session !== session) return;
+      const err = toLinesignError(e);
+      this.endSession(err.code, err.message, true);
+      return;
+    }
+    if (this.session !== session) return;
+    await this.reply({ type: "DONE", serial: fromHex(rec.serial) });
+    const ms = Date.now() - session.startedAt;
+    this.o.emit({
+      event: "device.confirmed",
+      port: this.o.path,
+      deviceId: session.deviceId,
+      serial: rec.serial,
+      ms,
+      wireBytes: session.wireBytes,
+    });
+    this.record(session, "ok", null, null);
+    // Keep the answer: if DONE is lost, the device's repeated STORED gets it again.
+    const done = this.answered;
+    this.backToIdle();
+    this.answered = done;
+  }
+
+  private deviceError(code: number, text: string): void {
+    const name = wireErrorName(code) ?? `0x${code.toString(16).padStart(4, "0")}`;
+    const plain = DEVICE_ERRORS[name] ?? "The device reported an error.";
+    const session = this.session!;
+    const message = `${plain} (device error ${name}${text ? `: ${text}` : ""})`;
+    if (
+      session.issuanceId !== null &&
+      (this.stage === "injecting" || this.stage === "confirming")
+    ) {
+      void this.engine
+        .markDeliveryFailed(session.issuanceId, `the device reported ${name}`)
+        .catch(() => undefined);
+    }
+    this.endSession("DEVICE_REPORTED_ERROR", message, false, { wireCode: name });
+  }
+
+  /** Ends the exchange in flight (if any) with a failure: tells the device, records it, re-greets. */
+  private endSession(
+    code: ErrorCode,
+    message: string,
+    tellDevice: boolean,
+    details: Record<string, unknown> = {},
+  ): void {
+    const session = this.session;
+    const stage = this.stage;
+    if (tellDevice && this.link) {
+      void this.send(this.frame({ type: "ERROR", code: wireCodeOf(code), message }));
+    }
+    this.o.emit({
+      event: "device.failed",
+      port: this.o.path,
+      deviceId: session?.deviceId ?? null,
+      stage,
+      code,
+      message,
+      serial: session?.serial ?? null,
+    });
+    if (session) this.record(session, outcomeOf(code), code, message, { stage, ...details });
+    else this.record(null, outcomeOf(code), code, message, { stage, ...details });
+    this.backToIdle();
+  }
+
+  private record(
+    session: Session | null,
+    outcome: "ok" | "refused" | "failed",
+    code: ErrorCode | null,
+    message: string | null,
+    details: Record<string, unknown> = {},
+  ): void {
+    try {
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: "line.session",
+        subject: session?.deviceId ?? null,
+        outcome,
+        ...(code ? { code, message: message ?? "" } : {}),
+        details: {
+          port: this.o.path,
+          issuance: session?.issuanceId ?? null,
+          serial: session?.serial ?? null,
+          keyType: session?.keyType ?? null,
+          ms: session ? Date.now() - session.startedAt : null,
+          wireBytes: session?.wireBytes ?? null,
+          badFrames: session?.badFrames ?? null,
+          resends: session?.resends ?? null,
+          workOrder: this.o.workOrder,
+          ...details,
+        },
+      });
+    } catch (e) {
+      this.ctx.logger.error({ err: e, port: this.o.path }, "could not record a line session");
+    }
+  }
+
+  private backToIdle(): void {
+    this.session = null;
+    this.answered = null;
+    this.awaiting = null;
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
+    if (!this.link) return;
+    this.stage = "idle";
+    if (this.stopping) return void this.shutdown();
+    // Greet the next device at once: the one just done has left provisioning mode.
+    this.greet();
+  }
+}
+
+/** Plain words for the errors a device can report. */
+const DEVICE_ERRORS: Record<string, string> = {
+  PROTOCOL: "The device could not follow the station's messages.",
+  VERSION_UNSUPPORTED: "The device does not speak this station's protocol version.",
+  FRAME_TOO_LARGE: "The device could not take a message that large.",
+  TIMEOUT: "The device gave up waiting for the station.",
+  LINE_NOISY: "The device saw too many damaged messages: check the cable.",
+  ABORTED: "The device stopped provisioning.",
+  DEVICE_KEY_TYPE_UNSUPPORTED: "The device cannot make the key type asked for.",
+  DEVICE_KEYGEN_FAILED: "The device could not generate its key: set it aside.",
+  DEVICE_STORAGE_FAILED: "The device could not store its certificate: set it aside.",
+  DEVICE_CHAIN_UNTRUSTED:
+    "The device does not trust the certificate chain it received: check that it carries the right root.",
+};
+
+function fromHex(s: string): Uint8Array {
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
