@@ -15,6 +15,7 @@ class SerialPortLink implements SerialLink {
   private dataListeners: ((bytes: number, events: DecodeEvent[]) => void)[] = [];
   private closeListeners: ((lost: boolean) => void)[] = [];
   private closed = false;
+  private closing = false;
 
   constructor(
     readonly path: string,
@@ -30,10 +31,12 @@ class SerialPortLink implements SerialLink {
     });
     port.pipe(this.frames);
     port.on("error", (err: Error) => logger.warn({ port: path, err }, "serial port error"));
-    port.on("close", (err?: Error & { disconnected?: boolean }) => {
+    // Any close the station did not ask for is a lost port: a pulled USB adapter shows up as
+    // a disconnect, or as EIO on the next read or write followed by a close.
+    port.on("close", () => {
       if (this.closed) return;
       this.closed = true;
-      for (const l of this.closeListeners) l(Boolean(err?.disconnected));
+      for (const l of this.closeListeners) l(!this.closing);
     });
   }
 
@@ -56,6 +59,7 @@ class SerialPortLink implements SerialLink {
   }
 
   close(): Promise<void> {
+    this.closing = true;
     return new Promise((resolve) => {
       if (!this.port.isOpen) return resolve();
       this.port.close(() => resolve());

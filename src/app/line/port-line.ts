@@ -351,6 +351,8 @@ export class PortLine {
           this.onBadFrame(e.reason);
           break;
         case "oversize":
+          // Between devices it is noise like any other; in an exchange it ends it.
+          if (!this.session) break;
           this.endSession(
             "SERIAL_FRAME_TOO_LARGE",
             `The device sent a message of more than ${MAX_FRAME_BYTES} bytes, which the protocol does not allow. Its firmware is faulty: set it aside.`,

@@ -1,0 +1,344 @@
+/**
+ * The serial line end to end: `linesign line run` on socat pty pairs, the
+ * device simulator on the far ends, a real SoftHSM token and a real WAL
+ * database. Assertions are on what the devices stored, the rows, the log and
+ * the bytes counted on the wire.
+ */
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openssl } from "../helpers/cli.js";
+import { devStation, type TestStation } from "../helpers/station.js";
+import {
+  derToPem,
+  exportChain,
+  ptyPair,
+  runSim,
+  setLineConfig,
+  startLine,
+  startSim,
+  type PtyPair,
+} from "../helpers/serial.js";
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+function issuances(st: TestStation) {
+  const db = new Database(join(st.home, "station.db"), { readonly: true });
+  try {
+    return db
+      .prepare(
+        "SELECT id, serial, device_id AS deviceId, fingerprint, state, origin, key_type AS keyType FROM issuances ORDER BY id",
+      )
+      .all() as {
+      id: number;
+      serial: string;
+      deviceId: string;
+      fingerprint: string;
+      state: string;
+      origin: string;
+      keyType: string;
+    }[];
+  } finally {
+    db.close();
+  }
+}
+
+function rejections(st: TestStation): { reason: string; deviceId: string | null }[] {
+  const db = new Database(join(st.home, "station.db"), { readonly: true });
+  try {
+    return db.prepare("SELECT reason, device_id AS deviceId FROM rejections ORDER BY id").all() as {
+      reason: string;
+      deviceId: string | null;
+    }[];
+  } finally {
+    db.close();
+  }
+}
+
+describe("serial line", () => {
+  let st: TestStation;
+  let chain: ReturnType<typeof exportChain>;
+  let dir: string;
+  const pairs: PtyPair[] = [];
+
+  beforeAll(() => {
+    st = devStation();
+    chain = exportChain(st);
+    dir = mkdtempSync(join(tmpdir(), "linesign-pty-"));
+  });
+  afterAll(async () => {
+    await Promise.all(pairs.map((p) => p.kill()));
+  });
+
+  const pair = async (name: string) => {
+    const p = await ptyPair(dir, name);
+    pairs.push(p);
+    return p;
+  };
+
+  it("provisions EC and RSA devices on two ports at once; openssl verifies what they stored", async () => {
+    const [a, b] = [await pair("ec"), await pair("rsa")];
+    const line = startLine(st, [a.station, b.station], ["--count", "4"]);
+    const store = join(dir, "store-gang");
+    const [simA, simB] = await Promise.all([
+      runSim([
+        "--port",
+        a.device,
+        "--device-id",
+        "gang-ec",
+        "--key",
+        "ec-p256",
+        "--count",
+        "2",
+        "--root",
+        chain.chain,
+        "--store",
+        store,
+      ]),
+      runSim([
+        "--port",
+        b.device,
+        "--device-id",
+        "gang-rsa",
+        "--key",
+        "rsa-2048",
+        "--count",
+        "2",
+        "--root",
+        chain.chain,
+        "--store",
+        store,
+      ]),
+    ]);
+    expect(simA.code, simA.stderr).toBe(0);
+    expect(simB.code, simB.stderr).toBe(0);
+    expect((await line.exited).code, line.stderr()).toBe(0);
+    const summary = line.lines.all.find((e) => e.event === "summary")!;
+    expect(summary).toMatchObject({ devices: 4, confirmed: 4, failed: 0 });
+
+    const rows = issuances(st);
+    for (const r of [...simA.results, ...simB.results]) {
+      expect(r.ok).toBe(true);
+      const der = new Uint8Array(readFileSync(r.stored!));
+      const row = rows.find((x) => x.fingerprint === sha256(der))!;
+      expect(row).toMatchObject({ deviceId: r.deviceId, state: "CONFIRMED", serial: r.serial });
+      expect(row.origin).toMatch(/^serial:.*\/(ec|rsa)-station$/);
+      expect(row.keyType).toBe(r.deviceId.startsWith("gang-ec") ? "ec-p256" : "rsa-2048");
+      const leaf = join(dir, `${r.deviceId}.pem`);
+      writeFileSync(leaf, derToPem(der));
+      const v = openssl([
+        "verify",
+        "-CAfile",
+        chain.root,
+        "-untrusted",
+        chain.ca,
+        "-purpose",
+        "sslclient",
+        leaf,
+      ]);
+      expect(v.out).toContain(": OK");
+      expect(v.code).toBe(0);
+      // Bytes on the wire: the device counted what the station counted, plus its greeting.
+      const confirmed = line.lines.all.find(
+        (e) => e.event === "device.confirmed" && e.deviceId === r.deviceId,
+      )!;
+      expect(r.txBytes + r.rxBytes).toBeGreaterThanOrEqual(confirmed.wireBytes as number);
+      expect(r.txBytes + r.rxBytes - (confirmed.wireBytes as number)).toBeLessThan(200);
+    }
+    const sessions = st.events().filter((e) => e.action === "line.session");
+    expect(sessions.filter((e) => e.outcome === "ok")).toHaveLength(4);
+    expect(st.events().some((e) => e.action === "line.stop")).toBe(true);
+    expect(st.run(["audit", "verify", "--json"]).json.ok).toBe(true);
+  });
+
+  it("ends every fault with a plain reason, a log entry, and the port ready for the next device", async () => {
+    setLineConfig(st, {
+      timeouts: { retryMs: 150, retries: 3, helloMs: 200, csrMs: 1500, storedMs: 1500 },
+    });
+    const cases: { fault: string; count?: number; code: string | null; stage?: string }[] = [
+      { fault: "garbage", code: null },
+      { fault: "corrupt", code: null },
+      { fault: "oversize", code: "SERIAL_FRAME_TOO_LARGE" },
+      { fault: "bad-signature", code: "CSR_SIGNATURE_INVALID" },
+      { fault: "forbidden-key", code: "KEY_TYPE_NOT_ALLOWED" },
+      { fault: "reused-key", count: 2, code: "KEY_REUSED" },
+      { fault: "disconnect", code: "SERIAL_TIMEOUT", stage: "identified" },
+      { fault: "no-ack", code: "SERIAL_TIMEOUT", stage: "injecting" },
+      { fault: "wrong-hash", code: "CONFIRMATION_MISMATCH" },
+      { fault: "slow", code: "SERIAL_TIMEOUT", stage: "identified" },
+    ];
+    const ports = await Promise.all(cases.map((c) => pair(`f-${c.fault}`)));
+    const total = cases.reduce((n, c) => n + (c.count ?? 1) + 1, 0);
+    const line = startLine(
+      st,
+      ports.map((p) => p.station),
+      ["--count", String(total)],
+    );
+    const store = join(dir, "store-faults");
+    const common = [
+      "--baud",
+      "921600",
+      "--retry-ms",
+      "150",
+      "--answer-ms",
+      "3000",
+      "--root",
+      chain.chain,
+      "--store",
+      store,
+    ];
+    await Promise.all(
+      cases.map(async (c, i) => {
+        const port = ports[i]!;
+        const faulty = await runSim([
+          "--port",
+          port.device,
+          "--device-id",
+          `fault-${c.fault}`,
+          "--fault",
+          c.fault,
+          "--count",
+          String(c.count ?? 1),
+          "--slow-ms",
+          "4000",
+          ...common,
+        ]);
+        // The next device on the same port is provisioned normally.
+        const next = await runSim([
+          "--port",
+          port.device,
+          "--device-id",
+          `after-${c.fault}`,
+          ...common,
+        ]);
+        expect(next.code, `${c.fault}: ${next.stderr} ${JSON.stringify(next.results)}`).toBe(0);
+        return faulty;
+      }),
+    );
+    const { code } = await line.exited;
+    expect(code).toBe(1); // some devices failed
+    const events = line.lines.all;
+    const log = st.events().filter((e) => e.action === "line.session");
+    for (const [i, c] of cases.entries()) {
+      const port = ports[i]!.station;
+      const failed = events.filter((e) => e.event === "device.failed" && e.port === port);
+      const confirmed = events.filter((e) => e.event === "device.confirmed" && e.port === port);
+      if (c.code === null) {
+        expect(failed, c.fault).toEqual([]);
+        expect(
+          confirmed.map((e) => e.deviceId),
+          c.fault,
+        ).toEqual([`fault-${c.fault}`, `after-${c.fault}`]);
+      } else {
+        expect(
+          failed.map((e) => e.code),
+          c.fault,
+        ).toEqual([c.code]);
+        const f = failed[0]!;
+        // Plain words for the operator: a sentence that says what to do, not a stack or a code alone.
+        expect(String(f.message).length, c.fault).toBeGreaterThan(30);
+        expect(f.message, c.fault).not.toMatch(/Error:|at .*\.js|undefined/);
+        if (c.stage) expect(f.stage, c.fault).toBe(c.stage);
+        expect(confirmed.at(-1)?.deviceId, c.fault).toBe(`after-${c.fault}`);
+        const entry = log.find((e) => e.code === c.code && JSON.parse(e.details).port === port);
+        expect(entry, c.fault).toBeDefined();
+        expect(entry!.message).toBe(f.message);
+      }
+    }
+    // What the faults left in the database.
+    const rows = issuances(st);
+    expect(rows.find((r) => r.deviceId === "fault-no-ack")!.state).toBe("DELIVERED");
+    expect(rows.find((r) => r.deviceId === "fault-wrong-hash")!.state).toBe("DELIVERY_FAILED");
+    expect(rows.find((r) => r.deviceId === "fault-corrupt")!.state).toBe("CONFIRMED");
+    const reasons = rejections(st).map((r) => `${r.deviceId}:${r.reason}`);
+    expect(reasons).toEqual(
+      expect.arrayContaining([
+        "fault-bad-signature:CSR_SIGNATURE_INVALID",
+        "fault-forbidden-key:KEY_TYPE_NOT_ALLOWED",
+        "fault-reused-key-0002:KEY_REUSED",
+      ]),
+    );
+    // The corrupted frame was noticed and recovered from.
+    const corrupt = log.find((e) => e.subject === "fault-corrupt")!;
+    expect(JSON.parse(corrupt.details).badFrames).toBeGreaterThanOrEqual(1);
+    expect(st.run(["audit", "verify", "--json"]).json.ok).toBe(true);
+  });
+
+  it("aborts the exchange when the port disappears, and re-arms when it returns", async () => {
+    const a = await ptyPair(dir, "unplug");
+    const line = startLine(st, [a.station], ["--count", "2"]);
+    const common = [
+      "--baud",
+      "921600",
+      "--root",
+      chain.chain,
+      "--store",
+      join(dir, "store-unplug"),
+    ];
+    const stuck = startSim([
+      "--port",
+      a.device,
+      "--device-id",
+      "unplugged",
+      "--fault",
+      "slow",
+      "--slow-ms",
+      "60000",
+      ...common,
+    ]);
+    await line.lines.waitFor((e) => e.event === "device.csr-requested", "the request");
+    await a.kill(); // the cable is pulled
+    const failed = await line.lines.waitFor((e) => e.event === "device.failed", "the abort");
+    expect(failed).toMatchObject({
+      code: "SERIAL_PORT_LOST",
+      deviceId: "unplugged",
+      stage: "identified",
+    });
+    await line.lines.waitFor((e) => e.event === "port.lost", "port.lost");
+    stuck.proc.kill("SIGKILL");
+    const back = await ptyPair(dir, "unplug"); // the same names come back
+    pairs.push(back);
+    const opens = () => line.lines.all.filter((e) => e.event === "port.open").length;
+    await line.lines.waitFor(() => opens() === 2, "the port re-armed");
+    const next = await runSim(["--port", back.device, "--device-id", "replugged", ...common]);
+    expect(next.code, next.stderr).toBe(0);
+    expect((await line.exited).code).toBe(1);
+    expect(line.lines.all.find((e) => e.event === "summary")).toMatchObject({
+      confirmed: 1,
+      failed: 1,
+    });
+    const lost = st
+      .events()
+      .find((e) => e.action === "line.session" && e.code === "SERIAL_PORT_LOST");
+    expect(lost?.subject).toBe("unplugged");
+  });
+
+  it("says clearly that port discovery is unavailable, and how to name ports", () => {
+    const r = st.run(["line", "ports", "--json"]);
+    if (r.json.ok) {
+      expect(Array.isArray(r.json.ports)).toBe(true);
+    } else {
+      expect(r.code).toBe(1);
+      expect(r.json.error).toMatchObject({ code: "PORT_DISCOVERY_UNAVAILABLE" });
+      expect(r.json.error!.message).toContain("--port");
+    }
+  });
+
+  it("refuses a line without ports, and a missing port is waited for with its name", async () => {
+    const r = st.run(["line", "run", "--json"]);
+    expect(r.code).toBe(2);
+    expect(r.json.error!.message).toContain("--port");
+    const missing = join(dir, "no-such-port");
+    const line = startLine(st, [missing], ["--count", "1"]);
+    const w = await line.lines.waitFor((e) => e.event === "port.waiting", "port.waiting");
+    expect(w).toMatchObject({ code: "SERIAL_PORT_NOT_FOUND" });
+    expect(String(w.message)).toContain(missing);
+    line.proc.kill("SIGINT");
+    const { code } = await line.exited;
+    expect(code).toBe(0);
+    expect(line.lines.all.find((e) => e.event === "summary")).toMatchObject({ devices: 0 });
+  });
+});
