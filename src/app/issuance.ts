@@ -344,14 +344,15 @@ export class IssuanceEngine {
     reason: string | null,
   ): Promise<IssuanceRecord> {
     return act(this.ctx, action, String(id), async () => {
-      const rec = this.mustGet(id);
-      if (!from.includes(rec.state)) {
-        throw new LinesignError(
-          "ISSUANCE_STATE",
-          `Issuance ${id} (${rec.deviceId}) is ${rec.state}; it cannot become ${to}.`,
-        );
-      }
-      this.ctx.store.transaction(() => {
+      // Shares a durable transaction with whatever other ports commit at the same moment.
+      await this.committer.commit(() => {
+        const rec = this.mustGet(id);
+        if (!from.includes(rec.state)) {
+          throw new LinesignError(
+            "ISSUANCE_STATE",
+            `Issuance ${id} (${rec.deviceId}) is ${rec.state}; it cannot become ${to}.`,
+          );
+        }
         this.ctx.store.setIssuanceState(id, to, reason);
         this.ctx.store.appendEvent({
           actor: this.ctx.actor,

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { initStation, openStation, DEV_PROFILE } from "../compose.js";
 import { newStageTimings, type StageTimings } from "../app/issuance.js";
 import type { CliIo } from "./main.js";
+import { benchLine, type LineBenchResult } from "./bench-line.js";
 
 type CaKey = "ec-p256" | "rsa-2048";
 
@@ -34,6 +35,8 @@ export interface BenchResult {
   opensslManualMsPerDevice: number | null;
   /** Issuance rate against the manual openssl flow's rate. */
   speedupOverManualOpenssl: number | null;
+  /** The serial line with simulated devices; null when skipped or socat is missing. */
+  line: LineBenchResult | null;
 }
 
 interface CsrFactory {
@@ -99,7 +102,7 @@ function opensslManualFlow(dir: string, runs: number): number | null {
 /** Runs the bench; prints figures (JSON with --json). */
 export async function runBench(
   io: CliIo,
-  opts: { json: boolean; count: number },
+  opts: { json: boolean; count: number; lineDevices: number },
 ): Promise<BenchResult> {
   const log = (t: string): void => {
     if (!opts.json) io.err(t + "\n");
@@ -151,6 +154,7 @@ export async function runBench(
       stagesMs: {} as BenchResult["stagesMs"],
       opensslManualMsPerDevice: null,
       speedupOverManualOpenssl: null,
+      line: null,
     };
     for (const [caKey, label] of [
       ["ec-p256", "dev-ica"],
@@ -221,6 +225,7 @@ export async function runBench(
         `bench: ${caKey} end-to-end issuance with durable records: ${result.issuePerSec[caKey]}/s`,
       );
     }
+    if (opts.lineDevices > 0) result.line = await benchLine(s, dir, opts.lineDevices, log);
     await s.close();
     log("bench: timing the seed articles' manual openssl flow");
     const manualDir = join(dir, "manual");
@@ -250,6 +255,10 @@ export async function runBench(
         result.opensslManualMsPerDevice === null
           ? "  manual openssl flow: openssl not installed"
           : `  manual openssl flow: ${result.opensslManualMsPerDevice} ms/device; the station issues ${result.speedupOverManualOpenssl}x faster (EC P-256 CA)`,
+        result.line === null
+          ? "  serial line: not measured (--line-devices 0, or socat missing)"
+          : `  serial line at ${result.line.baud} baud: ${result.line.wireBytesPerDevice} bytes/device on the wire = ${result.line.wireMsPerDevice} ms; cycle ${result.line.cycleMsPerDevice} ms = ${result.line.cycleToWire}x wire time\n` +
+            `           1 port ${result.line.devicesPerMinute1} devices/min; 16 ports ${result.line.devicesPerMinute16} devices/min = ${result.line.ports16To1}x`,
       ];
       io.out(lines.join("\n") + "\n");
     }

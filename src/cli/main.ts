@@ -503,11 +503,19 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
       "measure HSM signing and end-to-end issuance on a throwaway token (figures only, never a pass/fail)",
     )
     .option("--count <n>", "issuances per CA key type", "1000")
-    .action(async (o: { count: string }) => {
+    .option(
+      "--line-devices <n>",
+      "simulated devices per port for the serial line figures (0 skips them)",
+      "50",
+    )
+    .action(async (o: { count: string; lineDevices: string }) => {
       const count = Number(o.count);
       if (!Number.isInteger(count) || count < 10 || count > 1_000_000)
         throw new LinesignError("USAGE", "--count must be a whole number from 10 to 1000000.");
-      await runBench(io, { json, count });
+      const lineDevices = Number(o.lineDevices);
+      if (!Number.isInteger(lineDevices) || lineDevices < 0 || lineDevices > 10_000)
+        throw new LinesignError("USAGE", "--line-devices must be a whole number from 0 to 10000.");
+      await runBench(io, { json, count, lineDevices });
     });
 
   try {

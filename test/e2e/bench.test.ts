@@ -4,7 +4,7 @@ import { cleanEnv, linesign } from "../helpers/cli.js";
 // The bench is not a test of speed: this only checks that it runs and reports
 // every figure it promises, with positive numbers. It never asserts on time.
 it("npm run bench -- --json reports per-key-type figures", () => {
-  const r = linesign(["bench", "--json", "--count", "20"], cleanEnv({}));
+  const r = linesign(["bench", "--json", "--count", "20", "--line-devices", "2"], cleanEnv({}));
   expect(r.code, r.stderr).toBe(0);
   const j = r.json as unknown as Record<string, Record<string, number>>;
   for (const key of ["hsmSignPerSec", "issuePerSec", "issueToSignRatio"]) {
@@ -19,5 +19,16 @@ it("npm run bench -- --json reports per-key-type figures", () => {
     "sign",
     "commit",
   ]);
+  const line = j.line as unknown as Record<string, number>;
+  for (const key of [
+    "wireBytesPerDevice",
+    "wireMsPerDevice",
+    "cycleMsPerDevice",
+    "cycleToWire",
+    "devicesPerMinute1",
+    "devicesPerMinute16",
+    "ports16To1",
+  ])
+    expect(line[key], key).toBeGreaterThan(0);
   expect(r.stdout.trim().split("\n")).toHaveLength(1);
 }, 180_000);

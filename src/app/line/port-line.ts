@@ -619,29 +619,31 @@ export class PortLine {
     message: string | null,
     details: Record<string, unknown> = {},
   ): void {
-    try {
-      this.ctx.store.appendEvent({
-        actor: this.ctx.actor,
-        action: "line.session",
-        subject: session?.deviceId ?? null,
-        outcome,
-        ...(code ? { code, message: message ?? "" } : {}),
-        details: {
-          port: this.o.path,
-          issuance: session?.issuanceId ?? null,
-          serial: session?.serial ?? null,
-          keyType: session?.keyType ?? null,
-          ms: session ? Date.now() - session.startedAt : null,
-          wireBytes: session?.wireBytes ?? null,
-          badFrames: session?.badFrames ?? null,
-          resends: session?.resends ?? null,
-          workOrder: this.o.workOrder,
-          ...details,
-        },
-      });
-    } catch (e) {
-      this.ctx.logger.error({ err: e, port: this.o.path }, "could not record a line session");
-    }
+    const entry = {
+      actor: this.ctx.actor,
+      action: "line.session",
+      subject: session?.deviceId ?? null,
+      outcome,
+      ...(code ? { code, message: message ?? "" } : {}),
+      details: {
+        port: this.o.path,
+        issuance: session?.issuanceId ?? null,
+        serial: session?.serial ?? null,
+        keyType: session?.keyType ?? null,
+        ms: session ? Date.now() - session.startedAt : null,
+        wireBytes: session?.wireBytes ?? null,
+        badFrames: session?.badFrames ?? null,
+        resends: session?.resends ?? null,
+        workOrder: this.o.workOrder,
+        ...details,
+      },
+    };
+    // In the next group transaction, with the other ports' writes.
+    this.engine.committer
+      .commit(() => this.ctx.store.appendEvent(entry))
+      .catch((e: unknown) =>
+        this.ctx.logger.error({ err: e, port: this.o.path }, "could not record a line session"),
+      );
   }
 
   private backToIdle(): void {

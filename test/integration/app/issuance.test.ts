@@ -200,7 +200,11 @@ describe("issuance engine on a real token", () => {
     expect(e.message).toContain('"twin-a"');
     await s.issuance.confirm(first.issuance.id, first.issuance.fingerprint);
     // A confirmed device that never heard the station's DONE asks again: same certificate, state kept.
-    const late = await s.issuance.issue({ csr: csrFor("twin-a", key), profile: "strict", origin: "x" });
+    const late = await s.issuance.issue({
+      csr: csrFor("twin-a", key),
+      profile: "strict",
+      origin: "x",
+    });
     expect(late.redelivery).toBe(true);
     expect(late.issuance.serial).toBe(first.issuance.serial);
     expect((await s.issuance.markDelivered(first.issuance.id)).state).toBe("CONFIRMED");
@@ -269,7 +273,11 @@ describe("issuance engine on a real token", () => {
     const e = await rejected(s.issuance.confirm(b.issuance.id, "00".repeat(32)));
     expect(e.code).toBe("CONFIRMATION_MISMATCH");
     expect(s.ctx.store.getIssuance(b.issuance.id)!.state).toBe("DELIVERY_FAILED");
-    expect((await rejected(s.issuance.markDelivered(a.issuance.id))).code).toBe("ISSUANCE_STATE");
+    // Handing a confirmed certificate out again leaves it confirmed; failing it is refused.
+    expect((await s.issuance.markDelivered(a.issuance.id)).state).toBe("CONFIRMED");
+    expect((await rejected(s.issuance.markDeliveryFailed(a.issuance.id, "x"))).code).toBe(
+      "ISSUANCE_STATE",
+    );
   });
 
   it("hands out nothing when the commit fails after signing (write-ahead)", async () => {

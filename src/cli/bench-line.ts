@@ -1,0 +1,191 @@
+/**
+ * The serial line's part of `linesign bench`: socat pty pairs, simulated
+ * devices pacing their bytes at 115200 baud, and the line running in this
+ * process. Reports the per-device cycle against the wire time of the bytes
+ * exchanged, and 16 ports against 1. Figures only, never a pass/fail.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Station } from "../compose.js";
+
+export interface LineBenchResult {
+  baud: number;
+  devicesPerPort: number;
+  /** Mean bytes on the wire per device, both directions (greeting to DONE). */
+  wireBytesPerDevice: number;
+  /** Mean pure wire time of those bytes at the baud rate (8N1), ms. */
+  wireMsPerDevice: number;
+  /** Mean cycle per device seen by the device, from the greeting it answered to DONE (key generation excluded), ms. */
+  cycleMsPerDevice: number;
+  /** cycle / wire time (target at most 1.10). */
+  cycleToWire: number;
+  /** Aggregate devices per minute, one port. */
+  devicesPerMinute1: number;
+  /** Aggregate devices per minute, 16 ports at once. */
+  devicesPerMinute16: number;
+  /** devicesPerMinute16 / devicesPerMinute1 (target at least 14). */
+  ports16To1: number;
+}
+
+const SIM = fileURLToPath(new URL("../../fixtures/device-sim.js", import.meta.url));
+
+interface SimDone {
+  ok: boolean;
+  cycleMs?: number;
+  wireMs: number;
+  txBytes: number;
+  rxBytes: number;
+}
+
+/** Spawns a process and collects its JSON stdout lines. */
+function child(
+  cmd: string,
+  args: string[],
+): {
+  proc: ChildProcess;
+  lines: Record<string, unknown>[];
+  exited: Promise<number | null>;
+  onLine: (f: () => void) => void;
+} {
+  const proc = spawn(cmd, args, { stdio: ["ignore", "pipe", "ignore"] });
+  const lines: Record<string, unknown>[] = [];
+  const listeners: (() => void)[] = [];
+  let buf = "";
+  proc.stdout!.setEncoding("utf8").on("data", (d: string) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      try {
+        lines.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+      } catch {
+        // not JSON
+      }
+      buf = buf.slice(nl + 1);
+      for (const l of listeners) l();
+    }
+  });
+  return {
+    proc,
+    lines,
+    exited: new Promise((r) => proc.on("exit", r)),
+    onLine: (f) => listeners.push(f),
+  };
+}
+
+async function ptyPair(
+  dir: string,
+  name: string,
+): Promise<{ station: string; device: string; proc: ChildProcess }> {
+  const station = join(dir, `${name}-station`);
+  const device = join(dir, `${name}-device`);
+  const proc = spawn(
+    "socat",
+    ["-d", "-d", `pty,raw,echo=0,link=${station}`, `pty,raw,echo=0,link=${device}`],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    let err = "";
+    proc.stderr!.setEncoding("utf8").on("data", (d: string) => {
+      err += d;
+      if (err.includes("starting data transfer loop")) resolve();
+    });
+    proc.on("exit", () => reject(new Error(`socat: ${err}`)));
+  });
+  return { station, device, proc };
+}
+
+/** Runs `ports` simulated devices lines of `perPort` devices each; returns their results and the line's span. */
+async function runLine(
+  s: Station,
+  dir: string,
+  ports: number,
+  perPort: number,
+  baud: number,
+): Promise<{ done: SimDone[]; spanMs: number; confirmed: number }> {
+  const pairs = await Promise.all(
+    Array.from({ length: ports }, (_, i) => ptyPair(dir, `b${ports}-${i}`)),
+  );
+  try {
+    const sims = pairs.map((p, i) =>
+      child(process.execPath, [
+        SIM,
+        "--json",
+        "--port",
+        p.device,
+        "--device-id",
+        `bench-${ports}-${i}`,
+        "--count",
+        String(perPort),
+        "--baud",
+        String(baud),
+      ]),
+    );
+    // Every device is plugged in and waiting before the station starts greeting.
+    await Promise.all(
+      sims.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            const check = () => c.lines.some((l) => l.event === "ready") && resolve();
+            c.onLine(check);
+            check();
+          }),
+      ),
+    );
+    const line = s.line({
+      ports: pairs.map((p) => p.station),
+      count: ports * perPort,
+      baudRate: baud,
+    });
+    const t0 = performance.now();
+    let last = t0;
+    line.onEvent((e) => {
+      if (e.event === "device.confirmed") last = performance.now();
+    });
+    line.start();
+    const summary = await line.finished();
+    await Promise.all(sims.map((c) => c.exited));
+    const done = sims.flatMap((c) =>
+      c.lines.filter((l) => l.event === "device.done"),
+    ) as unknown as SimDone[];
+    return { done, spanMs: last - t0, confirmed: summary.confirmed };
+  } finally {
+    for (const p of pairs) p.proc.kill("SIGTERM");
+  }
+}
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+/** Null when socat is not installed (the figures need pty pairs). */
+export async function benchLine(
+  s: Station,
+  dir: string,
+  perPort: number,
+  log: (t: string) => void,
+): Promise<LineBenchResult | null> {
+  if (spawnSync("socat", ["-V"]).status !== 0) return null;
+  const baud = 115200;
+  log(`bench: serial line, 1 port, ${perPort} simulated devices at ${baud} baud`);
+  const one = await runLine(s, dir, 1, perPort, baud);
+  log(`bench: serial line, 16 ports, ${perPort} simulated devices each`);
+  const sixteen = await runLine(s, dir, 16, perPort, baud);
+  const ok = one.done.filter((d) => d.ok && d.cycleMs !== undefined);
+  const wireBytes = mean(ok.map((d) => d.txBytes + d.rxBytes));
+  const wireMs = mean(ok.map((d) => d.wireMs));
+  const cycleMs = mean(ok.map((d) => d.cycleMs!));
+  const rate1 = (one.confirmed / one.spanMs) * 60_000;
+  const rate16 = (sixteen.confirmed / sixteen.spanMs) * 60_000;
+  return {
+    baud,
+    devicesPerPort: perPort,
+    wireBytesPerDevice: Math.round(wireBytes),
+    wireMsPerDevice: Number(wireMs.toFixed(1)),
+    cycleMsPerDevice: Number(cycleMs.toFixed(1)),
+    cycleToWire: Number((cycleMs / wireMs).toFixed(3)),
+    devicesPerMinute1: Math.round(rate1),
+    devicesPerMinute16: Math.round(rate16),
+    ports16To1: Number((rate16 / rate1).toFixed(2)),
+  };
+}
