@@ -4,10 +4,8 @@
  * process. Reports the per-device cycle against the wire time of the bytes
  * exchanged, and 16 ports against 1. Figures only, never a pass/fail.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Station } from "../compose.js";
+import { ptyPair, socatAvailable, startSim } from "./sim-rig.js";
 
 export interface LineBenchResult {
   baud: number;
@@ -28,73 +26,12 @@ export interface LineBenchResult {
   ports16To1: number;
 }
 
-const SIM = fileURLToPath(new URL("../../fixtures/device-sim.js", import.meta.url));
-
 interface SimDone {
   ok: boolean;
   cycleMs?: number;
   wireMs: number;
   txBytes: number;
   rxBytes: number;
-}
-
-/** Spawns a process and collects its JSON stdout lines. */
-function child(
-  cmd: string,
-  args: string[],
-): {
-  proc: ChildProcess;
-  lines: Record<string, unknown>[];
-  exited: Promise<number | null>;
-  onLine: (f: () => void) => void;
-} {
-  const proc = spawn(cmd, args, { stdio: ["ignore", "pipe", "ignore"] });
-  const lines: Record<string, unknown>[] = [];
-  const listeners: (() => void)[] = [];
-  let buf = "";
-  proc.stdout!.setEncoding("utf8").on("data", (d: string) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      try {
-        lines.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
-      } catch {
-        // not JSON
-      }
-      buf = buf.slice(nl + 1);
-      for (const l of listeners) l();
-    }
-  });
-  return {
-    proc,
-    lines,
-    exited: new Promise((r) => proc.on("exit", r)),
-    onLine: (f) => listeners.push(f),
-  };
-}
-
-async function ptyPair(
-  dir: string,
-  name: string,
-): Promise<{ station: string; device: string; proc: ChildProcess }> {
-  const station = join(dir, `${name}-station`);
-  const device = join(dir, `${name}-device`);
-  const proc = spawn(
-    "socat",
-    ["-d", "-d", `pty,raw,echo=0,link=${station}`, `pty,raw,echo=0,link=${device}`],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    proc.stderr!.setEncoding("utf8").on("data", (d: string) => {
-      err += d;
-      if (err.includes("starting data transfer loop")) resolve();
-    });
-    proc.on("exit", () => reject(new Error(`socat: ${err}`)));
-  });
-  return { station, device, proc };
 }
 
 /** Runs `ports` simulated devices lines of `perPort` devices each; returns their results and the line's span. */
@@ -109,29 +46,19 @@ async function runLine(
     Array.from({ length: ports }, (_, i) => ptyPair(dir, `b${ports}-${i}`)),
   );
   try {
-    const sims = pairs.map((p, i) =>
-      child(process.execPath, [
-        SIM,
-        "--json",
-        "--port",
-        p.device,
-        "--device-id",
-        `bench-${ports}-${i}`,
-        "--count",
-        String(perPort),
-        "--baud",
-        String(baud),
-      ]),
-    );
     // Every device is plugged in and waiting before the station starts greeting.
-    await Promise.all(
-      sims.map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            const check = () => c.lines.some((l) => l.event === "ready") && resolve();
-            c.onLine(check);
-            check();
-          }),
+    const sims = await Promise.all(
+      pairs.map((p, i) =>
+        startSim([
+          "--port",
+          p.device,
+          "--device-id",
+          `bench-${ports}-${i}`,
+          "--count",
+          String(perPort),
+          "--baud",
+          String(baud),
+        ]),
       ),
     );
     const line = s.line({
@@ -152,7 +79,7 @@ async function runLine(
     ) as unknown as SimDone[];
     return { done, spanMs: last - t0, confirmed: summary.confirmed };
   } finally {
-    for (const p of pairs) p.proc.kill("SIGTERM");
+    for (const p of pairs) p.close();
   }
 }
 
@@ -165,7 +92,7 @@ export async function benchLine(
   perPort: number,
   log: (t: string) => void,
 ): Promise<LineBenchResult | null> {
-  if (spawnSync("socat", ["-V"]).status !== 0) return null;
+  if (!socatAvailable()) return null;
   const baud = 115200;
   log(`bench: serial line, 1 port, ${perPort} simulated devices at ${baud} baud`);
   const one = await runLine(s, dir, 1, perPort, baud);

@@ -21,7 +21,7 @@ export interface LineCliDeps {
 }
 
 /** Plain words for what a port is doing. */
-function describe(e: LineEvent): string {
+export function describeLineEvent(e: LineEvent): string {
   switch (e.event) {
     case "port.open":
       return "waiting for a device";
@@ -34,7 +34,7 @@ function describe(e: LineEvent): string {
     case "device.identified":
       return `${e.deviceId}: identified (${e.model || "model ?"}, firmware ${e.firmware || "?"})`;
     case "device.csr-requested":
-      return `${e.deviceId}: asked for a ${e.keyType} request`;
+      return `${e.deviceId}: asked for a request with a new ${e.keyType} key`;
     case "device.signing":
       return `${e.deviceId}: request received (${e.csrBytes} bytes), signing`;
     case "device.injecting":
@@ -105,7 +105,7 @@ export function registerLineCommands(program: Command, d: LineCliDeps): void {
             d.io.out(JSON.stringify({ at: new Date().toISOString(), ...e }) + "\n");
             return;
           }
-          const text = describe(e);
+          const text = describeLineEvent(e);
           if (d.liveTerminal) {
             status.set(e.port, text);
             redraw();

@@ -13,7 +13,9 @@ import type { CaSigning } from "../app/ca.js";
 import { viewCa } from "../app/ca.js";
 import { promptSecret } from "./prompt.js";
 import { runBench } from "./bench.js";
-import { registerLineCommands } from "./line.js";
+import { describeLineEvent, registerLineCommands } from "./line.js";
+import { runDemoLine } from "./demo.js";
+import { basename } from "node:path";
 import {
   formatAuditTable,
   formatStatus,
@@ -148,7 +150,7 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
   program
     .command("demo")
     .description(
-      "the development main job: set up (or reuse) a development station and summarise it",
+      "the development main job: set up (or reuse) a development station, then provision simulated devices on pty pairs",
     )
     .action(async () => {
       const result = await initStation({ home: globals().home, env: io.env, prompt, dev: true });
@@ -160,12 +162,27 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
           : "  already set up: nothing was changed",
         `  token "${result.status.token.label}": ${result.status.token.present ? "present" : "MISSING"}`,
         `  CA dev-ica: ${ica ? `${ica.status}, ${ica.keyType}, key in the token (${ica.keyUri})` : "missing"}`,
-        `  event log: ${result.status.log.entries} entries`,
         "",
-        `Try: npx linesign --home ${result.home} ca list`,
-        `     npx linesign --home ${result.home} audit verify`,
+        "Simulated devices on three serial ports (socat pty pairs), 115200 baud:",
       ];
-      emit({ ok: true, ...result }, lines.join("\n"));
+      if (!json) io.out(lines.join("\n") + "\n");
+      const demo = await withStation((s) =>
+        runDemoLine(s, (e) => {
+          if (!json) io.out(`  ${basename(e.port).padEnd(14)} ${describeLineEvent(e)}\n`);
+        }),
+      );
+      const summary = demo.summary;
+      const after = [
+        summary
+          ? `  ${summary.confirmed} of ${summary.devices} devices provisioned and confirmed in ${(summary.durationMs / 1000).toFixed(1)} s${summary.failed ? `; ${summary.failed} FAILED` : ""}.`
+          : `  skipped: ${demo.skipped}`,
+        "",
+        `Try: npx linesign --home ${result.home} audit log`,
+        `     npx linesign --home ${result.home} audit verify`,
+        `     npm run device-sim -- --help   (and linesign line run --port PATH)`,
+      ];
+      if (summary && summary.failed > 0) exitCode = 1;
+      emit({ ok: true, ...result, line: demo }, after.join("\n"));
     });
 
   program
