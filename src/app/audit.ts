@@ -62,6 +62,8 @@ export interface AuditLogRow {
   /** The issuance state, or REJECTED. */
   status: string;
   serial: string | null;
+  /** The device key's type (issuances only). */
+  keyType: string | null;
   /** Rejection reason code, or why the state changed. */
   reason: string | null;
   message: string | null;
@@ -79,6 +81,7 @@ export const AUDIT_LOG_COLUMNS: (keyof AuditLogRow)[] = [
   "deviceId",
   "status",
   "serial",
+  "keyType",
   "reason",
   "message",
   "profile",
@@ -109,6 +112,7 @@ export class AuditService {
           deviceId: i.deviceId,
           status: i.state,
           serial: i.serial,
+          keyType: i.keyType,
           reason: i.stateReason,
           message: i.validityCut ? "validity cut at the CA's notAfter" : null,
           profile: i.profile,
@@ -128,6 +132,7 @@ export class AuditService {
           deviceId: r.deviceId,
           status: "REJECTED",
           serial: null,
+          keyType: null,
           reason: r.reason,
           message: r.message,
           profile: r.profile,

@@ -107,7 +107,7 @@ describe("linesign audit log", () => {
     const csv = s.run(["audit", "log", "--format", "csv"]).stdout;
     const lines = csv.trimEnd().split("\r\n");
     expect(lines[0]).toBe(
-      "time,kind,deviceId,status,serial,reason,message,profile,ca,operator,origin,workOrder,fingerprint",
+      "time,kind,deviceId,status,serial,keyType,reason,message,profile,ca,operator,origin,workOrder,fingerprint",
     );
     expect(lines.length).toBe(all.length + 1);
     expect(csv).not.toMatch(/(^|,)=cmd/m);

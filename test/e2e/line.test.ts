@@ -316,6 +316,52 @@ describe("serial line", () => {
     expect(lost?.subject).toBe("unplugged");
   });
 
+  it("on Ctrl-C takes no new device, finishes the one in flight, and prints a summary", async () => {
+    setLineConfig(st, {
+      timeouts: { retryMs: 150, retries: 3, helloMs: 200, csrMs: 5000, storedMs: 5000 },
+    });
+    const a = await pair("sigint");
+    const line = startLine(st, [a.station]);
+    // The device takes a while to make its request: Ctrl-C arrives while it is in flight.
+    const sim = startSim([
+      "--port",
+      a.device,
+      "--device-id",
+      "inflight",
+      "--count",
+      "2",
+      "--fault",
+      "slow",
+      "--slow-ms",
+      "700",
+      "--answer-ms",
+      "1500",
+      "--baud",
+      "921600",
+      "--root",
+      chain.chain,
+      "--store",
+      join(dir, "store-sigint"),
+    ]);
+    await line.lines.waitFor((e) => e.event === "device.csr-requested", "the request");
+    line.proc.kill("SIGINT");
+    const { code } = await line.exited;
+    expect(code, line.stderr()).toBe(0);
+    expect(line.lines.all.find((e) => e.event === "device.confirmed")).toMatchObject({
+      deviceId: "inflight-0001",
+    });
+    expect(line.lines.all.find((e) => e.event === "summary")).toMatchObject({
+      devices: 1,
+      confirmed: 1,
+      failed: 0,
+    });
+    // The second device was never taken: it is still waiting for a greeting.
+    expect(sim.proc.exitCode).toBeNull();
+    sim.proc.kill("SIGKILL");
+    expect(line.lines.all.filter((e) => e.event === "device.identified")).toHaveLength(1);
+    expect(issuances(st).some((r) => r.deviceId === "inflight-0002")).toBe(false);
+  });
+
   it("says clearly that port discovery is unavailable, and how to name ports", () => {
     const r = st.run(["line", "ports", "--json"]);
     if (r.json.ok) {

@@ -1,0 +1,29 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, it } from "vitest";
+import { cleanEnv, linesign } from "../helpers/cli.js";
+import { tempSoftHsm } from "../helpers/softhsm.js";
+
+// The main job: a development station, then simulated devices provisioned over pty pairs.
+it("demo sets up the development station and provisions six simulated devices", () => {
+  const hsm = tempSoftHsm();
+  const env = cleanEnv({
+    SOFTHSM2_CONF: hsm.conf,
+    LINESIGN_HOME: mkdtempSync(join(tmpdir(), "linesign-demo-")),
+  });
+  const r = linesign(["demo", "--json"], env);
+  expect(r.code, r.stderr + r.stdout).toBe(0);
+  const line = r.json.line as { summary: { devices: number; confirmed: number; failed: number } };
+  expect(line.summary).toMatchObject({ devices: 6, confirmed: 6, failed: 0 });
+  const log = linesign(["audit", "log", "--status", "CONFIRMED", "--json"], env);
+  const rows = log.json.rows as { deviceId: string; keyType: string }[];
+  expect(rows).toHaveLength(6);
+  expect(new Set(rows.map((x) => x.keyType))).toEqual(new Set(["ec-p256", "ec-p384", "rsa-2048"]));
+  expect(linesign(["audit", "verify", "--json"], env).json.ok).toBe(true);
+  // Text mode shows each port's steps in plain words.
+  const text = linesign(["demo"], env);
+  expect(text.code).toBe(0);
+  expect(text.stdout).toMatch(/p256-station +demo-\S+-p256-0001: CONFIRMED serial/);
+  expect(text.stdout).toContain("already set up");
+}, 120_000);
