@@ -65,6 +65,16 @@ export const ERROR_CODES = [
   "SERIAL_LINE_NOISY",
   "DEVICE_REPORTED_ERROR",
   "LINE_STOPPED",
+  // AWS IoT sync and offline bundles
+  "TARGET_EXISTS",
+  "TARGET_UNKNOWN",
+  "TARGET_INVALID",
+  "AWS_REFUSED",
+  "AWS_UNAVAILABLE",
+  "AWS_CREDENTIALS",
+  "AWS_CA_INACTIVE",
+  "BUNDLE_INVALID",
+  "RECEIPT_INVALID",
   // storage and audit
   "DB_NEWER_VERSION",
   "DB_ERROR",
@@ -132,6 +142,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "SERIAL_PORT_UNAVAILABLE":
     case "SERIAL_PORT_LOST":
     case "PORT_DISCOVERY_UNAVAILABLE":
+    case "AWS_UNAVAILABLE":
       return "failed";
     case "CONFIG_INVALID":
     case "CONFIG_MISSING":
@@ -184,6 +195,14 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "SERIAL_LINE_NOISY":
     case "DEVICE_REPORTED_ERROR":
     case "LINE_STOPPED":
+    case "TARGET_EXISTS":
+    case "TARGET_UNKNOWN":
+    case "TARGET_INVALID":
+    case "AWS_REFUSED":
+    case "AWS_CREDENTIALS":
+    case "AWS_CA_INACTIVE":
+    case "BUNDLE_INVALID":
+    case "RECEIPT_INVALID":
       return "refused";
     default: {
       const never: never = code;

@@ -134,6 +134,22 @@ export interface StationStore {
   queuedForUpload(target: string, limit: number): IssuanceRecord[];
   /** Records what a target answered for an issuance (written only after the target answered). */
   recordUpload(rec: UploadRecord): void;
+  /** A page of `target`'s queue: issuances in `states` after id `afterId` with no done/left-to-jitr row there. */
+  uploadQueue(target: string, states: IssuanceState[], afterId: number, limit: number): IssuanceRecord[];
+  /** Upload rows of a target (all, or those of one issuance). */
+  uploads(target: string, issuanceId?: number): UploadRecord[];
+  /** Issuances REVOKED here whose registration at `target` is not yet revoked. */
+  revocationsDue(target: string): { issuance: IssuanceRecord; upload: UploadRecord }[];
+  insertTarget(t: TargetRecord): void;
+  getTarget(name: string): TargetRecord | null;
+  listTargets(): TargetRecord[];
+  deleteTarget(name: string): void;
+  caRegistration(caLabel: string, target: string): CaRegistration | null;
+  caRegistrations(target?: string): CaRegistration[];
+  putCaRegistration(r: CaRegistration): void;
+  insertBundle(b: BundleRecord): void;
+  getBundle(id: string): BundleRecord | null;
+  markBundleReceipt(id: string, receiptSha256: string, at: string): void;
   insertCheckpoint(rec: Omit<CheckpointRecord, "id">): void;
   checkpoints(): CheckpointRecord[];
   /** The entry with sequence number `seq`, or null. */
@@ -203,11 +219,42 @@ export interface RejectionRecord {
   createdAt: string;
 }
 
+/** An AWS IoT account and region the station registers with; `config` is TargetConfig as JSON. */
+export interface TargetRecord {
+  name: string;
+  config: string;
+  createdAt: string;
+}
+
+/** A CA as registered at one target. */
+export interface CaRegistration {
+  caLabel: string;
+  target: string;
+  awsCertificateId: string;
+  awsArn: string;
+  mode: "DEFAULT" | "SNI_ONLY";
+  remoteStatus: "ACTIVE" | "INACTIVE";
+  updatedAt: string;
+}
+
+/** An offline bundle the station exported, and the receipt imported for it. */
+export interface BundleRecord {
+  id: string;
+  target: string;
+  manifestSha256: string;
+  /** JSON list of the bundle's items (kind, ref, sha256). */
+  items: string;
+  createdAt: string;
+  receiptSha256: string | null;
+  receiptImportedAt: string | null;
+}
+
 /** Per-target upload state of one issuance: issuances minus these rows are each target's queue. */
 export interface UploadRecord {
   issuanceId: number;
   target: string;
-  state: "done" | "failed" | "left-to-jitr";
+  /** done: registered; failed: refused or not answered (stays queued); left-to-jitr; revoked: revoked there too. */
+  state: "done" | "failed" | "left-to-jitr" | "revoked";
   awsCertificateId: string | null;
   awsArn: string | null;
   attempts: number;
@@ -268,3 +315,54 @@ export interface SerialPorts {
   /** Discovery; throws PORT_DISCOVERY_UNAVAILABLE where the system cannot enumerate ports. */
   list(): Promise<SerialPortInfo[]>;
 }
+
+/** A failure AWS IoT answered (or the network gave), as the sync job needs to judge it. */
+export interface IotFailure {
+  /** AWS's error type (ThrottlingException, ...), or NetworkError for no answer. */
+  name: string;
+  message: string;
+  httpStatus: number | null;
+  /** With ResourceAlreadyExistsException: the id AWS gave the existing resource. */
+  resourceId?: string;
+  resourceArn?: string;
+}
+
+export type IotResult<T> = { ok: true; value: T } | { ok: false; failure: IotFailure };
+
+export interface IotRegistered {
+  certificateId: string;
+  certificateArn: string;
+}
+
+/** AWS IoT's control plane for one target (account and region). Every call is one request. */
+export interface IotGateway {
+  getRegistrationCode(): Promise<IotResult<string>>;
+  registerCaCertificate(p: {
+    caPem: string;
+    verificationPem?: string;
+    mode: "DEFAULT" | "SNI_ONLY";
+    setAsActive: boolean;
+    allowAutoRegistration: boolean;
+    registrationConfig?: { templateBody: string; roleArn: string };
+  }): Promise<IotResult<IotRegistered>>;
+  updateCaCertificate(id: string, status: "ACTIVE" | "INACTIVE"): Promise<IotResult<null>>;
+  describeCaCertificate(id: string): Promise<IotResult<{ pem: string; status: string; mode: string }>>;
+  registerCertificate(p: {
+    pem: string;
+    caPem?: string;
+    status: "ACTIVE" | "INACTIVE";
+  }): Promise<IotResult<IotRegistered>>;
+  registerCertificateWithoutCa(p: {
+    pem: string;
+    status: "ACTIVE" | "INACTIVE";
+  }): Promise<IotResult<IotRegistered>>;
+  updateCertificate(id: string, status: "ACTIVE" | "INACTIVE" | "REVOKED"): Promise<IotResult<null>>;
+  describeCertificate(id: string): Promise<IotResult<{ pem: string; status: string }>>;
+}
+
+/** Makes the gateway for a target. */
+export type IotGatewayFactory = (t: {
+  region: string;
+  endpoint?: string;
+  awsProfile?: string;
+}) => IotGateway;

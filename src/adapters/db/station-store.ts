@@ -24,7 +24,52 @@ import type {
   RejectionRecord,
   StationStore,
   UploadRecord,
+  TargetRecord,
+  CaRegistration,
+  BundleRecord,
 } from "../../domain/ports.js";
+
+interface UploadRow {
+  issuance_id: number;
+  target: string;
+  state: UploadRecord["state"];
+  aws_certificate_id: string | null;
+  aws_arn: string | null;
+  attempts: number;
+  last_error: string | null;
+  updated_at: string;
+}
+
+const toUpload = (r: UploadRow): UploadRecord => ({
+  issuanceId: r.issuance_id,
+  target: r.target,
+  state: r.state,
+  awsCertificateId: r.aws_certificate_id,
+  awsArn: r.aws_arn,
+  attempts: r.attempts,
+  lastError: r.last_error,
+  updatedAt: r.updated_at,
+});
+
+interface CaRegistrationRow {
+  ca_label: string;
+  target: string;
+  aws_certificate_id: string;
+  aws_arn: string;
+  mode: CaRegistration["mode"];
+  remote_status: CaRegistration["remoteStatus"];
+  updated_at: string;
+}
+
+const toCaRegistration = (r: CaRegistrationRow): CaRegistration => ({
+  caLabel: r.ca_label,
+  target: r.target,
+  awsCertificateId: r.aws_certificate_id,
+  awsArn: r.aws_arn,
+  mode: r.mode,
+  remoteStatus: r.remote_status,
+  updatedAt: r.updated_at,
+});
 import { openDatabase, type Db } from "./database.js";
 
 interface EventRow {
@@ -385,6 +430,157 @@ export class SqliteStationStore implements StationStore {
       )
       .all(target, limit) as IssuanceRow[];
     return rows.map(toIssuance);
+  }
+
+  uploadQueue(
+    target: string,
+    states: IssuanceState[],
+    afterId: number,
+    limit: number,
+  ): IssuanceRecord[] {
+    const rows = this.db
+      .prepare(
+        `SELECT i.* FROM issuances i
+         WHERE i.id > ? AND i.state IN (SELECT value FROM json_each(?))
+           AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.issuance_id = i.id AND u.target = ? AND u.state IN ('done', 'left-to-jitr', 'revoked'))
+         ORDER BY i.id LIMIT ?`,
+      )
+      .all(afterId, JSON.stringify(states), target, limit) as IssuanceRow[];
+    return rows.map(toIssuance);
+  }
+
+  uploads(target: string, issuanceId?: number): UploadRecord[] {
+    const rows = (
+      issuanceId === undefined
+        ? this.db.prepare("SELECT * FROM uploads WHERE target = ? ORDER BY issuance_id").all(target)
+        : this.db
+            .prepare("SELECT * FROM uploads WHERE target = ? AND issuance_id = ?")
+            .all(target, issuanceId)
+    ) as UploadRow[];
+    return rows.map(toUpload);
+  }
+
+  revocationsDue(target: string): { issuance: IssuanceRecord; upload: UploadRecord }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT i.*, u.issuance_id AS u_issuance_id, u.target AS u_target, u.state AS u_state,
+                u.aws_certificate_id AS u_aws_certificate_id, u.aws_arn AS u_aws_arn, u.attempts AS u_attempts,
+                u.last_error AS u_last_error, u.updated_at AS u_updated_at
+         FROM issuances i JOIN uploads u ON u.issuance_id = i.id AND u.target = ?
+         WHERE i.state = 'REVOKED' AND u.state = 'done' ORDER BY i.id`,
+      )
+      .all(target) as (IssuanceRow & Record<string, unknown>)[];
+    return rows.map((r) => ({
+      issuance: toIssuance(r),
+      upload: toUpload({
+        issuance_id: r.u_issuance_id as number,
+        target: r.u_target as string,
+        state: r.u_state as UploadRecord["state"],
+        aws_certificate_id: r.u_aws_certificate_id as string | null,
+        aws_arn: r.u_aws_arn as string | null,
+        attempts: r.u_attempts as number,
+        last_error: r.u_last_error as string | null,
+        updated_at: r.u_updated_at as string,
+      }),
+    }));
+  }
+
+  insertTarget(t: TargetRecord): void {
+    try {
+      this.db
+        .prepare("INSERT INTO targets (name, config, created_at) VALUES (?, ?, ?)")
+        .run(t.name, t.config, t.createdAt);
+    } catch (cause) {
+      if (String(cause).includes("UNIQUE"))
+        throw new LinesignError(
+          "TARGET_EXISTS",
+          `A target named "${t.name}" exists already. Remove it first, or choose another name.`,
+          { cause },
+        );
+      throw cause;
+    }
+  }
+
+  getTarget(name: string): TargetRecord | null {
+    const r = this.db.prepare("SELECT * FROM targets WHERE name = ?").get(name) as
+      | { name: string; config: string; created_at: string }
+      | undefined;
+    return r ? { name: r.name, config: r.config, createdAt: r.created_at } : null;
+  }
+
+  listTargets(): TargetRecord[] {
+    return (
+      this.db.prepare("SELECT * FROM targets ORDER BY name").all() as {
+        name: string;
+        config: string;
+        created_at: string;
+      }[]
+    ).map((r) => ({ name: r.name, config: r.config, createdAt: r.created_at }));
+  }
+
+  deleteTarget(name: string): void {
+    this.db.prepare("DELETE FROM targets WHERE name = ?").run(name);
+  }
+
+  caRegistration(caLabel: string, target: string): CaRegistration | null {
+    const r = this.db
+      .prepare("SELECT * FROM ca_registrations WHERE ca_label = ? AND target = ?")
+      .get(caLabel, target) as CaRegistrationRow | undefined;
+    return r ? toCaRegistration(r) : null;
+  }
+
+  caRegistrations(target?: string): CaRegistration[] {
+    const rows = (
+      target === undefined
+        ? this.db.prepare("SELECT * FROM ca_registrations ORDER BY target, ca_label").all()
+        : this.db
+            .prepare("SELECT * FROM ca_registrations WHERE target = ? ORDER BY ca_label")
+            .all(target)
+    ) as CaRegistrationRow[];
+    return rows.map(toCaRegistration);
+  }
+
+  putCaRegistration(r: CaRegistration): void {
+    this.db
+      .prepare(
+        `INSERT INTO ca_registrations (ca_label, target, aws_certificate_id, aws_arn, mode, remote_status, updated_at)
+         VALUES (@caLabel, @target, @awsCertificateId, @awsArn, @mode, @remoteStatus, @updatedAt)
+         ON CONFLICT (ca_label, target) DO UPDATE SET aws_certificate_id = excluded.aws_certificate_id,
+           aws_arn = excluded.aws_arn, mode = excluded.mode, remote_status = excluded.remote_status,
+           updated_at = excluded.updated_at`,
+      )
+      .run(r);
+  }
+
+  insertBundle(b: BundleRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO bundles (id, target, manifest_sha256, items, created_at, receipt_sha256, receipt_imported_at)
+         VALUES (@id, @target, @manifestSha256, @items, @createdAt, @receiptSha256, @receiptImportedAt)`,
+      )
+      .run(b);
+  }
+
+  getBundle(id: string): BundleRecord | null {
+    const r = this.db.prepare("SELECT * FROM bundles WHERE id = ?").get(id) as
+      | Record<string, string | null>
+      | undefined;
+    if (!r) return null;
+    return {
+      id: r.id!,
+      target: r.target!,
+      manifestSha256: r.manifest_sha256!,
+      items: r.items!,
+      createdAt: r.created_at!,
+      receiptSha256: r.receipt_sha256 ?? null,
+      receiptImportedAt: r.receipt_imported_at ?? null,
+    };
+  }
+
+  markBundleReceipt(id: string, receiptSha256: string, at: string): void {
+    this.db
+      .prepare("UPDATE bundles SET receipt_sha256 = ?, receipt_imported_at = ? WHERE id = ?")
+      .run(receiptSha256, at, id);
   }
 
   recordUpload(rec: UploadRecord): void {
