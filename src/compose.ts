@@ -30,6 +30,10 @@ import { InlinePreparer, WorkerPreparer } from "./app/pki/preparer.js";
 import { Line, type LineOptions } from "./app/line/line.js";
 import type { SerialPorts } from "./domain/ports.js";
 import { NodeSerialPorts } from "./adapters/serial/serial-ports.js";
+import { SyncService } from "./app/sync/sync.js";
+import type { SyncItemEvent } from "./app/sync/target-sync.js";
+import { manifestSha256Of, uploadBundle, verifyBundle, type Receipt } from "./app/sync/bundle.js";
+import { sdkIotGateway } from "./adapters/aws-iot/gateway.js";
 import {
   DEV,
   provisionDevelopment,
@@ -80,6 +84,8 @@ export interface Station {
   workers: number;
   checkpointer: Checkpointer;
   serialPorts: SerialPorts;
+  /** AWS IoT targets and the batch sync. */
+  sync: SyncService;
   /** The serial line over the given ports (defaults from station.json's "line"). */
   line(opts: Partial<LineOptions>): Line;
   status(): StationStatus;
@@ -186,6 +192,7 @@ function buildStation(
     config,
     ctx,
     serialPorts,
+    sync: new SyncService(ctx, ca, sdkIotGateway),
     line: (o) =>
       new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
         ports: o.ports?.length ? o.ports : [...config.line.ports],
@@ -372,3 +379,20 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
 }
 
 export { DEV };
+
+/**
+ * `linesign upload` on an online machine: no station home, no HSM. Checks the
+ * bundle against the trusted station certificate and registers it with AWS
+ * IoT through the SDK (credentials from its default chain).
+ */
+export async function uploadOfflineBundle(
+  bundle: Uint8Array,
+  trustPem: string,
+  opts: { endpoint?: string; onItem?: (e: SyncItemEvent) => void } = {},
+): Promise<Receipt> {
+  const manifest = verifyBundle(bundle, trustPem);
+  return uploadBundle(manifest, manifestSha256Of(bundle), sdkIotGateway, opts);
+}
+
+/** Writes a file atomically (temporary file, fsync, rename): for commands that run without a station home. */
+export { writeFileAtomic } from "./adapters/fs/atomic.js";

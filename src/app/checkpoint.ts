@@ -116,7 +116,8 @@ export class Checkpointer {
     return this.lastSeq;
   }
 
-  private signer(): Promise<Signer> {
+  /** The audit key in the token (made on first use). */
+  signer(): Promise<Signer> {
     this.auditSigner ??= (async () => {
       const keys = this.ctx.keys();
       const existing = await keys.findKey(this.keyUri());

@@ -15,6 +15,7 @@ import { promptSecret } from "./prompt.js";
 import { runBench } from "./bench.js";
 import { describeLineEvent, registerLineCommands } from "./line.js";
 import { runDemoLine } from "./demo.js";
+import { registerSyncCommands } from "./sync.js";
 import { basename } from "node:path";
 import {
   formatAuditTable,
@@ -512,6 +513,14 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     emit,
     setExitCode: (c) => (exitCode = c),
     liveTerminal: Boolean(io.terminal),
+  });
+
+  registerSyncCommands(program, {
+    io,
+    json: () => json || Boolean(globals().json),
+    withStation,
+    emit,
+    setExitCode: (c) => (exitCode = c),
   });
 
   program

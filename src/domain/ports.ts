@@ -135,7 +135,12 @@ export interface StationStore {
   /** Records what a target answered for an issuance (written only after the target answered). */
   recordUpload(rec: UploadRecord): void;
   /** A page of `target`'s queue: issuances in `states` after id `afterId` with no done/left-to-jitr row there. */
-  uploadQueue(target: string, states: IssuanceState[], afterId: number, limit: number): IssuanceRecord[];
+  uploadQueue(
+    target: string,
+    states: IssuanceState[],
+    afterId: number,
+    limit: number,
+  ): IssuanceRecord[];
   /** Upload rows of a target (all, or those of one issuance). */
   uploads(target: string, issuanceId?: number): UploadRecord[];
   /** Issuances REVOKED here whose registration at `target` is not yet revoked. */
@@ -346,7 +351,9 @@ export interface IotGateway {
     registrationConfig?: { templateBody: string; roleArn: string };
   }): Promise<IotResult<IotRegistered>>;
   updateCaCertificate(id: string, status: "ACTIVE" | "INACTIVE"): Promise<IotResult<null>>;
-  describeCaCertificate(id: string): Promise<IotResult<{ pem: string; status: string; mode: string }>>;
+  describeCaCertificate(
+    id: string,
+  ): Promise<IotResult<{ pem: string; status: string; mode: string }>>;
   registerCertificate(p: {
     pem: string;
     caPem?: string;
@@ -356,7 +363,10 @@ export interface IotGateway {
     pem: string;
     status: "ACTIVE" | "INACTIVE";
   }): Promise<IotResult<IotRegistered>>;
-  updateCertificate(id: string, status: "ACTIVE" | "INACTIVE" | "REVOKED"): Promise<IotResult<null>>;
+  updateCertificate(
+    id: string,
+    status: "ACTIVE" | "INACTIVE" | "REVOKED",
+  ): Promise<IotResult<null>>;
   describeCertificate(id: string): Promise<IotResult<{ pem: string; status: string }>>;
 }
 

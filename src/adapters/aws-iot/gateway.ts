@@ -17,6 +17,10 @@ import {
 } from "@aws-sdk/client-iot";
 import type { IotFailure, IotGateway, IotGatewayFactory, IotResult } from "../../domain/ports.js";
 
+// The station runs on Node 20 (its packages are locked); the SDK's notice that later SDK
+// releases will need Node 22 would reach operators on every command. README says so once.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 interface SdkError {
   name?: string;
   message?: string;

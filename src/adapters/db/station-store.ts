@@ -503,8 +503,7 @@ export class SqliteStationStore implements StationStore {
 
   getTarget(name: string): TargetRecord | null {
     const r = this.db.prepare("SELECT * FROM targets WHERE name = ?").get(name) as
-      | { name: string; config: string; created_at: string }
-      | undefined;
+      { name: string; config: string; created_at: string } | undefined;
     return r ? { name: r.name, config: r.config, createdAt: r.created_at } : null;
   }
 
@@ -563,8 +562,7 @@ export class SqliteStationStore implements StationStore {
 
   getBundle(id: string): BundleRecord | null {
     const r = this.db.prepare("SELECT * FROM bundles WHERE id = ?").get(id) as
-      | Record<string, string | null>
-      | undefined;
+      Record<string, string | null> | undefined;
     if (!r) return null;
     return {
       id: r.id!,

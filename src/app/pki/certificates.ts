@@ -250,3 +250,32 @@ export async function checkChain(
 export function sha256Hex(der: Uint8Array): string {
   return createHash("sha256").update(der).digest("hex");
 }
+
+/**
+ * The station's own certificate: self-signed by the audit key in the token,
+ * CN = the station id. An online machine trusts it to check the station's
+ * signed bundles (`linesign upload --trust`).
+ */
+export async function createStationCertificate(
+  stationId: string,
+  signer: Signer,
+  days = 3650,
+): Promise<x509.X509Certificate> {
+  const { crypto, privateKey, publicKey } = await signingKeyPair(signer);
+  const now = Date.now();
+  return x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: newSerialHex(),
+      name: [{ CN: [stationId] }, { O: ["Linesign station"] }],
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter: new Date(now + days * DAY_MS),
+      keys: { privateKey, publicKey },
+      signingAlgorithm: keyAlgorithm(signer),
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      ],
+    },
+    crypto,
+  );
+}

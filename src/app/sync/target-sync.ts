@@ -164,8 +164,10 @@ export class TargetSync {
       const page = this.ledger.devices(after, PAGE);
       if (page.length === 0) break;
       after = page.at(-1)!.cursor;
-      for (const label of new Set(page.map((d) => d.caLabel)))
-        if (!caReady.has(label)) caReady.set(label, await this.ensureCa(label));
+      // Without a CA, devices are registered on their own (multi-account registration).
+      if (this.t.deviceRegistration !== "without-ca")
+        for (const label of new Set(page.map((d) => d.caLabel)))
+          if (!caReady.has(label)) caReady.set(label, await this.ensureCa(label));
       if (this.stopReason) break;
       await this.pool(page, (d) => this.device(d, caReady.get(d.caLabel) ?? null));
       if (this.stopReason) break;

@@ -1,0 +1,348 @@
+/**
+ * `linesign target add|list|remove` and `linesign sync`. With --json, sync
+ * prints one JSON object per item and a last one with the summary; on a
+ * terminal it draws a progress bar on stderr.
+ */
+import { readFileSync } from "node:fs";
+import { Option, type Command } from "commander";
+import { LinesignError } from "../domain/errors.js";
+import type { Station } from "../compose.js";
+import type { TargetView } from "../app/sync/sync.js";
+import type { SyncItemEvent, TargetSummary } from "../app/sync/target-sync.js";
+import type { CliIo } from "./main.js";
+import { uploadOfflineBundle, writeFileAtomic } from "../compose.js";
+import { exportBundle, importReceipt, stationCertificate } from "../app/sync/bundle.js";
+
+export interface SyncCliDeps {
+  io: CliIo;
+  json: () => boolean;
+  withStation: <T>(fn: (s: Station) => Promise<T>) => Promise<T>;
+  emit: (value: Record<string, unknown>, text: string) => void;
+  setExitCode: (code: number) => void;
+}
+
+const bool = (name: string) => (v: string) => {
+  if (v === "true") return true;
+  if (v === "false") return false;
+  throw new LinesignError("USAGE", `${name} takes true or false.`);
+};
+
+function targetLine(t: TargetView): string {
+  return [
+    `${t.name}: ${t.region}${t.endpoint ? ` via ${t.endpoint}` : ""}${t.awsProfile ? `, profile ${t.awsProfile}` : ""}; CA ${t.caMode}${t.caActive ? "" : " (registered INACTIVE)"}, devices ${t.deviceRegistration}; at most ${t.maxRps} requests/s`,
+    `  queue: ${t.queue.pending} pending, ${t.queue.uploaded} uploaded, ${t.queue.leftToJitr} left to JITR, ${t.queue.failed} failed, ${t.queue.revoked} revoked`,
+    ...t.cas.map((c) => `  CA ${c.caLabel}: ${c.awsCertificateId} (${c.mode}, ${c.remoteStatus})`),
+  ].join("\n");
+}
+
+export function summaryText(s: TargetSummary): string {
+  return [
+    `${s.target} (${s.region}, ${s.caMode}, ${s.deviceRegistration}): CAs ${s.cas.registered} registered, ${s.cas.already} already there, ${s.cas.failed} failed, ${s.cas.statusChanges} status changes; devices ${s.devices.registered} registered, ${s.devices.already} already there, ${s.devices.leftToJitr} left to JITR, ${s.devices.failed} failed, ${s.devices.deferred} deferred; ${s.revoked} revoked; ${s.requests} requests`,
+    ...s.notes.map((n) => `  note: ${n}`),
+  ].join("\n");
+}
+
+export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
+  const target = program
+    .command("target")
+    .description("AWS IoT accounts and regions to register with");
+  target
+    .command("add")
+    .description("add a target (credentials come from the AWS SDK's default chain or --profile)")
+    .requiredOption("--name <name>", "the target's name")
+    .requiredOption("--region <region>", "AWS region, e.g. eu-west-1")
+    .option("--endpoint <url>", "another endpoint (an emulator, a VPC endpoint)")
+    .option("--profile <aws-profile>", "AWS profile from the shared config files")
+    .addOption(
+      new Option("--ca-mode <mode>", "CA certificate mode")
+        .choices(["DEFAULT", "SNI_ONLY"])
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option("--device-registration <how>", "how device certificates get there")
+        .choices(["with-ca", "without-ca", "jitr"])
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option("--device-status <status>", "status of registered devices")
+        .choices(["ACTIVE", "INACTIVE"])
+        .default("ACTIVE"),
+    )
+    .option(
+      "--ca-active <bool>",
+      "register CAs ACTIVE (true) or INACTIVE (false)",
+      bool("--ca-active"),
+      true,
+    )
+    .option(
+      "--auto-registration <bool>",
+      "allow auto-registration on the CA (default: on for jitr)",
+      bool("--auto-registration"),
+    )
+    .option("--jitp-template <file>", "just-in-time provisioning template (JSON file)")
+    .option("--jitp-role-arn <arn>", "IAM role for just-in-time provisioning")
+    .option("--max-rps <n>", "never send faster than this (AWS's default quota: 10)", "10")
+    .action(
+      async (o: {
+        name: string;
+        region: string;
+        endpoint?: string;
+        profile?: string;
+        caMode: string;
+        deviceRegistration: string;
+        deviceStatus: string;
+        caActive: boolean;
+        autoRegistration?: boolean;
+        jitpTemplate?: string;
+        jitpRoleArn?: string;
+        maxRps: string;
+      }) => {
+        let template: string | undefined;
+        if (o.jitpTemplate) {
+          try {
+            template = readFileSync(o.jitpTemplate, "utf8");
+            JSON.parse(template);
+          } catch (cause) {
+            throw new LinesignError(
+              "TARGET_INVALID",
+              `--jitp-template ${o.jitpTemplate} is not a readable JSON file.`,
+              { cause },
+            );
+          }
+        }
+        const maxRps = Number(o.maxRps);
+        await d.withStation(async (s) => {
+          const view = await s.sync.addTarget(o.name, {
+            region: o.region,
+            ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+            ...(o.profile ? { awsProfile: o.profile } : {}),
+            caMode: o.caMode,
+            deviceRegistration: o.deviceRegistration,
+            deviceStatus: o.deviceStatus,
+            caActive: o.caActive,
+            ...(o.autoRegistration !== undefined ? { autoRegistration: o.autoRegistration } : {}),
+            ...(template ? { jitpTemplate: template } : {}),
+            ...(o.jitpRoleArn ? { jitpRoleArn: o.jitpRoleArn } : {}),
+            maxRps,
+          });
+          d.emit({ ok: true, target: view }, `Target added.\n${targetLine(view)}`);
+        });
+      },
+    );
+  target
+    .command("list")
+    .description("targets with their queues and registered CAs")
+    .action(async () => {
+      await d.withStation(async (s) => {
+        const targets = s.sync.listTargets();
+        d.emit(
+          { ok: true, targets },
+          targets.length ? targets.map(targetLine).join("\n") : "No targets.",
+        );
+      });
+    });
+  target
+    .command("remove")
+    .description("forget a target (what was registered there stays in the log)")
+    .requiredOption("--name <name>", "the target")
+    .action(async (o: { name: string }) => {
+      await d.withStation(async (s) => {
+        await s.sync.removeTarget(o.name);
+        d.emit({ ok: true, removed: o.name }, `Target "${o.name}" removed.`);
+      });
+    });
+
+  program
+    .command("sync")
+    .description(
+      "register queued CAs, device certificates, revocations and CA status changes with AWS IoT",
+    )
+    .option(
+      "--target <name>",
+      "only this target (repeatable; default: all)",
+      (v: string, p: string[] = []) => [...p, v],
+    )
+    .option("--dry-run", "print the plan; call nothing")
+    .action(async (o: { target?: string[]; dryRun?: boolean }) => {
+      const json = d.json();
+      const bar = !json && d.io.terminal;
+      let done = 0;
+      await d.withStation(async (s) => {
+        const total = (o.target ?? s.sync.listTargets().map((t) => t.name)).reduce(
+          (n, name) => n + s.sync.view(name).queue.pending,
+          0,
+        );
+        const onItem = (e: SyncItemEvent): void => {
+          if (json) d.io.out(JSON.stringify({ event: "item", ...e }) + "\n");
+          else if (!bar && (e.outcome === "failed" || o.dryRun))
+            d.io.out(
+              `${e.target} ${e.kind} ${e.ref}: ${e.outcome}${e.message ? `: ${e.message}` : ""}\n`,
+            );
+          else if (bar && e.outcome === "failed")
+            d.io.err(`\n${e.target} ${e.kind} ${e.ref}: ${e.message ?? e.code}\n`);
+          if (e.kind === "device") done++;
+          if (bar) {
+            const w = 30;
+            const f = total ? Math.min(w, Math.round((done / total) * w)) : w;
+            d.io.err(
+              `\r[${"#".repeat(f)}${".".repeat(w - f)}] ${done}/${total} device certificates`,
+            );
+          }
+        };
+        const r = await s.sync.sync({
+          ...(o.target ? { targets: o.target } : {}),
+          ...(o.dryRun ? { dryRun: true } : {}),
+          onItem,
+        });
+        if (bar) d.io.err("\n");
+        if (json)
+          d.io.out(
+            JSON.stringify({
+              event: "summary",
+              ok: r.failedForGood === 0 && r.deferred === 0,
+              ...r,
+            }) + "\n",
+          );
+        else
+          d.io.out(
+            (o.dryRun ? "Plan (nothing was sent):\n" : "") +
+              r.targets.map(summaryText).join("\n") +
+              "\n",
+          );
+        if (r.failedForGood > 0 || r.deferred > 0) d.setExitCode(1);
+      });
+    });
+
+  program
+    .command("station-cert")
+    .description(
+      "the station's certificate (its audit key, in the token) for 'upload --trust' elsewhere",
+    )
+    .option("--out <file>", "write to a file instead of stdout")
+    .action(async (o: { out?: string }) => {
+      await d.withStation(async (s) => {
+        const pem = await stationCertificate(s.ctx, s.checkpointer);
+        if (o.out) {
+          s.home.writeFile(o.out, pem, 0o644);
+          d.emit({ ok: true, out: o.out }, `Wrote the station certificate to ${o.out}.`);
+        } else if (d.json()) d.emit({ ok: true, pem }, pem);
+        else d.io.out(pem);
+      });
+    });
+
+  program
+    .command("export")
+    .description(
+      "write a target's queue as a bundle signed by the station, for an online machine to upload",
+    )
+    .requiredOption("--target <name>", "the target")
+    .requiredOption("--out <file>", "the bundle file")
+    .option(
+      "--registration-code <code>",
+      "DEFAULT mode: the account's code from 'aws iot get-registration-code', brought from the online side",
+    )
+    .action(async (o: { target: string; out: string; registrationCode?: string }) => {
+      await d.withStation(async (s) => {
+        const { file, manifest } = await exportBundle(
+          s.ctx,
+          s.ca,
+          s.checkpointer,
+          s.sync,
+          o.target,
+          o.registrationCode,
+        );
+        s.home.writeFile(o.out, JSON.stringify(file) + "\n", 0o644);
+        d.emit(
+          {
+            ok: true,
+            out: o.out,
+            bundle: manifest.id,
+            cas: manifest.cas.length,
+            devices: manifest.devices.length,
+            revocations: manifest.revocations.length,
+          },
+          `Wrote bundle ${manifest.id} to ${o.out}: ${manifest.cas.length} CA(s), ${manifest.devices.length} device certificate(s), ${manifest.revocations.length} revocation(s).\nOn the online machine: linesign upload ${o.out} --trust STATION_CERT.pem`,
+        );
+      });
+    });
+
+  program
+    .command("upload")
+    .description(
+      "online machine (no HSM, no station): check a station's bundle and register it with AWS IoT",
+    )
+    .argument("<file>", "the bundle from 'linesign export'")
+    .requiredOption(
+      "--trust <cert>",
+      "the station's certificate ('linesign station-cert' at the station)",
+    )
+    .option("--endpoint <url>", "another AWS IoT endpoint than the bundle's target names")
+    .option("--receipt <file>", "where to write the receipt (default: FILE.receipt.json)")
+    .action(async (file: string, o: { trust: string; endpoint?: string; receipt?: string }) => {
+      const read = (path: string, what: string): Buffer => {
+        try {
+          return readFileSync(path);
+        } catch (cause) {
+          throw new LinesignError(
+            "FILE_READ_FAILED",
+            `Cannot read ${what} ${path}: check the path.`,
+            { cause },
+          );
+        }
+      };
+      const json = d.json();
+      const receipt = await uploadOfflineBundle(
+        read(file, "the bundle"),
+        read(o.trust, "the station certificate").toString("utf8"),
+        {
+          ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+          onItem: (e) => {
+            if (json) d.io.out(JSON.stringify({ event: "item", ...e }) + "\n");
+            else if (e.outcome === "failed")
+              d.io.out(`${e.kind} ${e.ref}: ${e.message ?? e.code}\n`);
+          },
+        },
+      );
+      const out = o.receipt ?? `${file}.receipt.json`;
+      writeFileAtomic(out, JSON.stringify(receipt, null, 2) + "\n");
+      const s = receipt.summary;
+      if (json)
+        d.io.out(
+          JSON.stringify({
+            event: "summary",
+            ok: s.failedForGood === 0 && s.devices.deferred === 0,
+            receipt: out,
+            ...s,
+          }) + "\n",
+        );
+      else
+        d.io.out(
+          `${summaryText(s)}\nReceipt written to ${out}: carry it to the station and run "linesign import-receipt ${out}".\n`,
+        );
+      if (s.failedForGood > 0 || s.devices.deferred > 0) d.setExitCode(1);
+    });
+
+  program
+    .command("import-receipt")
+    .description("mark what an online machine registered from this station's bundle as uploaded")
+    .argument("<file>", "the receipt 'linesign upload' wrote")
+    .action(async (file: string) => {
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(file);
+      } catch (cause) {
+        throw new LinesignError(
+          "FILE_READ_FAILED",
+          `Cannot read the receipt ${file}: check the path.`,
+          { cause },
+        );
+      }
+      await d.withStation(async (s) => {
+        const r = await importReceipt(s.ctx, bytes);
+        d.emit(
+          { ok: true, ...r },
+          `Receipt for bundle ${r.bundleId} imported: ${r.done} uploaded, ${r.failed} failed (still queued), ${r.cas} CA registration(s).`,
+        );
+      });
+    });
+}
