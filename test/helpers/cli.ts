@@ -1,5 +1,5 @@
 /** Runs the built `linesign` command as a separate process, as a person or script would. */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const BIN = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
@@ -42,4 +42,30 @@ export function linesign(args: string[], env: NodeJS.ProcessEnv, input?: string)
 export function openssl(args: string[]): { code: number; out: string } {
   const r = spawnSync("openssl", args, { encoding: "utf8" });
   return { code: r.status ?? -1, out: (r.stdout ?? "") + (r.stderr ?? "") };
+}
+
+/**
+ * The same as `linesign`, without blocking this process: needed when the
+ * command talks to a server running in the test process (the AWS emulator).
+ */
+export function linesignAsync(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.on("close", (code) => {
+      let json: CliResult["json"] = {};
+      try {
+        json = JSON.parse(stdout) as CliResult["json"];
+      } catch {
+        // not one JSON object
+      }
+      resolve({ code: code ?? -1, stdout, stderr, json });
+    });
+  });
 }

@@ -167,7 +167,8 @@ export class TargetSync {
       // Without a CA, devices are registered on their own (multi-account registration).
       if (this.t.deviceRegistration !== "without-ca")
         for (const label of new Set(page.map((d) => d.caLabel)))
-          if (!caReady.has(label)) caReady.set(label, await this.ensureCa(label));
+          if (!caReady.has(label) && !this.stopReason)
+            caReady.set(label, await this.ensureCa(label));
       if (this.stopReason) break;
       await this.pool(page, (d) => this.device(d, caReady.get(d.caLabel) ?? null));
       if (this.stopReason) break;
@@ -275,6 +276,16 @@ export class TargetSync {
       const d = await this.attempt(() => this.gw.describeCaCertificate(id));
       if (!d.r.ok || pemOf(d.r.value.pem) !== pemOf(ca.pem))
         return this.caFailed(label, reg.r.failure, reg.attempts);
+      if (d.r.value.mode && d.r.value.mode !== this.t.caMode)
+        return this.caFailed(
+          label,
+          {
+            name: "CertificateModeMismatch",
+            message: `this account already holds the CA in ${d.r.value.mode} mode (${id}); a CA has one mode per account: delete it there and sync again to register it in ${this.t.caMode} mode, or give the target --ca-mode ${d.r.value.mode}`,
+            httpStatus: null,
+          },
+          reg.attempts,
+        );
       registered = { certificateId: id, certificateArn: reg.r.failure.resourceArn ?? "" };
       already = true;
     } else return this.caFailed(label, reg.r.failure, reg.attempts);
