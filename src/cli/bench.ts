@@ -10,6 +10,7 @@ import { initStation, openStation, DEV_PROFILE } from "../compose.js";
 import { newStageTimings, type StageTimings } from "../app/issuance.js";
 import type { CliIo } from "./main.js";
 import { benchLine, type LineBenchResult } from "./bench-line.js";
+import { benchSync, type SyncBenchResult } from "./bench-sync.js";
 
 type CaKey = "ec-p256" | "rsa-2048";
 
@@ -37,6 +38,8 @@ export interface BenchResult {
   speedupOverManualOpenssl: number | null;
   /** The serial line with simulated devices; null when skipped or socat is missing. */
   line: LineBenchResult | null;
+  /** AWS IoT sync against the emulator; null when skipped. */
+  sync: SyncBenchResult | null;
 }
 
 interface CsrFactory {
@@ -102,7 +105,7 @@ function opensslManualFlow(dir: string, runs: number): number | null {
 /** Runs the bench; prints figures (JSON with --json). */
 export async function runBench(
   io: CliIo,
-  opts: { json: boolean; count: number; lineDevices: number },
+  opts: { json: boolean; count: number; lineDevices: number; syncCerts: number },
 ): Promise<BenchResult> {
   const log = (t: string): void => {
     if (!opts.json) io.err(t + "\n");
@@ -155,6 +158,7 @@ export async function runBench(
       opensslManualMsPerDevice: null,
       speedupOverManualOpenssl: null,
       line: null,
+      sync: null,
     };
     for (const [caKey, label] of [
       ["ec-p256", "dev-ica"],
@@ -226,6 +230,7 @@ export async function runBench(
       );
     }
     if (opts.lineDevices > 0) result.line = await benchLine(s, dir, opts.lineDevices, log);
+    if (opts.syncCerts > 0) result.sync = await benchSync(s, opts.syncCerts, log);
     await s.close();
     log("bench: timing the seed articles' manual openssl flow");
     const manualDir = join(dir, "manual");
@@ -259,6 +264,9 @@ export async function runBench(
           ? "  serial line: not measured (--line-devices 0, or socat missing)"
           : `  serial line at ${result.line.baud} baud: ${result.line.wireBytesPerDevice} bytes/device on the wire = ${result.line.wireMsPerDevice} ms; cycle ${result.line.cycleMsPerDevice} ms = ${result.line.cycleToWire}x wire time\n` +
             `           1 port ${result.line.devicesPerMinute1} devices/min; 16 ports ${result.line.devicesPerMinute16} devices/min = ${result.line.ports16To1}x`,
+        result.sync === null
+          ? "  AWS IoT sync: not measured (--sync-certs 0)"
+          : `  AWS IoT sync of ${result.sync.certificates} certificates to the emulator at --max-rps ${result.sync.maxRps}: ${result.sync.achievedRps}/s = ${result.sync.ofCeiling} of the ceiling; busiest second ${result.sync.busiestSecond} requests`,
       ];
       io.out(lines.join("\n") + "\n");
     }

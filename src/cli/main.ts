@@ -534,14 +534,22 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
       "simulated devices per port for the serial line figures (0 skips them)",
       "50",
     )
-    .action(async (o: { count: string; lineDevices: string }) => {
+    .option(
+      "--sync-certs <n>",
+      "device certificates registered with the AWS IoT emulator at 200 requests/s (0 skips)",
+      "10000",
+    )
+    .action(async (o: { count: string; lineDevices: string; syncCerts: string }) => {
       const count = Number(o.count);
       if (!Number.isInteger(count) || count < 10 || count > 1_000_000)
         throw new LinesignError("USAGE", "--count must be a whole number from 10 to 1000000.");
       const lineDevices = Number(o.lineDevices);
       if (!Number.isInteger(lineDevices) || lineDevices < 0 || lineDevices > 10_000)
         throw new LinesignError("USAGE", "--line-devices must be a whole number from 0 to 10000.");
-      await runBench(io, { json, count, lineDevices });
+      const syncCerts = Number(o.syncCerts);
+      if (!Number.isInteger(syncCerts) || syncCerts < 0 || syncCerts > 1_000_000)
+        throw new LinesignError("USAGE", "--sync-certs must be a whole number from 0 to 1000000.");
+      await runBench(io, { json, count, lineDevices, syncCerts });
     });
 
   try {

@@ -4,7 +4,10 @@ import { cleanEnv, linesign } from "../helpers/cli.js";
 // The bench is not a test of speed: this only checks that it runs and reports
 // every figure it promises, with positive numbers. It never asserts on time.
 it("npm run bench -- --json reports per-key-type figures", () => {
-  const r = linesign(["bench", "--json", "--count", "20", "--line-devices", "2"], cleanEnv({}));
+  const r = linesign(
+    ["bench", "--json", "--count", "20", "--line-devices", "2", "--sync-certs", "30"],
+    cleanEnv({}),
+  );
   expect(r.code, r.stderr).toBe(0);
   const j = r.json as unknown as Record<string, Record<string, number>>;
   for (const key of ["hsmSignPerSec", "issuePerSec", "issueToSignRatio"]) {
@@ -30,5 +33,9 @@ it("npm run bench -- --json reports per-key-type figures", () => {
     "ports16To1",
   ])
     expect(line[key], key).toBeGreaterThan(0);
+  const sync = j.sync as unknown as Record<string, number>;
+  expect(sync.certificates).toBeGreaterThanOrEqual(30); // plus the line figures' devices
+  for (const key of ["achievedRps", "ofCeiling", "busiestSecond"])
+    expect(sync[key], key).toBeGreaterThan(0);
   expect(r.stdout.trim().split("\n")).toHaveLength(1);
 }, 180_000);
