@@ -148,6 +148,7 @@ export interface StationStore {
   insertTarget(t: TargetRecord): void;
   getTarget(name: string): TargetRecord | null;
   listTargets(): TargetRecord[];
+  /** Forgets a target with its upload rows and CA registrations (the event log keeps the history). */
   deleteTarget(name: string): void;
   caRegistration(caLabel: string, target: string): CaRegistration | null;
   caRegistrations(target?: string): CaRegistration[];
@@ -375,4 +376,6 @@ export type IotGatewayFactory = (t: {
   region: string;
   endpoint?: string;
   awsProfile?: string;
+  /** Awaited right before each request goes on the wire (after signing): the rate ceiling. */
+  pace?: () => Promise<void>;
 }) => IotGateway;

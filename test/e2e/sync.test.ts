@@ -309,7 +309,13 @@ describe("AWS IoT sync", () => {
       expect(st.certs.length).toBe(5);
       expect(st.certs.every((c) => c.mode === "SNI_ONLY" && c.caId === null)).toBe(true);
     }
+    const template = join(dir, "jitp.json");
+    writeFileSync(template, JSON.stringify({ Resources: { thing: { Type: "AWS::IoT::Thing" } } }));
     await addTarget("jitr", "acct-b", "us-west-2", [
+      "--jitp-template",
+      template,
+      "--jitp-role-arn",
+      "arn:aws:iam::222222222222:role/JITPRole",
       "--ca-mode",
       "SNI_ONLY",
       "--device-registration",
@@ -342,6 +348,7 @@ describe("AWS IoT sync", () => {
       "200",
     ]);
     emu.faults = { rate: 0.2 };
+    emu.rps = 120; // below the target's ceiling: AWS throttles, the job backs off and retries
     const first = emu.requests.length;
     // Killed while requests are on their way.
     const child = spawn(process.execPath, [BIN, "--json", "sync", "--target", "faulty"], {
@@ -363,6 +370,7 @@ describe("AWS IoT sync", () => {
       if (r.code === 0) break;
     }
     emu.faults = { rate: 0 };
+    emu.rps = Infinity;
     const st = emu.state(A, "sa-east-1");
     const rows = uploads().filter((u) => u.target === "faulty");
     expect(rows.length).toBe(45);
@@ -521,5 +529,55 @@ describe("AWS IoT sync", () => {
     const s = summaryOf(r.stdout) as { targets: { notes: string[] }[] };
     expect(s.targets[0]!.notes.join(" ")).toContain("refused the credentials");
     expect(emu.requests.length - from).toBe(1); // nothing more was sent
+  });
+  it("recognises what AWS already holds after the station forgot it, and revokes what was revoked here", async () => {
+    // The station forgets the target (a new database, a restored backup): AWS still has everything.
+    expect((await run(["target", "remove", "--name", "slow"])).code).toBe(0);
+    await addTarget("slow", "acct-b", "ca-central-1", [
+      "--ca-mode",
+      "SNI_ONLY",
+      "--device-registration",
+      "with-ca",
+      "--max-rps",
+      "100",
+    ]);
+    const before = emu.state(B, "ca-central-1");
+    const r = await run(["sync", "--target", "slow"]);
+    expect(r.code, r.stdout).toBe(0);
+    const lines = jsonLines(r.stdout);
+    expect(lines.find((l) => l.kind === "ca")).toMatchObject({ outcome: "already-registered" });
+    const devices = lines.filter((l) => l.kind === "device");
+    const fresh = devices.filter((l) => l.outcome === "registered").length; // issued since
+    expect(devices.filter((l) => l.outcome === "already-registered")).toHaveLength(
+      before.certs.length,
+    );
+    expect(devices).toHaveLength(before.certs.length + fresh);
+    expect(emu.state(B, "ca-central-1").certs).toHaveLength(before.certs.length + fresh);
+    // A certificate revoked at the station is revoked at every target where it was registered.
+    const s = es.open();
+    const victim = s.ctx.store.getIssuanceBySerial(
+      uploads().find((u) => u.target === "slow")!.serial,
+    )!;
+    s.ctx.store.setIssuanceState(victim.id, "REVOKED", "key compromise (test)");
+    await s.close();
+    const rev = await run(["sync", "--target", "slow"]);
+    expect(rev.code, rev.stdout).toBe(0);
+    expect(jsonLines(rev.stdout).find((l) => l.kind === "revocation")).toMatchObject({
+      outcome: "revoked",
+      ref: victim.serial,
+    });
+    expect(
+      emu
+        .state(B, "ca-central-1")
+        .certs.find(
+          (c) =>
+            c.id ===
+            uploads().find((u) => u.serial === victim.serial && u.target === "slow")!
+              .aws_certificate_id,
+        )!.status,
+    ).toBe("REVOKED");
+    expect(uploads().find((u) => u.serial === victim.serial && u.target === "slow")!.state).toBe(
+      "revoked",
+    );
   });
 });

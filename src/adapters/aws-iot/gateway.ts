@@ -63,6 +63,17 @@ export const sdkIotGateway: IotGatewayFactory = (t) => {
     ...(t.awsProfile ? { profile: t.awsProfile } : {}),
     maxAttempts: 1,
   });
+  if (t.pace) {
+    const pace = t.pace;
+    // The deserialize step wraps the HTTP handler: this waits after signing, right before sending.
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        await pace();
+        return next(args);
+      },
+      { step: "deserialize", name: "linesignPace", priority: "low" },
+    );
+  }
   const gw: IotGateway = {
     getRegistrationCode: () =>
       call(async () => (await client.send(new GetRegistrationCodeCommand({}))).registrationCode!),

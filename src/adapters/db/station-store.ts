@@ -518,6 +518,8 @@ export class SqliteStationStore implements StationStore {
   }
 
   deleteTarget(name: string): void {
+    this.db.prepare("DELETE FROM uploads WHERE target = ?").run(name);
+    this.db.prepare("DELETE FROM ca_registrations WHERE target = ?").run(name);
     this.db.prepare("DELETE FROM targets WHERE name = ?").run(name);
   }
 

@@ -25,6 +25,7 @@ import {
   type SyncLedger,
   type TargetSummary,
 } from "./target-sync.js";
+import { Pacer } from "./pacer.js";
 
 export const BUNDLE_FORMAT = "linesign-bundle/1";
 export const RECEIPT_FORMAT = "linesign-receipt/1";
@@ -315,7 +316,10 @@ export async function uploadBundle(
     saveRevoked: (r) => void revoked.push(r.serial),
     note: () => undefined,
   };
-  const run = new TargetSync(manifest.target, config, gateway(config), ledger, {
+  const pacer = new Pacer(config.maxRps);
+  const gw = gateway({ ...config, pace: () => pacer.take() });
+  const run = new TargetSync(manifest.target, config, gw, ledger, {
+    pacer,
     ...(opts.onItem ? { onItem: opts.onItem } : {}),
     concurrency: Math.min(16, Math.max(1, Math.ceil(config.maxRps / 20))),
   });

@@ -16,6 +16,7 @@ import {
   type SyncLedger,
   type TargetSummary,
 } from "./target-sync.js";
+import { Pacer } from "./pacer.js";
 
 /** Issuance states whose certificates are uploaded: those that left the station. */
 export const UPLOADABLE: IssuanceState[] = ["CONFIRMED", "DELIVERED"];
@@ -210,7 +211,10 @@ export class SyncService {
     };
     for (const [name, config] of configs) {
       const ledger = new StationLedger(this.ctx, this.cas, name);
-      const run = new TargetSync(name, config, this.gateway(config), ledger, {
+      const pacer = new Pacer(config.maxRps);
+      const gw = this.gateway({ ...config, pace: () => pacer.take() });
+      const run = new TargetSync(name, config, gw, ledger, {
+        pacer,
         ...(opts.dryRun ? { dryRun: true } : {}),
         ...(opts.onItem ? { onItem: opts.onItem } : {}),
         concurrency: Math.min(16, Math.max(1, Math.ceil(config.maxRps / 20))),

@@ -119,6 +119,8 @@ export interface TargetSyncOptions {
   concurrency?: number;
   maxAttempts?: number;
   random?: () => number;
+  /** The target's pacer, when the gateway applies it itself (right before sending). */
+  pacer?: Pacer;
 }
 
 const PAGE = 500;
@@ -138,7 +140,7 @@ export class TargetSync {
     private readonly ledger: SyncLedger,
     private readonly o: TargetSyncOptions = {},
   ) {
-    this.pacer = new Pacer(t.maxRps);
+    this.pacer = o.pacer ?? new Pacer(t.maxRps);
     this.maxAttempts = o.maxAttempts ?? 8;
     this.random = o.random ?? Math.random;
     this.summary = {
@@ -205,7 +207,7 @@ export class TargetSync {
     fn: () => Promise<IotResult<T>>,
   ): Promise<{ r: IotResult<T>; attempts: number }> {
     for (let attempts = 1; ; attempts++) {
-      await this.pacer.take();
+      if (!this.o.pacer) await this.pacer.take();
       const r = await fn();
       if (r.ok || classifyFailure(r.failure) !== "retry" || attempts >= this.maxAttempts)
         return { r, attempts };

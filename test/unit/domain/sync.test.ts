@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { arnParts, backoffMs, classifyFailure } from "../../../src/domain/aws-failure.js";
+import { parseTargetConfig } from "../../../src/domain/target.js";
+import { Pacer } from "../../../src/app/sync/pacer.js";
+
+const f = (name: string, httpStatus: number | null = 400) => ({ name, message: "m", httpStatus });
+
+describe("AWS failures", () => {
+  it("judges by error type, not by status alone", () => {
+    expect(classifyFailure(f("ThrottlingException", 400))).toBe("retry");
+    expect(classifyFailure(f("ThrottlingException", 429))).toBe("retry");
+    expect(classifyFailure(f("ServiceUnavailableException", 503))).toBe("retry");
+    expect(classifyFailure(f("SomethingNew", 502))).toBe("retry");
+    expect(classifyFailure(f("NetworkError", null))).toBe("retry");
+    expect(classifyFailure(f("ResourceAlreadyExistsException", 409))).toBe("exists");
+    expect(classifyFailure(f("LimitExceededException", 410))).toBe("permanent");
+    expect(classifyFailure(f("CertificateValidationException"))).toBe("permanent");
+    expect(classifyFailure(f("CertificateStateException", 406))).toBe("state");
+    expect(classifyFailure(f("UnauthorizedException", 401))).toBe("credentials");
+    expect(classifyFailure(f("CredentialsProviderError", null))).toBe("credentials");
+  });
+
+  it("backs off exponentially with full jitter, capped", () => {
+    expect(backoffMs(1, 0.999)).toBe(99);
+    expect(backoffMs(3, 0.5)).toBe(200);
+    expect(backoffMs(20, 0.999)).toBe(4995);
+    expect(backoffMs(5, 0)).toBe(0);
+  });
+
+  it("reads account and region from an ARN", () => {
+    expect(arnParts("arn:aws:iot:eu-west-1:123456789012:cacert/abc")).toEqual({
+      region: "eu-west-1",
+      account: "123456789012",
+    });
+    expect(arnParts("nonsense")).toEqual({ region: null, account: null });
+  });
+});
+
+describe("target settings", () => {
+  const base = { region: "eu-west-1", caMode: "SNI_ONLY", deviceRegistration: "with-ca" };
+  it("fills defaults: ACTIVE devices, CA active, 10 requests per second", () => {
+    expect(parseTargetConfig(base, "t")).toMatchObject({
+      deviceStatus: "ACTIVE",
+      caActive: true,
+      maxRps: 10,
+    });
+  });
+  it("names what is wrong", () => {
+    expect(() => parseTargetConfig({ ...base, region: "mars" }, "t")).toThrow(
+      /region .*is not an AWS region/,
+    );
+    expect(() => parseTargetConfig({ ...base, jitpTemplate: "{}" }, "t")).toThrow(/go together/);
+    expect(() =>
+      parseTargetConfig({ ...base, deviceRegistration: "jitr", autoRegistration: false }, "t"),
+    ).toThrow(/auto-registration/);
+    expect(() =>
+      parseTargetConfig({ ...base, deviceRegistration: "jitr", caActive: false }, "t"),
+    ).toThrow(/ACTIVE/);
+    expect(() => parseTargetConfig(base, "bad name")).toThrow(/not allowed/);
+    expect(() => parseTargetConfig({ ...base, secretAccessKey: "x" }, "t")).toThrow(
+      /TARGET|Unrecognized|unrecognized/,
+    );
+  });
+});
+
+describe("pacer", () => {
+  it("never lets more than maxRps requests start in any second, however they are asked for", async () => {
+    const p = new Pacer(40);
+    const starts: number[] = [];
+    await Promise.all(
+      Array.from({ length: 60 }, async () => {
+        await p.take();
+        starts.push(performance.now());
+      }),
+    );
+    starts.sort((a, b) => a - b);
+    let most = 0;
+    for (let i = 0, j = 0; i < starts.length; i++) {
+      while (starts[i]! - starts[j]! >= 1000) j++;
+      most = Math.max(most, i - j + 1);
+    }
+    expect(most).toBeLessThanOrEqual(40);
+    expect(p.count).toBe(60);
+  });
+});
