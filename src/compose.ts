@@ -31,6 +31,7 @@ import { Line, type LineOptions } from "./app/line/line.js";
 import type { SerialPorts } from "./domain/ports.js";
 import { NodeSerialPorts } from "./adapters/serial/serial-ports.js";
 import { SyncService } from "./app/sync/sync.js";
+import { RevocationService } from "./app/revocation.js";
 import type { SyncItemEvent } from "./app/sync/target-sync.js";
 import { manifestSha256Of, uploadBundle, verifyBundle, type Receipt } from "./app/sync/bundle.js";
 import { sdkIotGateway } from "./adapters/aws-iot/gateway.js";
@@ -86,6 +87,8 @@ export interface Station {
   serialPorts: SerialPorts;
   /** AWS IoT targets and the batch sync. */
   sync: SyncService;
+  /** Revocation and CRLs. */
+  revocation: RevocationService;
   /** The serial line over the given ports (defaults from station.json's "line"). */
   line(opts: Partial<LineOptions>): Line;
   status(): StationStatus;
@@ -193,6 +196,7 @@ function buildStation(
     ctx,
     serialPorts,
     sync: new SyncService(ctx, ca, sdkIotGateway),
+    revocation: new RevocationService(ctx, ca),
     line: (o) =>
       new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
         ports: o.ports?.length ? o.ports : [...config.line.ports],

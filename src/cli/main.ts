@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { LinesignError, toLinesignError } from "../domain/errors.js";
 import { KEY_TYPES, parseKeyType } from "../domain/keys.js";
+import { parseRevocationReason, REVOCATION_REASONS } from "../domain/revocation.js";
 import { initStation, openStation, type Station } from "../compose.js";
 import type { CaSigning } from "../app/ca.js";
 import { viewCa } from "../app/ca.js";
@@ -514,6 +515,66 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     setExitCode: (c) => (exitCode = c),
     liveTerminal: Boolean(io.terminal),
   });
+
+  program
+    .command("revoke")
+    .description(
+      "revoke a certificate (or a device's certificates): recorded, queued for every target where it was registered, and in the next CRL",
+    )
+    .option("--serial <hex>", "the certificate's serial number")
+    .option("--device-id <id>", "every certificate of this device that is not revoked yet")
+    .requiredOption(
+      "--reason <reason>",
+      `RFC 5280 reason: ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+    )
+    .action(async (o: { serial?: string; deviceId?: string; reason: string }) => {
+      if (Boolean(o.serial) === Boolean(o.deviceId))
+        throw new LinesignError("USAGE", "Give exactly one of --serial S or --device-id ID.");
+      const reason = parseRevocationReason(o.reason);
+      await withStation(async (s) => {
+        const r = await s.revocation.revoke(
+          o.serial ? { serial: o.serial } : { deviceId: o.deviceId! },
+          reason,
+        );
+        emit(
+          { ok: true, reason, ...r },
+          r.revoked
+            .map((x) => `Revoked ${x.deviceId} (serial ${x.serial}, CA ${x.ca}): ${reason}.`)
+            .join("\n") +
+            "\nIt goes to AWS IoT at the next sync, and into the next CRL (linesign crl --ca LABEL).",
+        );
+      });
+    });
+
+  program
+    .command("crl")
+    .description(
+      "sign the CA's next certificate revocation list in the token (RFC 5280, with reason codes)",
+    )
+    .requiredOption("--ca <label>", "the CA")
+    .option("--out <file>", "write the CRL (PEM) to a file instead of stdout")
+    .option("--days <n>", "until the next update", "7")
+    .action(async (o: { ca: string; out?: string; days: string }) => {
+      await withStation(async (s) => {
+        const r = await s.revocation.crl(o.ca, Number(o.days));
+        if (o.out) {
+          s.home.writeFile(o.out, r.pem, 0o644);
+          emit(
+            {
+              ok: true,
+              out: o.out,
+              ca: r.ca,
+              number: r.number,
+              entries: r.entries,
+              thisUpdate: r.thisUpdate,
+              nextUpdate: r.nextUpdate,
+            },
+            `Wrote CRL number ${r.number} of CA "${r.ca}" (${r.entries} revoked) to ${o.out}; next update ${r.nextUpdate}.`,
+          );
+        } else if (json) emit({ ok: true, ...r }, r.pem);
+        else io.out(r.pem);
+      });
+    });
 
   registerSyncCommands(program, {
     io,

@@ -153,6 +153,11 @@ export interface StationStore {
   caRegistration(caLabel: string, target: string): CaRegistration | null;
   caRegistrations(target?: string): CaRegistration[];
   putCaRegistration(r: CaRegistration): void;
+  insertRevocation(r: RevocationRecord): void;
+  /** Revoked issuances of a CA with why and when, oldest first. */
+  revokedUnder(caLabel: string): { issuance: IssuanceRecord; revocation: RevocationRecord }[];
+  insertCrl(c: CrlRecord): void;
+  lastCrl(caLabel: string): CrlRecord | null;
   insertBundle(b: BundleRecord): void;
   getBundle(id: string): BundleRecord | null;
   markBundleReceipt(id: string, receiptSha256: string, at: string): void;
@@ -241,6 +246,22 @@ export interface CaRegistration {
   mode: "DEFAULT" | "SNI_ONLY";
   remoteStatus: "ACTIVE" | "INACTIVE";
   updatedAt: string;
+}
+
+export interface RevocationRecord {
+  issuanceId: number;
+  reason: string;
+  revokedAt: string;
+  actor: string;
+}
+
+export interface CrlRecord {
+  caLabel: string;
+  number: number;
+  thisUpdate: string;
+  nextUpdate: string;
+  entries: number;
+  der: Uint8Array;
 }
 
 /** An offline bundle the station exported, and the receipt imported for it. */

@@ -554,12 +554,10 @@ describe("AWS IoT sync", () => {
     expect(devices).toHaveLength(before.certs.length + fresh);
     expect(emu.state(B, "ca-central-1").certs).toHaveLength(before.certs.length + fresh);
     // A certificate revoked at the station is revoked at every target where it was registered.
-    const s = es.open();
-    const victim = s.ctx.store.getIssuanceBySerial(
-      uploads().find((u) => u.target === "slow")!.serial,
-    )!;
-    s.ctx.store.setIssuanceState(victim.id, "REVOKED", "key compromise (test)");
-    await s.close();
+    const serial = uploads().find((u) => u.target === "slow")!.serial;
+    const revoked = await run(["revoke", "--serial", serial, "--reason", "keyCompromise"]);
+    expect(revoked.code, revoked.stdout).toBe(0);
+    const victim = { serial };
     const rev = await run(["sync", "--target", "slow"]);
     expect(rev.code, rev.stdout).toBe(0);
     expect(jsonLines(rev.stdout).find((l) => l.kind === "revocation")).toMatchObject({

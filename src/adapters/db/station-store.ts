@@ -27,6 +27,8 @@ import type {
   TargetRecord,
   CaRegistration,
   BundleRecord,
+  RevocationRecord,
+  CrlRecord,
 } from "../../domain/ports.js";
 
 interface UploadRow {
@@ -551,6 +553,70 @@ export class SqliteStationStore implements StationStore {
            updated_at = excluded.updated_at`,
       )
       .run(r);
+  }
+
+  insertRevocation(r: RevocationRecord): void {
+    this.db
+      .prepare(
+        "INSERT INTO revocations (issuance_id, reason, revoked_at, actor) VALUES (@issuanceId, @reason, @revokedAt, @actor)",
+      )
+      .run(r);
+  }
+
+  revokedUnder(caLabel: string): { issuance: IssuanceRecord; revocation: RevocationRecord }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT i.*, r.reason AS r_reason, r.revoked_at AS r_revoked_at, r.actor AS r_actor
+         FROM issuances i JOIN revocations r ON r.issuance_id = i.id
+         WHERE i.ca_label = ? ORDER BY r.revoked_at, i.id`,
+      )
+      .all(caLabel) as (IssuanceRow & {
+      r_reason: string;
+      r_revoked_at: string;
+      r_actor: string;
+    })[];
+    return rows.map((r) => ({
+      issuance: toIssuance(r),
+      revocation: {
+        issuanceId: r.id,
+        reason: r.r_reason,
+        revokedAt: r.r_revoked_at,
+        actor: r.r_actor,
+      },
+    }));
+  }
+
+  insertCrl(c: CrlRecord): void {
+    this.db
+      .prepare(
+        "INSERT INTO crls (ca_label, number, this_update, next_update, entries, der) VALUES (?, ?, ?, ?, ?, ?)",
+      )
+      .run(c.caLabel, c.number, c.thisUpdate, c.nextUpdate, c.entries, Buffer.from(c.der));
+  }
+
+  lastCrl(caLabel: string): CrlRecord | null {
+    const r = this.db
+      .prepare("SELECT * FROM crls WHERE ca_label = ? ORDER BY number DESC LIMIT 1")
+      .get(caLabel) as
+      | {
+          ca_label: string;
+          number: number;
+          this_update: string;
+          next_update: string;
+          entries: number;
+          der: Buffer;
+        }
+      | undefined;
+    return r
+      ? {
+          caLabel: r.ca_label,
+          number: r.number,
+          thisUpdate: r.this_update,
+          nextUpdate: r.next_update,
+          entries: r.entries,
+          der: new Uint8Array(r.der),
+        }
+      : null;
   }
 
   insertBundle(b: BundleRecord): void {

@@ -279,3 +279,10 @@ export async function createStationCertificate(
     crypto,
   );
 }
+
+/** PEM of DER bytes under a label (CERTIFICATE, X509 CRL, ...). */
+export const pemOfDer = (der: Uint8Array, label = "CERTIFICATE"): string =>
+  `-----BEGIN ${label}-----\n${Buffer.from(der)
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")
+    .replace(/\n$/, "")}\n-----END ${label}-----\n`;

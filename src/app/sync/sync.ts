@@ -17,15 +17,12 @@ import {
   type TargetSummary,
 } from "./target-sync.js";
 import { Pacer } from "./pacer.js";
+import { pemOfDer } from "../pki/certificates.js";
+
+export { pemOfDer };
 
 /** Issuance states whose certificates are uploaded: those that left the station. */
 export const UPLOADABLE: IssuanceState[] = ["CONFIRMED", "DELIVERED"];
-
-export const pemOfDer = (der: Uint8Array, label = "CERTIFICATE"): string =>
-  `-----BEGIN ${label}-----\n${Buffer.from(der)
-    .toString("base64")
-    .replace(/(.{64})/g, "$1\n")
-    .replace(/\n$/, "")}\n-----END ${label}-----\n`;
 
 export interface TargetView extends TargetConfig {
   name: string;

@@ -7,6 +7,7 @@ import { migration as m001 } from "./001_event_log_and_cas.js";
 import { migration as m002 } from "./002_pin_guard.js";
 import { migration as m003 } from "./003_issuance.js";
 import { migration as m004 } from "./004_sync.js";
+import { migration as m005 } from "./005_revocation.js";
 
 export interface Migration {
   version: number;
@@ -14,4 +15,4 @@ export interface Migration {
   sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [m001, m002, m003, m004];
+export const MIGRATIONS: readonly Migration[] = [m001, m002, m003, m004, m005];

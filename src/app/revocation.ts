@@ -1,0 +1,165 @@
+/**
+ * Revocation and CRLs. Revoking records why and who, marks the issuance
+ * REVOKED (which queues UpdateCertificate REVOKED at every target where it
+ * was registered), and the next CRL of its CA lists it. CRLs are RFC 5280 v2,
+ * signed by the CA key where it lives, with reason codes, the CA's key
+ * identifier and a CRL number that only grows.
+ */
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { CRLNumber, id_ce_cRLNumber } from "@peculiar/asn1-x509";
+import { x509 } from "./pki/x509.js";
+import { LinesignError } from "../domain/errors.js";
+import type { IssuanceRecord } from "../domain/ports.js";
+import { REVOCATION_REASONS, type RevocationReason } from "../domain/revocation.js";
+import { act, type AppContext } from "./context.js";
+import type { CaService } from "./ca.js";
+import { keyAlgorithm, signingKeyPair } from "./pki/signing-crypto.js";
+import { pemOfDer } from "./pki/certificates.js";
+
+const DAY_MS = 86_400_000;
+
+export interface RevokeResult {
+  revoked: { serial: string; deviceId: string; ca: string }[];
+}
+
+export interface CrlResult {
+  ca: string;
+  number: number;
+  thisUpdate: string;
+  nextUpdate: string;
+  entries: number;
+  pem: string;
+}
+
+export class RevocationService {
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly cas: CaService,
+  ) {}
+
+  /** Revokes one certificate by serial, or every live certificate of a device. */
+  revoke(
+    target: { serial?: string; deviceId?: string },
+    reason: RevocationReason,
+  ): Promise<RevokeResult> {
+    const subject = target.serial ?? target.deviceId ?? null;
+    return act(this.ctx, "issuance.revoke", subject, async () => {
+      let victims: IssuanceRecord[];
+      if (target.serial) {
+        const i = this.ctx.store.getIssuanceBySerial(target.serial.toLowerCase());
+        if (!i)
+          throw new LinesignError(
+            "ISSUANCE_UNKNOWN",
+            `No certificate has serial ${target.serial}.`,
+          );
+        if (i.state === "REVOKED")
+          throw new LinesignError(
+            "ISSUANCE_STATE",
+            `Certificate ${i.serial} (${i.deviceId}) is revoked already.`,
+          );
+        victims = [i];
+      } else if (target.deviceId) {
+        victims = this.ctx.store
+          .queryIssuances({ deviceId: target.deviceId })
+          .filter((i) => i.state !== "REVOKED" && i.state !== "DELIVERY_FAILED");
+        if (victims.length === 0)
+          throw new LinesignError(
+            "ISSUANCE_UNKNOWN",
+            `Device "${target.deviceId}" has no certificate that could be revoked.`,
+          );
+      } else
+        throw new LinesignError("USAGE", "Name the certificate: --serial S or --device-id ID.");
+      const at = this.ctx.clock.now().toISOString();
+      this.ctx.store.transaction(() => {
+        for (const i of victims) {
+          this.ctx.store.setIssuanceState(i.id, "REVOKED", reason);
+          this.ctx.store.insertRevocation({
+            issuanceId: i.id,
+            reason,
+            revokedAt: at,
+            actor: this.ctx.actor,
+          });
+          this.ctx.store.appendEvent({
+            actor: this.ctx.actor,
+            action: "issuance.revoke",
+            subject: i.deviceId,
+            outcome: "ok",
+            details: {
+              issuance: i.id,
+              serial: i.serial,
+              ca: i.caLabel,
+              reason,
+              previousState: i.state,
+            },
+          });
+        }
+      });
+      return {
+        revoked: victims.map((i) => ({ serial: i.serial, deviceId: i.deviceId, ca: i.caLabel })),
+      };
+    });
+  }
+
+  /** Signs the CA's next CRL in the token (every certificate it issued that is revoked). */
+  crl(caLabel: string, days = 7): Promise<CrlResult> {
+    return act(this.ctx, "ca.crl", caLabel, async () => {
+      if (!Number.isInteger(days) || days < 1 || days > 366)
+        throw new LinesignError("USAGE", "--days must be a whole number from 1 to 366.");
+      const ca = this.cas.get(caLabel);
+      if (!ca.certDer)
+        throw new LinesignError("CA_NO_CERTIFICATE", `CA "${caLabel}" has no certificate yet.`);
+      const caCert = new x509.X509Certificate(ca.certDer);
+      const signer = await this.cas.signerFor(ca);
+      const { crypto, privateKey } = await signingKeyPair(signer);
+      const number = (this.ctx.store.lastCrl(caLabel)?.number ?? 0) + 1;
+      const now = this.ctx.clock.now();
+      const nextUpdate = new Date(now.getTime() + days * DAY_MS);
+      const revoked = this.ctx.store.revokedUnder(caLabel);
+      const crl = await x509.X509CrlGenerator.create(
+        {
+          issuer: caCert.subjectName,
+          thisUpdate: now,
+          nextUpdate,
+          entries: revoked.map(({ issuance, revocation }) => ({
+            serialNumber: issuance.serial,
+            revocationDate: new Date(revocation.revokedAt),
+            reason: REVOCATION_REASONS[revocation.reason as RevocationReason] ?? 0,
+          })),
+          signingAlgorithm: keyAlgorithm(signer),
+          signingKey: privateKey,
+          extensions: [
+            await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto),
+            new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(number))),
+          ],
+        },
+        crypto,
+      );
+      const der = new Uint8Array(crl.rawData);
+      this.ctx.store.transaction(() => {
+        this.ctx.store.insertCrl({
+          caLabel,
+          number,
+          thisUpdate: now.toISOString(),
+          nextUpdate: nextUpdate.toISOString(),
+          entries: revoked.length,
+          der,
+        });
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: "ca.crl",
+          subject: caLabel,
+          outcome: "ok",
+          details: { number, entries: revoked.length, nextUpdate: nextUpdate.toISOString() },
+        });
+      });
+      return {
+        ca: caLabel,
+        number,
+        thisUpdate: now.toISOString(),
+        nextUpdate: nextUpdate.toISOString(),
+        entries: revoked.length,
+        pem: pemOfDer(der, "X509 CRL"),
+      };
+    });
+  }
+}
