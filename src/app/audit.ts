@@ -30,7 +30,8 @@ function describe(p: AuditProblem): string {
   return p.kind === "checkpoint" || p.kind === "truncated" ? p.why : describeBreak(p);
 }
 
-async function verifySignature(
+/** ECDSA P-256 / SHA-256 check of a checkpoint signature (WebCrypto form). */
+export async function verifySignature(
   spki: Uint8Array,
   message: Uint8Array,
   signature: Uint8Array,

@@ -17,6 +17,7 @@ import { runBench } from "./bench.js";
 import { describeLineEvent, registerLineCommands } from "./line.js";
 import { runDemoLine } from "./demo.js";
 import { registerSyncCommands } from "./sync.js";
+import { exportAudit, verifyAuditBundle, type AuditBundle } from "../app/audit-export.js";
 import { basename } from "node:path";
 import {
   formatAuditTable,
@@ -25,6 +26,7 @@ import {
   isoTime,
   pemCertificate,
   toCsv,
+  eventsCsv,
   writeOutput,
 } from "./output.js";
 
@@ -498,12 +500,72 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     );
   audit
     .command("verify")
-    .description("check the event log's hash chain; exits 1 naming the first bad entry")
-    .action(async () => {
+    .description(
+      "check the event log's hash chain (or, with --bundle, an exported log on any machine); exits 1 naming the first bad entry",
+    )
+    .option("--bundle <file>", "an export from 'linesign audit export' (no HSM or station needed)")
+    .option("--trust <cert>", "with --bundle: the station certificate, to pin the audit key")
+    .addOption(
+      new Option("--format <format>", "with --bundle: text, json, or the events as csv")
+        .choices(["text", "json", "csv"])
+        .default("text"),
+    )
+    .action(async (o: { bundle?: string; trust?: string; format: string }) => {
+      if (o.bundle) {
+        const bytes = readInput(o.bundle, "the audit export");
+        const trust = o.trust
+          ? Buffer.from(readInput(o.trust, "the station certificate")).toString("utf8")
+          : undefined;
+        const verdict = await verifyAuditBundle(bytes, trust);
+        if (o.format === "csv") {
+          const events = (JSON.parse(Buffer.from(bytes).toString("utf8")) as AuditBundle).events;
+          io.out(eventsCsv(events));
+        } else if (json || o.format === "json") io.out(JSON.stringify(verdict) + "\n");
+        else {
+          const c = verdict.counts;
+          io.out(
+            [
+              verdict.message,
+              `  issued ${c.issued}, confirmed ${c.confirmed}, unconfirmed ${c.unconfirmed}, revoked ${c.revoked}`,
+              `  rejected: ${
+                Object.entries(c.rejectedByReason)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join(", ") || "none"
+              }`,
+              ...c.unconfirmedList.map(
+                (u) => `  unconfirmed: ${u.deviceId} serial ${u.serial} (${u.state})`,
+              ),
+            ].join("\n") + "\n",
+          );
+        }
+        if (!verdict.ok) exitCode = 1;
+        return;
+      }
       await withStation(async (s) => {
         const verdict = await s.audit.verify();
         emit({ ...verdict }, verdict.message);
         if (!verdict.ok) exitCode = 1;
+      });
+    });
+  audit
+    .command("export")
+    .description(
+      "write the whole log (rejections included), checkpoints, CA certificates, audit key and CRLs for an auditor",
+    )
+    .requiredOption("--out <file>", "the export file")
+    .action(async (o: { out: string }) => {
+      await withStation(async (s) => {
+        const bundle = await exportAudit(s.ctx, s.checkpointer);
+        s.home.writeFile(o.out, JSON.stringify(bundle) + "\n", 0o644);
+        emit(
+          {
+            ok: true,
+            out: o.out,
+            events: bundle.events.length,
+            checkpoints: bundle.checkpoints.length,
+          },
+          `Wrote ${bundle.events.length} entries and ${bundle.checkpoints.length} checkpoints to ${o.out}.\nAnywhere: linesign audit verify --bundle ${o.out} --trust STATION_CERT.pem`,
+        );
       });
     });
 

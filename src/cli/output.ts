@@ -1,4 +1,5 @@
 /** Human and JSON renderings of command results. */
+import type { EventRecord } from "../domain/event-log.js";
 import { AUDIT_LOG_COLUMNS, type AuditLogRow } from "../app/audit.js";
 import type { CaView } from "../app/ca.js";
 import { LinesignError } from "../domain/errors.js";
@@ -103,4 +104,27 @@ export function formatAuditTable(rows: AuditLogRow[]): string {
     ]);
   }
   return table(t);
+}
+
+/** The event log as CSV, one row per entry (details as JSON). */
+export function eventsCsv(events: EventRecord[]): string {
+  const cell = (v: unknown): string => {
+    const t = v === null || v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v);
+    return /[",\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+  };
+  const cols = [
+    "seq",
+    "ts",
+    "actor",
+    "action",
+    "subject",
+    "outcome",
+    "code",
+    "message",
+    "details",
+    "hash",
+  ] as const;
+  return (
+    [cols.join(","), ...events.map((e) => cols.map((c) => cell(e[c])).join(","))].join("\n") + "\n"
+  );
 }

@@ -158,6 +158,8 @@ export interface StationStore {
   revokedUnder(caLabel: string): { issuance: IssuanceRecord; revocation: RevocationRecord }[];
   insertCrl(c: CrlRecord): void;
   lastCrl(caLabel: string): CrlRecord | null;
+  /** Every CRL the station signed, by CA and number. */
+  crls(): CrlRecord[];
   insertBundle(b: BundleRecord): void;
   getBundle(id: string): BundleRecord | null;
   markBundleReceipt(id: string, receiptSha256: string, at: string): void;

@@ -594,6 +594,35 @@ export class SqliteStationStore implements StationStore {
       .run(c.caLabel, c.number, c.thisUpdate, c.nextUpdate, c.entries, Buffer.from(c.der));
   }
 
+  crls(): CrlRecord[] {
+    const rows = this.db.prepare("SELECT ca_label FROM crls GROUP BY ca_label").all() as {
+      ca_label: string;
+    }[];
+    const out: CrlRecord[] = [];
+    for (const { ca_label } of rows) {
+      const all = this.db
+        .prepare("SELECT * FROM crls WHERE ca_label = ? ORDER BY number")
+        .all(ca_label) as {
+        ca_label: string;
+        number: number;
+        this_update: string;
+        next_update: string;
+        entries: number;
+        der: Buffer;
+      }[];
+      for (const r of all)
+        out.push({
+          caLabel: r.ca_label,
+          number: r.number,
+          thisUpdate: r.this_update,
+          nextUpdate: r.next_update,
+          entries: r.entries,
+          der: new Uint8Array(r.der),
+        });
+    }
+    return out;
+  }
+
   lastCrl(caLabel: string): CrlRecord | null {
     const r = this.db
       .prepare("SELECT * FROM crls WHERE ca_label = ? ORDER BY number DESC LIMIT 1")
