@@ -32,6 +32,7 @@ import type { SerialPorts } from "./domain/ports.js";
 import { NodeSerialPorts } from "./adapters/serial/serial-ports.js";
 import { SyncService } from "./app/sync/sync.js";
 import { RevocationService } from "./app/revocation.js";
+import { DEV_WORK_ORDER, WorkOrderService } from "./app/work-orders.js";
 import type { SyncItemEvent } from "./app/sync/target-sync.js";
 import { manifestSha256Of, uploadBundle, verifyBundle, type Receipt } from "./app/sync/bundle.js";
 import { sdkIotGateway } from "./adapters/aws-iot/gateway.js";
@@ -89,6 +90,7 @@ export interface Station {
   sync: SyncService;
   /** Revocation and CRLs. */
   revocation: RevocationService;
+  workOrders: WorkOrderService;
   /** The serial line over the given ports (defaults from station.json's "line"). */
   line(opts: Partial<LineOptions>): Line;
   status(): StationStatus;
@@ -190,6 +192,7 @@ function buildStation(
     workers > 0 ? new WorkerPreparer(workers) : new InlinePreparer(),
   );
   const serialPorts = new NodeSerialPorts(logger);
+  const workOrders = new WorkOrderService(ctx, () => Object.keys(config.profiles));
   return {
     home,
     config,
@@ -197,16 +200,25 @@ function buildStation(
     serialPorts,
     sync: new SyncService(ctx, ca, sdkIotGateway),
     revocation: new RevocationService(ctx, ca),
-    line: (o) =>
-      new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
+    workOrders,
+    line: (o) => {
+      // The line runs only against an open work order, and with its profile.
+      const wo = workOrders.forLine(o.workOrder ?? undefined);
+      if (o.profile && o.profile !== wo.profile)
+        throw new LinesignError(
+          "USAGE",
+          `Work order ${wo.id} is for profile "${wo.profile}"; leave out --profile or choose another work order.`,
+        );
+      return new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
         ports: o.ports?.length ? o.ports : [...config.line.ports],
         baudRate: o.baudRate ?? config.line.baudRate,
         timeouts: o.timeouts ?? config.line.timeouts,
-        ...(o.profile !== undefined ? { profile: o.profile } : {}),
+        profile: wo.profile,
+        workOrder: wo.id,
         ...(o.count !== undefined ? { count: o.count } : {}),
-        ...(o.workOrder !== undefined ? { workOrder: o.workOrder } : {}),
         ...(o.rearmPollMs !== undefined ? { rearmPollMs: o.rearmPollMs } : {}),
-      }),
+      });
+    },
     ca,
     audit: new AuditService(ctx, checkpointer),
     tokens: new TokenService(ctx),
@@ -358,6 +370,14 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
         userPin: env.LINESIGN_USER_PIN ?? DEV_DEFAULTS.userPin,
         devRootKeyPath: home.devRootKeyPath,
       });
+      if (!station.ctx.store.getWorkOrder(DEV_WORK_ORDER) && station.config.profiles.default) {
+        await station.workOrders.create({
+          id: DEV_WORK_ORDER,
+          profile: "default",
+          quantity: 10_000_000,
+        });
+        dev.created.push(`work order ${DEV_WORK_ORDER} (profile default, open-ended)`);
+      }
       if (addedProfile) {
         dev.created.push('profile "default" (on dev-ica)');
         station.ctx.store.appendEvent({

@@ -10,6 +10,7 @@
  */
 import { LinesignError, outcomeOf, toLinesignError, type ErrorCode } from "../domain/errors.js";
 import type { Profile } from "../domain/profile.js";
+import { checkWorkOrder, workOrderExhausted } from "../domain/work-order.js";
 import type { CaRecord, IssuanceRecord, IssuanceState, Signer } from "../domain/ports.js";
 import { act, type AppContext } from "./context.js";
 import type { CaService } from "./ca.js";
@@ -112,11 +113,19 @@ export class IssuanceEngine {
   }
 
   private async issueCounted(req: IssueRequest, timings?: StageTimings): Promise<Issued> {
-    const profileName = req.profile ?? this.defaultProfile;
+    const wo = req.workOrder ? this.ctx.store.getWorkOrder(req.workOrder) : null;
+    const profileName = req.profile ?? wo?.profile ?? this.defaultProfile;
     let csrSha256: string | null = null;
     let deviceId: string | null = req.deviceId ?? null;
     let job: PreparedJob | null = null;
     try {
+      if (req.workOrder && !wo)
+        throw new LinesignError("WORK_ORDER_UNKNOWN", `No work order has id ${req.workOrder}.`);
+      if (wo && wo.profile !== profileName)
+        throw new LinesignError(
+          "USAGE",
+          `Work order ${wo.id} is for profile "${wo.profile}", not "${profileName}".`,
+        );
       const profile = this.profile(profileName);
       const caRecord = this.ctx.store.getCa(profile.ca);
       const nowDate = this.ctx.clock.now();
@@ -171,6 +180,14 @@ export class IssuanceEngine {
         job = null;
         return await this.redeliver(prior, prep.deviceId, profileName, req);
       }
+      if (wo) {
+        checkWorkOrder(wo, prep.deviceId, nowDate);
+        if (
+          !this.ctx.store.workOrderHasDevice(wo.id, prep.deviceId) &&
+          this.ctx.store.countIssuedFor(wo.id) >= wo.quantity
+        )
+          throw workOrderExhausted(wo);
+      }
       const live = this.ctx.store.liveIssuanceForDevice(prep.deviceId);
       this.checkLive(live, profile, prep.deviceId);
       const ca = this.issuingCa(profile, caRecord);
@@ -216,6 +233,13 @@ export class IssuanceEngine {
         // Re-checked inside the transaction: another port may have committed meanwhile.
         const racedKey = this.ctx.store.findIssuanceBySpki(record.spkiSha256);
         if (racedKey) throw this.keyReused(racedKey);
+        // Ports finishing at the same moment must not overrun the work order.
+        if (
+          wo &&
+          !this.ctx.store.workOrderHasDevice(wo.id, record.deviceId) &&
+          this.ctx.store.countIssuedFor(wo.id) >= wo.quantity
+        )
+          throw workOrderExhausted(wo);
         const racedLive = this.ctx.store.liveIssuanceForDevice(record.deviceId);
         this.checkLive(racedLive, profile, record.deviceId);
         if (racedLive) {

@@ -75,72 +75,84 @@ export function registerLineCommands(program: Command, d: LineCliDeps): void {
       "serial port (repeat for gang provisioning; default: line.ports in station.json)",
       (v: string, prev: string[] = []) => [...prev, v],
     )
-    .option("--profile <name>", "certificate profile (default: the station's default)")
+    .option("--work-order <id>", "the open work order to provision (default: the only open one)")
+    .option("--profile <name>", "must be the work order's profile when given")
     .option("--count <n>", "stop after this many devices (any outcome)")
     .option("--baud <rate>", "baud rate (default: line.baudRate in station.json, 115200)")
-    .action(async (o: { port?: string[]; profile?: string; count?: string; baud?: string }) => {
-      const count = o.count === undefined ? undefined : Number(o.count);
-      if (count !== undefined && (!Number.isInteger(count) || count < 1))
-        throw new LinesignError("USAGE", "--count must be a whole number of at least 1.");
-      const baud = o.baud === undefined ? undefined : Number(o.baud);
-      if (baud !== undefined && (!Number.isInteger(baud) || baud < 300))
-        throw new LinesignError("USAGE", "--baud must be a whole number of at least 300.");
-      await d.withStation(async (s) => {
-        const run = s.line({
-          ports: o.port ?? [],
-          ...(o.profile ? { profile: o.profile } : {}),
-          ...(count ? { count } : {}),
-          ...(baud ? { baudRate: baud } : {}),
+    .action(
+      async (o: {
+        port?: string[];
+        workOrder?: string;
+        profile?: string;
+        count?: string;
+        baud?: string;
+      }) => {
+        const count = o.count === undefined ? undefined : Number(o.count);
+        if (count !== undefined && (!Number.isInteger(count) || count < 1))
+          throw new LinesignError("USAGE", "--count must be a whole number of at least 1.");
+        const baud = o.baud === undefined ? undefined : Number(o.baud);
+        if (baud !== undefined && (!Number.isInteger(baud) || baud < 300))
+          throw new LinesignError("USAGE", "--baud must be a whole number of at least 300.");
+        await d.withStation(async (s) => {
+          const run = s.line({
+            ports: o.port ?? [],
+            ...(o.workOrder ? { workOrder: o.workOrder } : {}),
+            ...(o.profile ? { profile: o.profile } : {}),
+            ...(count ? { count } : {}),
+            ...(baud ? { baudRate: baud } : {}),
+          });
+          const json = d.json();
+          const status = new Map<string, string>();
+          let drawn = 0;
+          const redraw = (): void => {
+            const lines = [...status].map(([p, t]) => `${p.padEnd(20)} ${t}`);
+            d.io.out(
+              `${drawn ? `\x1b[${drawn}A` : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`,
+            );
+            drawn = lines.length;
+          };
+          run.onEvent((e) => {
+            if (json) {
+              d.io.out(JSON.stringify({ at: new Date().toISOString(), ...e }) + "\n");
+              return;
+            }
+            const text = describeLineEvent(e);
+            if (d.liveTerminal) {
+              status.set(e.port, text);
+              redraw();
+            } else {
+              d.io.out(`${e.port}  ${text}\n`);
+            }
+          });
+          let interrupts = 0;
+          const onSigint = (): void => {
+            interrupts++;
+            if (interrupts === 1) {
+              if (!json)
+                d.io.err(
+                  "Stopping: no new devices; finishing the ones in flight (Ctrl-C again to abandon them).\n",
+                );
+              void run.stop();
+            } else {
+              // Abandoned exchanges are safe: every certificate was recorded before it left.
+              process.exit(130);
+            }
+          };
+          process.on("SIGINT", onSigint);
+          process.on("SIGTERM", onSigint);
+          try {
+            run.start();
+            const summary = await run.finished();
+            if (json) d.io.out(JSON.stringify({ event: "summary", ok: true, ...summary }) + "\n");
+            else d.io.out(summaryText(summary) + "\n");
+            if (summary.failed > 0) d.setExitCode(1);
+          } finally {
+            process.off("SIGINT", onSigint);
+            process.off("SIGTERM", onSigint);
+          }
         });
-        const json = d.json();
-        const status = new Map<string, string>();
-        let drawn = 0;
-        const redraw = (): void => {
-          const lines = [...status].map(([p, t]) => `${p.padEnd(20)} ${t}`);
-          d.io.out(`${drawn ? `\x1b[${drawn}A` : ""}${lines.map((l) => `\x1b[2K${l}\n`).join("")}`);
-          drawn = lines.length;
-        };
-        run.onEvent((e) => {
-          if (json) {
-            d.io.out(JSON.stringify({ at: new Date().toISOString(), ...e }) + "\n");
-            return;
-          }
-          const text = describeLineEvent(e);
-          if (d.liveTerminal) {
-            status.set(e.port, text);
-            redraw();
-          } else {
-            d.io.out(`${e.port}  ${text}\n`);
-          }
-        });
-        let interrupts = 0;
-        const onSigint = (): void => {
-          interrupts++;
-          if (interrupts === 1) {
-            if (!json)
-              d.io.err(
-                "Stopping: no new devices; finishing the ones in flight (Ctrl-C again to abandon them).\n",
-              );
-            void run.stop();
-          } else {
-            // Abandoned exchanges are safe: every certificate was recorded before it left.
-            process.exit(130);
-          }
-        };
-        process.on("SIGINT", onSigint);
-        process.on("SIGTERM", onSigint);
-        try {
-          run.start();
-          const summary = await run.finished();
-          if (json) d.io.out(JSON.stringify({ event: "summary", ok: true, ...summary }) + "\n");
-          else d.io.out(summaryText(summary) + "\n");
-          if (summary.failed > 0) d.setExitCode(1);
-        } finally {
-          process.off("SIGINT", onSigint);
-          process.off("SIGTERM", onSigint);
-        }
-      });
-    });
+      },
+    );
 
   line
     .command("ports")

@@ -53,6 +53,12 @@ export const ERROR_CODES = [
   "ISSUANCE_UNKNOWN",
   "ISSUANCE_STATE",
   "CONFIRMATION_MISMATCH",
+  "WORK_ORDER_UNKNOWN",
+  "WORK_ORDER_CLOSED",
+  "WORK_ORDER_WINDOW",
+  "WORK_ORDER_DEVICE",
+  "WORK_ORDER_EXHAUSTED",
+  "WORK_ORDER_REQUIRED",
   // the serial line
   "SERIAL_PORT_NOT_FOUND",
   "SERIAL_PORT_UNAVAILABLE",
@@ -187,6 +193,12 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "ISSUANCE_UNKNOWN":
     case "ISSUANCE_STATE":
     case "CONFIRMATION_MISMATCH":
+    case "WORK_ORDER_UNKNOWN":
+    case "WORK_ORDER_CLOSED":
+    case "WORK_ORDER_WINDOW":
+    case "WORK_ORDER_DEVICE":
+    case "WORK_ORDER_EXHAUSTED":
+    case "WORK_ORDER_REQUIRED":
     case "SERIAL_PORT_NOT_FOUND":
     case "SERIAL_TIMEOUT":
     case "SERIAL_PROTOCOL":

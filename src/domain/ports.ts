@@ -5,6 +5,7 @@
 import type { EventInput, EventRecord } from "./event-log.js";
 import type { KeyType } from "./keys.js";
 import type { DecodeEvent } from "./serial/frame.js";
+import type { WorkOrder } from "./work-order.js";
 
 /** A token seen through the PKCS#11 module. */
 export interface TokenInfo {
@@ -160,6 +161,13 @@ export interface StationStore {
   lastCrl(caLabel: string): CrlRecord | null;
   /** Every CRL the station signed, by CA and number. */
   crls(): CrlRecord[];
+  insertWorkOrder(w: WorkOrder): void;
+  getWorkOrder(id: string): WorkOrder | null;
+  listWorkOrders(): WorkOrder[];
+  setWorkOrderStatus(id: string, status: WorkOrder["status"]): void;
+  /** Devices that got a certificate under a work order (a re-issued device counts once). */
+  countIssuedFor(workOrder: string): number;
+  workOrderHasDevice(workOrder: string, deviceId: string): boolean;
   insertBundle(b: BundleRecord): void;
   getBundle(id: string): BundleRecord | null;
   markBundleReceipt(id: string, receiptSha256: string, at: string): void;

@@ -362,6 +362,49 @@ describe("serial line", () => {
     expect(issuances(st).some((r) => r.deviceId === "inflight-0002")).toBe(false);
   });
 
+  it("provisions against the named work order and refuses devices beyond its quantity", async () => {
+    const created = st.run([
+      "work-order",
+      "create",
+      "--id",
+      "lot-7",
+      "--profile",
+      "default",
+      "--quantity",
+      "2",
+      "--pattern",
+      "lot7-.*",
+      "--json",
+    ]);
+    expect(created.code, created.stdout).toBe(0);
+    const a = await pair("wo");
+    // Two work orders are open now: the line must be told which.
+    const ambiguous = st.run(["line", "run", "--port", a.station, "--json"]);
+    expect(ambiguous.json.error).toMatchObject({ code: "WORK_ORDER_REQUIRED" });
+    const line = startLine(st, [a.station], ["--work-order", "lot-7", "--count", "3"]);
+    const sim = await runSim([
+      "--port",
+      a.device,
+      "--device-id",
+      "lot7",
+      "--count",
+      "3",
+      "--baud",
+      "921600",
+      "--root",
+      chain.chain,
+      "--store",
+      join(dir, "store-wo"),
+    ]);
+    expect(sim.results.map((r) => r.ok)).toEqual([true, true, false]);
+    await line.exited;
+    const failed = line.lines.all.find((e) => e.event === "device.failed")!;
+    expect(failed).toMatchObject({ code: "WORK_ORDER_EXHAUSTED", deviceId: "lot7-0003" });
+    expect(String(failed.message)).toContain("open a new work order");
+    expect(issuances(st).filter((r) => r.deviceId.startsWith("lot7-"))).toHaveLength(2);
+    expect(st.run(["work-order", "close", "--id", "lot-7"]).code).toBe(0);
+  });
+
   it("says clearly that port discovery is unavailable, and how to name ports", () => {
     const r = st.run(["line", "ports", "--json"]);
     if (r.json.ok) {

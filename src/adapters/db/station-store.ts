@@ -11,6 +11,7 @@ import {
 } from "../../domain/event-log.js";
 import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
+import type { WorkOrder } from "../../domain/work-order.js";
 import type {
   AuditQuery,
   CaKind,
@@ -30,6 +31,32 @@ import type {
   RevocationRecord,
   CrlRecord,
 } from "../../domain/ports.js";
+
+interface WorkOrderRow {
+  id: string;
+  profile: string;
+  quantity: number;
+  pattern: string | null;
+  devices: string | null;
+  not_before: string | null;
+  not_after: string | null;
+  status: WorkOrder["status"];
+  created_by: string;
+  created_at: string;
+}
+
+const toWorkOrder = (r: WorkOrderRow): WorkOrder => ({
+  id: r.id,
+  profile: r.profile,
+  quantity: r.quantity,
+  pattern: r.pattern,
+  devices: r.devices ? (JSON.parse(r.devices) as string[]) : null,
+  notBefore: r.not_before,
+  notAfter: r.not_after,
+  status: r.status,
+  createdBy: r.created_by,
+  createdAt: r.created_at,
+});
 
 interface UploadRow {
   issuance_id: number;
@@ -646,6 +673,55 @@ export class SqliteStationStore implements StationStore {
           der: new Uint8Array(r.der),
         }
       : null;
+  }
+
+  insertWorkOrder(w: WorkOrder): void {
+    try {
+      this.db
+        .prepare(
+          `INSERT INTO work_orders (id, profile, quantity, pattern, devices, not_before, not_after, status, created_by, created_at)
+           VALUES (@id, @profile, @quantity, @pattern, @devices, @notBefore, @notAfter, @status, @createdBy, @createdAt)`,
+        )
+        .run({ ...w, devices: w.devices ? JSON.stringify(w.devices) : null });
+    } catch (cause) {
+      if (String(cause).includes("UNIQUE"))
+        throw new LinesignError("USAGE", `Work order ${w.id} exists already: choose another id.`, {
+          cause,
+        });
+      throw cause;
+    }
+  }
+
+  getWorkOrder(id: string): WorkOrder | null {
+    const r = this.db.prepare("SELECT * FROM work_orders WHERE id = ?").get(id) as
+      WorkOrderRow | undefined;
+    return r ? toWorkOrder(r) : null;
+  }
+
+  listWorkOrders(): WorkOrder[] {
+    return (
+      this.db.prepare("SELECT * FROM work_orders ORDER BY created_at, id").all() as WorkOrderRow[]
+    ).map(toWorkOrder);
+  }
+
+  setWorkOrderStatus(id: string, status: WorkOrder["status"]): void {
+    this.db.prepare("UPDATE work_orders SET status = ? WHERE id = ?").run(status, id);
+  }
+
+  countIssuedFor(workOrder: string): number {
+    return (
+      this.db
+        .prepare("SELECT COUNT(DISTINCT device_id) AS n FROM issuances WHERE work_order = ?")
+        .get(workOrder) as { n: number }
+    ).n;
+  }
+
+  workOrderHasDevice(workOrder: string, deviceId: string): boolean {
+    return (
+      this.db
+        .prepare("SELECT 1 FROM issuances WHERE work_order = ? AND device_id = ? LIMIT 1")
+        .get(workOrder, deviceId) !== undefined
+    );
   }
 
   insertBundle(b: BundleRecord): void {

@@ -381,6 +381,11 @@ export function wireCodeOf(code: ErrorCode): number {
     case "DEVICE_ALREADY_ISSUED":
     case "CONFIRMATION_MISMATCH":
       return WIRE_ERRORS[code];
+    case "WORK_ORDER_DEVICE":
+    case "WORK_ORDER_EXHAUSTED":
+    case "WORK_ORDER_CLOSED":
+    case "WORK_ORDER_WINDOW":
+      return WIRE_ERRORS.REFUSED;
     default:
       return WIRE_ERRORS.STATION_FAULT;
   }
