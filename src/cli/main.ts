@@ -18,6 +18,7 @@ import { describeLineEvent, registerLineCommands } from "./line.js";
 import { runDemoLine } from "./demo.js";
 import { registerSyncCommands } from "./sync.js";
 import { exportAudit, verifyAuditBundle, type AuditBundle } from "../app/audit-export.js";
+import { buildReport, type ReportGroup } from "../app/report.js";
 import { basename } from "node:path";
 import {
   formatAuditTable,
@@ -545,6 +546,49 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
         const verdict = await s.audit.verify();
         emit({ ...verdict }, verdict.message);
         if (!verdict.ok) exitCode = 1;
+      });
+    });
+  audit
+    .command("report")
+    .description(
+      "per work order, operator and port: issued, confirmed, unconfirmed (listed), rejected by reason, re-issued, revoked, uploaded per target",
+    )
+    .option("--since <time>", "from this time (ISO 8601)")
+    .option("--until <time>", "before this time (ISO 8601)")
+    .action(async (o: { since?: string; until?: string }) => {
+      await withStation(async (s) => {
+        const r = buildReport(s.ctx, {
+          since: isoTime(o.since, "--since"),
+          until: isoTime(o.until, "--until"),
+        });
+        const line = (name: string, g: ReportGroup) =>
+          `  ${name.padEnd(28)} issued ${g.issued}, confirmed ${g.confirmed}, unconfirmed ${g.unconfirmed}, re-issued ${g.reissued}, revoked ${g.revoked}` +
+          (Object.keys(g.rejected).length
+            ? `; rejected ${Object.entries(g.rejected)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(", ")}`
+            : "") +
+          (Object.keys(g.uploaded).length
+            ? `; uploaded ${Object.entries(g.uploaded)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(", ")}`
+            : "");
+        const text = [
+          line("all", r.totals),
+          "By work order:",
+          ...Object.entries(r.byWorkOrder).map(([k, g]) => line(k, g)),
+          "By operator:",
+          ...Object.entries(r.byOperator).map(([k, g]) => line(k, g)),
+          "By port:",
+          ...Object.entries(r.byPort).map(([k, g]) => line(k, g)),
+          r.unconfirmed.length
+            ? "Delivered but never confirmed (possibly on a device without confirmation):"
+            : "Every certificate that left was confirmed.",
+          ...r.unconfirmed.map(
+            (u) => `  ${u.deviceId}  serial ${u.serial}  ${u.state}  ${u.origin}  ${u.at}`,
+          ),
+        ].join("\n");
+        emit({ ok: true, ...r }, text);
       });
     });
   audit

@@ -3,6 +3,7 @@ import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
 import { isLinesignError } from "../../../src/domain/errors.js";
 import type { Station } from "../../../src/compose.js";
 import { engineStation } from "../../helpers/engine.js";
+import { buildReport } from "../../../src/app/report.js";
 
 const csr = (id: string) => makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", id]] });
 
@@ -93,5 +94,29 @@ describe("work orders", () => {
     for (const w of s.workOrders.list().filter((x) => x.status === "open"))
       await s.workOrders.close(w.id);
     expect(() => s.line({ ports: ["/dev/null"] })).toThrow(/work-order create/);
+  });
+  it("reports per work order, operator and port, listing certificates that left unconfirmed", async () => {
+    const q3 = s.ctx.store.queryIssuances({}).filter((i) => i.workOrder === "q3");
+    await s.issuance.markDelivered(q3[0]!.id);
+    await s.issuance.confirm(q3[1]!.id, q3[1]!.fingerprint);
+    const r = buildReport(s.ctx, {});
+    expect(r.byWorkOrder.q3).toMatchObject({
+      issued: 3,
+      confirmed: 1,
+      unconfirmed: 2,
+      rejected: { WORK_ORDER_EXHAUSTED: 7 },
+    });
+    expect(r.byWorkOrder.manual).toMatchObject({ issued: 1 });
+    const ports = Object.entries(r.byPort).filter(([k]) => /^serial:p\d$/.test(k));
+    expect(ports).toHaveLength(10);
+    expect(ports.reduce((n, [, g]) => n + g.issued, 0)).toBe(3);
+    expect(ports.reduce((n, [, g]) => n + (g.rejected.WORK_ORDER_EXHAUSTED ?? 0), 0)).toBe(7);
+    expect(r.totals.issued).toBe(5);
+    expect(r.unconfirmed.map((u) => u.serial)).toContain(q3[0]!.serial);
+    expect(r.unconfirmed.find((u) => u.serial === q3[0]!.serial)).toMatchObject({
+      state: "DELIVERED",
+      workOrder: "q3",
+    });
+    expect(Object.keys(r.byOperator)).toHaveLength(1);
   });
 });

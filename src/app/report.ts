@@ -1,0 +1,97 @@
+/**
+ * `linesign audit report`: for officers, per work order, per operator and per
+ * port: issued, confirmed, delivered but unconfirmed (listed: certificates
+ * possibly in the wild without confirmation), rejected by reason, re-issued,
+ * revoked, and uploaded per target.
+ */
+import type { AuditQuery, IssuanceRecord } from "../domain/ports.js";
+import type { AppContext } from "./context.js";
+
+export interface ReportGroup {
+  issued: number;
+  confirmed: number;
+  unconfirmed: number;
+  rejected: Record<string, number>;
+  reissued: number;
+  revoked: number;
+  uploaded: Record<string, number>;
+}
+
+export interface Report {
+  since: string | null;
+  until: string | null;
+  totals: ReportGroup;
+  byWorkOrder: Record<string, ReportGroup>;
+  byOperator: Record<string, ReportGroup>;
+  byPort: Record<string, ReportGroup>;
+  /** Delivered (or issued) and never confirmed: possibly on a device without confirmation. */
+  unconfirmed: {
+    serial: string;
+    deviceId: string;
+    state: string;
+    origin: string;
+    workOrder: string | null;
+    at: string;
+  }[];
+}
+
+const empty = (): ReportGroup => ({
+  issued: 0,
+  confirmed: 0,
+  unconfirmed: 0,
+  rejected: {},
+  reissued: 0,
+  revoked: 0,
+  uploaded: {},
+});
+
+export function buildReport(ctx: AppContext, q: AuditQuery): Report {
+  const report: Report = {
+    since: q.since ?? null,
+    until: q.until ?? null,
+    totals: empty(),
+    byWorkOrder: {},
+    byOperator: {},
+    byPort: {},
+    unconfirmed: [],
+  };
+  const targets = ctx.store.listTargets().map((t) => t.name);
+  const uploadedAt = new Map<number, string[]>();
+  for (const t of targets)
+    for (const u of ctx.store.uploads(t))
+      if (u.state === "done" || u.state === "revoked")
+        uploadedAt.set(u.issuanceId, [...(uploadedAt.get(u.issuanceId) ?? []), t]);
+  const groups = (wo: string | null, operator: string, origin: string): ReportGroup[] => {
+    const g = (m: Record<string, ReportGroup>, k: string) => (m[k] ??= empty());
+    return [
+      report.totals,
+      g(report.byWorkOrder, wo ?? "manual"),
+      g(report.byOperator, operator),
+      g(report.byPort, origin),
+    ];
+  };
+  const count = (i: IssuanceRecord) => {
+    for (const g of groups(i.workOrder, i.operator, i.origin)) {
+      g.issued++;
+      if (i.state === "CONFIRMED") g.confirmed++;
+      if (i.state === "ISSUED" || i.state === "DELIVERED") g.unconfirmed++;
+      if (i.supersedes !== null) g.reissued++;
+      if (i.state === "REVOKED") g.revoked++;
+      for (const t of uploadedAt.get(i.id) ?? []) g.uploaded[t] = (g.uploaded[t] ?? 0) + 1;
+    }
+    if (i.state === "ISSUED" || i.state === "DELIVERED")
+      report.unconfirmed.push({
+        serial: i.serial,
+        deviceId: i.deviceId,
+        state: i.state,
+        origin: i.origin,
+        workOrder: i.workOrder,
+        at: i.createdAt,
+      });
+  };
+  for (const i of ctx.store.queryIssuances(q)) count(i);
+  for (const r of ctx.store.queryRejections(q))
+    for (const g of groups(r.workOrder, r.operator, r.origin))
+      g.rejected[r.reason] = (g.rejected[r.reason] ?? 0) + 1;
+  return report;
+}
