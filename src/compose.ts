@@ -33,6 +33,7 @@ import { NodeSerialPorts } from "./adapters/serial/serial-ports.js";
 import { SyncService } from "./app/sync/sync.js";
 import { RevocationService } from "./app/revocation.js";
 import { DEV_WORK_ORDER, WorkOrderService } from "./app/work-orders.js";
+import { DEV_OFFICER, UserService } from "./app/users.js";
 import type { SyncItemEvent } from "./app/sync/target-sync.js";
 import { manifestSha256Of, uploadBundle, verifyBundle, type Receipt } from "./app/sync/bundle.js";
 import { sdkIotGateway } from "./adapters/aws-iot/gateway.js";
@@ -91,6 +92,7 @@ export interface Station {
   /** Revocation and CRLs. */
   revocation: RevocationService;
   workOrders: WorkOrderService;
+  users: UserService;
   /** The serial line over the given ports (defaults from station.json's "line"). */
   line(opts: Partial<LineOptions>): Line;
   status(): StationStatus;
@@ -201,6 +203,7 @@ function buildStation(
     sync: new SyncService(ctx, ca, sdkIotGateway),
     revocation: new RevocationService(ctx, ca),
     workOrders,
+    users: new UserService(ctx),
     line: (o) => {
       // The line runs only against an open work order, and with its profile.
       const wo = workOrders.forLine(o.workOrder ?? undefined);
@@ -362,6 +365,23 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
     SqliteStationStore.open(home.databasePath, { create: false }),
   );
   try {
+    // The first officer: from LINESIGN_USER and LINESIGN_PASSPHRASE (or a prompt); on a
+    // development station with neither, the development officer README names.
+    let firstOfficer: string | null = null;
+    if (!station.users.hasUsers()) {
+      let name = env.LINESIGN_USER;
+      let passphrase = env.LINESIGN_PASSPHRASE;
+      if (!name && config.development) ({ name, passphrase } = DEV_OFFICER);
+      if (name && !passphrase && opts.prompt)
+        passphrase = await opts.prompt(`New passphrase for officer ${name}: `);
+      if (!name || !passphrase)
+        throw new LinesignError(
+          "AUTH_REQUIRED",
+          "The station's first officer is needed: set LINESIGN_USER and LINESIGN_PASSPHRASE (or run on a terminal to be asked), then run init again.",
+        );
+      await station.users.add(name, "officer", passphrase);
+      firstOfficer = name;
+    }
     let dev: DevProvisionResult | undefined;
     if (opts.dev) {
       dev = await provisionDevelopment(station.ctx, {
@@ -389,6 +409,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
         });
       }
     }
+    if (firstOfficer && dev) dev.created.push(`officer ${firstOfficer}`);
     const result: InitResult = {
       home: home.dir,
       createdHome,

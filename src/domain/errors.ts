@@ -59,6 +59,13 @@ export const ERROR_CODES = [
   "WORK_ORDER_DEVICE",
   "WORK_ORDER_EXHAUSTED",
   "WORK_ORDER_REQUIRED",
+  // people
+  "AUTH_REQUIRED",
+  "AUTH_FAILED",
+  "AUTH_LOCKED",
+  "AUTH_DISABLED",
+  "ROLE_FORBIDDEN",
+  "PASSPHRASE_WEAK",
   // the serial line
   "SERIAL_PORT_NOT_FOUND",
   "SERIAL_PORT_UNAVAILABLE",
@@ -199,6 +206,12 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "WORK_ORDER_DEVICE":
     case "WORK_ORDER_EXHAUSTED":
     case "WORK_ORDER_REQUIRED":
+    case "AUTH_REQUIRED":
+    case "AUTH_FAILED":
+    case "AUTH_LOCKED":
+    case "AUTH_DISABLED":
+    case "ROLE_FORBIDDEN":
+    case "PASSPHRASE_WEAK":
     case "SERIAL_PORT_NOT_FOUND":
     case "SERIAL_TIMEOUT":
     case "SERIAL_PROTOCOL":

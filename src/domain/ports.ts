@@ -6,6 +6,7 @@ import type { EventInput, EventRecord } from "./event-log.js";
 import type { KeyType } from "./keys.js";
 import type { DecodeEvent } from "./serial/frame.js";
 import type { WorkOrder } from "./work-order.js";
+import type { Role } from "./roles.js";
 
 /** A token seen through the PKCS#11 module. */
 export interface TokenInfo {
@@ -168,6 +169,13 @@ export interface StationStore {
   /** Devices that got a certificate under a work order (a re-issued device counts once). */
   countIssuedFor(workOrder: string): number;
   workOrderHasDevice(workOrder: string, deviceId: string): boolean;
+  insertUser(u: UserRecord): void;
+  getUser(name: string): UserRecord | null;
+  listUsers(): UserRecord[];
+  updateUser(
+    name: string,
+    patch: Partial<Omit<UserRecord, "name" | "createdAt" | "createdBy">>,
+  ): void;
   insertBundle(b: BundleRecord): void;
   getBundle(id: string): BundleRecord | null;
   markBundleReceipt(id: string, receiptSha256: string, at: string): void;
@@ -256,6 +264,18 @@ export interface CaRegistration {
   mode: "DEFAULT" | "SNI_ONLY";
   remoteStatus: "ACTIVE" | "INACTIVE";
   updatedAt: string;
+}
+
+export interface UserRecord {
+  name: string;
+  role: Role;
+  /** scrypt$N$r$p$salt$hash (base64 parts); never the passphrase. */
+  hash: string;
+  failures: number;
+  lockedAt: string | null;
+  disabled: boolean;
+  createdBy: string;
+  createdAt: string;
 }
 
 export interface RevocationRecord {

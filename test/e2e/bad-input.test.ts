@@ -357,8 +357,10 @@ describe("refusals: clear message, exit 1, a log entry, nothing changed", () => 
 
   it("a production station with no PIN in the environment and no terminal asks for LINESIGN_USER_PIN", () => {
     const home = join(s.hsm.dir, "prod-home");
+    const officer = { LINESIGN_USER: "alice", LINESIGN_PASSPHRASE: "correct horse battery" };
     const init = s.run(["init", "--token-label", "linesign-dev", "--station-id", "line-1"], {
       LINESIGN_HOME: home,
+      ...officer,
     });
     expect(init.code, init.stderr).toBe(0);
     const r = s.run(
@@ -374,7 +376,7 @@ describe("refusals: clear message, exit 1, a log entry, nothing changed", () => 
         "--self-signed",
         "--json",
       ],
-      { LINESIGN_HOME: home },
+      { LINESIGN_HOME: home, ...officer },
     );
     expect(r.code).toBe(1);
     expect(r.json.error!.code).toBe("HSM_PIN_REQUIRED");

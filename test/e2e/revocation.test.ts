@@ -30,9 +30,14 @@ describe("revocation and CRL", () => {
   });
 
   it("revokes by serial and by device id, records who and why, and refuses what makes no sense", () => {
+    expect(
+      st.run(["user", "add", "--name", "officer-1", "--role", "officer"], {
+        LINESIGN_NEW_PASSPHRASE: "officer-one-passphrase",
+      }).code,
+    ).toBe(0);
     const a = st.run(
       ["revoke", "--serial", leaf["rev-a"]!.serial, "--reason", "keyCompromise", "--json"],
-      { LINESIGN_USER: "officer-1" },
+      { LINESIGN_USER: "officer-1", LINESIGN_PASSPHRASE: "officer-one-passphrase" },
     );
     expect(a.code, a.stdout).toBe(0);
     expect(a.json.revoked).toEqual([

@@ -30,7 +30,30 @@ import type {
   BundleRecord,
   RevocationRecord,
   CrlRecord,
+  UserRecord,
 } from "../../domain/ports.js";
+
+interface UserRow {
+  name: string;
+  role: UserRecord["role"];
+  hash: string;
+  failures: number;
+  locked_at: string | null;
+  disabled: number;
+  created_by: string;
+  created_at: string;
+}
+
+const toUser = (r: UserRow): UserRecord => ({
+  name: r.name,
+  role: r.role,
+  hash: r.hash,
+  failures: r.failures,
+  lockedAt: r.locked_at,
+  disabled: r.disabled === 1,
+  createdBy: r.created_by,
+  createdAt: r.created_at,
+});
 
 interface WorkOrderRow {
   id: string;
@@ -722,6 +745,54 @@ export class SqliteStationStore implements StationStore {
         .prepare("SELECT 1 FROM issuances WHERE work_order = ? AND device_id = ? LIMIT 1")
         .get(workOrder, deviceId) !== undefined
     );
+  }
+
+  insertUser(u: UserRecord): void {
+    try {
+      this.db
+        .prepare(
+          `INSERT INTO users (name, role, hash, failures, locked_at, disabled, created_by, created_at)
+           VALUES (@name, @role, @hash, @failures, @lockedAt, @disabled, @createdBy, @createdAt)`,
+        )
+        .run({ ...u, disabled: u.disabled ? 1 : 0 });
+    } catch (cause) {
+      if (String(cause).includes("UNIQUE"))
+        throw new LinesignError("USAGE", `A user named "${u.name}" exists already.`, { cause });
+      throw cause;
+    }
+  }
+
+  getUser(name: string): UserRecord | null {
+    const r = this.db.prepare("SELECT * FROM users WHERE name = ?").get(name) as
+      UserRow | undefined;
+    return r ? toUser(r) : null;
+  }
+
+  listUsers(): UserRecord[] {
+    return (this.db.prepare("SELECT * FROM users ORDER BY name").all() as UserRow[]).map(toUser);
+  }
+
+  updateUser(
+    name: string,
+    patch: Partial<Omit<UserRecord, "name" | "createdAt" | "createdBy">>,
+  ): void {
+    const cols: Record<string, string> = {
+      role: "role",
+      hash: "hash",
+      failures: "failures",
+      lockedAt: "locked_at",
+      disabled: "disabled",
+    };
+    const sets: string[] = [];
+    const params: Record<string, unknown> = { name };
+    for (const [k, v] of Object.entries(patch)) {
+      const col = cols[k];
+      if (!col) continue;
+      sets.push(`${col} = @${k}`);
+      params[k] = typeof v === "boolean" ? (v ? 1 : 0) : v;
+    }
+    if (sets.length)
+      this.db.prepare(`UPDATE users SET ${sets.join(", ")} WHERE name = @name`).run(params);
   }
 
   insertBundle(b: BundleRecord): void {

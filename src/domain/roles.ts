@@ -1,0 +1,57 @@
+/**
+ * Who may run what. Every CLI command has a rule here (a test walks the
+ * command tree and fails on a command without one). "any" means every
+ * signed-in role may read; "none" means the command needs no station user
+ * (it makes the station, or runs where there is none).
+ */
+export const ROLES = ["operator", "officer", "auditor", "sync"] as const;
+export type Role = (typeof ROLES)[number];
+
+export type Rule = readonly Role[] | "any" | "none";
+
+const O = ["officer"] as const;
+
+export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
+  init: "none",
+  demo: "none",
+  bench: "none",
+  upload: "none",
+  status: "any",
+  "token list": "any",
+  "token init": O,
+  "token unlock": O,
+  "ca create": O,
+  "ca import": O,
+  "ca list": "any",
+  "ca activate": O,
+  "ca deactivate": O,
+  "ca export": "any",
+  "ca verification-cert": O,
+  issue: O,
+  revoke: O,
+  crl: O,
+  "work-order create": O,
+  "work-order list": "any",
+  "work-order close": O,
+  "line run": ["operator", "officer"],
+  "line ports": "any",
+  "target add": O,
+  "target list": "any",
+  "target remove": O,
+  sync: ["sync", "officer"],
+  "station-cert": O,
+  export: ["sync", "officer"],
+  "import-receipt": ["sync", "officer"],
+  "audit log": ["auditor", "officer"],
+  "audit verify": ["auditor", "officer"],
+  "audit report": ["auditor", "officer"],
+  "audit export": ["auditor", "officer"],
+  "user add": O,
+  "user list": ["officer", "auditor"],
+  "user disable": O,
+  "user reset": O,
+};
+
+export function isAllowed(rule: Rule, role: Role): boolean {
+  return rule === "any" || rule === "none" || rule.includes(role);
+}

@@ -1,0 +1,143 @@
+/**
+ * People and roles: every command has a role rule; each role against each
+ * rule; the growing delay and the lock; the CLI refusing an operator, an
+ * auditor and a disabled user with a message naming the role needed.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { COMMAND_ROLES, isAllowed, ROLES, type Role } from "../../src/domain/roles.js";
+import { isLinesignError } from "../../src/domain/errors.js";
+import { UserService } from "../../src/app/users.js";
+import { engineStation } from "../helpers/engine.js";
+import { linesign } from "../helpers/cli.js";
+import { devStation, type TestStation } from "../helpers/station.js";
+
+const PASS: Record<Role, string> = {
+  operator: "operator-passphrase",
+  officer: "officer-passphrase",
+  auditor: "auditor-passphrase",
+  sync: "sync-service-passphrase",
+};
+
+describe("roles", () => {
+  let st: TestStation;
+  const as = (role: Role, args: string[]) =>
+    st.run(["--json", ...args], { LINESIGN_USER: `${role}-1`, LINESIGN_PASSPHRASE: PASS[role] });
+
+  beforeAll(() => {
+    st = devStation();
+    for (const role of ROLES) {
+      const r = st.run(["user", "add", "--name", `${role}-1`, "--role", role, "--json"], {
+        LINESIGN_NEW_PASSPHRASE: PASS[role],
+      });
+      expect(r.code, r.stdout).toBe(0);
+    }
+  });
+
+  it("has a rule for every command, and only officers change the station (the line and sync aside)", () => {
+    const paths = JSON.parse(linesign(["--list-commands"], st.env).stdout) as string[];
+    expect(paths.length).toBeGreaterThan(35);
+    for (const p of paths) expect(COMMAND_ROLES[p], `no role rule for "${p}"`).toBeDefined();
+    for (const [p, rule] of Object.entries(COMMAND_ROLES)) {
+      expect(paths, `rule for a command that does not exist: ${p}`).toContain(p);
+      if (rule === "any" || rule === "none") continue;
+      expect(rule.length, p).toBeGreaterThan(0);
+      // An auditor changes nothing: every rule that lets one in is a read.
+      if (rule.includes("auditor"))
+        expect([
+          "audit log",
+          "audit verify",
+          "audit report",
+          "audit export",
+          "user list",
+        ]).toContain(p);
+      if (rule.includes("operator")) expect(p).toBe("line run");
+    }
+  });
+
+  it("each role against each rule, through the real sign-in", async () => {
+    const es = await engineStation();
+    const s = es.open();
+    try {
+      const users = new UserService(s.ctx, async () => undefined);
+      for (const role of ROLES) await users.add(`t-${role}`, role, PASS[role]);
+      const rules = [...new Set(Object.values(COMMAND_ROLES).map((r) => JSON.stringify(r)))].map(
+        (r) => JSON.parse(r) as (typeof COMMAND_ROLES)[string],
+      );
+      for (const role of ROLES)
+        for (const rule of rules) {
+          const attempt = users.signIn({ name: `t-${role}`, passphrase: PASS[role] }, rule, "x");
+          if (isAllowed(rule, role)) await expect(attempt).resolves.toBeDefined();
+          else await expect(attempt).rejects.toMatchObject({ code: "ROLE_FORBIDDEN" });
+        }
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("waits longer after each wrong passphrase and locks after five; only an officer's reset lifts it", async () => {
+    const es = await engineStation();
+    const s = es.open();
+    try {
+      const waits: number[] = [];
+      const users = new UserService(s.ctx, async (ms) => void waits.push(ms));
+      await users.add("mallory", "operator", "the-right-one");
+      for (let i = 0; i < 5; i++) {
+        const e = await users
+          .signIn({ name: "mallory", passphrase: "guess" }, "any", "x")
+          .catch((x: unknown) => x);
+        expect(isLinesignError(e) && e.code).toBe("AUTH_FAILED");
+      }
+      expect(waits).toEqual([250, 500, 1000, 2000, 4000]);
+      const locked = await users
+        .signIn({ name: "mallory", passphrase: "the-right-one" }, "any", "x")
+        .catch((x: unknown) => x);
+      expect(isLinesignError(locked) && locked.code).toBe("AUTH_LOCKED");
+      await users.reset("mallory", "a-new-passphrase");
+      await expect(
+        users.signIn({ name: "mallory", passphrase: "a-new-passphrase" }, "any", "x"),
+      ).resolves.toMatchObject({ name: "mallory" });
+      const actions = [...s.ctx.store.events()].map((e) => `${e.action}:${e.outcome}`);
+      expect(actions.filter((a) => a === "user.login:refused")).toHaveLength(6);
+      expect(actions).toContain("user.lock:refused");
+      expect(actions).toContain("user.reset:ok");
+      expect(actions.at(-1)).toBe("user.login:ok");
+      // Passphrases are stored only as scrypt hashes.
+      const row = s.ctx.store.getUser("mallory")!;
+      expect(row.hash).toMatch(/^scrypt\$16384\$8\$1\$/);
+      expect(row.hash).not.toContain("a-new-passphrase");
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("the CLI refuses the wrong role with the role needed, and records it", () => {
+    const op = as("operator", ["ca", "deactivate", "--label", "dev-ica"]);
+    expect(op.code).toBe(1);
+    expect(op.json.error).toMatchObject({ code: "ROLE_FORBIDDEN" });
+    expect(op.json.error!.message).toContain("needs the officer role");
+    const aud = as("auditor", ["revoke", "--serial", "00", "--reason", "keyCompromise"]);
+    expect(aud.json.error).toMatchObject({ code: "ROLE_FORBIDDEN" });
+    expect(as("auditor", ["audit", "verify"]).json.ok).toBe(true);
+    expect(as("sync", ["ca", "list"]).code).toBe(0);
+    const wrong = st.run(["--json", "status"], {
+      LINESIGN_USER: "officer-1",
+      LINESIGN_PASSPHRASE: "nope-nope",
+    });
+    expect(wrong.json.error).toMatchObject({ code: "AUTH_FAILED" });
+    expect(as("officer", ["user", "disable", "--name", "operator-1"]).code).toBe(0);
+    expect(as("operator", ["status"]).json.error).toMatchObject({ code: "AUTH_DISABLED" });
+    const refused = st.events().filter((e) => e.code === "ROLE_FORBIDDEN");
+    expect(refused.map((e) => e.action)).toEqual(["ca deactivate", "revoke"]);
+    // No passphrase in the database or the logs.
+    const db = readFileSync(join(st.home, "station.db"));
+    const logs = readdirSync(join(st.home, "logs"))
+      .map((f) => readFileSync(join(st.home, "logs", f), "utf8"))
+      .join("");
+    for (const p of Object.values(PASS)) {
+      expect(db.includes(Buffer.from(p))).toBe(false);
+      expect(logs).not.toContain(p);
+    }
+  });
+});
