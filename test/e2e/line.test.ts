@@ -81,7 +81,7 @@ describe("serial line", () => {
 
   it("provisions EC and RSA devices on two ports at once; openssl verifies what they stored", async () => {
     const [a, b] = [await pair("ec"), await pair("rsa")];
-    const line = startLine(st, [a.station, b.station], ["--count", "4"]);
+    const line = startLine(st, [a.station, b.station]);
     const store = join(dir, "store-gang");
     const [simA, simB] = await Promise.all([
       runSim([
@@ -115,6 +115,7 @@ describe("serial line", () => {
     ]);
     expect(simA.code, simA.stderr).toBe(0);
     expect(simB.code, simB.stderr).toBe(0);
+    line.proc.kill("SIGINT"); // every device is done: stop the line
     expect((await line.exited).code, line.stderr()).toBe(0);
     const summary = line.lines.all.find((e) => e.event === "summary")!;
     expect(summary).toMatchObject({ devices: 4, confirmed: 4, failed: 0 });
@@ -156,7 +157,7 @@ describe("serial line", () => {
 
   it("ends every fault with a plain reason, a log entry, and the port ready for the next device", async () => {
     setLineConfig(st, {
-      timeouts: { retryMs: 150, retries: 3, helloMs: 200, csrMs: 1500, storedMs: 1500 },
+      timeouts: { retryMs: 300, retries: 3, helloMs: 200, csrMs: 3000, storedMs: 3000 },
     });
     const cases: { fault: string; count?: number; code: string | null; stage?: string }[] = [
       { fault: "garbage", code: null },
@@ -171,20 +172,19 @@ describe("serial line", () => {
       { fault: "slow", code: "SERIAL_TIMEOUT", stage: "identified" },
     ];
     const ports = await Promise.all(cases.map((c) => pair(`f-${c.fault}`)));
-    const total = cases.reduce((n, c) => n + (c.count ?? 1) + 1, 0);
+    // Stopped with Ctrl-C once every device has finished (a count would also stop on stray restarts).
     const line = startLine(
       st,
       ports.map((p) => p.station),
-      ["--count", String(total)],
     );
     const store = join(dir, "store-faults");
     const common = [
       "--baud",
       "921600",
       "--retry-ms",
-      "150",
+      "300",
       "--answer-ms",
-      "3000",
+      "6000",
       "--root",
       chain.chain,
       "--store",
@@ -203,7 +203,7 @@ describe("serial line", () => {
           "--count",
           String(c.count ?? 1),
           "--slow-ms",
-          "4000",
+          "8000",
           ...common,
         ]);
         // The next device on the same port is provisioned normally.
@@ -218,6 +218,7 @@ describe("serial line", () => {
         return faulty;
       }),
     );
+    line.proc.kill("SIGINT");
     const { code } = await line.exited;
     expect(code).toBe(1); // some devices failed
     const events = line.lines.all;
@@ -269,7 +270,7 @@ describe("serial line", () => {
 
   it("aborts the exchange when the port disappears, and re-arms when it returns", async () => {
     const a = await ptyPair(dir, "unplug");
-    const line = startLine(st, [a.station], ["--count", "2"]);
+    const line = startLine(st, [a.station]);
     const common = [
       "--baud",
       "921600",
@@ -305,6 +306,7 @@ describe("serial line", () => {
     await line.lines.waitFor(() => opens() === 2, "the port re-armed");
     const next = await runSim(["--port", back.device, "--device-id", "replugged", ...common]);
     expect(next.code, next.stderr).toBe(0);
+    line.proc.kill("SIGINT");
     expect((await line.exited).code).toBe(1);
     expect(line.lines.all.find((e) => e.event === "summary")).toMatchObject({
       confirmed: 1,

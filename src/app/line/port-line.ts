@@ -10,6 +10,7 @@
  * and returns to idle. The issuance engine decides everything about the
  * certificate; this class only moves bytes and keeps time.
  */
+import { randomBytes } from "node:crypto";
 import { outcomeOf, toLinesignError, type ErrorCode } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
 import type { Profile } from "../../domain/profile.js";
@@ -114,15 +115,22 @@ export class PortLine {
     deadlineMs: number;
     resends: number;
   } | null = null;
-  /** The device's last frame we handled, and our answer to it (null while we work on it). */
+  /**
+   * The device's last frame we handled (its bytes), and our answer to it (null
+   * while we work on it), with when the answer went out.
+   */
   private answered: {
     seq: number;
     type: number;
+    payload: Uint8Array;
     reply: Uint8Array | null;
     resends: number;
+    at: number;
   } | null = null;
   private session: Session | null = null;
   private sessions = 0;
+  /** New each time the port is opened: a device restarts only for a greeting from a new boot. */
+  private bootId = new Uint8Array(8);
   private lastRx = 0;
   private silenceTimer: ReturnType<typeof setTimeout> | null = null;
   private helloTimer: ReturnType<typeof setTimeout> | null = null;
@@ -181,6 +189,7 @@ export class PortLine {
         return void this.shutdown();
       }
       this.link = link;
+      this.bootId = new Uint8Array(randomBytes(8));
       link.onData((bytes, events) => this.onData(link, bytes, events));
       link.onClose((lost) => this.onClose(link, lost));
       this.stage = "idle";
@@ -254,7 +263,7 @@ export class PortLine {
    */
   private async request(m: Message, expect: MessageName, deadlineMs: number): Promise<void> {
     const bytes = this.frame(m);
-    if (this.answered) this.answered.reply = bytes;
+    if (this.answered) Object.assign(this.answered, { reply: bytes, at: Date.now() });
     this.awaiting = { bytes, expect, deadlineMs, resends: 0 };
     this.lastRx = Date.now();
     this.armSilence();
@@ -264,7 +273,7 @@ export class PortLine {
   /** Answers the device's frame `seq` (kept so a repeat of that frame gets the same answer). */
   private async reply(m: Message): Promise<void> {
     const bytes = this.frame(m);
-    if (this.answered) this.answered.reply = bytes;
+    if (this.answered) Object.assign(this.answered, { reply: bytes, at: Date.now() });
     await this.send(bytes);
   }
 
@@ -280,6 +289,7 @@ export class PortLine {
         protocolMax: PROTOCOL_MAX,
         maxFrame: MAX_FRAME_BYTES,
         stationId: this.ctx.stationId,
+        bootId: this.bootId,
       }),
     );
     this.helloTimer = setTimeout(() => this.greet(), this.o.timeouts.helloMs);
@@ -383,8 +393,19 @@ export class PortLine {
 
   private onFrame(type: number, seq: number, payload: Uint8Array): void {
     // A repeat of the frame we last handled: its answer was lost, so send it again (or keep working).
+    // Only the same bytes count, and between devices only while the last one could still be
+    // repeating them: another device (or this one plugged in again) also starts at sequence 0.
     const prev = this.answered;
-    if (prev && prev.seq === seq && prev.type === type) {
+    const t = this.o.timeouts;
+    if (
+      prev &&
+      prev.seq === seq &&
+      prev.type === type &&
+      Buffer.from(prev.payload).equals(Buffer.from(payload)) &&
+      (this.session !== null ||
+        prev.reply === null ||
+        Date.now() - prev.at <= t.retryMs * (t.retries + 2))
+    ) {
       if (prev.reply && prev.resends < this.o.timeouts.retries) {
         prev.resends++;
         if (this.session) this.session.resends++;
@@ -404,15 +425,23 @@ export class PortLine {
     }
     const m = decoded.message;
     if (m.type === "IDENTIFY") {
-      if (this.session) {
+      const same = this.session?.deviceId === m.deviceId;
+      if (this.session && !same) {
         this.endSession(
           "SERIAL_PROTOCOL",
-          `The device started over in the middle of provisioning (it may have restarted); it is being provisioned again.`,
+          `Another device ("${m.deviceId}") answered in the middle of provisioning "${this.session.deviceId}"; the first was abandoned. Provision one device at a time on each port.`,
           false,
         );
+      } else if (same) {
+        // The same device started over (it restarted, or missed our answer): same claim, new exchange.
+        this.ctx.logger.info({ port: this.o.path, deviceId: m.deviceId }, "device started over");
+        this.session = null;
+        this.awaiting = null;
+        if (this.silenceTimer) clearTimeout(this.silenceTimer);
+        this.silenceTimer = null;
       }
-      this.answered = { seq, type, reply: null, resends: 0 };
-      void this.identified(m);
+      this.answered = { seq, type, payload, reply: null, resends: 0, at: Date.now() };
+      void this.identified(m, same);
       return;
     }
     if (!this.session) return; // stray frame between devices: the greeting restarts the device
@@ -429,7 +458,7 @@ export class PortLine {
       );
       return;
     }
-    this.answered = { seq, type, reply: null, resends: 0 };
+    this.answered = { seq, type, payload, reply: null, resends: 0, at: Date.now() };
     this.awaiting = null;
     if (this.silenceTimer) clearTimeout(this.silenceTimer);
     this.silenceTimer = null;
@@ -439,8 +468,11 @@ export class PortLine {
 
   // ---- the exchange --------------------------------------------------------
 
-  private async identified(m: Extract<Message, { type: "IDENTIFY" }>): Promise<void> {
-    if (this.stopping || !this.o.claim()) {
+  private async identified(
+    m: Extract<Message, { type: "IDENTIFY" }>,
+    alreadyClaimed = false,
+  ): Promise<void> {
+    if (!alreadyClaimed && (this.stopping || !this.o.claim())) {
       // The line takes no more devices: let this one wait for the next run.
       this.answered = null;
       return;
@@ -518,11 +550,8 @@ export class PortLine {
       if (this.session !== session) return; // the device went away meanwhile; it stays ISSUED
       await this.engine.markDelivered(issued.issuance.id);
     } catch (e) {
-      if (this.session !== session) return;
-      const err = toLinesignError(e);
       // The engine recorded the rejection; the session's end is recorded too.
-      this.endSession(err.code, err.message, true);
-      return;
+      return this.failCurrent(session, e);
     }
     if (this.session !== session) return;
     this.stage = "injecting";
@@ -547,13 +576,10 @@ export class PortLine {
     try {
       rec = await this.engine.confirm(session.issuanceId!, Buffer.from(sha256).toString("hex"));
     } catch (e) {
-      if (this.session !== session) return;
-      const err = toLinesignError(e);
-      this.endSession(err.code, err.message, true);
-      return;
+      return this.failCurrent(session, e);
     }
     if (this.session !== session) return;
-    await this.reply({ type: "DONE", serial: fromHex(rec.serial) });
+    await this.reply({ type: "DONE", serial: new Uint8Array(Buffer.from(rec.serial, "hex")) });
     const ms = Date.now() - session.startedAt;
     this.o.emit({
       event: "device.confirmed",
@@ -586,6 +612,13 @@ export class PortLine {
     this.endSession("DEVICE_REPORTED_ERROR", message, false, { wireCode: name });
   }
 
+  /** Ends `session` with the error, unless another exchange has replaced it meanwhile. */
+  private failCurrent(session: Session, e: unknown): void {
+    if (this.session !== session) return;
+    const err = toLinesignError(e);
+    this.endSession(err.code, err.message, true);
+  }
+
   /** Ends the exchange in flight (if any) with a failure: tells the device, records it, re-greets. */
   private endSession(
     code: ErrorCode,
@@ -595,8 +628,10 @@ export class PortLine {
   ): void {
     const session = this.session;
     const stage = this.stage;
+    let told: Uint8Array | null = null;
     if (tellDevice && this.link) {
-      void this.send(this.frame({ type: "ERROR", code: wireCodeOf(code), message }));
+      told = this.frame({ type: "ERROR", code: wireCodeOf(code), message });
+      void this.send(told);
     }
     this.o.emit({
       event: "device.failed",
@@ -607,9 +642,11 @@ export class PortLine {
       message,
       serial: session?.serial ?? null,
     });
-    if (session) this.record(session, outcomeOf(code), code, message, { stage, ...details });
-    else this.record(null, outcomeOf(code), code, message, { stage, ...details });
+    this.record(session, outcomeOf(code), code, message, { stage, ...details });
+    // A late repeat of the device's last frame gets this ERROR again, not a new exchange.
+    const last = this.answered;
     this.backToIdle();
+    if (told && last) this.answered = { ...last, reply: told, resends: 0, at: Date.now() };
   }
 
   private record(
@@ -638,12 +675,12 @@ export class PortLine {
         ...details,
       },
     };
-    // In the next group transaction, with the other ports' writes.
-    this.engine.committer
-      .commit(() => this.ctx.store.appendEvent(entry))
-      .catch((e: unknown) =>
-        this.ctx.logger.error({ err: e, port: this.o.path }, "could not record a line session"),
-      );
+    // Written at once: the summary of an exchange is in the log before the port greets again.
+    try {
+      this.ctx.store.appendEvent(entry);
+    } catch (e) {
+      this.ctx.logger.error({ err: e, port: this.o.path }, "could not record a line session");
+    }
   }
 
   private backToIdle(): void {
@@ -674,9 +711,3 @@ const DEVICE_ERRORS: Record<string, string> = {
   DEVICE_CHAIN_UNTRUSTED:
     "The device does not trust the certificate chain it received: check that it carries the right root.",
 };
-
-function fromHex(s: string): Uint8Array {
-  const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(i * 2, i * 2 + 2), 16);
-  return out;
-}

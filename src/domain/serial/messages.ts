@@ -30,6 +30,7 @@ export const TAGS = {
   MAX_FRAME: 0x03,
   STATION_ID: 0x04,
   PROTOCOL: 0x05,
+  BOOT_ID: 0x06,
   DEVICE_ID: 0x10,
   MODEL: 0x11,
   FIRMWARE: 0x12,
@@ -58,7 +59,15 @@ export function keyTypeOfWire(code: number): KeyType | null {
 }
 
 export type Message =
-  | { type: "HELLO"; protocolMin: number; protocolMax: number; maxFrame: number; stationId: string }
+  | {
+      type: "HELLO";
+      protocolMin: number;
+      protocolMax: number;
+      maxFrame: number;
+      stationId: string;
+      /** New whenever the station (re)opens the port; absent: unknown. */
+      bootId?: Uint8Array;
+    }
   | {
       type: "IDENTIFY";
       protocol: number;
@@ -122,6 +131,7 @@ export function encodeMessage(m: Message): { type: number; payload: Uint8Array }
         .u8(TAGS.PROTOCOL_MAX, m.protocolMax)
         .u16(TAGS.MAX_FRAME, m.maxFrame)
         .text(TAGS.STATION_ID, m.stationId);
+      if (m.bootId) f.add(TAGS.BOOT_ID, m.bootId);
       break;
     case "IDENTIFY":
       f.u8(TAGS.PROTOCOL, m.protocol)
@@ -246,6 +256,7 @@ export function decodeMessage(type: number, payload: Uint8Array): DecodeResult {
             protocolMax: u8(fields, TAGS.PROTOCOL_MAX),
             maxFrame: u16(fields, TAGS.MAX_FRAME),
             stationId: text(fields, TAGS.STATION_ID, true),
+            ...(fields.has(TAGS.BOOT_ID) ? { bootId: one(fields, TAGS.BOOT_ID).slice() } : {}),
           },
         };
       case MESSAGE_TYPES.IDENTIFY: {
