@@ -79,7 +79,7 @@ async function runLine(
     ) as unknown as SimDone[];
     return { done, spanMs: last - t0, confirmed: summary.confirmed };
   } finally {
-    for (const p of pairs) p.close();
+    await Promise.all(pairs.map((p) => p.close()));
   }
 }
 

@@ -61,7 +61,7 @@ export async function runDemoLine(s: Station, onEvent: (e: LineEvent) => void): 
     return { summary };
   } finally {
     for (const c of sims) c.proc.kill("SIGKILL");
-    for (const p of pairs) p.close();
+    await Promise.all(pairs.map((p) => p.close()));
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -58,7 +58,8 @@ function child(cmd: string, args: string[]): RigChild {
 export interface PtyPair {
   station: string;
   device: string;
-  close(): void;
+  /** Ends the pair (both links disappear, as when a cable is pulled). */
+  close(): Promise<void>;
 }
 
 /** A socat pty pair whose two ends are links in `dir`. */
@@ -78,7 +79,15 @@ export async function ptyPair(dir: string, name: string): Promise<PtyPair> {
     });
     proc.on("exit", () => reject(new Error(`socat: ${err}`)));
   });
-  return { station, device, close: () => proc.kill("SIGTERM") };
+  const exited = new Promise<void>((r) => proc.on("exit", () => r()));
+  return {
+    station,
+    device,
+    close: () => {
+      proc.kill("SIGTERM");
+      return exited;
+    },
+  };
 }
 
 /** Starts the device simulator (JSON output) and waits until its port is open. */

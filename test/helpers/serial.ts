@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TestStation } from "./station.js";
+import { ptyPair as rigPtyPair } from "../../src/cli/sim-rig.js";
 
 const BIN = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
 const SIM = fileURLToPath(new URL("../../dist/fixtures/device-sim.js", import.meta.url));
@@ -90,34 +91,8 @@ export interface PtyPair {
 }
 
 export async function ptyPair(dir: string, name: string): Promise<PtyPair> {
-  const station = join(dir, `${name}-station`);
-  const device = join(dir, `${name}-device`);
-  const proc = spawn(
-    "socat",
-    ["-d", "-d", `pty,raw,echo=0,link=${station}`, `pty,raw,echo=0,link=${device}`],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let err = "";
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`socat did not start: ${err}`)), 10_000);
-    proc.stderr!.setEncoding("utf8").on("data", (d: string) => {
-      err += d;
-      if (err.includes("starting data transfer loop")) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    proc.on("exit", () => reject(new Error(`socat exited: ${err}`)));
-  });
-  const exited = new Promise((r) => proc.on("exit", r));
-  return {
-    station,
-    device,
-    kill: async () => {
-      proc.kill("SIGTERM");
-      await exited;
-    },
-  };
+  const p = await rigPtyPair(dir, name);
+  return { station: p.station, device: p.device, kill: () => p.close() };
 }
 
 /** `linesign line run --json` on the given ports. */

@@ -33,6 +33,24 @@ import type {
   UserRecord,
 } from "../../domain/ports.js";
 
+interface CrlRow {
+  ca_label: string;
+  number: number;
+  this_update: string;
+  next_update: string;
+  entries: number;
+  der: Buffer;
+}
+
+const toCrl = (r: CrlRow): CrlRecord => ({
+  caLabel: r.ca_label,
+  number: r.number,
+  thisUpdate: r.this_update,
+  nextUpdate: r.next_update,
+  entries: r.entries,
+  der: new Uint8Array(r.der),
+});
+
 interface UserRow {
   name: string;
   role: UserRecord["role"];
@@ -645,57 +663,16 @@ export class SqliteStationStore implements StationStore {
   }
 
   crls(): CrlRecord[] {
-    const rows = this.db.prepare("SELECT ca_label FROM crls GROUP BY ca_label").all() as {
-      ca_label: string;
-    }[];
-    const out: CrlRecord[] = [];
-    for (const { ca_label } of rows) {
-      const all = this.db
-        .prepare("SELECT * FROM crls WHERE ca_label = ? ORDER BY number")
-        .all(ca_label) as {
-        ca_label: string;
-        number: number;
-        this_update: string;
-        next_update: string;
-        entries: number;
-        der: Buffer;
-      }[];
-      for (const r of all)
-        out.push({
-          caLabel: r.ca_label,
-          number: r.number,
-          thisUpdate: r.this_update,
-          nextUpdate: r.next_update,
-          entries: r.entries,
-          der: new Uint8Array(r.der),
-        });
-    }
-    return out;
+    return (this.db.prepare("SELECT * FROM crls ORDER BY ca_label, number").all() as CrlRow[]).map(
+      toCrl,
+    );
   }
 
   lastCrl(caLabel: string): CrlRecord | null {
     const r = this.db
       .prepare("SELECT * FROM crls WHERE ca_label = ? ORDER BY number DESC LIMIT 1")
-      .get(caLabel) as
-      | {
-          ca_label: string;
-          number: number;
-          this_update: string;
-          next_update: string;
-          entries: number;
-          der: Buffer;
-        }
-      | undefined;
-    return r
-      ? {
-          caLabel: r.ca_label,
-          number: r.number,
-          thisUpdate: r.this_update,
-          nextUpdate: r.next_update,
-          entries: r.entries,
-          der: new Uint8Array(r.der),
-        }
-      : null;
+      .get(caLabel) as CrlRow | undefined;
+    return r ? toCrl(r) : null;
   }
 
   insertWorkOrder(w: WorkOrder): void {
