@@ -66,3 +66,18 @@ export async function act<T>(
     throw err;
   }
 }
+
+/**
+ * Makes a state change and records it as `action` in the event log, in one
+ * transaction: both are there, or neither.
+ */
+export function recordChange(
+  ctx: AppContext,
+  entry: { action: string; subject: string | null; details: Record<string, unknown> },
+  change: () => void,
+): void {
+  ctx.store.transaction(() => {
+    change();
+    ctx.store.appendEvent({ actor: ctx.actor, outcome: "ok", ...entry });
+  });
+}

@@ -8,7 +8,7 @@ import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
 import { LinesignError } from "../domain/errors.js";
 import type { UserRecord } from "../domain/ports.js";
 import { isAllowed, ROLES, type Role, type Rule } from "../domain/roles.js";
-import { act, type AppContext } from "./context.js";
+import { act, recordChange, type AppContext } from "./context.js";
 
 /** The development station's officer, named in README; used when no user is named there. */
 export const DEV_OFFICER = { name: "dev-officer", passphrase: "linesign-dev-officer" } as const;
@@ -92,16 +92,9 @@ export class UserService {
         createdBy: this.ctx.actor,
         createdAt: this.ctx.clock.now().toISOString(),
       };
-      this.ctx.store.transaction(() => {
-        this.ctx.store.insertUser(u);
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
-          action: "user.add",
-          subject: name,
-          outcome: "ok",
-          details: { role },
-        });
-      });
+      recordChange(this.ctx, { action: "user.add", subject: name, details: { role } }, () =>
+        this.ctx.store.insertUser(u),
+      );
       return view(u);
     });
   }
@@ -124,16 +117,9 @@ export class UserService {
   private change(name: string, action: string, patch: Partial<UserRecord>): Promise<UserView> {
     return act(this.ctx, action, name, async () => {
       this.must(name);
-      this.ctx.store.transaction(() => {
-        this.ctx.store.updateUser(name, patch);
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
-          action,
-          subject: name,
-          outcome: "ok",
-          details: {},
-        });
-      });
+      recordChange(this.ctx, { action, subject: name, details: {} }, () =>
+        this.ctx.store.updateUser(name, patch),
+      );
       return view(this.must(name));
     });
   }

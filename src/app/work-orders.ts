@@ -1,7 +1,7 @@
 /** Work orders: created and closed by officers; the line runs against one. */
 import { LinesignError } from "../domain/errors.js";
 import { WORK_ORDER_ID, type WorkOrder } from "../domain/work-order.js";
-import { act, type AppContext } from "./context.js";
+import { act, recordChange, type AppContext } from "./context.js";
 
 export interface WorkOrderInput {
   id?: string;
@@ -66,16 +66,15 @@ export class WorkOrderService {
         createdBy: this.ctx.actor,
         createdAt: this.ctx.clock.now().toISOString(),
       };
-      this.ctx.store.transaction(() => {
-        this.ctx.store.insertWorkOrder(wo);
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
+      recordChange(
+        this.ctx,
+        {
           action: "work-order.create",
           subject: id,
-          outcome: "ok",
           details: { ...wo, devices: wo.devices?.length ?? null },
-        });
-      });
+        },
+        () => this.ctx.store.insertWorkOrder(wo),
+      );
       return this.view(wo);
     });
   }
@@ -85,16 +84,15 @@ export class WorkOrderService {
       const wo = this.get(id);
       if (wo.status === "closed")
         throw new LinesignError("USAGE", `Work order ${id} is closed already.`);
-      this.ctx.store.transaction(() => {
-        this.ctx.store.setWorkOrderStatus(id, "closed");
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
+      recordChange(
+        this.ctx,
+        {
           action: "work-order.close",
           subject: id,
-          outcome: "ok",
           details: { issued: this.ctx.store.countIssuedFor(id) },
-        });
-      });
+        },
+        () => this.ctx.store.setWorkOrderStatus(id, "closed"),
+      );
       return this.view(this.get(id));
     });
   }

@@ -13,9 +13,9 @@ import { parseTargetConfig, type TargetConfig } from "../../domain/target.js";
 import { act, type AppContext } from "../context.js";
 import type { CaService } from "../ca.js";
 import type { Checkpointer } from "../checkpoint.js";
-import { createStationCertificate } from "../pki/certificates.js";
+import { createStationCertificate, pemOfDer } from "../pki/certificates.js";
 import { parseRegistrationCode } from "../../domain/registration-code.js";
-import { pemOfDer, UPLOADABLE, type SyncService } from "./sync.js";
+import { UPLOADABLE, type SyncService } from "./sync.js";
 import {
   TargetSync,
   type DeviceItem,
@@ -110,20 +110,6 @@ export async function exportBundle(
   return act(ctx, "bundle.export", name, async () => {
     const config = sync.config(name);
     const code = registrationCode ? parseRegistrationCode(registrationCode) : undefined;
-    const needsCa = (): boolean =>
-      ctx.store
-        .uploadQueue(name, UPLOADABLE, 0, 100_000)
-        .some((i) => !ctx.store.caRegistration(i.caLabel, name));
-    if (
-      config.caMode === "DEFAULT" &&
-      !code &&
-      config.deviceRegistration !== "without-ca" &&
-      needsCa()
-    )
-      throw new LinesignError(
-        "USAGE",
-        `Target "${name}" registers CAs in DEFAULT mode, which needs the account's registration code: run "aws iot get-registration-code" on the online side, bring the code here and pass --registration-code CODE (or use SNI_ONLY, which needs none).`,
-      );
     const devices: BundleManifest["devices"] = [];
     for (let after = 0; ;) {
       const page = ctx.store.uploadQueue(name, UPLOADABLE, after, 5000);
@@ -139,6 +125,17 @@ export async function exportBundle(
         });
     }
     const labels = [...new Set(devices.map((d) => d.caLabel))];
+    // DEFAULT mode needs the code only for CAs not registered there yet.
+    if (
+      config.caMode === "DEFAULT" &&
+      !code &&
+      config.deviceRegistration !== "without-ca" &&
+      labels.some((l) => !ctx.store.caRegistration(l, name))
+    )
+      throw new LinesignError(
+        "USAGE",
+        `Target "${name}" registers CAs in DEFAULT mode, which needs the account's registration code: run "aws iot get-registration-code" on the online side, bring the code here and pass --registration-code CODE (or use SNI_ONLY, which needs none).`,
+      );
     const caEntries: BundleManifest["cas"] = [];
     for (const label of labels) {
       const ca = ctx.store.getCa(label)!;

@@ -6,7 +6,7 @@
 import { LinesignError } from "../../domain/errors.js";
 import type { CaRegistration, IotGatewayFactory, IssuanceState } from "../../domain/ports.js";
 import { parseTargetConfig, type TargetConfig } from "../../domain/target.js";
-import { act, type AppContext } from "../context.js";
+import { act, recordChange, type AppContext } from "../context.js";
 import type { CaService } from "../ca.js";
 import {
   TargetSync,
@@ -18,8 +18,6 @@ import {
 } from "./target-sync.js";
 import { Pacer } from "./pacer.js";
 import { pemOfDer } from "../pki/certificates.js";
-
-export { pemOfDer };
 
 /** Issuance states whose certificates are uploaded: those that left the station. */
 export const UPLOADABLE: IssuanceState[] = ["CONFIRMED", "DELIVERED"];
@@ -114,20 +112,13 @@ export class SyncService {
   addTarget(name: string, raw: Record<string, unknown>): Promise<TargetView> {
     return act(this.ctx, "target.add", name, async () => {
       const config = parseTargetConfig(raw, name);
-      this.ctx.store.transaction(() => {
+      recordChange(this.ctx, { action: "target.add", subject: name, details: { ...config } }, () =>
         this.ctx.store.insertTarget({
           name,
           config: JSON.stringify(config),
           createdAt: this.ctx.clock.now().toISOString(),
-        });
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
-          action: "target.add",
-          subject: name,
-          outcome: "ok",
-          details: { ...config },
-        });
-      });
+        }),
+      );
       return this.view(name);
     });
   }
@@ -135,16 +126,9 @@ export class SyncService {
   removeTarget(name: string): Promise<void> {
     return act(this.ctx, "target.remove", name, async () => {
       this.config(name);
-      this.ctx.store.transaction(() => {
-        this.ctx.store.deleteTarget(name);
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
-          action: "target.remove",
-          subject: name,
-          outcome: "ok",
-          details: {},
-        });
-      });
+      recordChange(this.ctx, { action: "target.remove", subject: name, details: {} }, () =>
+        this.ctx.store.deleteTarget(name),
+      );
     });
   }
 
@@ -226,10 +210,7 @@ export class SyncService {
           actor: this.ctx.actor,
           action: "sync.run",
           subject: name,
-          outcome:
-            summary.failedForGood > 0 || summary.notes.some((n) => n.includes("credentials"))
-              ? "refused"
-              : "ok",
+          outcome: summary.failedForGood > 0 || summary.credentialsRefused ? "refused" : "ok",
           details: { ...summary },
         });
     }

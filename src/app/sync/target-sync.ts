@@ -109,6 +109,8 @@ export interface TargetSummary {
   requests: number;
   /** Failed for good (refused, not retryable). */
   failedForGood: number;
+  /** AWS refused the target's credentials: the run stopped there. */
+  credentialsRefused: boolean;
   notes: string[];
 }
 
@@ -153,6 +155,7 @@ export class TargetSync {
       revoked: 0,
       requests: 0,
       failedForGood: 0,
+      credentialsRefused: false,
       notes: [],
     };
   }
@@ -216,6 +219,7 @@ export class TargetSync {
   }
 
   private credentialsFailed(f: IotFailure): void {
+    this.summary.credentialsRefused = true;
     this.stopReason = `AWS refused the credentials for target "${this.name}" (${f.name}: ${f.message}). Check the AWS profile or the environment's credentials; nothing more was sent to this target.`;
   }
 
