@@ -3,6 +3,7 @@
  * the kiosk's station service) asks this module for a Station and never
  * touches a driver.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { mkdirSync, readFileSync } from "node:fs";
 import { availableParallelism, hostname, userInfo } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -34,6 +35,8 @@ import { SyncService } from "./app/sync/sync.js";
 import { RevocationService } from "./app/revocation.js";
 import { DEV_WORK_ORDER, WorkOrderService } from "./app/work-orders.js";
 import { DEV_OFFICER, UserService } from "./app/users.js";
+import { SigningSessions } from "./app/signing-session.js";
+import type { Role } from "./domain/roles.js";
 import type { SyncItemEvent } from "./app/sync/target-sync.js";
 import { manifestSha256Of, uploadBundle, verifyBundle, type Receipt } from "./app/sync/bundle.js";
 import { sdkIotGateway } from "./adapters/aws-iot/gateway.js";
@@ -66,6 +69,12 @@ export const DEV_PROFILE: ProfileInput = {
 export type SecretPrompt = (question: string) => Promise<string>;
 
 export interface StationOptions {
+  /**
+   * "process" (default): a one-shot command; the signed-in officer's process is
+   * its signing session (see `Station.signInProcess`). "service": the station
+   * service; the token's PIN comes only from a signing session an officer opened.
+   */
+  mode?: "process" | "service";
   /** `--home`; else LINESIGN_HOME; else ~/.linesign. */
   home?: string;
   env?: NodeJS.ProcessEnv;
@@ -73,6 +82,11 @@ export interface StationOptions {
   prompt?: SecretPrompt;
   /** Test seams of the issuance engine. */
   hooks?: IssuanceHooks;
+  /**
+   * For in-process tools (the bench, tests): the process acts as this officer
+   * and is its signing session. The CLI signs its caller in instead.
+   */
+  officer?: string;
 }
 
 export interface Station {
@@ -93,6 +107,18 @@ export interface Station {
   revocation: RevocationService;
   workOrders: WorkOrderService;
   users: UserService;
+  /** The signing session: nothing is issued outside one. */
+  signing: SigningSessions;
+  /**
+   * A one-shot command's caller: recorded as the actor; an officer's process
+   * becomes a signing session (PIN asked when first needed); the auditor and
+   * sync roles may present the PIN for what they sign (checkpoints,
+   * manifests, verification certificates) but never issue; an operator never
+   * presents it.
+   */
+  signInProcess(user: { name: string; role: Role } | null): void;
+  /** Runs `work` with `name` as the actor recorded in the log (the service's callers). */
+  asActor<T>(name: string, work: () => T): T;
   /** The serial line over the given ports (defaults from station.json's "line"). */
   line(opts: Partial<LineOptions>): Line;
   status(): StationStatus;
@@ -120,7 +146,7 @@ function actorFrom(env: NodeJS.ProcessEnv): string {
  * LINESIGN_ROOT_PIN; else a prompt on a terminal; else, on a development
  * station's own token only, the development default.
  */
-function pinSource(
+function processPins(
   config: Readonly<StationConfig>,
   tokenLabel: string,
   env: NodeJS.ProcessEnv,
@@ -162,9 +188,27 @@ function buildStation(
   if (!env.SOFTHSM2_CONF && config.pkcs11.softhsmConf)
     process.env.SOFTHSM2_CONF = config.pkcs11.softhsmConf;
   let keys: Pkcs11KeyStore | null = null;
-  const pins = pinSource(config, tokenLabel, env, opts.prompt);
+  const mode = opts.mode ?? "process";
+  const fromProcess = processPins(config, tokenLabel, env, opts.prompt);
+  // Who may present the station token's PIN without a signing session (see signInProcess).
+  let directPin = false;
+  const pins: PinSource = async (label) => {
+    if (label !== tokenLabel) return fromProcess(label);
+    if (signing.isOpen()) return signing.pin();
+    if (mode === "process" && directPin) return fromProcess(label);
+    throw new LinesignError(
+      "SIGNING_SESSION_REQUIRED",
+      mode === "service"
+        ? "The token is used only inside a signing session: a security officer must open one."
+        : "The token's PIN is presented only in an officer's signing session: an operator runs the line from the kiosk " +
+            '("linesign serve"), where an officer has opened one; or an officer runs this command with LINESIGN_USER_PIN.',
+    );
+  };
   const openKeys = (): Pkcs11KeyStore =>
     (keys ??= new Pkcs11KeyStore(modulePath, pins, pinGuard(ctx, config.pkcs11.maxPinAttempts)));
+  // The actor of a service call; a one-shot command has one for its whole run.
+  const actors = new AsyncLocalStorage<string>();
+  let processActor = actorFrom(env);
   const ctx: AppContext = {
     store,
     keys: (): KeyStore => openKeys(),
@@ -173,10 +217,18 @@ function buildStation(
     softKeys: new FileSoftwareKeyStore(),
     logger,
     clock: { now: () => new Date() },
-    actor: actorFrom(env),
+    get actor() {
+      return actors.getStore() ?? processActor;
+    },
+    set actor(name: string) {
+      processActor = name;
+    },
     stationId: config.station.id,
     tokenLabel,
     development: config.development,
+    get signing() {
+      return signing;
+    },
   };
   const ca = new CaService(ctx);
   const checkpointer = new Checkpointer(ctx, config.audit.checkpointEvery, config.audit.keyLabel);
@@ -193,6 +245,18 @@ function buildStation(
     opts.hooks,
     workers > 0 ? new WorkerPreparer(workers) : new InlinePreparer(),
   );
+  const signing: SigningSessions = new SigningSessions(
+    ctx,
+    {
+      login: () => openKeys().login(tokenLabel),
+      logout: () => keys?.logout(tokenLabel),
+      loggedIn: () => keys?.loggedIn(tokenLabel) ?? false,
+    },
+    config.sessions.signingIdleSeconds * 1000,
+    async () => {
+      await checkpointer.checkpoint();
+    },
+  );
   const serialPorts = new NodeSerialPorts(logger);
   const workOrders = new WorkOrderService(ctx, () => Object.keys(config.profiles));
   return {
@@ -204,8 +268,17 @@ function buildStation(
     revocation: new RevocationService(ctx, ca),
     workOrders,
     users: new UserService(ctx),
+    signing,
+    signInProcess: (user) => {
+      if (!user) return;
+      ctx.actor = user.name;
+      if (user.role === "officer") signing.openForProcess(user.name, () => fromProcess(tokenLabel));
+      else directPin = user.role !== "operator";
+    },
+    asActor: (name, work) => actors.run(name, work),
     line: (o) => {
-      // The line runs only against an open work order, and with its profile.
+      // The line signs only in a signing session, against an open work order, with its profile.
+      signing.require();
       const wo = workOrders.forLine(o.workOrder ?? undefined);
       if (o.profile && o.profile !== wo.profile)
         throw new LinesignError(
@@ -231,6 +304,8 @@ function buildStation(
     status: () => stationStatus(ctx),
     close: async () => {
       try {
+        // A session ends with the station (its checkpoint included).
+        await signing.close("shutdown");
         // The shutdown checkpoint: only when this process already holds a login (never asks for a PIN).
         if (keys?.loggedIn(tokenLabel)) await checkpointer.checkpoint();
       } catch (e) {
@@ -255,7 +330,9 @@ export function openStation(opts: StationOptions = {}): Station {
   const config = home.readConfig();
   const logger = fileLogger(home.logPath);
   const store = SqliteStationStore.open(home.databasePath, { create: false });
-  return buildStation(home, config, opts, logger, store);
+  const station = buildStation(home, config, opts, logger, store);
+  if (opts.officer) station.signInProcess({ name: opts.officer, role: "officer" });
+  return station;
 }
 
 export interface InitOptions extends StationOptions {
@@ -382,6 +459,9 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
       await station.users.add(name, "officer", passphrase);
       firstOfficer = name;
     }
+    // Setting up the development token and CA is the first officer's (or the development officer's) act.
+    const initOfficer = firstOfficer ?? (config.development ? DEV_OFFICER.name : null);
+    if (initOfficer) station.signInProcess({ name: initOfficer, role: "officer" });
     let dev: DevProvisionResult | undefined;
     if (opts.dev) {
       dev = await provisionDevelopment(station.ctx, {

@@ -31,6 +31,8 @@ export interface AppContext {
   /** The token that holds the station's CA keys. */
   tokenLabel: string;
   development: boolean;
+  /** The open signing session; issuance calls `use()` before it signs (refused outside one). */
+  signing: { use(): void };
 }
 
 /**

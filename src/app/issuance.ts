@@ -191,6 +191,8 @@ export class IssuanceEngine {
       const live = this.ctx.store.liveIssuanceForDevice(prep.deviceId);
       this.checkLive(live, profile, prep.deviceId);
       const ca = this.issuingCa(profile, caRecord);
+      // Nothing is signed outside a signing session an officer opened.
+      this.ctx.signing.use();
       const signer = await this.signer(ca);
       if (!prep.tbsDer)
         throw new LinesignError(

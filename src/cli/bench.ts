@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initStation, openStation, DEV_PROFILE } from "../compose.js";
+import { DEV_OFFICER } from "../app/users.js";
 import { newStageTimings, type StageTimings } from "../app/issuance.js";
 import type { CliIo } from "./main.js";
 import { benchLine, type LineBenchResult } from "./bench-line.js";
@@ -125,7 +126,7 @@ export async function runBench(
     log(`bench: setting up a throwaway station in ${dir}`);
     await initStation({ home, dev: true, env });
     {
-      const s = openStation({ home, env });
+      const s = openStation({ home, env, officer: DEV_OFFICER.name });
       await s.ca.create({
         label: "bench-rsa",
         keyType: "rsa-2048",
@@ -145,7 +146,7 @@ export async function runBench(
     writeFileSync(cfgPath, JSON.stringify(cfg));
 
     const factory = await loadFactory();
-    const s = openStation({ home, env });
+    const s = openStation({ home, env, officer: DEV_OFFICER.name });
     const result: BenchResult = {
       count: opts.count,
       hsmSignPerSec: { "ec-p256": 0, "rsa-2048": 0 },

@@ -13,6 +13,7 @@ import { parseRevocationReason, REVOCATION_REASONS } from "../domain/revocation.
 import { initStation, openStation, type Station } from "../compose.js";
 import type { CaSigning } from "../app/ca.js";
 import { viewCa } from "../app/ca.js";
+import { DEV_OFFICER } from "../app/users.js";
 import { promptSecret } from "./prompt.js";
 import { runBench } from "./bench.js";
 import { describeLineEvent, registerLineCommands } from "./line.js";
@@ -115,14 +116,14 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
         rule,
         commandPath,
       );
-      if (user) {
-        station.ctx.actor = user.name;
-        if (name) signedIn = user.name;
-      }
+      // The caller is the actor; an officer's command is its own signing session.
+      station.signInProcess(user);
+      if (user && name) signedIn = user.name;
       return await fn(station);
     } catch (e) {
       const err = toLinesignError(e);
-      if (err.code === "ROLE_FORBIDDEN")
+      // Refusals made before any use case ran (which records its own) go to the log here.
+      if (err.code === "ROLE_FORBIDDEN" || err.code === "SIGNING_SESSION_REQUIRED")
         station.ctx.store.appendEvent({
           actor: station.ctx.actor,
           action: commandPath,
@@ -217,11 +218,13 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
         "Simulated devices on three serial ports (socat pty pairs), 115200 baud:",
       ];
       if (!json) io.out(lines.join("\n") + "\n");
-      const demo = await withStation((s) =>
-        runDemoLine(s, (e) => {
+      const demo = await withStation((s) => {
+        // The development main job runs as the development officer, in that officer's session.
+        s.signInProcess({ name: DEV_OFFICER.name, role: "officer" });
+        return runDemoLine(s, (e) => {
           if (!json) io.out(`  ${basename(e.port).padEnd(14)} ${describeLineEvent(e)}\n`);
-        }),
-      );
+        });
+      });
       const summary = demo.summary;
       const after = [
         summary

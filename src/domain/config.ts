@@ -72,6 +72,15 @@ export const StationConfigSchema = z
       .strict()
       .default({ workers: "auto" }),
     line: LineConfigSchema.default(LINE_DEFAULTS),
+    sessions: z
+      .object({
+        /** A signing session ends after this long with neither signing nor officer activity. */
+        signingIdleSeconds: z.number().int().min(1).max(86_400).default(900),
+        /** A kiosk login ends after this long without a call from it (an officer's lasts while its signing session is used). */
+        loginIdleSeconds: z.number().int().min(1).max(86_400).default(1800),
+      })
+      .strict()
+      .default({ signingIdleSeconds: 900, loginIdleSeconds: 1800 }),
     audit: z
       .object({
         /** Sign a checkpoint of the log head with the audit key every this many entries (and at shutdown). */

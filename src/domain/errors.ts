@@ -66,6 +66,10 @@ export const ERROR_CODES = [
   "AUTH_DISABLED",
   "ROLE_FORBIDDEN",
   "PASSPHRASE_WEAK",
+  "SIGNING_SESSION_REQUIRED",
+  "SIGNING_SESSION_OPEN",
+  // the station service's API
+  "API_REQUEST_INVALID",
   // the serial line
   "SERIAL_PORT_NOT_FOUND",
   "SERIAL_PORT_UNAVAILABLE",
@@ -212,6 +216,9 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "AUTH_DISABLED":
     case "ROLE_FORBIDDEN":
     case "PASSPHRASE_WEAK":
+    case "SIGNING_SESSION_REQUIRED":
+    case "SIGNING_SESSION_OPEN":
+    case "API_REQUEST_INVALID":
     case "SERIAL_PORT_NOT_FOUND":
     case "SERIAL_TIMEOUT":
     case "SERIAL_PROTOCOL":

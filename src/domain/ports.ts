@@ -55,6 +55,14 @@ export interface KeyStore {
   findKey(uri: string): Promise<KeyInfo | null>;
   /** A signer for the private key at `uri`. Throws HSM_KEY_NOT_FOUND. */
   signer(uri: string): Promise<Signer>;
+  /** Logs in to the token now (asking the PIN source), so a wrong PIN shows at once. */
+  login(tokenLabel: string): Promise<void>;
+  /**
+   * Logs out of the token: no private key can be used until the next login,
+   * which asks the PIN source again. Signers already handed out stay valid and
+   * log in again on their next use.
+   */
+  logout(tokenLabel: string): void;
   /** Ends sessions and finalises the module. */
   close(): void;
 }
@@ -119,6 +127,8 @@ export interface StationStore {
   /** All entries in sequence order. */
   events(): Iterable<EventRecord>;
   head(): { seq: number; hash: string } | null;
+  /** Entries matching every given filter, oldest first; `limit` keeps the newest ones. */
+  queryEvents(q: EventQuery): EventRecord[];
   getCa(label: string): CaRecord | null;
   listCas(): CaRecord[];
   insertCa(ca: CaRecord): void;
@@ -327,6 +337,18 @@ export interface CheckpointRecord {
   keyUri: string;
   spki: Uint8Array;
   signature: Uint8Array;
+}
+
+export interface EventQuery {
+  /** An action, or a prefix ending in "." ("signing." matches signing.open and signing.close). */
+  action?: string;
+  actor?: string;
+  outcome?: "ok" | "refused" | "failed";
+  since?: string;
+  until?: string;
+  /** Only entries before this sequence number (paging back). */
+  beforeSeq?: number;
+  limit?: number;
 }
 
 export interface AuditQuery {

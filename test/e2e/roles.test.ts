@@ -10,6 +10,7 @@ import { COMMAND_ROLES, isAllowed, ROLES, type Role } from "../../src/domain/rol
 import { isLinesignError } from "../../src/domain/errors.js";
 import { UserService } from "../../src/app/users.js";
 import { engineStation } from "../helpers/engine.js";
+import { csrPem, deviceKey, makeCsr } from "../../fixtures/csr-factory.js";
 import { linesign } from "../helpers/cli.js";
 import { devStation, type TestStation } from "../helpers/station.js";
 
@@ -110,6 +111,47 @@ describe("roles", () => {
     } finally {
       await s.close();
     }
+  });
+
+  it("an officer's command is its own signing session; an operator's line never presents the PIN", () => {
+    const before = st.events().length;
+    const csr = st.file(
+      "session-1.csr",
+      csrPem(makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", "session-1"]] })),
+    );
+    const issued = as("officer", ["issue", "--csr", csr, "--out", join(st.home, "session-1.pem")]);
+    expect(issued.code, issued.stdout + issued.stderr).toBe(0);
+    const session = st
+      .events()
+      .slice(before)
+      .filter((e) => e.action.startsWith("signing.") || e.action === "issuance.issue");
+    expect(
+      session.map((e) => [e.action, e.actor, (JSON.parse(e.details) as { kind?: string }).kind]),
+    ).toEqual([
+      ["signing.open", "officer-1", "process"],
+      ["issuance.issue", "officer-1", undefined],
+      ["signing.close", "officer-1", "process"],
+    ]);
+    // A command that needs no token opens no session.
+    const quiet = st.events().length;
+    expect(as("officer", ["ca", "list"]).code).toBe(0);
+    expect(
+      st
+        .events()
+        .slice(quiet)
+        .some((e) => e.action.startsWith("signing.")),
+    ).toBe(false);
+    // The operator's role may run the line, but only where an officer opened a session (the kiosk).
+    const op = as("operator", ["line", "run", "--port", "/dev/null"]);
+    expect(op.code).toBe(1);
+    expect(op.json.error).toMatchObject({ code: "SIGNING_SESSION_REQUIRED" });
+    expect(op.json.error!.message).toContain("kiosk");
+    expect(st.events().at(-2)).toMatchObject({
+      action: "line run",
+      actor: "operator-1",
+      outcome: "refused",
+      code: "SIGNING_SESSION_REQUIRED",
+    });
   });
 
   it("the CLI refuses the wrong role with the role needed, and records it", () => {

@@ -2,7 +2,12 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { initStation, openStation, type Station } from "../../src/compose.js";
+import {
+  initStation,
+  openStation,
+  type Station,
+  type StationOptions,
+} from "../../src/compose.js";
 import type { IssuanceHooks } from "../../src/app/issuance.js";
 import type { ProfileInput } from "../../src/domain/profile.js";
 import { tempSoftHsm, type TempHsm } from "./softhsm.js";
@@ -10,7 +15,8 @@ import { tempSoftHsm, type TempHsm } from "./softhsm.js";
 export interface EngineStation {
   home: string;
   hsm: TempHsm;
-  open(hooks?: IssuanceHooks): Station;
+  /** Opens the station; as a test officer's process session unless `extra` says otherwise. */
+  open(hooks?: IssuanceHooks, extra?: Partial<StationOptions>): Station;
 }
 
 /** Makes a development station (init --dev) and adds `profiles` to its config. */
@@ -25,5 +31,6 @@ export async function engineStation(
   const cfg = JSON.parse(readFileSync(path, "utf8")) as { profiles: Record<string, unknown> };
   cfg.profiles = { ...cfg.profiles, ...profiles };
   writeFileSync(path, JSON.stringify(cfg, null, 2));
-  return { home, hsm, open: (hooks) => openStation({ home, env: process.env, hooks }) };
+  return { home, hsm, open: (hooks, extra) =>
+      openStation({ home, env: process.env, hooks, officer: "test-officer", ...extra }), };
 }

@@ -6,6 +6,7 @@ import { openStation } from "../../dist/src/compose.js";
 const [home, csrPath] = process.argv.slice(2);
 const station = openStation({
   home,
+  officer: "test-officer",
   hooks: {
     beforeCommit: () => {
       writeSync(1, "signed, about to commit\n");

@@ -14,6 +14,7 @@ export interface TestStation {
   /** Event rows as stored. */
   events(): {
     seq: number;
+    actor: string;
     action: string;
     subject: string | null;
     outcome: string;
@@ -39,7 +40,7 @@ export function devStation(): TestStation {
       try {
         return db
           .prepare(
-            "SELECT seq, action, subject, outcome, code, message, details FROM events ORDER BY seq",
+            "SELECT seq, actor, action, subject, outcome, code, message, details FROM events ORDER BY seq",
           )
           .all() as ReturnType<TestStation["events"]>;
       } finally {

@@ -13,6 +13,7 @@ import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
 import type { WorkOrder } from "../../domain/work-order.js";
 import type {
+  EventQuery,
   AuditQuery,
   CaKind,
   CaRecord,
@@ -385,6 +386,27 @@ export class SqliteStationStore implements StationStore {
       .iterate() as Iterable<EventRow>) {
       yield toEvent(row);
     }
+  }
+
+  queryEvents(q: EventQuery): EventRecord[] {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.action?.endsWith(".")) {
+      where.push("substr(action, 1, ?) = ?");
+      args.push(q.action.length, q.action);
+    } else if (q.action) {
+      where.push("action = ?");
+      args.push(q.action);
+    }
+    if (q.actor) (where.push("actor = ?"), args.push(q.actor));
+    if (q.outcome) (where.push("outcome = ?"), args.push(q.outcome));
+    if (q.since) (where.push("ts >= ?"), args.push(q.since));
+    if (q.until) (where.push("ts < ?"), args.push(q.until));
+    if (q.beforeSeq !== undefined) (where.push("seq < ?"), args.push(q.beforeSeq));
+    const sql =
+      `SELECT * FROM events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC` +
+      (q.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(q.limit))}` : "");
+    return (this.db.prepare(sql).all(...args) as EventRow[]).map(toEvent).reverse();
   }
 
   head(): { seq: number; hash: string } | null {

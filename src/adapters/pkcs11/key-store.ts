@@ -287,11 +287,21 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
         { details: { uri } },
       );
     }
-    const { info, tokenLabel, privateHandle } = resolved;
+    const { info, tokenLabel } = resolved;
     const hash = signatureHash(info.keyType) === "SHA-384" ? "sha384" : "sha256";
     const lib = this.lib;
-    const token = this.tokens.get(tokenLabel);
-    if (!token) throw new LinesignError("HSM_ERROR", `Token "${tokenLabel}" was closed.`);
+    // After a logout the private handle is gone: look it up again (which logs in again).
+    const current = async (): Promise<{ session: Handle; privateHandle: Handle }> => {
+      const token = this.tokens.get(tokenLabel);
+      const cached = this.keys.get(uri);
+      if (token?.loggedIn && cached)
+        return { session: token.session, privateHandle: cached.privateHandle };
+      const again = await this.resolve(uri);
+      const reopened = this.tokens.get(tokenLabel);
+      if (!again || !reopened)
+        throw new LinesignError("HSM_KEY_NOT_FOUND", `The key "${uri}" is no longer in the token.`);
+      return { session: reopened.session, privateHandle: again.privateHandle };
+    };
     const outLength =
       info.keyType === "ec-p256"
         ? 64
@@ -306,17 +316,16 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     return {
       key: info,
       sign: async (message: Uint8Array): Promise<Uint8Array> => {
+        const { session, privateHandle } = await current();
         try {
           // SoftHSM 2.6 has no CKM_ECDSA_SHA256: hash here, let the token sign the digest.
           if (ec) {
             const digest = createHash(hash).update(message).digest();
-            lib.C_SignInit(token.session, { mechanism: pkcs11js.CKM_ECDSA }, privateHandle);
-            return new Uint8Array(lib.C_Sign(token.session, digest, Buffer.alloc(outLength)));
+            lib.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, privateHandle);
+            return new Uint8Array(lib.C_Sign(session, digest, Buffer.alloc(outLength)));
           }
-          lib.C_SignInit(token.session, { mechanism: rsaMechanism }, privateHandle);
-          return new Uint8Array(
-            lib.C_Sign(token.session, Buffer.from(message), Buffer.alloc(outLength)),
-          );
+          lib.C_SignInit(session, { mechanism: rsaMechanism }, privateHandle);
+          return new Uint8Array(lib.C_Sign(session, Buffer.from(message), Buffer.alloc(outLength)));
         } catch (e) {
           throw mapPkcs11Error(e, `signing with key "${uri}"`, tokenLabel);
         }
@@ -337,6 +346,24 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     this.tokens.clear();
     this.keys.clear();
     releaseModule(this.modulePath);
+  }
+
+  async login(tokenLabel: string): Promise<void> {
+    await this.open(tokenLabel);
+  }
+
+  logout(tokenLabel: string): void {
+    const token = this.tokens.get(tokenLabel);
+    if (!token?.loggedIn) return;
+    token.loggedIn = false;
+    // Private object handles end with the login; resolve them again after the next one.
+    for (const [uri, key] of this.keys) if (key.tokenLabel === tokenLabel) this.keys.delete(uri);
+    try {
+      this.lib.C_Logout(token.session);
+    } catch (e) {
+      if (!(e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_USER_NOT_LOGGED_IN))
+        throw mapPkcs11Error(e, `logging out of token "${tokenLabel}"`, tokenLabel);
+    }
   }
 
   /** True when this store holds a logged-in session on the token (no PIN will be asked). */
