@@ -398,11 +398,18 @@ export class SqliteStationStore implements StationStore {
       where.push("action = ?");
       args.push(q.action);
     }
-    if (q.actor) (where.push("actor = ?"), args.push(q.actor));
-    if (q.outcome) (where.push("outcome = ?"), args.push(q.outcome));
-    if (q.since) (where.push("ts >= ?"), args.push(q.since));
-    if (q.until) (where.push("ts < ?"), args.push(q.until));
-    if (q.beforeSeq !== undefined) (where.push("seq < ?"), args.push(q.beforeSeq));
+    const exact: [string, string | number | undefined][] = [
+      ["actor = ?", q.actor],
+      ["outcome = ?", q.outcome],
+      ["ts >= ?", q.since],
+      ["ts < ?", q.until],
+      ["seq < ?", q.beforeSeq],
+    ];
+    for (const [clause, value] of exact) {
+      if (value === undefined || value === "") continue;
+      where.push(clause);
+      args.push(value);
+    }
     const sql =
       `SELECT * FROM events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC` +
       (q.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(q.limit))}` : "");
