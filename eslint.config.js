@@ -66,7 +66,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["src/cli/**/*.ts", "electron/**/*.ts"],
+    files: ["src/cli/**/*.ts", "src/service/**/*.ts", "electron/**/*.ts"],
     rules: {
       "no-restricted-imports": [
         "error",

@@ -18,6 +18,7 @@ import { promptSecret } from "./prompt.js";
 import { runBench } from "./bench.js";
 import { describeLineEvent, registerLineCommands } from "./line.js";
 import { runDemoLine } from "./demo.js";
+import { registerServeCommand } from "./serve.js";
 import { registerSyncCommands } from "./sync.js";
 import { exportAudit, verifyAuditBundle, type AuditBundle } from "../app/audit-export.js";
 import { buildReport, type ReportGroup } from "../app/report.js";
@@ -661,6 +662,12 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
         );
       });
     });
+
+  registerServeCommand(program, {
+    io,
+    json: () => json || Boolean(globals().json),
+    home: () => globals().home,
+  });
 
   registerLineCommands(program, {
     io,

@@ -16,6 +16,8 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   demo: "none",
   bench: "none",
   upload: "none",
+  // The service signs in each kiosk caller itself, per call, against src/domain/kiosk-api.ts.
+  serve: "none",
   status: "any",
   "token list": "any",
   "token init": O,

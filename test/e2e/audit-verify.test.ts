@@ -34,11 +34,12 @@ describe("linesign audit verify", () => {
     expect(r.code).toBe(0);
     expect(r.json).toMatchObject({ ok: true, checked: n });
     // The officer's command is its own signing session (it reads the audit key in the token).
-    expect(s.events().slice(n).map((e) => `${e.action}:${e.outcome}`)).toEqual([
-      "signing.open:ok",
-      "audit.verify:ok",
-      "signing.close:ok",
-    ]);
+    expect(
+      s
+        .events()
+        .slice(n)
+        .map((e) => `${e.action}:${e.outcome}`),
+    ).toEqual(["signing.open:ok", "audit.verify:ok", "signing.close:ok"]);
   });
 
   it("names an edited entry", () => {

@@ -2,12 +2,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  initStation,
-  openStation,
-  type Station,
-  type StationOptions,
-} from "../../src/compose.js";
+import { initStation, openStation, type Station, type StationOptions } from "../../src/compose.js";
 import type { IssuanceHooks } from "../../src/app/issuance.js";
 import type { ProfileInput } from "../../src/domain/profile.js";
 import { tempSoftHsm, type TempHsm } from "./softhsm.js";
@@ -31,6 +26,10 @@ export async function engineStation(
   const cfg = JSON.parse(readFileSync(path, "utf8")) as { profiles: Record<string, unknown> };
   cfg.profiles = { ...cfg.profiles, ...profiles };
   writeFileSync(path, JSON.stringify(cfg, null, 2));
-  return { home, hsm, open: (hooks, extra) =>
-      openStation({ home, env: process.env, hooks, officer: "test-officer", ...extra }), };
+  return {
+    home,
+    hsm,
+    open: (hooks, extra) =>
+      openStation({ home, env: process.env, hooks, officer: "test-officer", ...extra }),
+  };
 }

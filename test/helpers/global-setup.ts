@@ -1,8 +1,12 @@
 import { execFileSync } from "node:child_process";
 
-/** Builds dist/ so end-to-end tests run the same code `npx linesign` runs. */
+/**
+ * Builds dist/ so end-to-end tests run the same code `npx linesign` runs:
+ * the TypeScript, the kiosk page and the Electron preload.
+ */
 export default function setup(): void {
-  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
-    stdio: "inherit",
-  });
+  const run = (args: string[]) => execFileSync(process.execPath, args, { stdio: "inherit" });
+  run(["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"]);
+  run(["node_modules/vite/bin/vite.js", "build", "--config", "electron/vite.config.ts"]);
+  run(["node_modules/vite/bin/vite.js", "build", "--config", "electron/vite.preload.config.ts"]);
 }

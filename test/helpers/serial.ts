@@ -72,7 +72,8 @@ export interface Proc {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function start(cmd: string, args: string[], env: NodeJS.ProcessEnv): Proc {
+/** A child process whose stdout lines a test can wait for. */
+export function startProc(cmd: string, args: string[], env: NodeJS.ProcessEnv): Proc {
   const proc = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   proc.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
@@ -97,7 +98,7 @@ export async function ptyPair(dir: string, name: string): Promise<PtyPair> {
 
 /** `linesign line run --json` on the given ports. */
 export function startLine(st: TestStation, ports: string[], extra: string[] = []): Proc {
-  return start(
+  return startProc(
     process.execPath,
     [BIN, "--json", "line", "run", ...ports.flatMap((p) => ["--port", p]), ...extra],
     st.env,
@@ -106,7 +107,7 @@ export function startLine(st: TestStation, ports: string[], extra: string[] = []
 
 /** The device simulator with --json. */
 export function startSim(args: string[]): Proc {
-  return start(process.execPath, [SIM, "--json", ...args], process.env);
+  return startProc(process.execPath, [SIM, "--json", ...args], process.env);
 }
 
 export interface SimResult {

@@ -98,6 +98,11 @@ export class Line {
     );
   }
 
+  /** The work order the line provisions against (null: none). */
+  get workOrder(): string | null {
+    return this.o.workOrder ?? null;
+  }
+
   onEvent(listener: (e: LineEvent) => void): void {
     this.listeners.push(listener);
   }

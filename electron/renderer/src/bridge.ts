@@ -1,0 +1,51 @@
+/**
+ * `window.linesign` for a browser: the same named functions Electron's
+ * preload exposes, carried over loopback HTTP to the station service. The
+ * service's per-start secret arrives in the address's fragment (never sent
+ * in a request line), is kept for this tab only, and is removed from the
+ * address bar. The login token is kept here, out of the page's reach.
+ */
+import { CHANNEL_NAMES, type LinesignApi, type Reply } from "../../../src/domain/kiosk-api.js";
+
+const KEY_STORE = "linesign.kiosk-key";
+const LOGIN_HEADER = "x-linesign-login";
+
+export function httpBridge(): LinesignApi {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("key");
+  if (fromHash) {
+    sessionStorage.setItem(KEY_STORE, fromHash);
+    history.replaceState(null, "", location.pathname);
+  }
+  const key = sessionStorage.getItem(KEY_STORE) ?? "";
+  let login: string | null = null;
+  const call = async (channel: string, args: unknown): Promise<Reply<unknown>> => {
+    try {
+      const res = await fetch("/api/call", {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${key}`,
+          ...(login ? { [LOGIN_HEADER]: login } : {}),
+        },
+        body: JSON.stringify({ channel, args }),
+      });
+      const reply = (await res.json()) as Reply<unknown>;
+      const token = res.headers.get(LOGIN_HEADER);
+      if (channel === "auth.login" && reply.ok && token) login = token;
+      if (channel === "auth.logout" || (!reply.ok && reply.error.code === "AUTH_REQUIRED"))
+        login = null;
+      return reply;
+    } catch {
+      return {
+        ok: false,
+        error: {
+          code: "SERVICE_UNREACHABLE",
+          message: "The station service does not answer. Check that it is running, then reload.",
+        },
+      };
+    }
+  };
+  const api: Record<string, (args: unknown) => Promise<Reply<unknown>>> = {};
+  for (const name of CHANNEL_NAMES) api[name] = (args) => call(name, args);
+  return Object.freeze(api) as unknown as LinesignApi;
+}

@@ -1,0 +1,55 @@
+/**
+ * A small element builder: text always goes in as text (never as HTML), so
+ * nothing a device or a log entry says can become markup.
+ */
+type Child = Node | string | number | null | undefined | false;
+type Attrs = Record<string, string | number | boolean | EventListener | undefined>;
+
+export function h(tag: string, attrs: Attrs = {}, ...children: Child[]): HTMLElement {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    if (typeof v === "function") el.addEventListener(k.replace(/^on/, "").toLowerCase(), v);
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(
+      typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c,
+    );
+  }
+  return el;
+}
+
+/** Replaces a container's content, keeping keyboard focus on the element with the same data-focus key. */
+export function replace(container: HTMLElement, ...children: Child[]): void {
+  const active = document.activeElement as HTMLElement | null;
+  const key = active && container.contains(active) ? active.dataset.focus : undefined;
+  container.replaceChildren(
+    ...children
+      .filter((c): c is Node | string => c !== null && c !== undefined && c !== false)
+      .map((c) => (typeof c === "number" ? String(c) : c)),
+  );
+  if (key) container.querySelector<HTMLElement>(`[data-focus="${CSS.escape(key)}"]`)?.focus();
+}
+
+/** Reads a form's named fields as trimmed strings (empty ones left out). */
+export function formValues(form: HTMLFormElement): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of new FormData(form).entries()) {
+    const s = String(v).trim();
+    if (s) out[k] = s;
+  }
+  return out;
+}
+
+export function shortPort(path: string): string {
+  return path.split("/").pop() ?? path;
+}
+
+export function when(iso: string | null): string {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+}

@@ -1,0 +1,170 @@
+/**
+ * `linesign serve`: the station service for the kiosk. It holds the token,
+ * the ports and the database; Electron's main process reaches it over a Unix
+ * socket in the station home, and with --ui a browser reaches the kiosk page
+ * on loopback (the address printed carries the per-start secret).
+ */
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Command } from "commander";
+import { LinesignError } from "../domain/errors.js";
+import { openStation, type Station } from "../compose.js";
+import { StationService } from "../service/station-service.js";
+import { listenLoopback, listenUnix, type Listening } from "../service/http.js";
+import type { CliIo } from "./main.js";
+
+/** The built kiosk page (vite build of electron/renderer). */
+export const UI_DIR = fileURLToPath(new URL("../../renderer", import.meta.url));
+
+export interface ServiceOptions {
+  home?: string;
+  env: NodeJS.ProcessEnv;
+  ports: string[];
+  ui: boolean;
+  httpPort?: number;
+  socket?: string;
+}
+
+export interface RunningService {
+  station: Station;
+  service: StationService;
+  socket: string;
+  /** The kiosk page's address (with --ui). */
+  url: string | null;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the station in service mode and listens.
+ * @throws LinesignError USAGE (no ports, a service already running, no built page for --ui)
+ */
+export async function startService(o: ServiceOptions): Promise<RunningService> {
+  if (o.ui && !existsSync(join(UI_DIR, "index.html")))
+    throw new LinesignError(
+      "USAGE",
+      `The kiosk page is not built (${UI_DIR}): run "npm run build" first.`,
+    );
+  const station = openStation({ home: o.home, env: o.env, mode: "service" });
+  const listeners: Listening[] = [];
+  try {
+    const service = new StationService(station, { ports: o.ports });
+    if (service.ports.length === 0)
+      throw new LinesignError(
+        "USAGE",
+        'Name the line\'s serial ports: --port PATH (repeatable), or "line.ports" in station.json.',
+      );
+    const socket = o.socket ?? join(station.home.dir, "run", "station.sock");
+    listeners.push(await listenUnix(service, socket));
+    let url: string | null = null;
+    if (o.ui) {
+      const lb = await listenLoopback(service, { port: o.httpPort ?? 0, uiDir: UI_DIR });
+      listeners.push(lb);
+      url = lb.url;
+      // For a Chromium kiosk started beside the service: readable by this user only.
+      writeFileSync(join(station.home.dir, "run", "kiosk.url"), `${url}\n`, { mode: 0o600 });
+    }
+    station.ctx.store.appendEvent({
+      actor: station.ctx.actor,
+      action: "service.start",
+      subject: station.config.station.id,
+      outcome: "ok",
+      details: { ports: service.ports, ui: o.ui, socket },
+    });
+    let closed = false;
+    return {
+      station,
+      service,
+      socket,
+      url,
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        await service.close();
+        for (const l of listeners) await l.close();
+        station.ctx.store.appendEvent({
+          actor: station.ctx.actor,
+          action: "service.stop",
+          subject: station.config.station.id,
+          outcome: "ok",
+          details: {},
+        });
+        await station.close();
+      },
+    };
+  } catch (e) {
+    for (const l of listeners) await l.close();
+    await station.close();
+    throw e;
+  }
+}
+
+/** Runs until SIGINT or SIGTERM, then stops the line (devices in flight finish) and closes. */
+export async function serveUntilStopped(running: RunningService): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  await running.close();
+}
+
+export function registerServeCommand(
+  program: Command,
+  d: { io: CliIo; json: () => boolean; home: () => string | undefined },
+): void {
+  program
+    .command("serve")
+    .description(
+      "run the station service for the kiosk (Unix socket in the station home; --ui also serves the kiosk page on loopback)",
+    )
+    .option(
+      "--port <path>",
+      "a serial port of the line (repeatable; default line.ports)",
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option("--ui", "also serve the kiosk page to a browser on 127.0.0.1 and print its address")
+    .option("--http-port <n>", "loopback port for --ui (default: any free port)")
+    .option("--socket <path>", "Unix socket (default <home>/run/station.sock)")
+    .action(async (o: { port: string[]; ui?: boolean; httpPort?: string; socket?: string }) => {
+      const httpPort = o.httpPort === undefined ? undefined : Number(o.httpPort);
+      if (
+        httpPort !== undefined &&
+        (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535)
+      )
+        throw new LinesignError("USAGE", "--http-port must be a port number (0 to 65535).");
+      const running = await startService({
+        home: d.home(),
+        env: d.io.env,
+        ports: o.port,
+        ui: Boolean(o.ui),
+        ...(httpPort !== undefined ? { httpPort } : {}),
+        ...(o.socket ? { socket: o.socket } : {}),
+      });
+      if (d.json())
+        d.io.out(
+          JSON.stringify({
+            event: "listening",
+            socket: running.socket,
+            url: running.url,
+            ports: running.service.ports,
+          }) + "\n",
+        );
+      else
+        d.io.out(
+          [
+            `Station service for ${running.station.config.station.id}: ports ${running.service.ports.join(", ")}`,
+            `  socket: ${running.socket}`,
+            ...(running.url ? [`  kiosk:  ${running.url}`] : []),
+            "Ctrl-C stops it (devices in flight finish first).",
+          ].join("\n") + "\n",
+        );
+      await serveUntilStopped(running);
+      if (d.json()) d.io.out(JSON.stringify({ event: "stopped" }) + "\n");
+    });
+}

@@ -1,0 +1,246 @@
+/**
+ * The station service's transports. Both speak one route, POST /api/call
+ * with {channel, args}, and answer the contract's reply:
+ * - a Unix socket (mode 0600 in a 0700 folder): Electron's main process;
+ * - loopback TCP with a per-start secret (Authorization: Bearer), which also
+ *   serves the kiosk page to a browser (`serve --ui`): tests, and sites that
+ *   run Chromium's own kiosk mode. Host and Origin must be this address, so a
+ *   web page elsewhere cannot reach it through DNS rebinding.
+ * The caller's login token travels in the x-linesign-login header.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { dirname, extname, join, normalize, sep } from "node:path";
+import { connect, type AddressInfo } from "node:net";
+import { LinesignError } from "../domain/errors.js";
+import type { StationService } from "./station-service.js";
+
+export const LOGIN_HEADER = "x-linesign-login";
+const MAX_BODY = 64 * 1024;
+
+/** The kiosk page's policy: its own scripts and styles, calls to this origin, nothing else. */
+export const KIOSK_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
+  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".woff2": "font/woff2",
+};
+
+export interface Listening {
+  close(): Promise<void>;
+}
+
+export interface LoopbackListening extends Listening {
+  port: number;
+  /** The per-start secret every call must carry. */
+  secret: string;
+  /** The kiosk page's address, with the secret in the fragment (never sent to the server). */
+  url: string | null;
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    ...headers,
+  });
+  res.end(text);
+}
+
+async function readBody(req: IncomingMessage): Promise<string | null> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY) return null;
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function handleCall(
+  service: StationService,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  if (!String(req.headers["content-type"] ?? "").startsWith("application/json")) {
+    service.refuseRequest("the request is not JSON");
+    return send(res, 415, {
+      ok: false,
+      error: { code: "API_REQUEST_INVALID", message: "Send JSON." },
+    });
+  }
+  const body = await readBody(req);
+  let parsed: { channel?: unknown; args?: unknown } | null = null;
+  try {
+    const value: unknown = body === null ? null : JSON.parse(body);
+    if (value && typeof value === "object") parsed = value as { channel?: unknown; args?: unknown };
+  } catch {
+    parsed = null;
+  }
+  if (!parsed) {
+    service.refuseRequest(
+      body === null ? "the request is over 64 KiB" : "the request is not valid JSON",
+    );
+    return send(res, 400, {
+      ok: false,
+      error: {
+        code: "API_REQUEST_INVALID",
+        message: "The request must be a JSON object {channel, args} under 64 KiB.",
+      },
+    });
+  }
+  const token = req.headers[LOGIN_HEADER];
+  const out = await service.call(
+    parsed.channel,
+    parsed.args,
+    typeof token === "string" ? token : null,
+  );
+  send(res, 200, out.reply, out.loginToken ? { [LOGIN_HEADER]: out.loginToken } : {});
+}
+
+function closer(server: Server): () => Promise<void> {
+  return () =>
+    new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+}
+
+/**
+ * Listens on a Unix socket only this OS user can open.
+ * @throws LinesignError USAGE when another service is already listening there
+ */
+export async function listenUnix(service: StationService, socketPath: string): Promise<Listening> {
+  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
+  chmodSync(dirname(socketPath), 0o700);
+  if (existsSync(socketPath) && lstatSync(socketPath).isSocket()) {
+    // A socket left by a service that died is replaced; a live one is not.
+    const alive = await new Promise<boolean>((resolve) => {
+      const c = connect(socketPath);
+      c.once("connect", () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once("error", () => resolve(false));
+    });
+    if (alive)
+      throw new LinesignError(
+        "USAGE",
+        `A station service is already running on ${socketPath}: stop it first (one service per station).`,
+      );
+    unlinkSync(socketPath);
+  }
+  const server = createServer((req, res) => {
+    if (req.method === "POST" && req.url === "/api/call") void handleCall(service, req, res);
+    else
+      send(res, 404, {
+        ok: false,
+        error: { code: "API_REQUEST_INVALID", message: "POST /api/call only." },
+      });
+  });
+  const oldMask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(socketPath, () => resolve());
+    });
+  } finally {
+    process.umask(oldMask);
+  }
+  chmodSync(socketPath, 0o600);
+  return { close: closer(server) };
+}
+
+/** Listens on 127.0.0.1 with a per-start secret; with `uiDir`, also serves the kiosk page. */
+export async function listenLoopback(
+  service: StationService,
+  opts: { port?: number; uiDir?: string | null },
+): Promise<LoopbackListening> {
+  const secret = randomBytes(32).toString("base64url");
+  const expected = Buffer.from(`Bearer ${secret}`);
+  let origin = "";
+  const server = createServer((req, res) => {
+    // Only this address: a page elsewhere that rebinds a name to 127.0.0.1 sends another Host.
+    if (req.headers.host !== origin.slice("http://".length))
+      return send(res, 421, {
+        ok: false,
+        error: { code: "API_REQUEST_INVALID", message: "Wrong host." },
+      });
+    if (req.method === "POST" && req.url === "/api/call") {
+      if (req.headers.origin !== undefined && req.headers.origin !== origin) {
+        service.refuseRequest("a call from another origin");
+        return send(res, 403, {
+          ok: false,
+          error: { code: "API_REQUEST_INVALID", message: "Wrong origin." },
+        });
+      }
+      const got = Buffer.from(String(req.headers.authorization ?? ""));
+      if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+        service.refuseRequest("a call without the service's secret");
+        return send(res, 401, {
+          ok: false,
+          error: {
+            code: "AUTH_REQUIRED",
+            message: "Open the kiosk from the address the service printed.",
+          },
+        });
+      }
+      return void handleCall(service, req, res);
+    }
+    if (req.method === "GET" && opts.uiDir) return serveStatic(opts.uiDir, req, res);
+    return send(res, 404, {
+      ok: false,
+      error: { code: "API_REQUEST_INVALID", message: "Not found." },
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 0, "127.0.0.1", () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  origin = `http://127.0.0.1:${port}`;
+  return {
+    port,
+    secret,
+    url: opts.uiDir ? `${origin}/#key=${secret}` : null,
+    close: closer(server),
+  };
+}
+
+function serveStatic(dir: string, req: IncomingMessage, res: ServerResponse): void {
+  const path = new URL(req.url ?? "/", "http://x").pathname;
+  const rel = normalize(decodeURIComponent(path === "/" ? "/index.html" : path)).replace(
+    /^([/\\])+/,
+    "",
+  );
+  const file = join(dir, rel);
+  if (!file.startsWith(dir + sep) || !TYPES[extname(file)] || !existsSync(file))
+    return send(res, 404, {
+      ok: false,
+      error: { code: "API_REQUEST_INVALID", message: "Not found." },
+    });
+  res.writeHead(200, {
+    "content-type": TYPES[extname(file)]!,
+    "content-security-policy": KIOSK_CSP,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+  });
+  res.end(readFileSync(file));
+}

@@ -1,0 +1,344 @@
+/**
+ * The station service: the one process that holds the token, the serial
+ * ports and the database while the kiosk runs. It answers the calls of the
+ * kiosk contract (src/domain/kiosk-api.ts) and nothing else: each call's
+ * channel is checked against the contract, its arguments parsed, its caller's
+ * login and role checked against the channel's rule, and its result parsed
+ * on the way out. Refusals go to the event log. Transport-free: the HTTP
+ * server (http.ts) and tests call `call()`.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  CHANNELS,
+  isChannel,
+  parseArgs,
+  type ChannelName,
+  type Reply,
+} from "../domain/kiosk-api.js";
+import { isAllowed, type Role, type Rule } from "../domain/roles.js";
+import { LinesignError, toLinesignError } from "../domain/errors.js";
+import type { Station } from "../compose.js";
+import { LineBoard } from "../app/line/board.js";
+import type { Line } from "../app/line/line.js";
+import { viewCa } from "../app/ca.js";
+import { countEvents, exportAudit } from "../app/audit-export.js";
+
+interface Login {
+  name: string;
+  role: Role;
+  lastSeen: number;
+}
+
+export interface ServiceOptions {
+  /** The serial ports the line runs on (default: station.json's line.ports). */
+  ports?: string[];
+  /** Milliseconds; default from station.json's sessions.loginIdleSeconds. */
+  loginIdleMs?: number;
+}
+
+/** A reply with, for a login, the token the transport keeps (never the renderer). */
+export interface ServiceReply {
+  reply: Reply<unknown>;
+  loginToken?: string;
+}
+
+type Handler = (args: never, who: Login | null, token: string | null) => Promise<unknown>;
+
+export class StationService {
+  private readonly logins = new Map<string, Login>();
+  readonly board = new LineBoard();
+  private line: Line | null = null;
+  private lineWorkOrder: string | null = null;
+  private lineStartedBy: string | null = null;
+  private stopping = false;
+  readonly ports: string[];
+  private readonly loginIdleMs: number;
+  private readonly handlers: Record<ChannelName, Handler>;
+
+  constructor(
+    private readonly station: Station,
+    opts: ServiceOptions = {},
+  ) {
+    this.ports = opts.ports?.length ? opts.ports : [...station.config.line.ports];
+    this.loginIdleMs = opts.loginIdleMs ?? station.config.sessions.loginIdleSeconds * 1000;
+    this.board.reset(this.ports);
+    // The session's state is part of what the operator sees.
+    station.signing.onChange(() => this.board.bump());
+    this.handlers = this.makeHandlers();
+  }
+
+  /**
+   * Answers one call. Never throws: every refusal is a reply with a code and
+   * plain words, and is logged when it is a refusal of the caller.
+   */
+  async call(channel: unknown, rawArgs: unknown, loginToken: string | null): Promise<ServiceReply> {
+    if (!isChannel(channel))
+      return this.refuse(
+        this.loginFor(loginToken),
+        String(channel),
+        new LinesignError(
+          "API_REQUEST_INVALID",
+          `There is no channel ${JSON.stringify(String(channel).slice(0, 64))}.`,
+        ),
+      );
+    const spec = CHANNELS[channel];
+    const who = this.loginFor(loginToken);
+    if (spec.rule !== "none") {
+      if (!who)
+        return this.refuse(
+          null,
+          channel,
+          new LinesignError("AUTH_REQUIRED", "Sign in first (your sign-in may have timed out)."),
+          false,
+        );
+      if (!isAllowed(spec.rule, who.role)) {
+        const rule: Rule = spec.rule;
+        const need = typeof rule === "string" ? [] : rule;
+        return this.refuse(
+          who,
+          channel,
+          new LinesignError(
+            "ROLE_FORBIDDEN",
+            `To ${spec.does} needs the ${need.join(" or ")} role; ${who.name} is ${who.role === "sync" ? "the sync service" : `an ${who.role}`}.`,
+            { details: { user: who.name, role: who.role, needed: need } },
+          ),
+        );
+      }
+    }
+    const parsed = parseArgs(channel, rawArgs);
+    if (!parsed.ok)
+      return this.refuse(who, channel, new LinesignError("API_REQUEST_INVALID", parsed.message));
+    if (who?.role === "officer") this.station.signing.touch();
+    try {
+      const run = () => this.handlers[channel](parsed.args as never, who, loginToken);
+      const out = who ? await this.station.asActor(who.name, run) : await run();
+      const result = spec.result.parse(out);
+      if (channel === "auth.login") {
+        const token = (out as { token?: string }).token;
+        return { reply: { ok: true, result }, ...(token ? { loginToken: token } : {}) };
+      }
+      return { reply: { ok: true, result } };
+    } catch (e) {
+      const err = toLinesignError(e);
+      if (err.code === "INTERNAL")
+        this.station.ctx.logger.error({ channel, err: e }, "a kiosk call failed");
+      return { reply: { ok: false, error: { code: err.code, message: err.message } } };
+    }
+  }
+
+  /** Records a request the transport refused before it became a call (bad secret, not JSON). */
+  refuseRequest(why: string): void {
+    this.refuse(null, "(transport)", new LinesignError("API_REQUEST_INVALID", `Refused ${why}.`));
+  }
+
+  /** Stops the line (finishing devices in flight) and ends every login and the session. */
+  async close(): Promise<void> {
+    if (this.line) await this.line.stop();
+    for (const [token, l] of this.logins) await this.endLogin(token, l, "shutdown");
+  }
+
+  private loginFor(token: string | null): Login | null {
+    if (!token) return null;
+    const l = this.logins.get(token);
+    if (!l) return null;
+    // An officer whose signing session is in use stays signed in while it is used.
+    const sessionUse = this.station.signing.view();
+    const lastUse =
+      sessionUse.open && sessionUse.officer === l.name && sessionUse.lastUsedAt
+        ? Math.max(l.lastSeen, Date.parse(sessionUse.lastUsedAt))
+        : l.lastSeen;
+    if (Date.now() - lastUse > this.loginIdleMs) {
+      void this.endLogin(token, l, "idle");
+      return null;
+    }
+    l.lastSeen = Date.now();
+    return l;
+  }
+
+  private async endLogin(token: string, l: Login, reason: string): Promise<void> {
+    this.logins.delete(token);
+    this.station.ctx.store.appendEvent({
+      actor: l.name,
+      action: "user.logout",
+      subject: l.name,
+      outcome: "ok",
+      details: { via: "kiosk", reason },
+    });
+    if (l.role === "officer") await this.station.signing.loggedOut(l.name);
+  }
+
+  private refuse(who: Login | null, channel: string, err: LinesignError, log = true): ServiceReply {
+    if (log)
+      this.station.ctx.store.appendEvent({
+        actor: who?.name ?? "kiosk",
+        action: "api.refused",
+        subject: channel.slice(0, 64),
+        outcome: "refused",
+        code: err.code,
+        message: err.message,
+        details: { ...err.details },
+      });
+    return { reply: { ok: false, error: { code: err.code, message: err.message } } };
+  }
+
+  private lineView() {
+    const wo = this.lineWorkOrder
+      ? this.station.workOrders.list().find((w) => w.id === this.lineWorkOrder)
+      : undefined;
+    return {
+      version: this.board.version,
+      running: this.line !== null,
+      stopping: this.stopping,
+      workOrder: this.lineWorkOrder,
+      startedBy: this.lineStartedBy,
+      tiles: this.board.view(),
+      shift: { ...this.board.shift },
+      workOrderCounts: wo
+        ? { issued: wo.issued, quantity: wo.quantity, remaining: wo.remaining }
+        : null,
+      signing: this.station.signing.view(),
+    };
+  }
+
+  private makeHandlers(): Record<ChannelName, Handler> {
+    const s = this.station;
+    const h: {
+      [K in ChannelName]: (
+        args: never,
+        who: Login | null,
+        token: string | null,
+      ) => Promise<unknown>;
+    } = {
+      "auth.login": async (a: { name: string; passphrase: string }) => {
+        const user = await s.users.signIn(a, "any", "kiosk sign-in");
+        if (!user) throw new LinesignError("AUTH_FAILED", "Sign-in failed.");
+        const token = randomBytes(32).toString("base64url");
+        this.logins.set(token, { name: user.name, role: user.role, lastSeen: Date.now() });
+        return { name: user.name, role: user.role, token };
+      },
+      "auth.logout": async (_a, who, token) => {
+        if (who && token) await this.endLogin(token, who, "logout");
+        return { done: true };
+      },
+      "auth.whoami": async (_a, who) => (who ? { name: who.name, role: who.role } : null),
+      "station.status": async () => ({
+        stationId: s.config.station.id,
+        development: s.config.development,
+        token: s.ctx.tokenLabel,
+        ports: this.ports,
+        signing: s.signing.view(),
+      }),
+      "signing.open": async (a: { pin: string }, who) => s.signing.open(who!, a.pin),
+      "signing.close": async () => s.signing.close("closed"),
+      "workOrders.list": async () => s.workOrders.list(),
+      "workOrders.create": async (a: Parameters<Station["workOrders"]["create"]>[0]) => {
+        const wo = await s.workOrders.create(a);
+        this.board.bump();
+        return wo;
+      },
+      "workOrders.close": async (a: { id: string }) => {
+        const wo = await s.workOrders.close(a.id);
+        this.board.bump();
+        return wo;
+      },
+      "line.start": async (a: { workOrder?: string }, who) => {
+        if (this.line)
+          throw new LinesignError(
+            "USAGE",
+            `The line is already running (work order ${this.lineWorkOrder}, started by ${this.lineStartedBy}).`,
+          );
+        const line = s.line({ ports: this.ports, workOrder: a.workOrder ?? null });
+        this.board.reset(this.ports);
+        line.onEvent((e) => this.board.apply(e));
+        this.line = line;
+        this.lineWorkOrder = line.workOrder;
+        this.lineStartedBy = who!.name;
+        line.start();
+        void line.finished().then(() => {
+          this.line = null;
+          this.stopping = false;
+          this.board.bump();
+        });
+        return this.lineView();
+      },
+      "line.stop": async () => {
+        if (this.line && !this.stopping) {
+          this.stopping = true;
+          this.board.bump();
+          void this.line.stop();
+        }
+        return this.lineView();
+      },
+      "line.watch": async (a: { after: number; waitMs: number }) => {
+        await this.board.waitFor(a.after, a.waitMs);
+        return this.lineView();
+      },
+      "line.acknowledge": async (a: { port: string }, who) => {
+        const t = this.board.view().find((x) => x.port === a.port);
+        if (!t) throw new LinesignError("USAGE", `There is no port ${a.port} on this line.`);
+        if (t.failure) {
+          this.board.acknowledge(a.port);
+          s.ctx.store.appendEvent({
+            actor: who!.name,
+            action: "line.acknowledge",
+            subject: a.port,
+            outcome: "ok",
+            details: { code: t.failure.code, deviceId: t.failure.deviceId },
+          });
+        }
+        return this.lineView();
+      },
+      "cas.list": async () => s.ca.list().map(viewCa),
+      "targets.list": async () =>
+        s.sync.listTargets().map((t) => {
+          const last = s.ctx.store
+            .queryEvents({ action: "sync.run" })
+            .filter((e) => e.subject === t.name)
+            .at(-1);
+          return {
+            name: t.name,
+            region: t.region,
+            awsProfile: t.awsProfile ?? null,
+            caMode: t.caMode,
+            deviceRegistration: t.deviceRegistration,
+            pending: t.queue.pending,
+            uploaded: t.queue.uploaded,
+            failed: t.queue.failed,
+            lastSync: last ? { at: last.ts, outcome: last.outcome, message: last.message } : null,
+          };
+        }),
+      "audit.verify": async () => {
+        // verify() records its own entry.
+        const v = await s.audit.verify();
+        const c = countEvents([...s.ctx.store.events()]);
+        return {
+          ok: v.ok,
+          checked: v.checked,
+          message: v.message,
+          counts: {
+            issued: c.issued,
+            confirmed: c.confirmed,
+            unconfirmed: c.unconfirmed,
+            revoked: c.revoked,
+            rejected: Object.values(c.rejectedByReason).reduce((a, b) => a + b, 0),
+            rejectedByReason: c.rejectedByReason,
+          },
+        };
+      },
+      "audit.log": async (a: Parameters<Station["ctx"]["store"]["queryEvents"]>[0]) =>
+        s.ctx.store.queryEvents(a).reverse(),
+      "audit.export": async () => {
+        const bundle = await exportAudit(s.ctx, s.checkpointer);
+        const stamp = bundle.exportedAt.replace(/[-:]/g, "").slice(0, 15);
+        return {
+          fileName: `linesign-audit-${s.config.station.id}-${stamp}.json`,
+          base64: Buffer.from(JSON.stringify(bundle) + "\n").toString("base64"),
+          events: bundle.events.length,
+        };
+      },
+      "revocation.revoke": async (a: { serial?: string; deviceId?: string; reason: never }) =>
+        s.revocation.revoke(a, a.reason),
+    };
+    return h as Record<ChannelName, Handler>;
+  }
+}

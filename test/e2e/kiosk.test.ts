@@ -1,0 +1,239 @@
+/**
+ * The kiosk in real Chromium (Debian's, driven by playwright-core) against a
+ * real station service (`linesign serve --ui`) with a SoftHSM token and
+ * simulated devices on socat ptys: an officer opens a signing session and a
+ * work order; an operator starts the line and four devices reach confirmed
+ * while a faulty one shows its reason; the operator cannot reach officer
+ * functions even by calling the API; the officer verifies the log. Screenshots
+ * of each screen go to test-artifacts/kiosk/.
+ */
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromium, type Browser, type Page } from "playwright-core";
+import Database from "better-sqlite3";
+import { devStation, type TestStation } from "../helpers/station.js";
+import {
+  exportChain,
+  ptyPair,
+  startProc,
+  startSim,
+  type Proc,
+  type PtyPair,
+} from "../helpers/serial.js";
+import { fileURLToPath } from "node:url";
+import type { LinesignApi } from "../../src/domain/kiosk-api.js";
+
+// What the page callbacks below touch, in the browser (this file is type-checked for Node).
+declare const document: { querySelectorAll(selector: string): ArrayLike<unknown> };
+declare const window: { linesign?: LinesignApi };
+
+const BIN = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
+const ARTIFACTS = fileURLToPath(new URL("../../test-artifacts/kiosk", import.meta.url));
+const PIN = "246810"; // the development token's user PIN (README)
+const OPERATOR = { name: "op-anna", passphrase: "anna-runs-line-3" };
+const OFFICER = { name: "dev-officer", passphrase: "linesign-dev-officer" };
+
+/** Chromium as the machine has it: no downloads, no background traffic. */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+async function signIn(page: Page, url: string, who: { name: string; passphrase: string }) {
+  await page.goto(url);
+  await page.fill("#login-name", who.name);
+  await page.fill("#login-pass", who.passphrase);
+  await page.click("button[type=submit]");
+  await page.waitForSelector(`text=${who.name} (`);
+}
+
+describe("kiosk", () => {
+  let st: TestStation;
+  let serve: Proc;
+  let url: string;
+  let browser: Browser;
+  const pairs: PtyPair[] = [];
+  const sims: Proc[] = [];
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    st = devStation();
+    const add = st.run(["user", "add", "--name", OPERATOR.name, "--role", "operator"], {
+      LINESIGN_NEW_PASSPHRASE: OPERATOR.passphrase,
+    });
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    const { chain } = exportChain(st);
+    for (let i = 1; i <= 5; i++) pairs.push(await ptyPair(st.hsm.dir, `k${i}`));
+    // Four good devices and one whose request carries a bad signature.
+    for (const [i, p] of pairs.entries())
+      sims.push(
+        startSim([
+          "--port",
+          p.device,
+          "--device-id",
+          `kiosk-dev-${i + 1}`,
+          "--root",
+          chain,
+          "--store",
+          join(st.hsm.dir, "devices"),
+          "--answer-ms",
+          "120000",
+          ...(i === 4 ? ["--fault", "bad-signature"] : []),
+        ]),
+      );
+    serve = startProc(
+      process.execPath,
+      [BIN, "--json", "serve", "--ui", ...pairs.flatMap((p) => ["--port", p.station])],
+      st.env,
+    );
+    const listening = await serve.lines.waitFor((e) => e.event === "listening", "the service");
+    url = String(listening.url);
+    browser = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    serve?.proc.kill("SIGINT");
+    await serve?.exited;
+    for (const s of sims) s.proc.kill("SIGKILL");
+    await Promise.all(pairs.map((p) => p.kill()));
+  });
+
+  it("serves the page with its secret in the fragment only, and a strict policy", async () => {
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/#key=[\w-]{40,}$/);
+    const res = await fetch(url.replace(/#.*/, ""));
+    expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
+    expect(res.headers.get("content-security-policy")).toContain("connect-src 'self'");
+    // Without the secret, nothing is answered.
+    const api = await fetch(url.replace(/#.*/, "api/call"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ channel: "auth.whoami", args: {} }),
+    });
+    expect(api.status).toBe(401);
+  });
+
+  it("an officer opens a signing session and a work order; an operator provisions; a failure is explained", async () => {
+    const officer = await (
+      await browser.newContext({ viewport: { width: 1280, height: 860 } })
+    ).newPage();
+    await signIn(officer, url, OFFICER);
+    await officer.click("nav >> text=Signing session");
+    await officer.waitForSelector('[data-session="closed"]');
+    await officer.fill("#pin", PIN);
+    await officer.click("text=Open signing session");
+    const open = await officer.waitForSelector('[data-session="open"]');
+    expect(await open.textContent()).toContain("Open, by dev-officer");
+    await officer.screenshot({ path: join(ARTIFACTS, "officer-session.png") });
+
+    await officer.click("nav >> text=Work orders");
+    await officer.fill("#wo-id", "wo-kiosk");
+    await officer.fill("#wo-quantity", "10");
+    await officer.click("text=Create work order");
+    await officer.waitForSelector("td >> text=wo-kiosk");
+    await officer.screenshot({ path: join(ARTIFACTS, "officer-work-orders.png") });
+
+    const operator = await (
+      await browser.newContext({ viewport: { width: 1280, height: 1000 } })
+    ).newPage();
+    await signIn(operator, url, OPERATOR);
+    // Operators have no officer screens.
+    expect(await operator.locator("nav").count()).toBe(0);
+    await operator.waitForSelector("text=Start line: wo-kiosk");
+    await operator.screenshot({ path: join(ARTIFACTS, "operator-choose.png") });
+    await operator.click("text=Start line: wo-kiosk");
+    await operator.waitForFunction(
+      () => document.querySelectorAll('.tile [data-state="confirmed"]').length === 4,
+      null,
+      { timeout: 90_000 },
+    );
+    const failed = await operator.waitForSelector(".tile.has-failure", { timeout: 30_000 });
+    expect(await failed.getAttribute("data-port")).toBe(pairs[4]!.station);
+    expect(await failed.textContent()).toContain("The device's request was refused");
+    expect(await failed.textContent()).toContain("Set the device aside");
+    expect(await operator.textContent('[data-count="shift-confirmed"]')).toBe("4");
+    expect(await operator.textContent('[data-count="issued"]')).toBe("4 / 10");
+    await operator.screenshot({ path: join(ARTIFACTS, "operator-line.png"), fullPage: true });
+
+    // The failure stays until acknowledged, by keyboard as by touch.
+    await operator.focus("button.ack");
+    await operator.keyboard.press("Enter");
+    await operator.waitForSelector(".tile.has-failure", { state: "detached" });
+
+    // What the devices stored is what the station recorded, under the work order and operator.
+    const db = new Database(join(st.home, "station.db"), { readonly: true });
+    const rows = db
+      .prepare("SELECT device_id, state, operator, work_order FROM issuances ORDER BY device_id")
+      .all() as { device_id: string; state: string; operator: string; work_order: string }[];
+    db.close();
+    expect(rows).toEqual(
+      [1, 2, 3, 4].map((i) => ({
+        device_id: `kiosk-dev-${i}`,
+        state: "CONFIRMED",
+        operator: OPERATOR.name,
+        work_order: "wo-kiosk",
+      })),
+    );
+    const stored = readdirSync(join(st.hsm.dir, "devices")).filter((f) => f.endsWith(".pem"));
+    expect(stored.length).toBeGreaterThanOrEqual(4);
+
+    // An operator cannot reach officer functions, even by calling the API directly.
+    const direct = await operator.evaluate(async () => ({
+      close: await window.linesign!["signing.close"]({}),
+      revoke: await window.linesign!["revocation.revoke"]({
+        serial: "00",
+        reason: "keyCompromise",
+      }),
+      malformed: await window.linesign!["line.acknowledge"]({ port: 5 } as never),
+    }));
+    expect(direct.close).toMatchObject({ ok: false, error: { code: "ROLE_FORBIDDEN" } });
+    expect(direct.revoke).toMatchObject({ ok: false, error: { code: "ROLE_FORBIDDEN" } });
+    expect(direct.malformed).toMatchObject({ ok: false, error: { code: "API_REQUEST_INVALID" } });
+    const refused = st
+      .events()
+      .filter((e) => e.action === "api.refused" && e.actor === OPERATOR.name);
+    expect(refused.map((e) => [e.subject, e.code])).toEqual([
+      ["signing.close", "ROLE_FORBIDDEN"],
+      ["revocation.revoke", "ROLE_FORBIDDEN"],
+      ["line.acknowledge", "API_REQUEST_INVALID"],
+    ]);
+    expect(st.events().find((e) => e.action === "line.acknowledge")).toMatchObject({
+      actor: OPERATOR.name,
+      subject: pairs[4]!.station,
+    });
+
+    // The officer verifies the log and sees the counts.
+    await officer.click("nav >> text=Audit");
+    await officer.click("text=Verify now");
+    const verdict = await officer.waitForSelector("[data-verdict]");
+    expect(await verdict.getAttribute("data-verdict")).toBe("intact");
+    expect(await officer.textContent('[data-count="issued"]')).toBe("4");
+    expect(await officer.textContent('[data-count="confirmed"]')).toBe("4");
+    expect(Number(await officer.textContent('[data-count="rejected"]'))).toBeGreaterThanOrEqual(1);
+    await officer.waitForSelector("td >> text=CSR_SIGNATURE_INVALID");
+    await officer.screenshot({ path: join(ARTIFACTS, "officer-audit.png"), fullPage: true });
+
+    // The PIN was typed once, into the officer's screen: it is nowhere the station keeps anything.
+    const pin = Buffer.from(PIN);
+    for (const f of readdirSync(st.home).filter((f) => f.startsWith("station.db")))
+      expect(readFileSync(join(st.home, f)).includes(pin), f).toBe(false);
+    for (const f of readdirSync(join(st.home, "logs")))
+      expect(readFileSync(join(st.home, "logs", f), "utf8")).not.toContain(PIN);
+    expect(st.events().some((e) => `${e.message} ${e.details}`.includes(PIN))).toBe(false);
+    expect(readFileSync(`/proc/${serve.proc.pid}/cmdline`, "utf8")).not.toContain(PIN);
+    expect(readFileSync(`/proc/${serve.proc.pid}/environ`, "utf8")).not.toContain(PIN);
+    expect(serve.lines.text + serve.stderr()).not.toContain(PIN);
+  });
+});
