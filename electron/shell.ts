@@ -21,6 +21,14 @@ export const ELECTRON_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
   "connect-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/**
+ * Whether a URL is ours. Compared by scheme and host: for a custom scheme,
+ * Node's URL reports the origin as "null" (Chromium knows it as standard).
+ */
+function isOurs(u: URL): boolean {
+  return u.protocol === `${APP_SCHEME}:` && u.host === "kiosk";
+}
+
 /** The login header the station service answers with and expects. */
 export const LOGIN_HEADER = "x-linesign-login";
 
@@ -66,7 +74,7 @@ export function isTrustedSender(sender: CallSender, kioskWebContentsId: number |
   if (kioskWebContentsId === null || sender.senderId !== kioskWebContentsId) return false;
   if (!sender.isMainFrame || !sender.frameUrl) return false;
   try {
-    return new URL(sender.frameUrl).origin === APP_ORIGIN;
+    return isOurs(new URL(sender.frameUrl));
   } catch {
     return false;
   }
@@ -187,7 +195,7 @@ export function resolveAppFile(
   } catch {
     return null;
   }
-  if (u.origin !== APP_ORIGIN) return null;
+  if (!isOurs(u)) return null;
   let rel: string;
   try {
     rel = decodeURIComponent(u.pathname === "/" ? "/index.html" : u.pathname);
@@ -208,7 +216,7 @@ export function denyPermission(): boolean {
 /** Navigation away from the kiosk page is refused; so is every new window. */
 export function allowNavigation(url: string): boolean {
   try {
-    return new URL(url).origin === APP_ORIGIN;
+    return isOurs(new URL(url));
   } catch {
     return false;
   }

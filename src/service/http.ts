@@ -78,7 +78,7 @@ async function handleCall(
   res: ServerResponse,
 ): Promise<void> {
   if (!String(req.headers["content-type"] ?? "").startsWith("application/json")) {
-    service.refuseRequest("the request is not JSON");
+    service.refuseRequest("The request is not JSON.");
     return send(res, 415, {
       ok: false,
       error: { code: "API_REQUEST_INVALID", message: "Send JSON." },
@@ -94,7 +94,7 @@ async function handleCall(
   }
   if (!parsed) {
     service.refuseRequest(
-      body === null ? "the request is over 64 KiB" : "the request is not valid JSON",
+      body === null ? "The request is over 64 KiB." : "The request is not valid JSON.",
     );
     return send(res, 400, {
       ok: false,
@@ -183,7 +183,7 @@ export async function listenLoopback(
       });
     if (req.method === "POST" && req.url === "/api/call") {
       if (req.headers.origin !== undefined && req.headers.origin !== origin) {
-        service.refuseRequest("a call from another origin");
+        service.refuseRequest("A call from another origin.");
         return send(res, 403, {
           ok: false,
           error: { code: "API_REQUEST_INVALID", message: "Wrong origin." },
@@ -191,7 +191,7 @@ export async function listenLoopback(
       }
       const got = Buffer.from(String(req.headers.authorization ?? ""));
       if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
-        service.refuseRequest("a call without the service's secret");
+        service.refuseRequest("A call without the service's secret.");
         return send(res, 401, {
           ok: false,
           error: {

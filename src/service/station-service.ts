@@ -34,6 +34,8 @@ export interface ServiceOptions {
   ports?: string[];
   /** Milliseconds; default from station.json's sessions.loginIdleSeconds. */
   loginIdleMs?: number;
+  /** The clock logins are timed by (tests move it). Default Date.now. */
+  now?: () => number;
 }
 
 /** A reply with, for a login, the token the transport keeps (never the renderer). */
@@ -53,6 +55,7 @@ export class StationService {
   private stopping = false;
   readonly ports: string[];
   private readonly loginIdleMs: number;
+  private readonly now: () => number;
   private readonly handlers: Record<ChannelName, Handler>;
 
   constructor(
@@ -61,6 +64,7 @@ export class StationService {
   ) {
     this.ports = opts.ports?.length ? opts.ports : [...station.config.line.ports];
     this.loginIdleMs = opts.loginIdleMs ?? station.config.sessions.loginIdleSeconds * 1000;
+    this.now = opts.now ?? Date.now;
     this.board.reset(this.ports);
     // The session's state is part of what the operator sees.
     station.signing.onChange(() => this.board.bump());
@@ -128,7 +132,7 @@ export class StationService {
 
   /** Records a request the transport refused before it became a call (bad secret, not JSON). */
   refuseRequest(why: string): void {
-    this.refuse(null, "(transport)", new LinesignError("API_REQUEST_INVALID", `Refused ${why}.`));
+    this.refuse(null, "(transport)", new LinesignError("API_REQUEST_INVALID", why));
   }
 
   /** Stops the line (finishing devices in flight) and ends every login and the session. */
@@ -147,11 +151,11 @@ export class StationService {
       sessionUse.open && sessionUse.officer === l.name && sessionUse.lastUsedAt
         ? Math.max(l.lastSeen, Date.parse(sessionUse.lastUsedAt))
         : l.lastSeen;
-    if (Date.now() - lastUse > this.loginIdleMs) {
+    if (this.now() - lastUse > this.loginIdleMs) {
       void this.endLogin(token, l, "idle");
       return null;
     }
-    l.lastSeen = Date.now();
+    l.lastSeen = this.now();
     return l;
   }
 
@@ -213,7 +217,7 @@ export class StationService {
         const user = await s.users.signIn(a, "any", "kiosk sign-in");
         if (!user) throw new LinesignError("AUTH_FAILED", "Sign-in failed.");
         const token = randomBytes(32).toString("base64url");
-        this.logins.set(token, { name: user.name, role: user.role, lastSeen: Date.now() });
+        this.logins.set(token, { name: user.name, role: user.role, lastSeen: this.now() });
         return { name: user.name, role: user.role, token };
       },
       "auth.logout": async (_a, who, token) => {

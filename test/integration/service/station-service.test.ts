@@ -1,0 +1,265 @@
+/**
+ * The station service's API against a real station (SoftHSM token, SQLite
+ * file): every role against every channel, refusals logged, logins that time
+ * out, an officer's logout ending the signing session, and both transports
+ * (Unix socket with its permissions; loopback with its secret, Host and
+ * Origin checks).
+ */
+import { statSync } from "node:fs";
+import { request } from "node:http";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CHANNELS, CHANNEL_NAMES } from "../../../src/domain/kiosk-api.js";
+import { isAllowed, ROLES, type Role } from "../../../src/domain/roles.js";
+import type { Station } from "../../../src/compose.js";
+import { StationService } from "../../../src/service/station-service.js";
+import {
+  listenLoopback,
+  listenUnix,
+  LOGIN_HEADER,
+  type LoopbackListening,
+} from "../../../src/service/http.js";
+import { engineStation } from "../../helpers/engine.js";
+
+const PASS: Record<Role, string> = {
+  operator: "operator-pass-1",
+  officer: "officer-pass-1",
+  auditor: "auditor-pass-1",
+  sync: "sync-pass-1",
+};
+
+describe("station service API", () => {
+  let s: Station;
+  let service: StationService;
+  let clock = Date.now();
+  const tokens = {} as Record<Role, string>;
+
+  async function login(role: Role): Promise<string> {
+    const r = await service.call("auth.login", { name: `${role}-1`, passphrase: PASS[role] }, null);
+    expect(r.reply).toEqual({ ok: true, result: { name: `${role}-1`, role } });
+    return r.loginToken!;
+  }
+
+  beforeAll(async () => {
+    const es = await engineStation();
+    s = es.open(undefined, { mode: "service", officer: undefined });
+    for (const role of ROLES) await s.users.add(`${role}-1`, role, PASS[role]);
+    service = new StationService(s, {
+      ports: ["/dev/null"],
+      loginIdleMs: 60_000,
+      now: () => clock,
+    });
+    for (const role of ROLES) tokens[role] = await login(role);
+  });
+  afterAll(async () => {
+    await service.close();
+    await s.close();
+  });
+
+  it("lets each role reach exactly the channels its rule allows", async () => {
+    for (const name of CHANNEL_NAMES) {
+      const rule = CHANNELS[name].rule;
+      if (rule === "none" || name === "auth.logout") continue;
+      for (const role of ROLES) {
+        // Arguments no channel accepts: an allowed call stops at validation, a forbidden one before it.
+        const r = await service.call(name, { __probe: 1 }, tokens[role]);
+        expect(r.reply.ok, `${role} ${name}`).toBe(false);
+        const code = !r.reply.ok ? r.reply.error.code : "";
+        expect(code, `${role} calling ${name}`).toBe(
+          isAllowed(rule, role) ? "API_REQUEST_INVALID" : "ROLE_FORBIDDEN",
+        );
+      }
+    }
+    // Officers alone change the station; auditors only read; operators run the line.
+    for (const name of CHANNEL_NAMES) {
+      const rule = CHANNELS[name].rule;
+      if (typeof rule === "string") continue;
+      if (rule.includes("auditor"))
+        expect([
+          "line.watch",
+          "cas.list",
+          "targets.list",
+          "audit.verify",
+          "audit.log",
+          "audit.export",
+        ]).toContain(name);
+      if (rule.includes("operator")) expect(name.startsWith("line.")).toBe(true);
+    }
+    const refused = s.ctx.store.queryEvents({ action: "api.refused" });
+    expect(
+      refused.some(
+        (e) =>
+          e.actor === "operator-1" && e.subject === "signing.open" && e.code === "ROLE_FORBIDDEN",
+      ),
+    ).toBe(true);
+    expect(refused.some((e) => e.actor === "auditor-1" && e.subject === "revocation.revoke")).toBe(
+      true,
+    );
+  });
+
+  it("refuses unknown channels, missing logins and malformed arguments, naming the field", async () => {
+    const unknown = await service.call("token.export", {}, tokens.officer);
+    expect(unknown.reply).toMatchObject({ ok: false, error: { code: "API_REQUEST_INVALID" } });
+    expect(s.ctx.store.queryEvents({ action: "api.refused" }).at(-1)).toMatchObject({
+      actor: "officer-1",
+      subject: "token.export",
+    });
+    const anon = await service.call("audit.log", { limit: 5 }, null);
+    expect(anon.reply).toMatchObject({ ok: false, error: { code: "AUTH_REQUIRED" } });
+    const forged = await service.call("audit.log", { limit: 5 }, "not-a-login");
+    expect(forged.reply).toMatchObject({ ok: false, error: { code: "AUTH_REQUIRED" } });
+    const bad = await service.call(
+      "workOrders.create",
+      { profile: "default", quantity: -3 },
+      tokens.officer,
+    );
+    expect(bad.reply).toMatchObject({ ok: false, error: { code: "API_REQUEST_INVALID" } });
+    expect(!bad.reply.ok && bad.reply.error.message).toContain('"quantity"');
+    const wrongPass = await service.call(
+      "auth.login",
+      { name: "officer-1", passphrase: "nope" },
+      null,
+    );
+    expect(wrongPass.reply).toMatchObject({ ok: false, error: { code: "AUTH_FAILED" } });
+    expect(wrongPass.loginToken).toBeUndefined();
+  });
+
+  it("answers only the fields the contract declares", async () => {
+    const r = await service.call(
+      "auth.login",
+      { name: "auditor-1", passphrase: PASS.auditor },
+      null,
+    );
+    // The login token goes to the transport, never into the body the page sees.
+    expect(JSON.stringify(r.reply)).not.toContain(r.loginToken!);
+    const log = await service.call("audit.log", { limit: 3 }, tokens.auditor);
+    expect(log.reply.ok).toBe(true);
+    for (const e of (log.reply as { result: Record<string, unknown>[] }).result)
+      expect(Object.keys(e).sort()).toEqual(
+        ["action", "actor", "code", "message", "outcome", "seq", "subject", "ts"].sort(),
+      );
+  });
+
+  it("ends a login after its idle time, and an officer's logout ends the signing session", async () => {
+    const opened = await service.call("signing.open", { pin: "246810" }, tokens.officer);
+    expect(opened.reply).toMatchObject({ ok: true, result: { open: true, officer: "officer-1" } });
+    clock += 61_000;
+    const late = await service.call("line.watch", { after: -1, waitMs: 0 }, tokens.operator);
+    expect(late.reply).toMatchObject({ ok: false, error: { code: "AUTH_REQUIRED" } });
+    expect(
+      s.ctx.store.queryEvents({ action: "user.logout", actor: "operator-1" }).at(-1),
+    ).toMatchObject({
+      details: { via: "kiosk", reason: "idle" },
+    });
+    const officer = await login("officer");
+    // The officer's earlier login lapsed too; signing out of a new one ends the session they opened.
+    const out = await service.call("auth.logout", {}, officer);
+    expect(out.reply.ok).toBe(true);
+    expect(s.signing.view().open).toBe(false);
+    expect(s.ctx.store.queryEvents({ action: "signing.close" }).at(-1)).toMatchObject({
+      details: { reason: "logout" },
+    });
+  });
+
+  describe("transports", () => {
+    let lb: LoopbackListening;
+    let closeUnix: () => Promise<void>;
+    let socket: string;
+    beforeAll(async () => {
+      socket = join(s.home.dir, "run", "station.sock");
+      closeUnix = (await listenUnix(service, socket)).close;
+      lb = await listenLoopback(service, { port: 0, uiDir: null });
+    });
+    afterAll(async () => {
+      await lb.close();
+      await closeUnix();
+    });
+
+    const post = (
+      o: { socketPath?: string; port?: number; headers?: Record<string, string> },
+      body: string,
+    ) =>
+      new Promise<{ status: number; body: string; login?: string }>((resolve, reject) => {
+        const req = request(
+          {
+            ...(o.socketPath ? { socketPath: o.socketPath } : { host: "127.0.0.1", port: o.port }),
+            path: "/api/call",
+            method: "POST",
+            headers: { "content-type": "application/json", ...o.headers },
+          },
+          (res) => {
+            let b = "";
+            res.setEncoding("utf8").on("data", (d: string) => (b += d));
+            res.on("end", () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                body: b,
+                login: res.headers[LOGIN_HEADER] as string | undefined,
+              }),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.end(body);
+      });
+
+    it("the socket is this user's alone, answers calls, and a second service cannot take it", async () => {
+      expect(statSync(socket).mode & 0o777).toBe(0o600);
+      expect(statSync(join(s.home.dir, "run")).mode & 0o777).toBe(0o700);
+      const r = await post(
+        { socketPath: socket },
+        JSON.stringify({
+          channel: "auth.login",
+          args: { name: "auditor-1", passphrase: PASS.auditor },
+        }),
+      );
+      expect(r.status).toBe(200);
+      expect(r.login).toMatch(/^[\w-]{40,}$/);
+      const who = await post(
+        { socketPath: socket, headers: { [LOGIN_HEADER]: r.login! } },
+        JSON.stringify({ channel: "auth.whoami", args: {} }),
+      );
+      expect(JSON.parse(who.body)).toEqual({
+        ok: true,
+        result: { name: "auditor-1", role: "auditor" },
+      });
+      await expect(listenUnix(service, socket)).rejects.toThrow(/already running/);
+    });
+
+    it("loopback needs the secret, this Host and this Origin; bodies are JSON and small", async () => {
+      const auth = { authorization: `Bearer ${lb.secret}` };
+      const ok = await post(
+        { port: lb.port, headers: auth },
+        JSON.stringify({ channel: "auth.whoami", args: {} }),
+      );
+      expect(ok.status).toBe(200);
+      const before = s.ctx.store.queryEvents({ action: "api.refused" }).length;
+      expect((await post({ port: lb.port }, "{}")).status).toBe(401);
+      expect(
+        (await post({ port: lb.port, headers: { authorization: "Bearer wrong" } }, "{}")).status,
+      ).toBe(401);
+      expect(
+        (await post({ port: lb.port, headers: { ...auth, host: "evil.example" } }, "{}")).status,
+      ).toBe(421);
+      expect(
+        (await post({ port: lb.port, headers: { ...auth, origin: "http://evil.example" } }, "{}"))
+          .status,
+      ).toBe(403);
+      expect((await post({ port: lb.port, headers: auth }, "{not json")).status).toBe(400);
+      expect((await post({ port: lb.port, headers: auth }, "x".repeat(70_000))).status).toBe(400);
+      expect(
+        (await post({ port: lb.port, headers: { ...auth, "content-type": "text/plain" } }, "{}"))
+          .status,
+      ).toBe(415);
+      const refused = s.ctx.store.queryEvents({ action: "api.refused" }).slice(before);
+      expect(refused.map((e) => e.message)).toEqual([
+        "A call without the service's secret.",
+        "A call without the service's secret.",
+        "A call from another origin.",
+        "The request is not valid JSON.",
+        "The request is over 64 KiB.",
+        "The request is not JSON.",
+      ]);
+    });
+  });
+});
