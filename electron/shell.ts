@@ -112,7 +112,7 @@ export function makeRelay(deps: {
     if (!parsed.ok) return refuse(name, parsed.message);
     const out = await deps.forward(channel, parsed.args, login);
     if (channel === "auth.login" && out.reply.ok && out.login) login = out.login;
-    if (channel === "auth.logout") login = null;
+    if (channel === "auth.logout" || channel === "auth.handover") login = null;
     if (!out.reply.ok && out.reply.error.code === "AUTH_REQUIRED") login = null;
     return out.reply;
   };

@@ -17,7 +17,7 @@ import { DEV_OFFICER } from "../app/users.js";
 import { promptSecret } from "./prompt.js";
 import { runBench } from "./bench.js";
 import { describeLineEvent, registerLineCommands } from "./line.js";
-import { runDemoLine } from "./demo.js";
+import { checkDemoKiosk, DEMO_OPERATOR, openDemoKiosk, runDemoLine } from "./demo.js";
 import { registerServeCommand } from "./serve.js";
 import { registerSyncCommands } from "./sync.js";
 import { exportAudit, verifyAuditBundle, type AuditBundle } from "../app/audit-export.js";
@@ -203,9 +203,10 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
   program
     .command("demo")
     .description(
-      "the development main job: set up (or reuse) a development station, then provision simulated devices on pty pairs",
+      "the development main job: set up (or reuse) a development station, provision simulated devices on pty pairs, then open the kiosk with simulated devices attached",
     )
-    .action(async () => {
+    .option("--no-kiosk", "stop after the simulated line; do not open the kiosk")
+    .action(async (o: { kiosk: boolean }) => {
       const result = await initStation({ home: globals().home, env: io.env, prompt, dev: true });
       const ica = result.status.cas.find((c) => c.label === "dev-ica");
       const lines = [
@@ -237,7 +238,61 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
         `     npm run device-sim -- --help   (and linesign line run --port PATH)`,
       ];
       if (summary && summary.failed > 0) exitCode = 1;
-      emit({ ok: true, ...result, line: demo }, after.join("\n"));
+      if (!o.kiosk || exitCode !== 0) {
+        emit({ ok: exitCode === 0, ...result, line: demo }, after.join("\n"));
+        return;
+      }
+      if (!json) io.out(after.slice(0, 2).join("\n") + "\n");
+      // On a terminal the kiosk stays open until Ctrl-C; elsewhere (CI) it is checked and closed.
+      const keepOpen = Boolean(io.terminal && io.interactive);
+      const kiosk = await openDemoKiosk({ home: result.home, env: io.env, openElectron: keepOpen });
+      if ("skipped" in kiosk) {
+        emit(
+          { ok: true, ...result, line: demo, kiosk },
+          [...after, `Kiosk skipped: ${kiosk.skipped}`].join("\n"),
+        );
+        return;
+      }
+      const how = [
+        `The kiosk (${kiosk.shell === "electron" ? "opened in Electron's window" : "Electron's runtime is not installed here: open this address in Chromium"}):`,
+        `  ${kiosk.url}`,
+        `  ${kiosk.ports.length} serial ports with simulated devices attached (${kiosk.ports.map((p) => basename(p)).join(", ")}).`,
+        `  1. Sign in as ${DEV_OFFICER.name} / ${DEV_OFFICER.passphrase}; Signing session: enter the token PIN (development: 246810).`,
+        `  2. Hand over (the session stays open), sign in as ${DEMO_OPERATOR.name} / ${DEMO_OPERATOR.passphrase}; start the line on work order "dev".`,
+        `  Chromium's own kiosk mode: chromium --kiosk "$(cat ${result.home}/run/kiosk.url)"`,
+      ];
+      try {
+        if (keepOpen) {
+          io.out(how.join("\n") + "\nCtrl-C closes the kiosk and stops the station service.\n");
+          await new Promise<void>((resolve) => {
+            process.once("SIGINT", () => resolve());
+            process.once("SIGTERM", () => resolve());
+          });
+          emit(
+            { ok: true, ...result, line: demo, kiosk: { url: kiosk.url, shell: kiosk.shell } },
+            "Kiosk closed.",
+          );
+        } else {
+          const checked = await checkDemoKiosk(kiosk.url);
+          emit(
+            {
+              ok: true,
+              ...result,
+              line: demo,
+              kiosk: { url: kiosk.url, shell: kiosk.shell, checked },
+            },
+            [
+              ...how,
+              `  Checked: ${checked}. Not on a terminal, so the kiosk was closed again;`,
+              `  keep one open with: npx linesign demo (on a terminal), or npx linesign serve --ui --port PATH`,
+              "",
+              ...after.slice(2),
+            ].join("\n"),
+          );
+        }
+      } finally {
+        await kiosk.close();
+      }
     });
 
   program

@@ -137,6 +137,8 @@ export const CHANNELS = {
     User,
   ),
   "auth.logout": channel("any", "sign out", None, Ok),
+  // Signs out but leaves a signing session the caller opened running, for the operator who takes over.
+  "auth.handover": channel("any", "hand the kiosk over", None, Ok),
   "auth.whoami": channel("none", "who is signed in", None, User.nullable()),
   "station.status": channel(
     "any",

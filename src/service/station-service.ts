@@ -168,7 +168,8 @@ export class StationService {
       outcome: "ok",
       details: { via: "kiosk", reason },
     });
-    if (l.role === "officer") await this.station.signing.loggedOut(l.name);
+    // A hand-over leaves the officer's signing session to the line; a sign-out ends it.
+    if (l.role === "officer" && reason !== "handover") await this.station.signing.loggedOut(l.name);
   }
 
   private refuse(who: Login | null, channel: string, err: LinesignError, log = true): ServiceReply {
@@ -222,6 +223,10 @@ export class StationService {
       },
       "auth.logout": async (_a, who, token) => {
         if (who && token) await this.endLogin(token, who, "logout");
+        return { done: true };
+      },
+      "auth.handover": async (_a, who, token) => {
+        if (who && token) await this.endLogin(token, who, "handover");
         return { done: true };
       },
       "auth.whoami": async (_a, who) => (who ? { name: who.name, role: who.role } : null),

@@ -16,6 +16,12 @@ it("demo sets up the development station and provisions six simulated devices", 
   expect(r.code, r.stderr + r.stdout).toBe(0);
   const line = r.json.line as { summary: { devices: number; confirmed: number; failed: number } };
   expect(line.summary).toMatchObject({ devices: 6, confirmed: 6, failed: 0 });
+  // Then the kiosk on loopback; not on a terminal, it is checked and closed again.
+  expect(r.json.kiosk).toMatchObject({
+    url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/#key=/),
+    shell: "browser",
+    checked: expect.stringContaining("demo operator signed in"),
+  });
   const log = linesign(["audit", "log", "--status", "CONFIRMED", "--json"], env);
   const rows = log.json.rows as { deviceId: string; keyType: string }[];
   expect(rows).toHaveLength(6);
@@ -26,4 +32,8 @@ it("demo sets up the development station and provisions six simulated devices", 
   expect(text.code).toBe(0);
   expect(text.stdout).toMatch(/p256-station +demo-\S+-p256-0001: CONFIRMED serial/);
   expect(text.stdout).toContain("already set up");
+  expect(text.stdout).toContain(
+    "Electron's runtime is not installed here: open this address in Chromium",
+  );
+  expect(text.stdout).toContain("Sign in as dev-officer / linesign-dev-officer");
 }, 120_000);

@@ -145,10 +145,15 @@ describe("kiosk", () => {
     await officer.waitForSelector("td >> text=wo-kiosk");
     await officer.screenshot({ path: join(ARTIFACTS, "officer-work-orders.png") });
 
-    const operator = await (
-      await browser.newContext({ viewport: { width: 1280, height: 1000 } })
-    ).newPage();
-    await signIn(operator, url, OPERATOR);
+    // One kiosk screen: the officer hands over, the session stays open, the operator signs in.
+    await officer.click("text=Hand over");
+    await officer.waitForSelector("#login-name");
+    const operator = officer;
+    await operator.fill("#login-name", OPERATOR.name);
+    await operator.fill("#login-pass", OPERATOR.passphrase);
+    await operator.click("button[type=submit]");
+    await operator.waitForSelector(`text=${OPERATOR.name} (`);
+    await operator.waitForSelector("text=Signing session open (dev-officer)");
     // Operators have no officer screens.
     expect(await operator.locator("nav").count()).toBe(0);
     await operator.waitForSelector("text=Start line: wo-kiosk");
@@ -209,12 +214,22 @@ describe("kiosk", () => {
       ["revocation.revoke", "ROLE_FORBIDDEN"],
       ["line.acknowledge", "API_REQUEST_INVALID"],
     ]);
+    // The hand-over signed the officer out and left the session to the line.
+    const handover = st
+      .events()
+      .find((e) => e.action === "user.logout" && e.actor === "dev-officer");
+    expect(JSON.parse(handover!.details)).toMatchObject({ via: "kiosk", reason: "handover" });
+    expect(st.events().some((e) => e.action === "signing.close" && e.seq > handover!.seq)).toBe(
+      false,
+    );
     expect(st.events().find((e) => e.action === "line.acknowledge")).toMatchObject({
       actor: OPERATOR.name,
       subject: pairs[4]!.station,
     });
 
-    // The officer verifies the log and sees the counts.
+    // The officer comes back, verifies the log and sees the counts.
+    await operator.click("text=Sign out");
+    await signIn(officer, url, OFFICER);
     await officer.click("nav >> text=Audit");
     await officer.click("text=Verify now");
     const verdict = await officer.waitForSelector("[data-verdict]");

@@ -32,7 +32,11 @@ export function httpBridge(): LinesignApi {
       const reply = (await res.json()) as Reply<unknown>;
       const token = res.headers.get(LOGIN_HEADER);
       if (channel === "auth.login" && reply.ok && token) login = token;
-      if (channel === "auth.logout" || (!reply.ok && reply.error.code === "AUTH_REQUIRED"))
+      if (
+        channel === "auth.logout" ||
+        channel === "auth.handover" ||
+        (!reply.ok && reply.error.code === "AUTH_REQUIRED")
+      )
         login = null;
       return reply;
     } catch {

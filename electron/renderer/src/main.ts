@@ -122,9 +122,29 @@ function renderBar(): void {
       "span",
       { class: "who" },
       `${user.name} (${user.role})`,
+      user.role === "officer"
+        ? h(
+            "button",
+            {
+              class: "secondary",
+              "data-focus": "handover",
+              title: "Sign out and leave the signing session open for the operator",
+              onclick: handover,
+            },
+            "Hand over",
+          )
+        : null,
       h("button", { class: "secondary", "data-focus": "logout", onclick: logout }, "Sign out"),
     ),
   );
+}
+
+/** The officer leaves; a signing session they opened keeps running for the line. */
+async function handover(): Promise<void> {
+  await call("auth.handover", {});
+  user = null;
+  line = null;
+  render();
 }
 
 async function logout(): Promise<void> {

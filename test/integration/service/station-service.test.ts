@@ -161,6 +161,31 @@ describe("station service API", () => {
     });
   });
 
+  it("a hand-over signs the officer out but leaves their signing session to the line", async () => {
+    const officer = await login("officer");
+    await service.call("signing.open", { pin: "246810" }, officer);
+    const r = await service.call("auth.handover", {}, officer);
+    expect(r.reply).toEqual({ ok: true, result: { done: true } });
+    expect((await service.call("auth.whoami", {}, officer)).reply).toEqual({
+      ok: true,
+      result: null,
+    });
+    expect(s.signing.view()).toMatchObject({ open: true, officer: "officer-1" });
+    const operator = await login("operator");
+    const watch = await service.call("line.watch", { after: -1, waitMs: 0 }, operator);
+    expect(watch.reply).toMatchObject({ ok: true, result: { signing: { open: true } } });
+    // Closing it takes an officer.
+    expect((await service.call("signing.close", {}, operator)).reply).toMatchObject({
+      ok: false,
+      error: { code: "ROLE_FORBIDDEN" },
+    });
+    const back = await login("officer");
+    expect((await service.call("signing.close", {}, back)).reply).toMatchObject({
+      ok: true,
+      result: { open: false },
+    });
+  });
+
   describe("transports", () => {
     let lb: LoopbackListening;
     let closeUnix: () => Promise<void>;
