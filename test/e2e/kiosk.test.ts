@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
 import Database from "better-sqlite3";
 import { devStation, type TestStation } from "../helpers/station.js";
+import { cleanEnv, linesign } from "../helpers/cli.js";
 import {
   exportChain,
   ptyPair,
@@ -149,9 +150,11 @@ describe("kiosk", () => {
     await officer.click("text=Hand over");
     await officer.waitForSelector("#login-name");
     const operator = officer;
-    await operator.fill("#login-name", OPERATOR.name);
-    await operator.fill("#login-pass", OPERATOR.passphrase);
-    await operator.click("button[type=submit]");
+    // By keyboard alone: the name field has the focus, Tab to the passphrase, Enter signs in.
+    await operator.keyboard.type(OPERATOR.name);
+    await operator.keyboard.press("Tab");
+    await operator.keyboard.type(OPERATOR.passphrase);
+    await operator.keyboard.press("Enter");
     await operator.waitForSelector(`text=${OPERATOR.name} (`);
     await operator.waitForSelector("text=Signing session open (dev-officer)");
     // Operators have no officer screens.
@@ -239,6 +242,40 @@ describe("kiosk", () => {
     expect(Number(await officer.textContent('[data-count="rejected"]'))).toBeGreaterThanOrEqual(1);
     await officer.waitForSelector("td >> text=CSR_SIGNATURE_INVALID");
     await officer.screenshot({ path: join(ARTIFACTS, "officer-audit.png"), fullPage: true });
+
+    // The export downloads a bundle that checks out on its own, with no token and no station.
+    const [download] = await Promise.all([
+      officer.waitForEvent("download"),
+      officer.click("text=Export audit bundle"),
+    ]);
+    const bundle = join(st.hsm.dir, download.suggestedFilename());
+    await download.saveAs(bundle);
+    const verified = linesign(
+      ["--json", "audit", "verify", "--bundle", bundle],
+      cleanEnv({ HOME: st.hsm.dir, LINESIGN_HOME: join(st.hsm.dir, "nowhere") }),
+    );
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+    expect(verified.json).toMatchObject({ ok: true, counts: { issued: 4, confirmed: 4 } });
+
+    // CAs, targets, and a revocation from the officer's screens.
+    await officer.click("nav >> text=CAs");
+    await officer.waitForSelector("td >> text=dev-ica");
+    expect(await officer.textContent("tr:has(td:text-is('dev-ica')) .status")).toBe("active");
+    await officer.screenshot({ path: join(ARTIFACTS, "officer-cas.png") });
+    await officer.click("nav >> text=Targets");
+    await officer.waitForSelector("text=AWS IoT targets");
+    await officer.screenshot({ path: join(ARTIFACTS, "officer-targets.png") });
+    await officer.click("nav >> text=Revoke");
+    await officer.fill("#rv-device", "kiosk-dev-1");
+    await officer.selectOption("#rv-reason", "keyCompromise");
+    await officer.click("form button[type=submit]");
+    await officer.waitForSelector("text=Revoked:");
+    await officer.screenshot({ path: join(ARTIFACTS, "officer-revoke.png") });
+    const revoked = new Database(join(st.home, "station.db"), { readonly: true });
+    expect(
+      revoked.prepare("SELECT state FROM issuances WHERE device_id = 'kiosk-dev-1'").get(),
+    ).toEqual({ state: "REVOKED" });
+    revoked.close();
 
     // The PIN was typed once, into the officer's screen: it is nowhere the station keeps anything.
     const pin = Buffer.from(PIN);

@@ -53,7 +53,11 @@ describe("signing sessions (station service)", () => {
     expect(await code(s.signing.open({ name: "op", role: "operator" }, PIN))).toBe(
       "ROLE_FORBIDDEN",
     );
-    expect(await code(s.signing.open(officer, "000000"))).toBe("HSM_PIN_INCORRECT");
+    const wrong = await s.signing.open(officer, "918273").catch((e: Error) => e);
+    expect(wrong).toMatchObject({ code: "HSM_PIN_INCORRECT" });
+    // The refusal names the token, never the PIN tried.
+    expect((wrong as Error).message).not.toContain("918273");
+    expect(JSON.stringify(s.ctx.store.queryEvents({}))).not.toContain("918273");
     expect(s.signing.view().open).toBe(false);
     expect(s.ctx.store.pinGuard(s.ctx.tokenLabel).failures).toBe(1);
     const events = s.ctx.store
