@@ -197,6 +197,33 @@ describe("kiosk", () => {
     const stored = readdirSync(join(st.hsm.dir, "devices")).filter((f) => f.endsWith(".pem"));
     expect(stored.length).toBeGreaterThanOrEqual(4);
 
+    // The page reaches nothing but the service: other addresses are blocked by its policy.
+    const reach = await operator.evaluate(async () => {
+      const g = globalThis as unknown as {
+        addEventListener(t: string, f: (e: { violatedDirective: string }) => void): void;
+        fetch(u: string): Promise<unknown>;
+        require?: unknown;
+        process?: unknown;
+      };
+      const violated: string[] = [];
+      g.addEventListener("securitypolicyviolation", (e) => violated.push(e.violatedDirective));
+      const fetched = await g.fetch("http://127.0.0.1:9/steal").then(
+        () => "answered",
+        () => "blocked",
+      );
+      await new Promise((r) => setTimeout(r, 0));
+      return {
+        fetched,
+        violated: [...new Set(violated)],
+        node: typeof g.require + typeof g.process,
+      };
+    });
+    expect(reach).toEqual({
+      fetched: "blocked",
+      violated: ["connect-src"],
+      node: "undefinedundefined",
+    });
+
     // An operator cannot reach officer functions, even by calling the API directly.
     const direct = await operator.evaluate(async () => ({
       close: await window.linesign!["signing.close"]({}),
