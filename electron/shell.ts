@@ -6,8 +6,9 @@
  */
 import { request } from "node:http";
 import { homedir } from "node:os";
-import { extname, join, normalize, sep } from "node:path";
+import { join } from "node:path";
 import { isChannel, parseArgs, type Reply } from "../src/domain/kiosk-api.js";
+import { resolveStaticFile } from "../src/service/static-files.js";
 
 /** Where the kiosk page is loaded from (a privileged custom scheme, not file://). */
 export const APP_ORIGIN = "app://kiosk";
@@ -172,15 +173,6 @@ function unreachable(): { reply: Reply<never> } {
   };
 }
 
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".svg": "image/svg+xml",
-  ".png": "image/png",
-  ".woff2": "font/woff2",
-};
-
 /**
  * The file an app:// request may read, or null: only our origin, only files
  * inside the page's folder, only the types the page is made of.
@@ -195,17 +187,7 @@ export function resolveAppFile(
   } catch {
     return null;
   }
-  if (!isOurs(u)) return null;
-  let rel: string;
-  try {
-    rel = decodeURIComponent(u.pathname === "/" ? "/index.html" : u.pathname);
-  } catch {
-    return null;
-  }
-  const path = join(rendererDir, normalize(rel).replace(/^([/\\])+/, ""));
-  const type = TYPES[extname(path)];
-  if (!path.startsWith(rendererDir + sep) || !type) return null;
-  return { path, type };
+  return isOurs(u) ? resolveStaticFile(rendererDir, u.pathname) : null;
 }
 
 /** Every permission a page may ask for (camera, notifications, serial...) is refused. */

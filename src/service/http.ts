@@ -11,10 +11,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
-import { dirname, extname, join, normalize, sep } from "node:path";
+import { dirname } from "node:path";
 import { connect, type AddressInfo } from "node:net";
 import { LinesignError } from "../domain/errors.js";
 import type { StationService } from "./station-service.js";
+import { resolveStaticFile } from "./static-files.js";
 
 export const LOGIN_HEADER = "x-linesign-login";
 const MAX_BODY = 64 * 1024;
@@ -23,15 +24,6 @@ const MAX_BODY = 64 * 1024;
 export const KIOSK_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
   "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".svg": "image/svg+xml",
-  ".png": "image/png",
-  ".woff2": "font/woff2",
-};
 
 export interface Listening {
   close(): Promise<void>;
@@ -223,24 +215,19 @@ export async function listenLoopback(
 }
 
 function serveStatic(dir: string, req: IncomingMessage, res: ServerResponse): void {
-  const path = new URL(req.url ?? "/", "http://x").pathname;
-  const rel = normalize(decodeURIComponent(path === "/" ? "/index.html" : path)).replace(
-    /^([/\\])+/,
-    "",
-  );
-  const file = join(dir, rel);
-  if (!file.startsWith(dir + sep) || !TYPES[extname(file)] || !existsSync(file))
+  const file = resolveStaticFile(dir, new URL(req.url ?? "/", "http://x").pathname);
+  if (!file || !existsSync(file.path))
     return send(res, 404, {
       ok: false,
       error: { code: "API_REQUEST_INVALID", message: "Not found." },
     });
   res.writeHead(200, {
-    "content-type": TYPES[extname(file)]!,
+    "content-type": file.type,
     "content-security-policy": KIOSK_CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
   });
-  res.end(readFileSync(file));
+  res.end(readFileSync(file.path));
 }
