@@ -36,6 +36,7 @@ import { RevocationService } from "./app/revocation.js";
 import { DEV_WORK_ORDER, WorkOrderService } from "./app/work-orders.js";
 import { DEV_OFFICER, UserService } from "./app/users.js";
 import { SigningSessions } from "./app/signing-session.js";
+import { ReissueService } from "./app/reissue.js";
 import type { Role } from "./domain/roles.js";
 import type { SyncItemEvent } from "./app/sync/target-sync.js";
 import { manifestSha256Of, uploadBundle, verifyBundle, type Receipt } from "./app/sync/bundle.js";
@@ -106,6 +107,8 @@ export interface Station {
   /** Revocation and CRLs. */
   revocation: RevocationService;
   workOrders: WorkOrderService;
+  /** Officers' approvals of one more certificate for a device. */
+  reissue: ReissueService;
   users: UserService;
   /** The signing session: nothing is issued outside one. */
   signing: SigningSessions;
@@ -268,6 +271,7 @@ function buildStation(
     revocation: new RevocationService(ctx, ca),
     workOrders,
     users: new UserService(ctx),
+    reissue: new ReissueService(ctx),
     signing,
     signInProcess: (user) => {
       if (!user) return;

@@ -11,7 +11,13 @@
 import { LinesignError, outcomeOf, toLinesignError, type ErrorCode } from "../domain/errors.js";
 import type { Profile } from "../domain/profile.js";
 import { checkWorkOrder, workOrderExhausted } from "../domain/work-order.js";
-import type { CaRecord, IssuanceRecord, IssuanceState, Signer } from "../domain/ports.js";
+import type {
+  CaRecord,
+  IssuanceRecord,
+  IssuanceState,
+  ReissueApproval,
+  Signer,
+} from "../domain/ports.js";
 import { act, type AppContext } from "./context.js";
 import type { CaService } from "./ca.js";
 import type { Checkpointer } from "./checkpoint.js";
@@ -243,7 +249,7 @@ export class IssuanceEngine {
         )
           throw workOrderExhausted(wo);
         const racedLive = this.ctx.store.liveIssuanceForDevice(record.deviceId);
-        this.checkLive(racedLive, profile, record.deviceId);
+        const approval = this.checkLive(racedLive, profile, record.deviceId);
         if (racedLive) {
           this.ctx.store.setIssuanceState(
             racedLive.id,
@@ -253,6 +259,7 @@ export class IssuanceEngine {
           record.supersedes = racedLive.id;
         }
         const newId = this.ctx.store.insertIssuance(record);
+        if (approval) this.ctx.store.useReissueApproval(approval.id, newId, stamp);
         this.ctx.store.appendEvent({
           actor: this.ctx.actor,
           action: "issuance.issue",
@@ -271,6 +278,7 @@ export class IssuanceEngine {
             notAfter: record.notAfter,
             validityCut: record.validityCut,
             supersedes: record.supersedes,
+            ...(approval ? { reissueApproval: approval.id } : {}),
           },
         });
         return newId;
@@ -408,14 +416,25 @@ export class IssuanceEngine {
     );
   }
 
-  private checkLive(live: IssuanceRecord | null, profile: Profile, deviceId: string): void {
-    if (live && !profile.allowReissue) {
-      throw new LinesignError(
-        "DEVICE_ALREADY_ISSUED",
-        `Device "${deviceId}" already has a live certificate (serial ${live.serial}, ${live.state}). This profile does not allow re-issue: an officer must revoke it first, or use a profile that allows re-issue.`,
-        { details: { serial: live.serial } },
-      );
-    }
+  /**
+   * A device with a live certificate gets another only when its profile
+   * allows re-issue or an officer approved one re-issue for it.
+   * @returns the approval that lets it through, if one is needed
+   */
+  private checkLive(
+    live: IssuanceRecord | null,
+    profile: Profile,
+    deviceId: string,
+  ): ReissueApproval | null {
+    if (!live || profile.allowReissue) return null;
+    const approval = this.ctx.store.openReissueApproval(deviceId);
+    if (approval) return approval;
+    throw new LinesignError(
+      "DEVICE_ALREADY_ISSUED",
+      `Device "${deviceId}" already has a live certificate (serial ${live.serial}, ${live.state}). This profile does not allow re-issue: ` +
+        `an officer must approve one ("linesign reissue approve --device-id ${deviceId} --reason ...") or revoke it first.`,
+      { details: { serial: live.serial } },
+    );
   }
 
   private keyReused(prior: IssuanceRecord): LinesignError {

@@ -896,6 +896,45 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
       });
     });
 
+  const reissue = program
+    .command("reissue")
+    .description("approve one more certificate for a device that has a live one");
+  reissue
+    .command("approve")
+    .description(
+      "let the device's next issuance supersede its live certificate once, where its profile does not allow re-issue",
+    )
+    .requiredOption("--device-id <id>", "the device")
+    .requiredOption("--reason <text>", "why it needs another certificate (recorded)")
+    .action(async (o: { deviceId: string; reason: string }) => {
+      await withStation(async (s) => {
+        const a = await s.reissue.approve(o.deviceId, o.reason);
+        emit(
+          { ok: true, approval: a },
+          `Approved one re-issue for ${a.deviceId} (approval ${a.id}): its next certificate supersedes the live one.`,
+        );
+      });
+    });
+  reissue
+    .command("list")
+    .description("re-issue approvals, used and unused")
+    .action(async () => {
+      await withStation(async (s) => {
+        const all = s.reissue.list();
+        emit(
+          { ok: true, approvals: all },
+          all.length === 0
+            ? "No re-issue approvals."
+            : all
+                .map(
+                  (a) =>
+                    `${String(a.id).padStart(4)}  ${a.deviceId}  by ${a.approvedBy} at ${a.approvedAt}: ${a.reason}  ${a.usedAt ? `used by issuance ${a.issuanceId} at ${a.usedAt}` : "UNUSED"}`,
+                )
+                .join("\n"),
+        );
+      });
+    });
+
   program
     .command("crl")
     .description(

@@ -290,6 +290,12 @@ export const CHANNELS = {
       revoked: z.array(z.object({ serial: z.string(), deviceId: z.string(), ca: z.string() })),
     }),
   ),
+  "reissue.approve": channel(
+    OFFICER,
+    "approve a re-issue",
+    z.object({ deviceId: z.string().min(1).max(64), reason: z.string().min(1).max(500) }).strict(),
+    z.object({ id: z.number(), deviceId: z.string(), approvedBy: z.string(), reason: z.string() }),
+  ),
 } satisfies Record<string, Channel>;
 
 export type ChannelName = keyof typeof CHANNELS;

@@ -166,6 +166,12 @@ export interface StationStore {
   caRegistrations(target?: string): CaRegistration[];
   putCaRegistration(r: CaRegistration): void;
   insertRevocation(r: RevocationRecord): void;
+  /** Throws ISSUANCE_STATE when the device already has an unused approval. */
+  insertReissueApproval(a: Omit<ReissueApproval, "id" | "issuanceId" | "usedAt">): number;
+  /** The device's unused approval, or null. */
+  openReissueApproval(deviceId: string): ReissueApproval | null;
+  useReissueApproval(id: number, issuanceId: number, at: string): void;
+  reissueApprovals(): ReissueApproval[];
   /** Revoked issuances of a CA with why and when, oldest first. */
   revokedUnder(caLabel: string): { issuance: IssuanceRecord; revocation: RevocationRecord }[];
   insertCrl(c: CrlRecord): void;
@@ -286,6 +292,18 @@ export interface UserRecord {
   disabled: boolean;
   createdBy: string;
   createdAt: string;
+}
+
+/** An officer's approval of one re-issue for a device that has a live certificate. */
+export interface ReissueApproval {
+  id: number;
+  deviceId: string;
+  reason: string;
+  approvedBy: string;
+  approvedAt: string;
+  /** The issuance that used it, once used. */
+  issuanceId: number | null;
+  usedAt: string | null;
 }
 
 export interface RevocationRecord {

@@ -31,6 +31,8 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "ca verification-cert": O,
   issue: O,
   revoke: O,
+  "reissue approve": O,
+  "reissue list": ["officer", "auditor"],
   crl: O,
   "work-order create": O,
   "work-order list": "any",

@@ -345,6 +345,8 @@ export class StationService {
           events: bundle.events.length,
         };
       },
+      "reissue.approve": async (a: { deviceId: string; reason: string }) =>
+        s.reissue.approve(a.deviceId, a.reason),
       "revocation.revoke": async (a: { serial?: string; deviceId?: string; reason: never }) =>
         s.revocation.revoke(a, a.reason),
     };

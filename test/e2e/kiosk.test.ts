@@ -295,8 +295,12 @@ describe("kiosk", () => {
     await officer.click("nav >> text=Revoke");
     await officer.fill("#rv-device", "kiosk-dev-1");
     await officer.selectOption("#rv-reason", "keyCompromise");
-    await officer.click("form button[type=submit]");
+    await officer.click("#revoke-form button[type=submit]");
     await officer.waitForSelector("text=Revoked:");
+    await officer.fill("#ri-device", "kiosk-dev-2");
+    await officer.fill("#ri-reason", "board replaced at rework");
+    await officer.click("#reissue-form button[type=submit]");
+    await officer.waitForSelector("text=Approved: the next certificate for kiosk-dev-2");
     await officer.screenshot({ path: join(ARTIFACTS, "officer-revoke.png") });
     const revoked = new Database(join(st.home, "station.db"), { readonly: true });
     expect(

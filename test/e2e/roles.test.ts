@@ -52,6 +52,7 @@ describe("roles", () => {
           "audit report",
           "audit export",
           "user list",
+          "reissue list",
         ]).toContain(p);
       if (rule.includes("operator")) expect(p).toBe("line run");
     }

@@ -785,7 +785,7 @@ function renderRevoke(): void {
   ];
   const form = h(
     "form",
-    { class: "grid-form" },
+    { class: "grid-form", id: "revoke-form" },
     h("label", { for: "rv-serial" }, "Serial (hex)"),
     h("input", { id: "rv-serial", name: "serial" }),
     h("label", { for: "rv-device" }, "or device id"),
@@ -821,7 +821,40 @@ function renderRevoke(): void {
       },
     );
   });
-  replace(app, section("Revoke a certificate", form, msg));
+  const reMsg = h("div", { class: "messages" });
+  const reissue = h(
+    "form",
+    { class: "grid-form", id: "reissue-form" },
+    h("label", { for: "ri-device" }, "Device id"),
+    h("input", { id: "ri-device", name: "deviceId", required: true }),
+    h("label", { for: "ri-reason" }, "Why"),
+    h("input", { id: "ri-reason", name: "reason", required: true, maxlength: 500 }),
+    h("button", { type: "submit", class: "primary" }, "Approve one re-issue"),
+  ) as HTMLFormElement;
+  reissue.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const v = formValues(reissue);
+    void act(
+      reMsg,
+      "reissue.approve",
+      { deviceId: v.deviceId ?? "", reason: v.reason ?? "" },
+      (a) => {
+        reMsg.replaceChildren(
+          h(
+            "p",
+            { class: "banner ok" },
+            `Approved: the next certificate for ${a.deviceId} supersedes its live one (approval ${a.id}).`,
+          ),
+        );
+        reissue.reset();
+      },
+    );
+  });
+  replace(
+    app,
+    section("Revoke a certificate", form, msg),
+    section("Approve a re-issue", reissue, reMsg),
+  );
 }
 
 // ---------------------------------------------------------------- start

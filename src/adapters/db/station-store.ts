@@ -14,6 +14,7 @@ import type { KeyType } from "../../domain/keys.js";
 import type { WorkOrder } from "../../domain/work-order.js";
 import type {
   EventQuery,
+  ReissueApproval,
   AuditQuery,
   CaKind,
   CaRecord,
@@ -660,6 +661,47 @@ export class SqliteStationStore implements StationStore {
       .run(r);
   }
 
+  insertReissueApproval(a: Omit<ReissueApproval, "id" | "issuanceId" | "usedAt">): number {
+    try {
+      return Number(
+        this.db
+          .prepare(
+            "INSERT INTO reissue_approvals (device_id, reason, approved_by, approved_at) VALUES (@deviceId, @reason, @approvedBy, @approvedAt)",
+          )
+          .run(a).lastInsertRowid,
+      );
+    } catch (cause) {
+      if (String(cause).includes("UNIQUE"))
+        throw new LinesignError(
+          "ISSUANCE_STATE",
+          `Device "${a.deviceId}" already has a re-issue approval that has not been used.`,
+          { cause },
+        );
+      throw cause;
+    }
+  }
+
+  openReissueApproval(deviceId: string): ReissueApproval | null {
+    const row = this.db
+      .prepare("SELECT * FROM reissue_approvals WHERE device_id = ? AND used_at IS NULL")
+      .get(deviceId) as ReissueRow | undefined;
+    return row ? toReissue(row) : null;
+  }
+
+  useReissueApproval(id: number, issuanceId: number, at: string): void {
+    this.db
+      .prepare(
+        "UPDATE reissue_approvals SET issuance_id = ?, used_at = ? WHERE id = ? AND used_at IS NULL",
+      )
+      .run(issuanceId, at, id);
+  }
+
+  reissueApprovals(): ReissueApproval[] {
+    return (
+      this.db.prepare("SELECT * FROM reissue_approvals ORDER BY id").all() as ReissueRow[]
+    ).map(toReissue);
+  }
+
   revokedUnder(caLabel: string): { issuance: IssuanceRecord; revocation: RevocationRecord }[] {
     const rows = this.db
       .prepare(
@@ -913,4 +955,26 @@ export class SqliteStationStore implements StationStore {
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+interface ReissueRow {
+  id: number;
+  device_id: string;
+  reason: string;
+  approved_by: string;
+  approved_at: string;
+  issuance_id: number | null;
+  used_at: string | null;
+}
+
+function toReissue(r: ReissueRow): ReissueApproval {
+  return {
+    id: r.id,
+    deviceId: r.device_id,
+    reason: r.reason,
+    approvedBy: r.approved_by,
+    approvedAt: r.approved_at,
+    issuanceId: r.issuance_id,
+    usedAt: r.used_at,
+  };
 }
