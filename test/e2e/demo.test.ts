@@ -1,4 +1,6 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
@@ -36,4 +38,44 @@ it("demo sets up the development station and provisions six simulated devices", 
     "Electron's runtime is not installed here: open this address in Chromium",
   );
   expect(text.stdout).toContain("Sign in as dev-officer / linesign-dev-officer");
+}, 120_000);
+
+// On a terminal the main job keeps the kiosk open until Ctrl-C (script(1) gives it one).
+it("demo on a terminal keeps the kiosk open until Ctrl-C", async () => {
+  const hsm = tempSoftHsm();
+  const env = cleanEnv({
+    SOFTHSM2_CONF: hsm.conf,
+    LINESIGN_HOME: mkdtempSync(join(tmpdir(), "linesign-demo-tty-")),
+  });
+  const bin = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
+  const child = spawn("script", ["-qfec", `${process.execPath} ${bin} demo`, "/dev/null"], {
+    env,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let out = "";
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  const seen = (text: string) =>
+    new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no "${text}" in:\n${out}`)), 60_000);
+      const check = () => {
+        if (!out.includes(text)) return;
+        clearTimeout(t);
+        resolve();
+      };
+      child.stdout.setEncoding("utf8").on("data", (d: string) => {
+        out += d;
+        check();
+      });
+      check();
+    });
+  await seen("Ctrl-C closes the kiosk");
+  const url = /http:\/\/127\.0\.0\.1:\d+\/#key=[\w-]+/.exec(out)![0];
+  const page = await fetch(url.replace(/#.*/, ""));
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain("<title>Linesign</title>");
+  child.stdin.write("\x03");
+  expect(await exited).toBe(0);
+  expect(out).toContain("Kiosk closed.");
+  // The service is gone with it.
+  await expect(fetch(url.replace(/#.*/, ""))).rejects.toThrow();
 }, 120_000);
