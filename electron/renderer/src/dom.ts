@@ -34,6 +34,36 @@ export function replace(container: HTMLElement, ...children: Child[]): void {
   if (key) container.querySelector<HTMLElement>(`[data-focus="${CSS.escape(key)}"]`)?.focus();
 }
 
+/** A label and its control, tied by the control's id. */
+export function field(label: string, control: HTMLElement): [HTMLElement, HTMLElement] {
+  return [h("label", { for: control.id }, label), control];
+}
+
+/**
+ * A form whose submit (button, Enter) hands its trimmed values to `onSubmit`
+ * instead of reloading the page.
+ */
+export function form(
+  attrs: Attrs,
+  children: Child[],
+  onSubmit: (values: Record<string, string>, form: HTMLFormElement) => void,
+): HTMLFormElement {
+  const f = h("form", attrs, ...children) as HTMLFormElement;
+  f.addEventListener("submit", (e) => {
+    e.preventDefault();
+    onSubmit(formValues(f), f);
+  });
+  return f;
+}
+
+/** A secret field's value as typed (not trimmed), cleared from the page at once. */
+export function takeSecret(f: HTMLFormElement, name: string): string {
+  const input = f.elements.namedItem(name) as HTMLInputElement;
+  const value = input.value;
+  input.value = "";
+  return value;
+}
+
 /** Reads a form's named fields as trimmed strings (empty ones left out). */
 export function formValues(form: HTMLFormElement): Record<string, string> {
   const out: Record<string, string> = {};

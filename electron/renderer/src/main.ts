@@ -10,7 +10,7 @@ import type {
   Result,
 } from "../../../src/domain/kiosk-api.js";
 import { httpBridge } from "./bridge.js";
-import { formValues, h, replace, shortPort, when } from "./dom.js";
+import { field, form, formValues, h, replace, shortPort, takeSecret, when } from "./dom.js";
 
 declare global {
   interface Window {
@@ -183,48 +183,41 @@ function render(): void {
 
 function renderLogin(): void {
   const msg = h("div", { class: "messages" });
-  const form = h(
-    "form",
+  const f = form(
     { class: "card login", "aria-labelledby": "login-title" },
-    h("h2", { id: "login-title" }, "Sign in"),
-    h("label", { for: "login-name" }, "Name"),
-    h("input", {
-      id: "login-name",
-      name: "name",
-      autocomplete: "username",
-      required: true,
-      autofocus: true,
-    }),
-    h("label", { for: "login-pass" }, "Passphrase"),
-    h("input", {
-      id: "login-pass",
-      name: "passphrase",
-      type: "password",
-      autocomplete: "current-password",
-      required: true,
-    }),
-    h("button", { type: "submit", class: "primary" }, "Sign in"),
-    msg,
-  ) as HTMLFormElement;
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const v = formValues(form);
-    void act(
+    [
+      h("h2", { id: "login-title" }, "Sign in"),
+      ...field(
+        "Name",
+        h("input", { id: "login-name", name: "name", autocomplete: "username", required: true }),
+      ),
+      ...field(
+        "Passphrase",
+        h("input", {
+          id: "login-pass",
+          name: "passphrase",
+          type: "password",
+          autocomplete: "current-password",
+          required: true,
+        }),
+      ),
+      h("button", { type: "submit", class: "primary" }, "Sign in"),
       msg,
-      "auth.login",
-      {
-        name: v.name ?? "",
-        passphrase: (form.elements.namedItem("passphrase") as HTMLInputElement).value,
-      },
-      (u) => {
-        user = u;
-        tab = "line";
-        render();
-      },
-    );
-  });
-  replace(app, form);
-  (form.querySelector("#login-name") as HTMLInputElement).focus();
+    ],
+    (v, f) =>
+      void act(
+        msg,
+        "auth.login",
+        { name: v.name ?? "", passphrase: takeSecret(f, "passphrase") },
+        (u) => {
+          user = u;
+          tab = "line";
+          render();
+        },
+      ),
+  );
+  replace(app, f);
+  (f.querySelector("#login-name") as HTMLInputElement).focus();
 }
 
 // ---------------------------------------------------------------- the line
@@ -464,27 +457,25 @@ function renderSession(): void {
   void call("station.status", {}).then((r) => {
     if (!r.ok) return replace(app, errorBox(r.error.message, r.error.code));
     const s = r.result.signing;
-    const form = h(
-      "form",
+    const pinForm = form(
       { class: "row" },
-      h("label", { for: "pin" }, `User PIN of token ${r.result.token}`),
-      h("input", {
-        id: "pin",
-        name: "pin",
-        type: "password",
-        autocomplete: "off",
-        inputmode: "numeric",
-        required: true,
-      }),
-      h("button", { type: "submit", class: "primary" }, "Open signing session"),
-    ) as HTMLFormElement;
-    form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const input = form.elements.namedItem("pin") as HTMLInputElement;
-      const pin = input.value;
-      input.value = "";
-      void act(msg, "signing.open", { pin }, () => renderSession());
-    });
+      [
+        ...field(
+          `User PIN of token ${r.result.token}`,
+          h("input", {
+            id: "pin",
+            name: "pin",
+            type: "password",
+            autocomplete: "off",
+            inputmode: "numeric",
+            required: true,
+          }),
+        ),
+        h("button", { type: "submit", class: "primary" }, "Open signing session"),
+      ],
+      (_v, f) =>
+        void act(msg, "signing.open", { pin: takeSecret(f, "pin") }, () => renderSession()),
+    );
     replace(
       app,
       section(
@@ -505,7 +496,7 @@ function renderSession(): void {
               },
               "Close signing session",
             )
-          : form,
+          : pinForm,
         msg,
       ),
     );
@@ -516,34 +507,40 @@ function renderWorkOrders(): void {
   const msg = h("div", { class: "messages" });
   void call("workOrders.list", {}).then((r) => {
     if (!r.ok) return replace(app, errorBox(r.error.message, r.error.code));
-    const form = h(
-      "form",
+    const create = form(
       { class: "grid-form" },
-      h("label", { for: "wo-id" }, "Id (optional)"),
-      h("input", { id: "wo-id", name: "id" }),
-      h("label", { for: "wo-profile" }, "Profile"),
-      h("input", { id: "wo-profile", name: "profile", required: true, value: "default" }),
-      h("label", { for: "wo-quantity" }, "Quantity"),
-      h("input", { id: "wo-quantity", name: "quantity", type: "number", min: 1, required: true }),
-      h("label", { for: "wo-pattern" }, "Device id pattern (optional)"),
-      h("input", { id: "wo-pattern", name: "pattern" }),
-      h("button", { type: "submit", class: "primary" }, "Create work order"),
-    ) as HTMLFormElement;
-    form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const v = formValues(form);
-      void act(
-        msg,
-        "workOrders.create",
-        {
-          profile: v.profile ?? "",
-          quantity: Number(v.quantity),
-          ...(v.id ? { id: v.id } : {}),
-          ...(v.pattern ? { pattern: v.pattern } : {}),
-        },
-        () => renderWorkOrders(),
-      );
-    });
+      [
+        ...field("Id (optional)", h("input", { id: "wo-id", name: "id" })),
+        ...field(
+          "Profile",
+          h("input", { id: "wo-profile", name: "profile", required: true, value: "default" }),
+        ),
+        ...field(
+          "Quantity",
+          h("input", {
+            id: "wo-quantity",
+            name: "quantity",
+            type: "number",
+            min: 1,
+            required: true,
+          }),
+        ),
+        ...field("Device id pattern (optional)", h("input", { id: "wo-pattern", name: "pattern" })),
+        h("button", { type: "submit", class: "primary" }, "Create work order"),
+      ],
+      (v) =>
+        void act(
+          msg,
+          "workOrders.create",
+          {
+            profile: v.profile ?? "",
+            quantity: Number(v.quantity),
+            ...(v.id ? { id: v.id } : {}),
+            ...(v.pattern ? { pattern: v.pattern } : {}),
+          },
+          () => renderWorkOrders(),
+        ),
+    );
     replace(
       app,
       section(
@@ -572,7 +569,7 @@ function renderWorkOrders(): void {
           "Work orders",
         ),
       ),
-      section("New work order", form, msg),
+      section("New work order", create, msg),
     );
   });
 }
@@ -636,24 +633,32 @@ function renderAudit(): void {
   const verdict = h("div", { class: "verdict", "aria-live": "polite" });
   const msg = h("div", { class: "messages" });
   const logBox = h("div", { class: "log" });
-  const filters = h(
-    "form",
+  const filters = form(
     { class: "row" },
-    h("label", { for: "f-action" }, "Action"),
-    h("input", { id: "f-action", name: "action", placeholder: "e.g. issuance.reject or signing." }),
-    h("label", { for: "f-actor" }, "Who"),
-    h("input", { id: "f-actor", name: "actor" }),
-    h("label", { for: "f-outcome" }, "Outcome"),
-    h(
-      "select",
-      { id: "f-outcome", name: "outcome" },
-      h("option", { value: "" }, "any"),
-      h("option", { value: "ok" }, "ok"),
-      h("option", { value: "refused" }, "refused"),
-      h("option", { value: "failed" }, "failed"),
-    ),
-    h("button", { type: "submit", class: "secondary" }, "Show"),
-  ) as HTMLFormElement;
+    [
+      ...field(
+        "Action",
+        h("input", {
+          id: "f-action",
+          name: "action",
+          placeholder: "e.g. issuance.reject or signing.",
+        }),
+      ),
+      ...field("Who", h("input", { id: "f-actor", name: "actor" })),
+      ...field(
+        "Outcome",
+        h(
+          "select",
+          { id: "f-outcome", name: "outcome" },
+          ...["any", "ok", "refused", "failed"].map((o) =>
+            h("option", { value: o === "any" ? "" : o }, o),
+          ),
+        ),
+      ),
+      h("button", { type: "submit", class: "secondary" }, "Show"),
+    ],
+    () => load(),
+  );
   const load = () => {
     const v = formValues(filters);
     void act(
@@ -687,10 +692,6 @@ function renderAudit(): void {
         ),
     );
   };
-  filters.addEventListener("submit", (e) => {
-    e.preventDefault();
-    load();
-  });
   replace(
     app,
     section(
@@ -783,76 +784,73 @@ function renderRevoke(): void {
     "privilegeWithdrawn",
     "unspecified",
   ];
-  const form = h(
-    "form",
+  const revoke = form(
     { class: "grid-form", id: "revoke-form" },
-    h("label", { for: "rv-serial" }, "Serial (hex)"),
-    h("input", { id: "rv-serial", name: "serial" }),
-    h("label", { for: "rv-device" }, "or device id"),
-    h("input", { id: "rv-device", name: "deviceId" }),
-    h("label", { for: "rv-reason" }, "Reason"),
-    h(
-      "select",
-      { id: "rv-reason", name: "reason" },
-      ...reasons.map((r) => h("option", { value: r }, r)),
-    ),
-    h("button", { type: "submit", class: "danger" }, "Revoke"),
-  ) as HTMLFormElement;
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const v = formValues(form);
-    void act(
-      msg,
-      "revocation.revoke",
-      {
-        reason: v.reason as Args<"revocation.revoke">["reason"],
-        ...(v.serial ? { serial: v.serial } : {}),
-        ...(v.deviceId ? { deviceId: v.deviceId } : {}),
-      },
-      (r) => {
-        msg.replaceChildren(
-          h(
-            "p",
-            { class: "banner ok" },
-            `Revoked: ${r.revoked.map((x) => `${x.serial} (${x.deviceId})`).join(", ")}. Publish a new CRL and sync.`,
-          ),
-        );
-        form.reset();
-      },
-    );
-  });
+    [
+      ...field("Serial (hex)", h("input", { id: "rv-serial", name: "serial" })),
+      ...field("or device id", h("input", { id: "rv-device", name: "deviceId" })),
+      ...field(
+        "Reason",
+        h(
+          "select",
+          { id: "rv-reason", name: "reason" },
+          ...reasons.map((r) => h("option", { value: r }, r)),
+        ),
+      ),
+      h("button", { type: "submit", class: "danger" }, "Revoke"),
+    ],
+    (v, f) =>
+      void act(
+        msg,
+        "revocation.revoke",
+        {
+          reason: v.reason as Args<"revocation.revoke">["reason"],
+          ...(v.serial ? { serial: v.serial } : {}),
+          ...(v.deviceId ? { deviceId: v.deviceId } : {}),
+        },
+        (r) => {
+          msg.replaceChildren(
+            h(
+              "p",
+              { class: "banner ok" },
+              `Revoked: ${r.revoked.map((x) => `${x.serial} (${x.deviceId})`).join(", ")}. Publish a new CRL and sync.`,
+            ),
+          );
+          f.reset();
+        },
+      ),
+  );
   const reMsg = h("div", { class: "messages" });
-  const reissue = h(
-    "form",
+  const reissue = form(
     { class: "grid-form", id: "reissue-form" },
-    h("label", { for: "ri-device" }, "Device id"),
-    h("input", { id: "ri-device", name: "deviceId", required: true }),
-    h("label", { for: "ri-reason" }, "Why"),
-    h("input", { id: "ri-reason", name: "reason", required: true, maxlength: 500 }),
-    h("button", { type: "submit", class: "primary" }, "Approve one re-issue"),
-  ) as HTMLFormElement;
-  reissue.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const v = formValues(reissue);
-    void act(
-      reMsg,
-      "reissue.approve",
-      { deviceId: v.deviceId ?? "", reason: v.reason ?? "" },
-      (a) => {
-        reMsg.replaceChildren(
-          h(
-            "p",
-            { class: "banner ok" },
-            `Approved: the next certificate for ${a.deviceId} supersedes its live one (approval ${a.id}).`,
-          ),
-        );
-        reissue.reset();
-      },
-    );
-  });
+    [
+      ...field("Device id", h("input", { id: "ri-device", name: "deviceId", required: true })),
+      ...field(
+        "Why",
+        h("input", { id: "ri-reason", name: "reason", required: true, maxlength: 500 }),
+      ),
+      h("button", { type: "submit", class: "primary" }, "Approve one re-issue"),
+    ],
+    (v, f) =>
+      void act(
+        reMsg,
+        "reissue.approve",
+        { deviceId: v.deviceId ?? "", reason: v.reason ?? "" },
+        (a) => {
+          reMsg.replaceChildren(
+            h(
+              "p",
+              { class: "banner ok" },
+              `Approved: the next certificate for ${a.deviceId} supersedes its live one (approval ${a.id}).`,
+            ),
+          );
+          f.reset();
+        },
+      ),
+  );
   replace(
     app,
-    section("Revoke a certificate", form, msg),
+    section("Revoke a certificate", revoke, msg),
     section("Approve a re-issue", reissue, reMsg),
   );
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
-import { isLinesignError } from "../../../src/domain/errors.js";
+import { refusal } from "../../helpers/refusal.js";
 import type { Station } from "../../../src/compose.js";
 import { DEV_PROFILE } from "../../../src/compose.js";
 import { engineStation } from "../../helpers/engine.js";
@@ -8,16 +8,6 @@ import { engineStation } from "../../helpers/engine.js";
 const csr = (id: string) => makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", id]] });
 const issue = (s: Station, id: string) =>
   s.issuance.issue({ csr: csr(id), origin: "test", profile: "strict" });
-
-async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    if (isLinesignError(e)) return { code: e.code, message: e.message };
-    throw e;
-  }
-  throw new Error("expected a refusal");
-}
 
 describe("re-issue approvals", () => {
   let s: Station;

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
-import { isLinesignError } from "../../../src/domain/errors.js";
+import { refusalCode as code } from "../../helpers/refusal.js";
 import type { Station } from "../../../src/compose.js";
 import type { SigningSessionView } from "../../../src/app/signing-session.js";
 import { engineStation, type EngineStation } from "../../helpers/engine.js";
@@ -10,16 +10,6 @@ import { engineStation, type EngineStation } from "../../helpers/engine.js";
 const PIN = "246810"; // the development token's user PIN (README)
 const officer = { name: "dev-officer", role: "officer" as const };
 const csr = (id: string) => makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", id]] });
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (isLinesignError(e)) return e.code;
-    throw e;
-  }
-  throw new Error("expected a refusal");
-}
 
 describe("signing sessions (station service)", () => {
   let es: EngineStation;

@@ -1,21 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
-import { isLinesignError } from "../../../src/domain/errors.js";
+import { refusalCode as refusal } from "../../helpers/refusal.js";
 import type { Station } from "../../../src/compose.js";
 import { engineStation } from "../../helpers/engine.js";
 import { buildReport } from "../../../src/app/report.js";
 
 const csr = (id: string) => makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", id]] });
-
-async function refusal(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (isLinesignError(e)) return e.code;
-    throw e;
-  }
-  throw new Error("expected a refusal");
-}
 
 describe("work orders", () => {
   let s: Station;
