@@ -101,6 +101,11 @@ export class WorkOrderService {
     return this.ctx.store.listWorkOrders().map((w) => this.view(w));
   }
 
+  /** One work order with its counts. @throws LinesignError WORK_ORDER_UNKNOWN */
+  show(id: string): WorkOrderView {
+    return this.view(this.get(id));
+  }
+
   get(id: string): WorkOrder {
     const wo = this.ctx.store.getWorkOrder(id);
     if (!wo) throw new LinesignError("WORK_ORDER_UNKNOWN", `No work order has id ${id}.`);

@@ -187,9 +187,8 @@ export class StationService {
   }
 
   private lineView() {
-    const wo = this.lineWorkOrder
-      ? this.station.workOrders.list().find((w) => w.id === this.lineWorkOrder)
-      : undefined;
+    // Only the line's own work order is counted: a watcher is answered after every step.
+    const wo = this.lineWorkOrder ? this.station.workOrders.show(this.lineWorkOrder) : undefined;
     return {
       version: this.board.version,
       running: this.line !== null,
@@ -298,12 +297,10 @@ export class StationService {
         return this.lineView();
       },
       "cas.list": async () => s.ca.list().map(viewCa),
-      "targets.list": async () =>
-        s.sync.listTargets().map((t) => {
-          const last = s.ctx.store
-            .queryEvents({ action: "sync.run" })
-            .filter((e) => e.subject === t.name)
-            .at(-1);
+      "targets.list": async () => {
+        const runs = s.ctx.store.queryEvents({ action: "sync.run" });
+        return s.sync.listTargets().map((t) => {
+          const last = runs.findLast((e) => e.subject === t.name);
           return {
             name: t.name,
             region: t.region,
@@ -315,7 +312,8 @@ export class StationService {
             failed: t.queue.failed,
             lastSync: last ? { at: last.ts, outcome: last.outcome, message: last.message } : null,
           };
-        }),
+        });
+      },
       "audit.verify": async () => {
         // verify() records its own entry.
         const v = await s.audit.verify();

@@ -124,6 +124,37 @@ describe("station service API", () => {
     expect(wrongPass.loginToken).toBeUndefined();
   });
 
+  it("shows targets with their queues and last sync", async () => {
+    await s.sync.addTarget("plant-a", {
+      region: "eu-west-1",
+      caMode: "SNI_ONLY",
+      deviceRegistration: "without-ca",
+    });
+    s.ctx.store.appendEvent({
+      actor: "sync-1",
+      action: "sync.run",
+      subject: "plant-a",
+      outcome: "refused",
+      message: "1 certificate refused",
+      details: {},
+    });
+    const r = await service.call("targets.list", {}, tokens.auditor);
+    expect(r.reply).toMatchObject({
+      ok: true,
+      result: [
+        {
+          name: "plant-a",
+          region: "eu-west-1",
+          caMode: "SNI_ONLY",
+          deviceRegistration: "without-ca",
+          pending: 0,
+          failed: 0,
+          lastSync: { outcome: "refused", message: "1 certificate refused" },
+        },
+      ],
+    });
+  });
+
   it("answers only the fields the contract declares", async () => {
     const r = await service.call(
       "auth.login",
