@@ -103,7 +103,7 @@ export class StationService {
           channel,
           new LinesignError(
             "ROLE_FORBIDDEN",
-            `To ${spec.does} needs the ${need.join(" or ")} role; ${who.name} is ${who.role === "sync" ? "the sync service" : `an ${who.role}`}.`,
+            `"${spec.does}" needs the ${need.join(" or ")} role; ${who.name} is ${who.role === "sync" ? "the sync service" : `an ${who.role}`}.`,
             { details: { user: who.name, role: who.role, needed: need } },
           ),
         );

@@ -233,7 +233,13 @@ describe("kiosk", () => {
       }),
       malformed: await window.linesign!["line.acknowledge"]({ port: 5 } as never),
     }));
-    expect(direct.close).toMatchObject({ ok: false, error: { code: "ROLE_FORBIDDEN" } });
+    expect(direct.close).toMatchObject({
+      ok: false,
+      error: {
+        code: "ROLE_FORBIDDEN",
+        message: '"close the signing session" needs the officer role; op-anna is an operator.',
+      },
+    });
     expect(direct.revoke).toMatchObject({ ok: false, error: { code: "ROLE_FORBIDDEN" } });
     expect(direct.malformed).toMatchObject({ ok: false, error: { code: "API_REQUEST_INVALID" } });
     const refused = st
