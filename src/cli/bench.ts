@@ -12,6 +12,7 @@ import { newStageTimings, type StageTimings } from "../app/issuance.js";
 import type { CliIo } from "./main.js";
 import { benchLine, type LineBenchResult } from "./bench-line.js";
 import { benchSync, type SyncBenchResult } from "./bench-sync.js";
+import { benchKiosk, type KioskBenchResult } from "./bench-kiosk.js";
 
 type CaKey = "ec-p256" | "rsa-2048";
 
@@ -41,6 +42,8 @@ export interface BenchResult {
   line: LineBenchResult | null;
   /** AWS IoT sync against the emulator; null when skipped. */
   sync: SyncBenchResult | null;
+  /** The kiosk's station service: call rates and how soon a tile hears of a step. */
+  kiosk: KioskBenchResult | null;
 }
 
 interface CsrFactory {
@@ -160,6 +163,7 @@ export async function runBench(
       speedupOverManualOpenssl: null,
       line: null,
       sync: null,
+      kiosk: null,
     };
     for (const [caKey, label] of [
       ["ec-p256", "dev-ica"],
@@ -232,6 +236,8 @@ export async function runBench(
     }
     if (opts.lineDevices > 0) result.line = await benchLine(s, dir, opts.lineDevices, log);
     if (opts.syncCerts > 0) result.sync = await benchSync(s, opts.syncCerts, log);
+    // Against one device's wire time on the line (measured above, or 2,169 bytes at 115200 8N1).
+    result.kiosk = await benchKiosk(s, 1000, result.line?.wireMsPerDevice ?? 188.3, log);
     await s.close();
     log("bench: timing the seed articles' manual openssl flow");
     const manualDir = join(dir, "manual");
@@ -268,6 +274,10 @@ export async function runBench(
         result.sync === null
           ? "  AWS IoT sync: not measured (--sync-certs 0)"
           : `  AWS IoT sync of ${result.sync.certificates} certificates to the emulator at --max-rps ${result.sync.maxRps}: ${result.sync.achievedRps}/s = ${result.sync.ofCeiling} of the ceiling; busiest second ${result.sync.busiestSecond} requests`,
+        result.kiosk === null
+          ? "  kiosk: not measured"
+          : `  kiosk service: ${result.kiosk.socketCallsPerSec} calls/s over the socket, ${result.kiosk.loopbackCallsPerSec}/s over loopback; ` +
+            `a step reaches a watching tile in ${result.kiosk.watchLagMsMedian} ms (p99 ${result.kiosk.watchLagMsP99}) = ${result.kiosk.lagOfWireTime}x one device's wire time`,
       ];
       io.out(lines.join("\n") + "\n");
     }
