@@ -120,6 +120,12 @@ export interface Station {
    * presents it.
    */
   signInProcess(user: { name: string; role: Role } | null): void;
+  /**
+   * Logs in to the station's token now (asking the session for the PIN), so a
+   * line finds a wrong PIN before the first device, and no device waits on a login.
+   * @throws LinesignError SIGNING_SESSION_REQUIRED, HSM_PIN_INCORRECT, HSM_PIN_LOCKED, HSM_TOKEN_NOT_FOUND
+   */
+  openToken(): Promise<void>;
   /** Runs `work` with `name` as the actor recorded in the log (the service's callers). */
   asActor<T>(name: string, work: () => T): T;
   /** The serial line over the given ports (defaults from station.json's "line"). */
@@ -279,6 +285,7 @@ function buildStation(
       if (user.role === "officer") signing.openForProcess(user.name, () => fromProcess(tokenLabel));
       else directPin = user.role !== "operator";
     },
+    openToken: () => openKeys().login(tokenLabel),
     asActor: (name, work) => actors.run(name, work),
     line: (o) => {
       // The line signs only in a signing session, against an open work order, with its profile.

@@ -66,6 +66,7 @@ async function runLine(
       count: ports * perPort,
       baudRate: baud,
     });
+    await s.openToken();
     const t0 = performance.now();
     let last = t0;
     line.onEvent((e) => {

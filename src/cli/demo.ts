@@ -61,6 +61,7 @@ export async function runDemoLine(s: Station, onEvent: (e: LineEvent) => void): 
     }
     const line = s.line({ ports: pairs.map((p) => p.station), count: DEVICES.length * PER_PORT });
     line.onEvent(onEvent);
+    await s.openToken();
     line.start();
     const summary = await line.finished();
     await Promise.all(sims.map((c) => c.exited));

@@ -141,6 +141,7 @@ export function registerLineCommands(program: Command, d: LineCliDeps): void {
           process.on("SIGINT", onSigint);
           process.on("SIGTERM", onSigint);
           try {
+            await s.openToken();
             run.start();
             const summary = await run.finished();
             if (json) d.io.out(JSON.stringify({ event: "summary", ok: true, ...summary }) + "\n");
