@@ -115,9 +115,15 @@ function closer(server: Server): () => Promise<void> {
 
 /**
  * Listens on a Unix socket only this OS user can open.
- * @throws LinesignError USAGE when another service is already listening there
+ * @throws LinesignError USAGE when the path is too long, or another service is already listening there
  */
 export async function listenUnix(service: StationService, socketPath: string): Promise<Listening> {
+  // sockaddr_un holds 108 bytes on Linux; a longer path fails with a bare EINVAL.
+  if (Buffer.byteLength(socketPath) > 100)
+    throw new LinesignError(
+      "USAGE",
+      `The socket path ${socketPath} is too long for a Unix socket (at most 100 bytes): choose a shorter one with --socket.`,
+    );
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
   chmodSync(dirname(socketPath), 0o700);
   if (existsSync(socketPath) && lstatSync(socketPath).isSocket()) {

@@ -280,6 +280,9 @@ describe("station service API", () => {
         result: { name: "auditor-1", role: "auditor" },
       });
       await expect(listenUnix(service, socket)).rejects.toThrow(/already running/);
+      await expect(listenUnix(service, `/tmp/${"x".repeat(120)}.sock`)).rejects.toThrow(
+        /too long for a Unix socket/,
+      );
     });
 
     it("loopback needs the secret, this Host and this Origin; bodies are JSON and small", async () => {
