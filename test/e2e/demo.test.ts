@@ -48,8 +48,10 @@ it("demo on a terminal keeps the kiosk open until Ctrl-C", async () => {
     LINESIGN_HOME: mkdtempSync(join(tmpdir(), "linesign-demo-tty-")),
   });
   const bin = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
-  const child = spawn("script", ["-qfec", `${process.execPath} ${bin} demo`, "/dev/null"], {
-    env,
+  // script(1) runs its command through $SHELL or /bin/sh; exec makes the station the
+  // terminal's process itself, so no shell between it and the Ctrl-C (dash would die of it).
+  const child = spawn("script", ["-qfec", `exec ${process.execPath} ${bin} demo`, "/dev/null"], {
+    env: { ...env, SHELL: "/bin/sh" },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let out = "";
