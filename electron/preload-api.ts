@@ -3,7 +3,8 @@
  * of the contract, each a single call to main. The page gets no ipcRenderer,
  * no event emitter and no way to name a channel the contract does not list.
  */
-import { CHANNEL_NAMES, type LinesignApi, type Reply } from "../src/domain/kiosk-api.js";
+import { CHANNEL_NAMES } from "../src/domain/kiosk-channels.js";
+import type { LinesignApi, Reply } from "../src/domain/kiosk-api.js";
 
 export type Invoke = (channel: string, args: unknown) => Promise<Reply<unknown>>;
 

@@ -10,6 +10,9 @@
 import { z } from "zod";
 import { ROLES, type Rule } from "./roles.js";
 import { REVOCATION_REASONS, type RevocationReason } from "./revocation.js";
+import { CHANNEL_NAMES, type ChannelName } from "./kiosk-channels.js";
+
+export { CHANNEL_NAMES, type ChannelName };
 
 const Name = z.string().regex(/^[A-Za-z0-9._@-]{1,64}$/, "letters, digits, . _ @ - (1 to 64)");
 const Id = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, . _ - (1 to 64)");
@@ -296,10 +299,7 @@ export const CHANNELS = {
     z.object({ deviceId: z.string().min(1).max(64), reason: z.string().min(1).max(500) }).strict(),
     z.object({ id: z.number(), deviceId: z.string(), approvedBy: z.string(), reason: z.string() }),
   ),
-} satisfies Record<string, Channel>;
-
-export type ChannelName = keyof typeof CHANNELS;
-export const CHANNEL_NAMES = Object.keys(CHANNELS) as ChannelName[];
+} satisfies Record<ChannelName, Channel>;
 export type Args<K extends ChannelName> = z.input<(typeof CHANNELS)[K]["args"]>;
 export type Result<K extends ChannelName> = z.output<(typeof CHANNELS)[K]["result"]>;
 

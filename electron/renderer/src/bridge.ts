@@ -5,7 +5,8 @@
  * in a request line), is kept for this tab only, and is removed from the
  * address bar. The login token is kept here, out of the page's reach.
  */
-import { CHANNEL_NAMES, type LinesignApi, type Reply } from "../../../src/domain/kiosk-api.js";
+import { CHANNEL_NAMES } from "../../../src/domain/kiosk-channels.js";
+import type { LinesignApi, Reply } from "../../../src/domain/kiosk-api.js";
 
 const KEY_STORE = "linesign.kiosk-key";
 const LOGIN_HEADER = "x-linesign-login";

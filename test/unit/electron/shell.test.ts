@@ -175,6 +175,19 @@ describe("the preload", () => {
     expect(src).toContain("contextBridge.exposeInMainWorld");
     expect(src).not.toMatch(/exposeInMainWorld\([^)]*ipcRenderer[,)]/);
   });
+
+  it("is bundled to a file that requires only electron and carries no schema library", () => {
+    // Built by the suite's global setup (npm run build).
+    const bundle = readFileSync(
+      new URL("../../../dist/electron/preload.cjs", import.meta.url),
+      "utf8",
+    );
+    expect([...bundle.matchAll(/require\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1])).toEqual([
+      "electron",
+    ]);
+    expect(bundle).not.toMatch(/zod|safeParse|ZodError/);
+    for (const name of CHANNEL_NAMES) expect(bundle).toContain(`"${name}"`);
+  });
 });
 
 describe("packaging", () => {

@@ -1,0 +1,31 @@
+/**
+ * The kiosk contract's channel names, without their schemas. The preload and
+ * the page's loopback bridge need only the names, so they import this module
+ * and carry no schema library; kiosk-api.ts declares each name's schemas and
+ * the compiler holds the two lists equal.
+ */
+export const CHANNEL_NAMES = [
+  "auth.login",
+  "auth.logout",
+  "auth.handover",
+  "auth.whoami",
+  "station.status",
+  "signing.open",
+  "signing.close",
+  "workOrders.list",
+  "workOrders.create",
+  "workOrders.close",
+  "line.start",
+  "line.stop",
+  "line.watch",
+  "line.acknowledge",
+  "cas.list",
+  "targets.list",
+  "audit.verify",
+  "audit.log",
+  "audit.export",
+  "revocation.revoke",
+  "reissue.approve",
+] as const;
+
+export type ChannelName = (typeof CHANNEL_NAMES)[number];
