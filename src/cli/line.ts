@@ -5,6 +5,7 @@
  */
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
+import { operatorText } from "../domain/operator-text.js";
 import type { Station } from "../compose.js";
 import type { LineSummary } from "../app/line/line.js";
 import type { LineEvent } from "../app/line/port-line.js";
@@ -41,8 +42,11 @@ export function describeLineEvent(e: LineEvent): string {
       return `${e.deviceId}: sending certificate ${e.serial}${e.redelivery ? " (again)" : ""}`;
     case "device.confirmed":
       return `${e.deviceId}: CONFIRMED serial ${e.serial} in ${(e.ms / 1000).toFixed(2)} s`;
-    case "device.failed":
-      return `${e.deviceId ?? "device"}: FAILED: ${e.message} [${e.code}]`;
+    case "device.failed": {
+      // The same words and next step as the kiosk's tile (operator-text.ts).
+      const t = operatorText(e.code);
+      return `${e.deviceId ?? "device"}: FAILED: ${t.title}: ${e.message} [${e.code}] Next: ${t.action}`;
+    }
     default: {
       const never: never = e;
       return String(never);
