@@ -1,0 +1,102 @@
+/**
+ * What every screen shares: the contract on `window.linesign`, who is signed
+ * in, and the few building blocks (a refusal box, a card, a table). Screens
+ * keep their own state; this module holds only the signed-in user and the
+ * station, which the frame and every screen read.
+ */
+import type {
+  ChannelName,
+  Args,
+  LinesignApi,
+  Reply,
+  Result,
+} from "../../../src/domain/kiosk-api.js";
+import { httpBridge } from "./bridge.js";
+import { h } from "./dom.js";
+
+declare global {
+  interface Window {
+    linesign?: LinesignApi;
+  }
+}
+
+// In Electron the preload put the contract here; in a browser the loopback bridge implements it.
+window.linesign ??= httpBridge();
+const api: LinesignApi = window.linesign;
+
+export type User = NonNullable<Result<"auth.whoami">>;
+export type StationStatus = Result<"station.status">;
+
+/** The signed-in user and the station, shared by the frame and the screens. */
+export const session: { user: User | null; station: StationStatus | null } = {
+  user: null,
+  station: null,
+};
+
+let onSignedOut: () => void = () => {};
+
+/** Told when a call finds the sign-in gone (timed out, service restarted). */
+export function whenSignedOut(f: () => void): void {
+  onSignedOut = f;
+}
+
+export async function call<K extends ChannelName>(
+  name: K,
+  args: Args<K>,
+): Promise<Reply<Result<K>>> {
+  const reply = await api[name](args);
+  if (!reply.ok && reply.error.code === "AUTH_REQUIRED" && name !== "auth.login") {
+    session.user = null;
+    onSignedOut();
+  }
+  return reply;
+}
+
+export function errorBox(message: string, code?: string): HTMLElement {
+  return h(
+    "div",
+    { class: "alert", role: "alert" },
+    h("span", { class: "icon", "aria-hidden": "true" }, "⚠"),
+    h("span", {}, message),
+    code ? h("span", { class: "code" }, ` (${code})`) : null,
+  );
+}
+
+/** Runs a call from a form or button and shows its refusal beside it. */
+export async function act<K extends ChannelName>(
+  where: HTMLElement,
+  name: K,
+  args: Args<K>,
+  then: (r: Result<K>) => void,
+): Promise<void> {
+  where.replaceChildren();
+  const r = await call(name, args);
+  if (r.ok) then(r.result);
+  else where.append(errorBox(r.error.message, r.error.code));
+}
+
+export function section(title: string, ...children: (Node | null)[]): HTMLElement {
+  return h("section", { class: "card" }, h("h2", {}, title), ...children);
+}
+
+export function table(
+  headers: string[],
+  rows: (string | number | Node)[][],
+  label: string,
+): HTMLElement {
+  return h(
+    "table",
+    { "aria-label": label },
+    h("thead", {}, h("tr", {}, ...headers.map((x) => h("th", { scope: "col" }, x)))),
+    h("tbody", {}, ...rows.map((r) => h("tr", {}, ...r.map((c) => h("td", {}, c))))),
+  );
+}
+
+/**
+ * A screen draws into the page's main area and keeps its own state. `leave`
+ * runs when another screen takes over (a watch loop stops there).
+ */
+export interface Screen {
+  show(root: HTMLElement): void;
+  leave?(): void;
+}

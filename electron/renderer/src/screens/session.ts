@@ -1,0 +1,59 @@
+/** The signing session: the officer opens it with the token's PIN, or closes it. */
+import { field, form, h, replace, takeSecret, when } from "../dom.js";
+import { act, call, errorBox, section, type Screen } from "../kiosk.js";
+
+export function sessionScreen(): Screen {
+  function show(root: HTMLElement): void {
+    const msg = h("div", { class: "messages" });
+    void call("station.status", {}).then((r) => {
+      if (!r.ok) return replace(root, errorBox(r.error.message, r.error.code));
+      const s = r.result.signing;
+      const pinForm = form(
+        { class: "row" },
+        [
+          ...field(
+            `User PIN of token ${r.result.token}`,
+            h("input", {
+              id: "pin",
+              name: "pin",
+              type: "password",
+              autocomplete: "off",
+              inputmode: "numeric",
+              required: true,
+            }),
+          ),
+          h("button", { type: "submit", class: "primary" }, "Open signing session"),
+        ],
+        (_v, f) => void act(msg, "signing.open", { pin: takeSecret(f, "pin") }, () => show(root)),
+      );
+      replace(
+        root,
+        section(
+          "Signing session",
+          h(
+            "p",
+            {
+              class: `banner ${s.open ? "ok" : "warn"}`,
+              "data-session": s.open ? "open" : "closed",
+            },
+            s.open
+              ? `Open, by ${s.officer}, since ${when(s.openedAt)}; ${s.uses} signature(s). It closes after ${Math.round(s.idleTimeoutSeconds / 60)} min without use (at ${when(s.idleEndsAt)}).`
+              : "Closed: nothing can be signed. The PIN is kept in the station's memory only while a session is open.",
+          ),
+          s.open
+            ? h(
+                "button",
+                {
+                  class: "secondary",
+                  onclick: () => void act(msg, "signing.close", {}, () => show(root)),
+                },
+                "Close signing session",
+              )
+            : pinForm,
+          msg,
+        ),
+      );
+    });
+  }
+  return { show };
+}
