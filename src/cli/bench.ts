@@ -9,7 +9,9 @@ import { join } from "node:path";
 import { initStation, openStation, DEV_PROFILE } from "../compose.js";
 import { DEV_OFFICER } from "../app/users.js";
 import { newStageTimings, type StageTimings } from "../app/issuance.js";
-import type { CliIo } from "./main.js";
+import type { Command } from "commander";
+import { LinesignError } from "../domain/errors.js";
+import type { CliIo, CommandDeps } from "./io.js";
 import { benchLine, type LineBenchResult } from "./bench-line.js";
 import { benchSync, type SyncBenchResult } from "./bench-sync.js";
 import { benchKiosk, type KioskBenchResult } from "./bench-kiosk.js";
@@ -285,4 +287,37 @@ export async function runBench(
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** `linesign bench`: the command around runBench. */
+export function registerBenchCommand(program: Command, d: CommandDeps): void {
+  const { io } = d;
+  program
+    .command("bench")
+    .description(
+      "measure HSM signing and end-to-end issuance on a throwaway token (figures only, never a pass/fail)",
+    )
+    .option("--count <n>", "issuances per CA key type", "1000")
+    .option(
+      "--line-devices <n>",
+      "simulated devices per port for the serial line figures (0 skips them)",
+      "50",
+    )
+    .option(
+      "--sync-certs <n>",
+      "device certificates registered with the AWS IoT emulator at 200 requests/s (0 skips)",
+      "10000",
+    )
+    .action(async (o: { count: string; lineDevices: string; syncCerts: string }) => {
+      const count = Number(o.count);
+      if (!Number.isInteger(count) || count < 10 || count > 1_000_000)
+        throw new LinesignError("USAGE", "--count must be a whole number from 10 to 1000000.");
+      const lineDevices = Number(o.lineDevices);
+      if (!Number.isInteger(lineDevices) || lineDevices < 0 || lineDevices > 10_000)
+        throw new LinesignError("USAGE", "--line-devices must be a whole number from 0 to 10000.");
+      const syncCerts = Number(o.syncCerts);
+      if (!Number.isInteger(syncCerts) || syncCerts < 0 || syncCerts > 1_000_000)
+        throw new LinesignError("USAGE", "--sync-certs must be a whole number from 0 to 1000000.");
+      await runBench(io, { json: d.json(), count, lineDevices, syncCerts });
+    });
 }

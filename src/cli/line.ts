@@ -9,7 +9,7 @@ import { operatorText } from "../domain/operator-text.js";
 import type { Station } from "../compose.js";
 import type { LineSummary } from "../app/line/line.js";
 import type { LineEvent } from "../app/line/port-line.js";
-import type { CliIo } from "./main.js";
+import type { CliIo } from "./io.js";
 
 export interface LineCliDeps {
   io: CliIo;

@@ -4,7 +4,7 @@ import { AUDIT_LOG_COLUMNS, type AuditLogRow } from "../app/audit.js";
 import type { CaView } from "../app/ca.js";
 import { LinesignError } from "../domain/errors.js";
 import type { StationStatus } from "../app/station.js";
-import type { CliIo } from "./main.js";
+import type { CliIo } from "./io.js";
 
 /** Writes `value` as one JSON line with --json, else `text`. */
 export function writeOutput(

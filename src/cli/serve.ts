@@ -12,7 +12,7 @@ import { LinesignError } from "../domain/errors.js";
 import { openStation, type Station } from "../compose.js";
 import { StationService } from "../service/station-service.js";
 import { listenLoopback, listenUnix, type Listening } from "../service/http.js";
-import type { CliIo } from "./main.js";
+import type { CliIo } from "./io.js";
 
 /** The built kiosk page (vite build of electron/renderer). */
 export const UI_DIR = fileURLToPath(new URL("../../renderer", import.meta.url));

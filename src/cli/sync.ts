@@ -9,7 +9,7 @@ import { LinesignError } from "../domain/errors.js";
 import type { Station } from "../compose.js";
 import type { TargetView } from "../app/sync/sync.js";
 import type { SyncItemEvent, TargetSummary } from "../app/sync/target-sync.js";
-import type { CliIo } from "./main.js";
+import type { CliIo } from "./io.js";
 import { uploadOfflineBundle, writeFileAtomic } from "../compose.js";
 import { exportBundle, importReceipt, stationCertificate } from "../app/sync/bundle.js";
 

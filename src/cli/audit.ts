@@ -1,0 +1,168 @@
+/** `linesign audit log|verify|report|export`: the tamper-evident event log. */
+import { Option, type Command } from "commander";
+import { exportAudit, verifyAuditBundle, type AuditBundle } from "../app/audit-export.js";
+import { buildReport, type ReportGroup } from "../app/report.js";
+import { eventsCsv, formatAuditTable, isoTime, toCsv } from "./output.js";
+import { readInput, type CommandDeps } from "./io.js";
+
+const AUDIT_STATUSES = [
+  "ISSUED",
+  "DELIVERED",
+  "CONFIRMED",
+  "DELIVERY_FAILED",
+  "SUPERSEDED",
+  "REVOKED",
+  "REJECTED",
+] as const;
+
+export function registerAuditCommands(program: Command, d: CommandDeps): void {
+  const { io, withStation, emit } = d;
+  const audit = program.command("audit").description("the tamper-evident event log");
+  audit
+    .command("log")
+    .description("issuances and rejections with their reasons")
+    .option("--since <time>", "from this time (ISO 8601, e.g. 2026-11-23 or 2026-11-23T08:00Z)")
+    .option("--until <time>", "before this time (ISO 8601)")
+    .option("--device <id>", "only this device id")
+    .addOption(new Option("--status <state>", "only this state").choices([...AUDIT_STATUSES]))
+    .addOption(
+      new Option("--format <format>", "output format")
+        .choices(["table", "json", "csv"])
+        .default("table"),
+    )
+    .action(
+      async (o: {
+        since?: string;
+        until?: string;
+        device?: string;
+        status?: string;
+        format: string;
+      }) => {
+        const query = {
+          since: isoTime(o.since, "--since"),
+          until: isoTime(o.until, "--until"),
+          deviceId: o.device,
+          status: o.status,
+        };
+        await withStation(async (s) => {
+          const rows = s.audit.log(query);
+          if (d.json() || o.format === "json") io.out(JSON.stringify({ ok: true, rows }) + "\n");
+          else if (o.format === "csv") io.out(toCsv(rows));
+          else io.out(formatAuditTable(rows) + "\n");
+        });
+      },
+    );
+  audit
+    .command("verify")
+    .description(
+      "check the event log's hash chain (or, with --bundle, an exported log on any machine); exits 1 naming the first bad entry",
+    )
+    .option("--bundle <file>", "an export from 'linesign audit export' (no HSM or station needed)")
+    .option("--trust <cert>", "with --bundle: the station certificate, to pin the audit key")
+    .addOption(
+      new Option("--format <format>", "with --bundle: text, json, or the events as csv")
+        .choices(["text", "json", "csv"])
+        .default("text"),
+    )
+    .action(async (o: { bundle?: string; trust?: string; format: string }) => {
+      if (o.bundle) {
+        const bytes = readInput(o.bundle, "the audit export");
+        const trust = o.trust
+          ? Buffer.from(readInput(o.trust, "the station certificate")).toString("utf8")
+          : undefined;
+        const verdict = await verifyAuditBundle(bytes, trust);
+        if (o.format === "csv") {
+          const events = (JSON.parse(Buffer.from(bytes).toString("utf8")) as AuditBundle).events;
+          io.out(eventsCsv(events));
+        } else if (d.json() || o.format === "json") io.out(JSON.stringify(verdict) + "\n");
+        else {
+          const c = verdict.counts;
+          io.out(
+            [
+              verdict.message,
+              `  issued ${c.issued}, confirmed ${c.confirmed}, unconfirmed ${c.unconfirmed}, revoked ${c.revoked}`,
+              `  rejected: ${
+                Object.entries(c.rejectedByReason)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join(", ") || "none"
+              }`,
+              ...c.unconfirmedList.map(
+                (u) => `  unconfirmed: ${u.deviceId} serial ${u.serial} (${u.state})`,
+              ),
+            ].join("\n") + "\n",
+          );
+        }
+        if (!verdict.ok) d.setExitCode(1);
+        return;
+      }
+      await withStation(async (s) => {
+        const verdict = await s.audit.verify();
+        emit({ ...verdict }, verdict.message);
+        if (!verdict.ok) d.setExitCode(1);
+      });
+    });
+  audit
+    .command("report")
+    .description(
+      "per work order, operator and port: issued, confirmed, unconfirmed (listed), rejected by reason, re-issued, revoked, uploaded per target",
+    )
+    .option("--since <time>", "from this time (ISO 8601)")
+    .option("--until <time>", "before this time (ISO 8601)")
+    .action(async (o: { since?: string; until?: string }) => {
+      await withStation(async (s) => {
+        const r = buildReport(s.ctx, {
+          since: isoTime(o.since, "--since"),
+          until: isoTime(o.until, "--until"),
+        });
+        const line = (name: string, g: ReportGroup) =>
+          `  ${name.padEnd(28)} issued ${g.issued}, confirmed ${g.confirmed}, unconfirmed ${g.unconfirmed}, re-issued ${g.reissued}, revoked ${g.revoked}` +
+          (Object.keys(g.rejected).length
+            ? `; rejected ${Object.entries(g.rejected)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(", ")}`
+            : "") +
+          (Object.keys(g.uploaded).length
+            ? `; uploaded ${Object.entries(g.uploaded)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(", ")}`
+            : "");
+        const text = [
+          line("all", r.totals),
+          "By work order:",
+          ...Object.entries(r.byWorkOrder).map(([k, g]) => line(k, g)),
+          "By operator:",
+          ...Object.entries(r.byOperator).map(([k, g]) => line(k, g)),
+          "By port:",
+          ...Object.entries(r.byPort).map(([k, g]) => line(k, g)),
+          r.unconfirmed.length
+            ? "Delivered but never confirmed (possibly on a device without confirmation):"
+            : "Every certificate that left was confirmed.",
+          ...r.unconfirmed.map(
+            (u) => `  ${u.deviceId}  serial ${u.serial}  ${u.state}  ${u.origin}  ${u.at}`,
+          ),
+        ].join("\n");
+        emit({ ok: true, ...r }, text);
+      });
+    });
+  audit
+    .command("export")
+    .description(
+      "write the whole log (rejections included), checkpoints, CA certificates, audit key and CRLs for an auditor",
+    )
+    .requiredOption("--out <file>", "the export file")
+    .action(async (o: { out: string }) => {
+      await withStation(async (s) => {
+        const bundle = await exportAudit(s.ctx, s.checkpointer);
+        s.home.writeFile(o.out, JSON.stringify(bundle) + "\n", 0o644);
+        emit(
+          {
+            ok: true,
+            out: o.out,
+            events: bundle.events.length,
+            checkpoints: bundle.checkpoints.length,
+          },
+          `Wrote ${bundle.events.length} entries and ${bundle.checkpoints.length} checkpoints to ${o.out}.\nAnywhere: linesign audit verify --bundle ${o.out} --trust STATION_CERT.pem`,
+        );
+      });
+    });
+}

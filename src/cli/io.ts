@@ -1,0 +1,57 @@
+/**
+ * What every command group shares: the terminal or test I/O, and the helpers
+ * `run` builds once per invocation (a station opened for the caller's role,
+ * secrets from the environment or a prompt, one output line per result).
+ */
+import { readFileSync } from "node:fs";
+import { LinesignError } from "../domain/errors.js";
+import type { Station } from "../compose.js";
+
+export interface CliIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  /** True when a person can be asked for a PIN. */
+  interactive: boolean;
+  /** True when stdout is a terminal (live progress is redrawn in place). */
+  terminal?: boolean;
+}
+
+/** The process's own stdout, stderr and environment. */
+export const defaultIo = (): CliIo => ({
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+  interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY),
+  terminal: Boolean(process.stdout.isTTY),
+});
+
+/** Handed by `run` to each command group's register function. */
+export interface CommandDeps {
+  io: CliIo;
+  /** Whether --json was given (read when the action runs). */
+  json: () => boolean;
+  /** The --home option, if given. */
+  home: () => string | undefined;
+  /** Asks on the terminal without echo; undefined when no person can be asked. */
+  prompt: ((question: string) => Promise<string>) | undefined;
+  /** Opens the station, signs the caller in for the command's role rule, closes it after `fn`. */
+  withStation: <T>(fn: (s: Station) => Promise<T>) => Promise<T>;
+  /** One JSON object with --json, else the text. */
+  emit: (value: Record<string, unknown>, text: string) => void;
+  /** A secret from the environment variable, else asked; throws HSM_PIN_REQUIRED/AUTH_REQUIRED. */
+  secret: (variable: string, question: string) => Promise<string>;
+  setExitCode: (code: number) => void;
+}
+
+/** Reads a file named on the command line; throws FILE_READ_FAILED naming it. */
+export function readInput(path: string, what: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (cause) {
+    throw new LinesignError("FILE_READ_FAILED", `Cannot read ${what} ${path}: check the path.`, {
+      cause,
+      details: { path },
+    });
+  }
+}

@@ -1,0 +1,66 @@
+/** `linesign token ...`: the PKCS#11 tokens the station sees. */
+import type { Command } from "commander";
+import { LinesignError } from "../domain/errors.js";
+import type { CommandDeps } from "./io.js";
+
+export function registerTokenCommands(program: Command, d: CommandDeps): void {
+  const { io, prompt, withStation, emit, secret } = d;
+  const token = program.command("token").description("the PKCS#11 tokens the station sees");
+  token
+    .command("list")
+    .description("list initialised tokens (no PIN needed)")
+    .action(async () => {
+      await withStation(async (s) => {
+        const tokens = s.tokens.list();
+        emit(
+          { ok: true, tokens },
+          tokens.length === 0
+            ? "No initialised token is present."
+            : tokens
+                .map((t) => `${t.label}  (${t.manufacturer} ${t.model}, serial ${t.serial})`)
+                .join("\n"),
+        );
+      });
+    });
+  token
+    .command("init")
+    .description(
+      "security officer: initialise a free slot's token (SO PIN from LINESIGN_SO_PIN, user PIN from LINESIGN_USER_PIN, or prompts)",
+    )
+    .requiredOption("--label <label>", "label of the new token")
+    .action(async (o: { label: string }) => {
+      await withStation(async (s) => {
+        const soPin = await secret("LINESIGN_SO_PIN", `New SO PIN for token "${o.label}": `);
+        const userPin = await secret(
+          o.label === s.ctx.tokenLabel ? "LINESIGN_USER_PIN" : "LINESIGN_ROOT_PIN",
+          `New user PIN for token "${o.label}": `,
+        );
+        await s.tokens.init(o.label, soPin, userPin);
+        emit({ ok: true, token: o.label }, `Token "${o.label}" is initialised.`);
+      });
+    });
+  token
+    .command("unlock")
+    .description(
+      "security officer: prove the SO PIN (LINESIGN_SO_PIN or prompt) and lift the wrong-PIN lock; LINESIGN_NEW_USER_PIN also sets a new user PIN",
+    )
+    .option("--token <label>", "the token (default: the station's)")
+    .action(async (o: { token?: string }) => {
+      await withStation(async (s) => {
+        const label = o.token ?? s.ctx.tokenLabel;
+        const soPin =
+          io.env.LINESIGN_SO_PIN ??
+          (prompt ? await prompt(`SO PIN for token "${label}": `) : undefined);
+        if (!soPin)
+          throw new LinesignError(
+            "HSM_PIN_REQUIRED",
+            "The SO PIN is needed: set LINESIGN_SO_PIN, or run on a terminal to be asked.",
+          );
+        await s.tokens.unlock(label, soPin, io.env.LINESIGN_NEW_USER_PIN || undefined);
+        emit(
+          { ok: true, token: label },
+          `Token "${label}" is unlocked for the station${io.env.LINESIGN_NEW_USER_PIN ? " and has a new user PIN" : ""}.`,
+        );
+      });
+    });
+}

@@ -1,0 +1,62 @@
+/** `linesign user ...`: people and their roles. */
+import { Option, type Command } from "commander";
+import type { CommandDeps } from "./io.js";
+
+export function registerUserCommands(program: Command, d: CommandDeps): void {
+  const { withStation, emit, secret } = d;
+  const user = program.command("user").description("people and their roles");
+  user
+    .command("add")
+    .description("add a user (passphrase from LINESIGN_NEW_PASSPHRASE or a prompt)")
+    .requiredOption("--name <name>", "the user's name")
+    .addOption(
+      new Option("--role <role>", "what they may do")
+        .choices(["operator", "officer", "auditor", "sync"])
+        .makeOptionMandatory(),
+    )
+    .action(async (o: { name: string; role: string }) => {
+      await withStation(async (s) => {
+        const pass = await secret("LINESIGN_NEW_PASSPHRASE", `Passphrase for ${o.name}: `);
+        const v = await s.users.add(o.name, o.role, pass);
+        emit({ ok: true, user: v }, `User ${v.name} added as ${v.role}.`);
+      });
+    });
+  user
+    .command("list")
+    .description("users, roles, and who is disabled or locked")
+    .action(async () => {
+      await withStation(async (s) => {
+        const users = s.users.list();
+        emit(
+          { ok: true, users },
+          users
+            .map(
+              (u) =>
+                `${u.name}  ${u.role}${u.disabled ? "  DISABLED" : ""}${u.locked ? "  LOCKED" : ""}`,
+            )
+            .join("\n"),
+        );
+      });
+    });
+  user
+    .command("disable")
+    .description("stop a user from signing in")
+    .requiredOption("--name <name>", "the user")
+    .action(async (o: { name: string }) => {
+      await withStation(async (s) => {
+        const v = await s.users.disable(o.name);
+        emit({ ok: true, user: v }, `User ${v.name} is disabled.`);
+      });
+    });
+  user
+    .command("reset")
+    .description("give a user a new passphrase (LINESIGN_NEW_PASSPHRASE or a prompt); lifts a lock")
+    .requiredOption("--name <name>", "the user")
+    .action(async (o: { name: string }) => {
+      await withStation(async (s) => {
+        const pass = await secret("LINESIGN_NEW_PASSPHRASE", `New passphrase for ${o.name}: `);
+        const v = await s.users.reset(o.name, pass);
+        emit({ ok: true, user: v }, `User ${v.name} has a new passphrase and may sign in.`);
+      });
+    });
+}
