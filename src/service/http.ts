@@ -53,56 +53,171 @@ function send(
   res.end(text);
 }
 
-async function readBody(req: IncomingMessage): Promise<string | null> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > MAX_BODY) return null;
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks).toString("utf8");
+/** How long a request may take to arrive in full (headers and body). */
+const REQUEST_TIMEOUT_MS = 10_000;
+const HEADERS_TIMEOUT_MS = 5_000;
+
+type RefusalCode = "API_REQUEST_INVALID" | "AUTH_REQUIRED";
+type Outcome = { status: number; code: RefusalCode; message: string; why: string };
+
+/**
+ * Reads at most MAX_BODY + 1 bytes. Resolves to the text, or to the refusal:
+ * too large, the client hung up, the body never ended (the server's request
+ * timeout destroys the request), or bytes that are not UTF-8.
+ */
+function readBody(req: IncomingMessage): Promise<{ text: string } | Outcome> {
+  return new Promise((resolve) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    let done = false;
+    const finish = (v: { text: string } | Outcome) => {
+      if (done) return;
+      done = true;
+      resolve(v);
+    };
+    req.on("data", (c: Buffer) => {
+      if (done) return;
+      size += c.length;
+      if (size > MAX_BODY) {
+        finish(refusal(413, "The request is over 64 KiB.", "The request must be under 64 KiB."));
+        req.pause();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => {
+      try {
+        finish({ text: UTF8.decode(Buffer.concat(chunks)) });
+      } catch {
+        finish(refusal(400, "The request is not UTF-8.", "Send JSON in UTF-8."));
+      }
+    });
+    const gone = () =>
+      finish(
+        refusal(400, "The client hung up before its request ended.", "Send the whole request."),
+      );
+    req.on("aborted", gone);
+    req.on("error", gone);
+    req.on("close", () => {
+      if (!req.complete) gone();
+    });
+  });
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+function refusal(
+  status: number,
+  why: string,
+  message: string,
+  code: RefusalCode = "API_REQUEST_INVALID",
+): Outcome {
+  return { status, code, message, why };
+}
+
+/** Where a request came from, for the refusal log: the transport and the caller's login, if any. */
+function sourceOf(transport: string, req: IncomingMessage): string {
+  return `${transport}${req.headers[LOGIN_HEADER] ? "+login" : ""}`;
 }
 
 async function handleCall(
   service: StationService,
+  transport: string,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  if (!String(req.headers["content-type"] ?? "").startsWith("application/json")) {
-    service.refuseRequest("The request is not JSON.");
-    return send(res, 415, {
-      ok: false,
-      error: { code: "API_REQUEST_INVALID", message: "Send JSON." },
-    });
-  }
+  const source = sourceOf(transport, req);
+  const fail = (o: Outcome) => {
+    service.refuseRequest(o.why, source, o.code);
+    send(res, o.status, { ok: false, error: { code: o.code, message: o.message } });
+  };
+  if (!String(req.headers["content-type"] ?? "").startsWith("application/json"))
+    return fail(refusal(415, "The request is not JSON.", "Send JSON."));
   const body = await readBody(req);
+  if (!("text" in body)) return fail(body);
   let parsed: { channel?: unknown; args?: unknown } | null = null;
   try {
-    const value: unknown = body === null ? null : JSON.parse(body);
-    if (value && typeof value === "object") parsed = value as { channel?: unknown; args?: unknown };
+    const value: unknown = JSON.parse(body.text);
+    if (value && typeof value === "object" && !Array.isArray(value))
+      parsed = value as { channel?: unknown; args?: unknown };
   } catch {
     parsed = null;
   }
-  if (!parsed) {
-    service.refuseRequest(
-      body === null ? "The request is over 64 KiB." : "The request is not valid JSON.",
+  if (!parsed)
+    return fail(
+      refusal(
+        400,
+        "The request is not valid JSON.",
+        "The request must be a JSON object {channel, args} under 64 KiB.",
+      ),
     );
-    return send(res, 400, {
-      ok: false,
-      error: {
-        code: "API_REQUEST_INVALID",
-        message: "The request must be a JSON object {channel, args} under 64 KiB.",
-      },
-    });
-  }
   const token = req.headers[LOGIN_HEADER];
   const out = await service.call(
     parsed.channel,
     parsed.args,
     typeof token === "string" ? token : null,
+    source,
   );
   send(res, 200, out.reply, out.loginToken ? { [LOGIN_HEADER]: out.loginToken } : {});
+}
+
+/**
+ * The one entry of every request: whatever the handler does, the request is
+ * answered (a 4xx for what it sent, a 500 for a fault of ours) and nothing
+ * escapes to the process. Malformed request lines are answered by
+ * `clientError`, recorded as refusals too.
+ */
+function boundary(
+  service: StationService,
+  transport: string,
+  handle: (req: IncomingMessage, res: ServerResponse) => Promise<void> | void,
+): Server {
+  const answerFault = (res: ServerResponse, e: unknown) => {
+    try {
+      service.fault(transport, e);
+    } catch {
+      // the fault is reported as well as can be
+    }
+    try {
+      if (!res.headersSent)
+        send(res, 500, {
+          ok: false,
+          error: { code: "API_REQUEST_INVALID", message: "The request could not be answered." },
+        });
+      else res.destroy();
+    } catch {
+      res.destroy();
+    }
+  };
+  const server = createServer((req, res) => {
+    req.on("error", () => undefined);
+    res.on("error", () => undefined);
+    try {
+      const r = handle(req, res);
+      if (r) r.catch((e: unknown) => answerFault(res, e));
+    } catch (e) {
+      answerFault(res, e);
+    }
+  });
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.maxHeadersCount = 64;
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    try {
+      if (err.code !== "ECONNRESET" && err.code !== "EPIPE")
+        service.refuseRequest(
+          `A malformed HTTP request (${String(err.code ?? "bad request").slice(0, 40)}).`,
+          transport,
+          "API_REQUEST_INVALID",
+        );
+      if (socket.writable && !socket.writableEnded)
+        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      else socket.destroy();
+    } catch {
+      socket.destroy();
+    }
+  });
+  return server;
 }
 
 function closer(server: Server): () => Promise<void> {
@@ -143,13 +258,13 @@ export async function listenUnix(service: StationService, socketPath: string): P
       );
     unlinkSync(socketPath);
   }
-  const server = createServer((req, res) => {
-    if (req.method === "POST" && req.url === "/api/call") void handleCall(service, req, res);
-    else
-      send(res, 404, {
-        ok: false,
-        error: { code: "API_REQUEST_INVALID", message: "POST /api/call only." },
-      });
+  const server = boundary(service, "socket", (req, res) => {
+    if (req.method === "POST" && req.url === "/api/call")
+      return handleCall(service, "socket", req, res);
+    return send(res, 404, {
+      ok: false,
+      error: { code: "API_REQUEST_INVALID", message: "POST /api/call only." },
+    });
   });
   const oldMask = process.umask(0o177);
   try {
@@ -172,7 +287,7 @@ export async function listenLoopback(
   const secret = randomBytes(32).toString("base64url");
   const expected = Buffer.from(`Bearer ${secret}`);
   let origin = "";
-  const server = createServer((req, res) => {
+  const server = boundary(service, "loopback", (req, res) => {
     // Only this address: a page elsewhere that rebinds a name to 127.0.0.1 sends another Host.
     if (req.headers.host !== origin.slice("http://".length))
       return send(res, 421, {
@@ -181,7 +296,7 @@ export async function listenLoopback(
       });
     if (req.method === "POST" && req.url === "/api/call") {
       if (req.headers.origin !== undefined && req.headers.origin !== origin) {
-        service.refuseRequest("A call from another origin.");
+        service.refuseRequest("A call from another origin.", "loopback", "API_REQUEST_INVALID");
         return send(res, 403, {
           ok: false,
           error: { code: "API_REQUEST_INVALID", message: "Wrong origin." },
@@ -189,7 +304,7 @@ export async function listenLoopback(
       }
       const got = Buffer.from(String(req.headers.authorization ?? ""));
       if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
-        service.refuseRequest("A call without the service's secret.");
+        service.refuseRequest("A call without the service's secret.", "loopback", "AUTH_REQUIRED");
         return send(res, 401, {
           ok: false,
           error: {
@@ -198,7 +313,7 @@ export async function listenLoopback(
           },
         });
       }
-      return void handleCall(service, req, res);
+      return handleCall(service, "loopback", req, res);
     }
     if (req.method === "GET" && opts.uiDir) return serveStatic(opts.uiDir, req, res);
     return send(res, 404, {
@@ -221,7 +336,17 @@ export async function listenLoopback(
 }
 
 function serveStatic(dir: string, req: IncomingMessage, res: ServerResponse): void {
-  const file = resolveStaticFile(dir, new URL(req.url ?? "/", "http://x").pathname);
+  // Only a plain path: a request line such as "//[" or "http://[/" is no URL and is refused.
+  const target = req.url ?? "/";
+  let pathname: string | null = null;
+  if (target.startsWith("/") && !target.startsWith("//")) {
+    try {
+      pathname = new URL(target, "http://127.0.0.1").pathname;
+    } catch {
+      pathname = null;
+    }
+  }
+  const file = pathname === null ? null : resolveStaticFile(dir, pathname);
   if (!file || !existsSync(file.path))
     return send(res, 404, {
       ok: false,
