@@ -17,11 +17,13 @@ import {
 } from "../domain/kiosk-api.js";
 import { isAllowed, type Role, type Rule } from "../domain/roles.js";
 import { LinesignError, toLinesignError } from "../domain/errors.js";
+import { wellFormed } from "../domain/text.js";
 import type { Station } from "../compose.js";
 import { LineBoard } from "../app/line/board.js";
 import type { Line } from "../app/line/line.js";
 import { viewCa } from "../app/ca.js";
 import { countEvents, exportAudit } from "../app/audit-export.js";
+import { RefusalLog } from "../app/refusal-log.js";
 
 interface Login {
   name: string;
@@ -36,6 +38,8 @@ export interface ServiceOptions {
   loginIdleMs?: number;
   /** The clock logins are timed by (tests move it). Default Date.now. */
   now?: () => number;
+  /** Refusals are aggregated per source and reason over this many milliseconds. Default 60,000. */
+  refusalIntervalMs?: number;
 }
 
 /** A reply with, for a login, the token the transport keeps (never the renderer). */
@@ -57,6 +61,8 @@ export class StationService {
   private readonly loginIdleMs: number;
   private readonly now: () => number;
   private readonly handlers: Record<ChannelName, Handler>;
+  /** api.refused entries, one per source and reason per interval with a count. */
+  readonly refusals: RefusalLog;
 
   constructor(
     private readonly station: Station,
@@ -69,22 +75,56 @@ export class StationService {
     // The session's state is part of what the operator sees.
     station.signing.onChange(() => this.board.bump());
     this.handlers = this.makeHandlers();
+    this.refusals = new RefusalLog(station.ctx, {
+      intervalMs: opts.refusalIntervalMs ?? 60_000,
+      now: this.now,
+    });
   }
 
   /**
    * Answers one call. Never throws: every refusal is a reply with a code and
    * plain words, and is logged when it is a refusal of the caller.
    */
-  async call(channel: unknown, rawArgs: unknown, loginToken: string | null): Promise<ServiceReply> {
-    if (!isChannel(channel))
+  async call(
+    channel: unknown,
+    rawArgs: unknown,
+    loginToken: string | null,
+    source = "direct",
+  ): Promise<ServiceReply> {
+    try {
+      return await this.answer(channel, rawArgs, loginToken, source);
+    } catch (e) {
+      this.fault(source, e);
+      return {
+        reply: {
+          ok: false,
+          error: {
+            code: "INTERNAL",
+            message: "The call could not be answered: the station log has the details.",
+          },
+        },
+      };
+    }
+  }
+
+  private async answer(
+    channel: unknown,
+    rawArgs: unknown,
+    loginToken: string | null,
+    source: string,
+  ): Promise<ServiceReply> {
+    if (!isChannel(channel)) {
+      // Never String() what a caller sent: a deeply nested array overflows the stack.
+      const shown =
+        typeof channel === "string" ? wellFormed(channel.slice(0, 64)) : `(${typeof channel})`;
       return this.refuse(
         this.loginFor(loginToken),
-        String(channel),
-        new LinesignError(
-          "API_REQUEST_INVALID",
-          `There is no channel ${JSON.stringify(String(channel).slice(0, 64))}.`,
-        ),
+        shown,
+        new LinesignError("API_REQUEST_INVALID", `There is no channel ${JSON.stringify(shown)}.`),
+        true,
+        source,
       );
+    }
     const spec = CHANNELS[channel];
     const who = this.loginFor(loginToken);
     if (spec.rule !== "none") {
@@ -106,12 +146,20 @@ export class StationService {
             `"${spec.does}" needs the ${need.join(" or ")} role; ${who.name} is ${who.role === "sync" ? "the sync service" : `an ${who.role}`}.`,
             { details: { user: who.name, role: who.role, needed: need } },
           ),
+          true,
+          source,
         );
       }
     }
     const parsed = parseArgs(channel, rawArgs);
     if (!parsed.ok)
-      return this.refuse(who, channel, new LinesignError("API_REQUEST_INVALID", parsed.message));
+      return this.refuse(
+        who,
+        channel,
+        new LinesignError("API_REQUEST_INVALID", parsed.message),
+        true,
+        source,
+      );
     if (who?.role === "officer") this.station.signing.touch();
     try {
       const run = () => this.handlers[channel](parsed.args as never, who, loginToken);
@@ -131,14 +179,28 @@ export class StationService {
   }
 
   /** Records a request the transport refused before it became a call (bad secret, not JSON). */
-  refuseRequest(why: string): void {
-    this.refuse(null, "(transport)", new LinesignError("API_REQUEST_INVALID", why));
+  refuseRequest(
+    why: string,
+    source = "transport",
+    code: "API_REQUEST_INVALID" | "AUTH_REQUIRED" = "API_REQUEST_INVALID",
+  ): void {
+    this.refuse(null, "(transport)", new LinesignError(code, why), true, source);
+  }
+
+  /** A fault of ours while answering: to the structured log, never past the boundary. */
+  fault(source: string, e: unknown): void {
+    try {
+      this.station.ctx.logger.error({ source, err: e }, "a kiosk request failed");
+    } catch {
+      // nothing more can be done
+    }
   }
 
   /** Stops the line (finishing devices in flight) and ends every login and the session. */
   async close(): Promise<void> {
     if (this.line) await this.line.stop();
     for (const [token, l] of this.logins) await this.endLogin(token, l, "shutdown");
+    this.refusals.close();
   }
 
   private loginFor(token: string | null): Login | null {
@@ -172,16 +234,27 @@ export class StationService {
     if (l.role === "officer" && reason !== "handover") await this.station.signing.loggedOut(l.name);
   }
 
-  private refuse(who: Login | null, channel: string, err: LinesignError, log = true): ServiceReply {
+  private refuse(
+    who: Login | null,
+    channel: string,
+    err: LinesignError,
+    log = true,
+    source = "direct",
+  ): ServiceReply {
     if (log)
-      this.station.ctx.store.appendEvent({
-        actor: who?.name ?? "kiosk",
-        action: "api.refused",
-        subject: channel.slice(0, 64),
-        outcome: "refused",
-        code: err.code,
-        message: err.message,
-        details: { ...err.details },
+      this.refusals.record({
+        source: `${source}:${who?.name ?? "anonymous"}`,
+        // Unknown channels are one reason, whatever name was tried; transport refusals differ by why.
+        reason: `${err.code}:${isChannel(channel) ? channel : channel === "(transport)" ? err.message : "(unknown channel)"}`,
+        entry: {
+          actor: who?.name ?? "kiosk",
+          action: "api.refused",
+          subject: channel,
+          outcome: "refused",
+          code: err.code,
+          message: err.message,
+          details: { ...err.details, via: source },
+        },
       });
     return { reply: { ok: false, error: { code: err.code, message: err.message } } };
   }

@@ -20,6 +20,7 @@ import {
   type LoopbackListening,
 } from "../../../src/service/http.js";
 import { engineStation } from "../../helpers/engine.js";
+import { RefusalLog } from "../../../src/app/refusal-log.js";
 
 const PASS: Record<Role, string> = {
   operator: "operator-pass-1",
@@ -305,20 +306,74 @@ describe("station service API", () => {
           .status,
       ).toBe(403);
       expect((await post({ port: lb.port, headers: auth }, "{not json")).status).toBe(400);
-      expect((await post({ port: lb.port, headers: auth }, "x".repeat(70_000))).status).toBe(400);
+      expect((await post({ port: lb.port, headers: auth }, "x".repeat(70_000))).status).toBe(413);
       expect(
         (await post({ port: lb.port, headers: { ...auth, "content-type": "text/plain" } }, "{}"))
           .status,
       ).toBe(415);
       const refused = s.ctx.store.queryEvents({ action: "api.refused" }).slice(before);
+      // The second call without the secret is counted into the interval's summary, not written.
       expect(refused.map((e) => e.message)).toEqual([
-        "A call without the service's secret.",
         "A call without the service's secret.",
         "A call from another origin.",
         "The request is not valid JSON.",
         "The request is over 64 KiB.",
         "The request is not JSON.",
       ]);
+    });
+
+    it("a flood of refused calls writes one entry per source and reason per interval, with the count", async () => {
+      service.refusals.flush(); // a fresh interval
+      const before = s.ctx.store.queryEvents({ action: "api.refused" }).length;
+      const calls = [];
+      for (let i = 0; i < 400; i++) calls.push(post({ port: lb.port }, "{}"));
+      for (let i = 0; i < 100; i++)
+        calls.push(
+          post({ socketPath: socket }, JSON.stringify({ channel: `no.such.${i}`, args: {} })),
+        );
+      const statuses = (await Promise.all(calls)).map((r) => r.status);
+      expect(statuses.filter((x) => x === 401)).toHaveLength(400);
+      expect(statuses.filter((x) => x === 200)).toHaveLength(100);
+      // While it lasts, one entry per source and reason: the first of each.
+      expect(s.ctx.store.queryEvents({ action: "api.refused" }).length - before).toBe(2);
+      // The interval ends: each source and reason gets one summary with its count.
+      clock += 61_000;
+      await post({ port: lb.port }, "{}");
+      const after = s.ctx.store.queryEvents({ action: "api.refused" }).slice(before);
+      const summaries = after.filter((e) => e.details.repeated !== undefined);
+      expect(summaries.map((e) => [e.subject, e.details.repeated]).sort()).toEqual([
+        ["(transport)", 399],
+        ["no.such.0", 99],
+      ]);
+      expect(after.length).toBe(5);
+    });
+
+    it("past its cap of sources and reasons, an interval counts the rest under one entry", async () => {
+      const log = new RefusalLog(s.ctx, {
+        intervalMs: 1000,
+        maxKeys: 4,
+        now: () => clock,
+        timer: false,
+      });
+      const before = s.ctx.store.queryEvents({ action: "api.refused" }).length;
+      for (let i = 0; i < 1000; i++)
+        log.record({
+          source: `port-${i}`,
+          reason: "X",
+          entry: {
+            actor: "kiosk",
+            action: "api.refused",
+            subject: `s${i}`,
+            outcome: "refused",
+            code: "API_REQUEST_INVALID",
+            message: "m",
+            details: {},
+          },
+        });
+      log.flush();
+      const written = s.ctx.store.queryEvents({ action: "api.refused" }).slice(before);
+      expect(written).toHaveLength(5);
+      expect(written.at(-1)).toMatchObject({ subject: "(many)", details: { repeated: 996 } });
     });
   });
 });
