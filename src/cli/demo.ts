@@ -14,7 +14,7 @@ import { LinesignError } from "../domain/errors.js";
 import { DEV_OFFICER } from "../app/users.js";
 import { startService } from "./serve.js";
 import type { LineSummary } from "../app/line/line.js";
-import type { LineEvent } from "../app/line/port-line.js";
+import type { LineEvent } from "../app/line/line-events.js";
 import { ptyPair, socatAvailable, startSim, type PtyPair, type RigChild } from "./sim-rig.js";
 
 const DEVICES: { key: string; name: string }[] = [

@@ -8,7 +8,7 @@ import { LinesignError } from "../domain/errors.js";
 import { operatorText } from "../domain/operator-text.js";
 import type { Station } from "../compose.js";
 import type { LineSummary } from "../app/line/line.js";
-import type { LineEvent } from "../app/line/port-line.js";
+import type { LineEvent } from "../app/line/line-events.js";
 import type { CliIo } from "./io.js";
 
 export interface LineCliDeps {

@@ -337,7 +337,7 @@ describe("serial line", () => {
       "--slow-ms",
       "700",
       "--answer-ms",
-      "1500",
+      "20000",
       "--baud",
       "921600",
       "--root",

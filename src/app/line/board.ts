@@ -5,7 +5,7 @@
  * with every change so a watcher can wait for the next one.
  */
 import { operatorText } from "../../domain/operator-text.js";
-import type { LineEvent } from "./port-line.js";
+import type { LineEvent } from "./line-events.js";
 
 export type TileState =
   "offline" | "waiting" | "identified" | "signing" | "injecting" | "confirmed" | "failed";

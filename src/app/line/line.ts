@@ -9,7 +9,8 @@ import type { Profile } from "../../domain/profile.js";
 import type { SerialPorts } from "../../domain/ports.js";
 import type { AppContext } from "../context.js";
 import type { IssuanceEngine } from "../issuance.js";
-import { PortLine, type LineEvent, type PortStage } from "./port-line.js";
+import type { LineEvent, PortStage } from "./line-events.js";
+import { PortLine } from "./port-line.js";
 
 export interface LineOptions {
   ports: string[];

@@ -12,7 +12,6 @@
  */
 import { randomBytes } from "node:crypto";
 import { outcomeOf, toLinesignError, type ErrorCode } from "../../domain/errors.js";
-import type { KeyType } from "../../domain/keys.js";
 import type { Profile } from "../../domain/profile.js";
 import { chooseDeviceKeyType } from "../../domain/profile.js";
 import type { LineTimeouts } from "../../domain/config.js";
@@ -30,50 +29,9 @@ import {
 } from "../../domain/serial/messages.js";
 import type { AppContext } from "../context.js";
 import type { IssuanceEngine } from "../issuance.js";
-
-export type PortStage =
-  "closed" | "idle" | "identified" | "signing" | "injecting" | "confirming" | "stopped";
-
-/** What the line reports as it goes; one per step, for the terminal, --json and the kiosk. */
-export type LineEvent =
-  | { event: "port.open"; port: string }
-  | { event: "port.waiting"; port: string; code: ErrorCode; message: string }
-  | { event: "port.lost"; port: string }
-  | { event: "port.stopped"; port: string }
-  | {
-      event: "device.identified";
-      port: string;
-      deviceId: string;
-      model: string;
-      firmware: string;
-      keyTypes: KeyType[];
-    }
-  | { event: "device.csr-requested"; port: string; deviceId: string; keyType: KeyType }
-  | { event: "device.signing"; port: string; deviceId: string; csrBytes: number }
-  | {
-      event: "device.injecting";
-      port: string;
-      deviceId: string;
-      serial: string;
-      redelivery: boolean;
-    }
-  | {
-      event: "device.confirmed";
-      port: string;
-      deviceId: string;
-      serial: string;
-      ms: number;
-      wireBytes: number;
-    }
-  | {
-      event: "device.failed";
-      port: string;
-      deviceId: string | null;
-      stage: PortStage;
-      code: ErrorCode;
-      message: string;
-      serial: string | null;
-    };
+import { AnswerClock } from "./answer-clock.js";
+import type { LineEvent, PortStage } from "./line-events.js";
+import { DEVICE_ERRORS, sessionEntry, type Session } from "./line-session.js";
 
 export interface PortLineOptions {
   path: string;
@@ -89,18 +47,6 @@ export interface PortLineOptions {
   emit: (e: LineEvent) => void;
 }
 
-interface Session {
-  id: number;
-  deviceId: string;
-  startedAt: number;
-  keyType: KeyType | null;
-  issuanceId: number | null;
-  serial: string | null;
-  wireBytes: number;
-  badFrames: number;
-  resends: number;
-}
-
 /** Damaged frames tolerated in one exchange before the line is called too noisy. */
 const MAX_BAD_FRAMES = 8;
 
@@ -108,13 +54,8 @@ export class PortLine {
   private stage: PortStage = "closed";
   private link: SerialLink | null = null;
   private txSeq = 0;
-  /** The frame we wait to have answered, and how often it was sent again. */
-  private awaiting: {
-    bytes: Uint8Array;
-    expect: MessageName;
-    deadlineMs: number;
-    resends: number;
-  } | null = null;
+  /** Keeps time while the device owes an answer. */
+  private readonly clock: AnswerClock;
   /**
    * The device's last frame we handled (its bytes), and our answer to it (null
    * while we work on it), with when the answer went out.
@@ -131,8 +72,6 @@ export class PortLine {
   private sessions = 0;
   /** New each time the port is opened: a device restarts only for a greeting from a new boot. */
   private bootId = new Uint8Array(8);
-  private lastRx = 0;
-  private silenceTimer: ReturnType<typeof setTimeout> | null = null;
   private helloTimer: ReturnType<typeof setTimeout> | null = null;
   private rearmTimer: ReturnType<typeof setTimeout> | null = null;
   private stopping = false;
@@ -147,6 +86,14 @@ export class PortLine {
     private readonly o: PortLineOptions,
   ) {
     this.done = new Promise((resolve) => (this.finished = resolve));
+    this.clock = new AnswerClock(
+      o.timeouts,
+      (bytes) => {
+        if (this.session) this.session.resends++;
+        void this.send(bytes);
+      },
+      (expect, ms) => this.timeout(expect, ms),
+    );
   }
 
   get path(): string {
@@ -264,9 +211,7 @@ export class PortLine {
   private async request(m: Message, expect: MessageName, deadlineMs: number): Promise<void> {
     const bytes = this.frame(m);
     if (this.answered) Object.assign(this.answered, { reply: bytes, at: Date.now() });
-    this.awaiting = { bytes, expect, deadlineMs, resends: 0 };
-    this.lastRx = Date.now();
-    this.armSilence();
+    this.clock.wait(bytes, expect, deadlineMs);
     await this.send(bytes);
   }
 
@@ -297,36 +242,6 @@ export class PortLine {
 
   // ---- timing --------------------------------------------------------------
 
-  private armSilence(): void {
-    if (this.silenceTimer) clearTimeout(this.silenceTimer);
-    this.silenceTimer = null;
-    const a = this.awaiting;
-    if (!a) return;
-    const t = this.o.timeouts;
-    const quiet = Date.now() - this.lastRx;
-    const nextRetry = a.resends < t.retries ? t.retryMs * (a.resends + 1) : Infinity;
-    const wait = Math.max(0, Math.min(nextRetry, a.deadlineMs) - quiet);
-    this.silenceTimer = setTimeout(() => this.onSilence(), wait);
-  }
-
-  private onSilence(): void {
-    this.silenceTimer = null;
-    const a = this.awaiting;
-    if (!a || !this.session) return;
-    const t = this.o.timeouts;
-    const quiet = Date.now() - this.lastRx;
-    if (quiet >= a.deadlineMs) {
-      this.timeout(a.expect, a.deadlineMs);
-      return;
-    }
-    if (a.resends < t.retries && quiet >= t.retryMs * (a.resends + 1)) {
-      a.resends++;
-      this.session.resends++;
-      void this.send(a.bytes);
-    }
-    this.armSilence();
-  }
-
   private timeout(expect: MessageName, ms: number): void {
     const secs = `${Math.round(ms / 100) / 10} s`;
     const message =
@@ -337,20 +252,17 @@ export class PortLine {
   }
 
   private clearTimers(): void {
-    if (this.silenceTimer) clearTimeout(this.silenceTimer);
     if (this.helloTimer) clearTimeout(this.helloTimer);
-    this.silenceTimer = null;
     this.helloTimer = null;
-    this.awaiting = null;
+    this.clock.cancel();
   }
 
   // ---- receiving -----------------------------------------------------------
 
   private onData(link: SerialLink, bytes: number, events: DecodeEvent[]): void {
     if (link !== this.link) return;
-    this.lastRx = Date.now();
     if (this.session) this.session.wireBytes += bytes;
-    if (this.awaiting) this.armSilence();
+    this.clock.heard();
     for (const e of events) {
       if (link !== this.link) return;
       switch (e.kind) {
@@ -436,9 +348,7 @@ export class PortLine {
         // The same device started over (it restarted, or missed our answer): same claim, new exchange.
         this.ctx.logger.info({ port: this.o.path, deviceId: m.deviceId }, "device started over");
         this.session = null;
-        this.awaiting = null;
-        if (this.silenceTimer) clearTimeout(this.silenceTimer);
-        this.silenceTimer = null;
+        this.clock.cancel();
       }
       this.answered = { seq, type, payload, reply: null, resends: 0, at: Date.now() };
       void this.identified(m, same);
@@ -449,7 +359,7 @@ export class PortLine {
       this.deviceError(m.code, m.message);
       return;
     }
-    const expected = this.awaiting?.expect;
+    const expected = this.clock.expect;
     if (m.type !== expected) {
       this.endSession(
         "SERIAL_PROTOCOL",
@@ -459,9 +369,7 @@ export class PortLine {
       return;
     }
     this.answered = { seq, type, payload, reply: null, resends: 0, at: Date.now() };
-    this.awaiting = null;
-    if (this.silenceTimer) clearTimeout(this.silenceTimer);
-    this.silenceTimer = null;
+    this.clock.cancel();
     if (m.type === "CSR") void this.signCsr(m.csr);
     else if (m.type === "STORED") void this.confirmStored(m.sha256);
   }
@@ -656,25 +564,16 @@ export class PortLine {
     message: string | null,
     details: Record<string, unknown> = {},
   ): void {
-    const entry = {
-      actor: this.ctx.actor,
-      action: "line.session",
-      subject: session?.deviceId ?? null,
+    const entry = sessionEntry(
+      this.ctx.actor,
+      this.o.path,
+      this.o.workOrder,
+      session,
       outcome,
-      ...(code ? { code, message: message ?? "" } : {}),
-      details: {
-        port: this.o.path,
-        issuance: session?.issuanceId ?? null,
-        serial: session?.serial ?? null,
-        keyType: session?.keyType ?? null,
-        ms: session ? Date.now() - session.startedAt : null,
-        wireBytes: session?.wireBytes ?? null,
-        badFrames: session?.badFrames ?? null,
-        resends: session?.resends ?? null,
-        workOrder: this.o.workOrder,
-        ...details,
-      },
-    };
+      code,
+      message,
+      details,
+    );
     // Written at once: the summary of an exchange is in the log before the port greets again.
     try {
       this.ctx.store.appendEvent(entry);
@@ -686,9 +585,7 @@ export class PortLine {
   private backToIdle(): void {
     this.session = null;
     this.answered = null;
-    this.awaiting = null;
-    if (this.silenceTimer) clearTimeout(this.silenceTimer);
-    this.silenceTimer = null;
+    this.clock.cancel();
     if (!this.link) return;
     this.stage = "idle";
     if (this.stopping) return void this.shutdown();
@@ -696,18 +593,3 @@ export class PortLine {
     this.greet();
   }
 }
-
-/** Plain words for the errors a device can report. */
-const DEVICE_ERRORS: Record<string, string> = {
-  PROTOCOL: "The device could not follow the station's messages.",
-  VERSION_UNSUPPORTED: "The device does not speak this station's protocol version.",
-  FRAME_TOO_LARGE: "The device could not take a message that large.",
-  TIMEOUT: "The device gave up waiting for the station.",
-  LINE_NOISY: "The device saw too many damaged messages: check the cable.",
-  ABORTED: "The device stopped provisioning.",
-  DEVICE_KEY_TYPE_UNSUPPORTED: "The device cannot make the key type asked for.",
-  DEVICE_KEYGEN_FAILED: "The device could not generate its key: set it aside.",
-  DEVICE_STORAGE_FAILED: "The device could not store its certificate: set it aside.",
-  DEVICE_CHAIN_UNTRUSTED:
-    "The device does not trust the certificate chain it received: check that it carries the right root.",
-};

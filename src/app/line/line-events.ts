@@ -1,0 +1,50 @@
+/**
+ * What a port of the line reports as it goes: one event per step of a
+ * device's exchange, for the terminal, --json and the kiosk.
+ */
+import type { ErrorCode } from "../../domain/errors.js";
+import type { KeyType } from "../../domain/keys.js";
+
+export type PortStage =
+  "closed" | "idle" | "identified" | "signing" | "injecting" | "confirming" | "stopped";
+
+/** What the line reports as it goes; one per step, for the terminal, --json and the kiosk. */
+export type LineEvent =
+  | { event: "port.open"; port: string }
+  | { event: "port.waiting"; port: string; code: ErrorCode; message: string }
+  | { event: "port.lost"; port: string }
+  | { event: "port.stopped"; port: string }
+  | {
+      event: "device.identified";
+      port: string;
+      deviceId: string;
+      model: string;
+      firmware: string;
+      keyTypes: KeyType[];
+    }
+  | { event: "device.csr-requested"; port: string; deviceId: string; keyType: KeyType }
+  | { event: "device.signing"; port: string; deviceId: string; csrBytes: number }
+  | {
+      event: "device.injecting";
+      port: string;
+      deviceId: string;
+      serial: string;
+      redelivery: boolean;
+    }
+  | {
+      event: "device.confirmed";
+      port: string;
+      deviceId: string;
+      serial: string;
+      ms: number;
+      wireBytes: number;
+    }
+  | {
+      event: "device.failed";
+      port: string;
+      deviceId: string | null;
+      stage: PortStage;
+      code: ErrorCode;
+      message: string;
+      serial: string | null;
+    };
