@@ -1,6 +1,6 @@
 /** Work orders: created and closed by officers; the line runs against one. */
 import { LinesignError } from "../domain/errors.js";
-import { WORK_ORDER_ID, type WorkOrder } from "../domain/work-order.js";
+import { checkWorkOrderPattern, WORK_ORDER_ID, type WorkOrder } from "../domain/work-order.js";
 import { act, recordChange, type AppContext } from "./context.js";
 
 export interface WorkOrderInput {
@@ -42,16 +42,7 @@ export class WorkOrderService {
         );
       if (!Number.isInteger(input.quantity) || input.quantity < 1 || input.quantity > 10_000_000)
         throw new LinesignError("USAGE", "--quantity must be a whole number from 1 to 10000000.");
-      if (input.pattern) {
-        try {
-          new RegExp(input.pattern);
-        } catch {
-          throw new LinesignError(
-            "USAGE",
-            `--pattern "${input.pattern}" is not a regular expression.`,
-          );
-        }
-      }
+      if (input.pattern) checkWorkOrderPattern(input.pattern);
       if (input.notBefore && input.notAfter && input.notBefore >= input.notAfter)
         throw new LinesignError("USAGE", "The work order's window ends before it starts.");
       const wo: WorkOrder = {

@@ -5,6 +5,7 @@
  */
 import { LinesignError } from "./errors.js";
 import type { Profile } from "./profile.js";
+import { compilePattern } from "./pattern.js";
 
 export type DeviceKey =
   | { kind: "ec"; curve: "P-256" | "P-384" | "P-521" }
@@ -126,7 +127,9 @@ export function resolveDeviceId(profile: Profile, csr: CsrFacts, given?: string 
     );
   }
   // The rule must match the whole id, whether or not it carries its own anchors.
-  if (!new RegExp(`^(?:${profile.deviceIdRule})$`, "u").test(id)) {
+  // Linear-time matching (RE2): the id comes from a device, the rule from an officer.
+  const rule = compilePattern(profile.deviceIdRule);
+  if (!rule.ok || !rule.pattern.matchesWhole(id)) {
     throw new LinesignError(
       "DEVICE_ID_INVALID",
       `The device id ${printable(id)} does not match the profile's rule ${profile.deviceIdRule}.`,

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { KEY_TYPES, type KeyType } from "./keys.js";
+import { compilePattern } from "./pattern.js";
 
 /** Subject attribute short names the station understands. */
 export const SUBJECT_ATTRIBUTES = [
@@ -56,14 +57,10 @@ export const ProfileSchema = z
     deviceIdRule: z
       .string()
       .default(DEFAULT_DEVICE_ID_RULE)
-      .refine((r) => {
-        try {
-          new RegExp(r);
-          return true;
-        } catch {
-          return false;
-        }
-      }, "is not a valid regular expression"),
+      .superRefine((r, ctx) => {
+        const c = compilePattern(r);
+        if (!c.ok) ctx.addIssue({ code: "custom", message: `cannot be used: ${c.why}` });
+      }),
     subject: z
       .object({
         /** Fixed attributes the profile sets; a CSR claiming another value for one is refused. */

@@ -3,6 +3,7 @@
  * are pure and live here; the quantity is counted where issuances are.
  */
 import { LinesignError } from "./errors.js";
+import { compilePattern } from "./pattern.js";
 
 export interface WorkOrder {
   id: string;
@@ -21,6 +22,19 @@ export interface WorkOrder {
 
 export const WORK_ORDER_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
+/**
+ * Whether an officer's work-order pattern can be used; refuses it with why.
+ * @throws LinesignError USAGE
+ */
+export function checkWorkOrderPattern(pattern: string): void {
+  const c = compilePattern(pattern);
+  if (!c.ok)
+    throw new LinesignError(
+      "USAGE",
+      `The pattern ${JSON.stringify(pattern)} cannot be used: ${c.why}.`,
+    );
+}
+
 /** Refuses a device the work order does not cover (closed, outside its window, not in its pattern or list). */
 export function checkWorkOrder(wo: WorkOrder, deviceId: string, now: Date): void {
   if (wo.status !== "open")
@@ -38,16 +52,27 @@ export function checkWorkOrder(wo: WorkOrder, deviceId: string, now: Date): void
       "WORK_ORDER_WINDOW",
       `Work order ${wo.id} ended at ${wo.notAfter}: an officer must open a new one.`,
     );
-  if (wo.pattern && !new RegExp(`^(?:${wo.pattern})$`).test(deviceId))
-    throw new LinesignError(
-      "WORK_ORDER_DEVICE",
-      `Device "${deviceId}" is not covered by work order ${wo.id} (its ids must match ${wo.pattern}): set the device aside and tell the officer.`,
-    );
+  if (wo.pattern) {
+    const c = compilePattern(wo.pattern);
+    if (!c.ok)
+      throw new LinesignError(
+        "WORK_ORDER_DEVICE",
+        `Work order ${wo.id}'s pattern ${wo.pattern} cannot be used: ${c.why}. An officer must close it and open another.`,
+      );
+    if (!c.pattern.matchesWhole(deviceId)) throw notCovered(wo, deviceId);
+  }
   if (wo.devices && !wo.devices.includes(deviceId))
     throw new LinesignError(
       "WORK_ORDER_DEVICE",
       `Device "${deviceId}" is not on work order ${wo.id}'s list: set the device aside and tell the officer.`,
     );
+}
+
+function notCovered(wo: WorkOrder, deviceId: string): LinesignError {
+  return new LinesignError(
+    "WORK_ORDER_DEVICE",
+    `Device "${deviceId}" is not covered by work order ${wo.id} (its ids must match ${wo.pattern}): set the device aside and tell the officer.`,
+  );
 }
 
 export function workOrderExhausted(wo: WorkOrder): LinesignError {
