@@ -532,3 +532,4 @@ export async function uploadOfflineBundle(
 
 /** Writes a file atomically (temporary file, fsync, rename): for commands that run without a station home. */
 export { writeFileAtomic } from "./adapters/fs/atomic.js";
+export { readFileBounded, readTextBounded, READ_LIMITS } from "./adapters/fs/bounded-read.js";

@@ -4,6 +4,7 @@ import { exportAudit, verifyAuditBundle, type AuditBundle } from "../app/audit-e
 import { buildReport, type ReportGroup } from "../app/report.js";
 import { eventsCsv, formatAuditTable, isoTime, toCsv } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
+import { READ_LIMITS } from "../compose.js";
 
 const AUDIT_STATUSES = [
   "ISSUED",
@@ -66,7 +67,7 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
     )
     .action(async (o: { bundle?: string; trust?: string; format: string }) => {
       if (o.bundle) {
-        const bytes = readInput(o.bundle, "the audit export");
+        const bytes = readInput(o.bundle, "the audit export", READ_LIMITS.bundle);
         const trust = o.trust
           ? Buffer.from(readInput(o.trust, "the station certificate")).toString("utf8")
           : undefined;

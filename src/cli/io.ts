@@ -3,9 +3,7 @@
  * `run` builds once per invocation (a station opened for the caller's role,
  * secrets from the environment or a prompt, one output line per result).
  */
-import { readFileSync } from "node:fs";
-import { LinesignError } from "../domain/errors.js";
-import type { Station } from "../compose.js";
+import { readFileBounded, READ_LIMITS, type Station } from "../compose.js";
 
 export interface CliIo {
   out: (text: string) => void;
@@ -44,14 +42,15 @@ export interface CommandDeps {
   setExitCode: (code: number) => void;
 }
 
-/** Reads a file named on the command line; throws FILE_READ_FAILED naming it. */
-export function readInput(path: string, what: string): Uint8Array {
-  try {
-    return new Uint8Array(readFileSync(path));
-  } catch (cause) {
-    throw new LinesignError("FILE_READ_FAILED", `Cannot read ${what} ${path}: check the path.`, {
-      cause,
-      details: { path },
-    });
-  }
+/**
+ * Reads a file named on the command line, at most `limit` bytes (default
+ * 1 MiB; an endless input such as /dev/zero is refused after it).
+ * @throws LinesignError FILE_READ_FAILED naming the file
+ */
+export function readInput(
+  path: string,
+  what: string,
+  limit: number = READ_LIMITS.certificate,
+): Uint8Array {
+  return readFileBounded(path, what, limit);
 }

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { pemCertificate } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
+import { READ_LIMITS } from "../compose.js";
 
 export function registerIssueCommand(program: Command, d: CommandDeps): void {
   const { io, withStation, emit } = d;
@@ -21,7 +22,7 @@ export function registerIssueCommand(program: Command, d: CommandDeps): void {
         out?: string;
         chain?: boolean;
       }) => {
-        const csr = readInput(o.csr, "the CSR file");
+        const csr = readInput(o.csr, "the CSR file", READ_LIMITS.csr);
         await withStation(async (s) => {
           const issued = await s.issuance.issue({
             csr,

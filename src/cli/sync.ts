@@ -3,14 +3,19 @@
  * prints one JSON object per item and a last one with the summary; on a
  * terminal it draws a progress bar on stderr.
  */
-import { readFileSync } from "node:fs";
 import { Option, type Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
 import type { Station } from "../compose.js";
 import type { TargetView } from "../app/sync/sync.js";
 import type { SyncItemEvent, TargetSummary } from "../app/sync/target-sync.js";
 import type { CliIo } from "./io.js";
-import { uploadOfflineBundle, writeFileAtomic } from "../compose.js";
+import {
+  readFileBounded,
+  readTextBounded,
+  READ_LIMITS,
+  uploadOfflineBundle,
+  writeFileAtomic,
+} from "../compose.js";
 import { exportBundle, importReceipt, stationCertificate } from "../app/sync/bundle.js";
 
 export interface SyncCliDeps {
@@ -100,7 +105,7 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
         let template: string | undefined;
         if (o.jitpTemplate) {
           try {
-            template = readFileSync(o.jitpTemplate, "utf8");
+            template = readTextBounded(o.jitpTemplate, "the JITP template", READ_LIMITS.small);
             JSON.parse(template);
           } catch (cause) {
             throw new LinesignError(
@@ -279,21 +284,12 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
     .option("--endpoint <url>", "another AWS IoT endpoint than the bundle's target names")
     .option("--receipt <file>", "where to write the receipt (default: FILE.receipt.json)")
     .action(async (file: string, o: { trust: string; endpoint?: string; receipt?: string }) => {
-      const read = (path: string, what: string): Buffer => {
-        try {
-          return readFileSync(path);
-        } catch (cause) {
-          throw new LinesignError(
-            "FILE_READ_FAILED",
-            `Cannot read ${what} ${path}: check the path.`,
-            { cause },
-          );
-        }
-      };
+      const read = (path: string, what: string, limit: number): Buffer =>
+        Buffer.from(readFileBounded(path, what, limit));
       const json = d.json();
       const receipt = await uploadOfflineBundle(
-        read(file, "the bundle"),
-        read(o.trust, "the station certificate").toString("utf8"),
+        read(file, "the bundle", READ_LIMITS.bundle),
+        read(o.trust, "the station certificate", READ_LIMITS.certificate).toString("utf8"),
         {
           ...(o.endpoint ? { endpoint: o.endpoint } : {}),
           onItem: (e) => {
@@ -327,16 +323,7 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
     .description("mark what an online machine registered from this station's bundle as uploaded")
     .argument("<file>", "the receipt 'linesign upload' wrote")
     .action(async (file: string) => {
-      let bytes: Buffer;
-      try {
-        bytes = readFileSync(file);
-      } catch (cause) {
-        throw new LinesignError(
-          "FILE_READ_FAILED",
-          `Cannot read the receipt ${file}: check the path.`,
-          { cause },
-        );
-      }
+      const bytes = Buffer.from(readFileBounded(file, "the receipt", READ_LIMITS.receipt));
       await d.withStation(async (s) => {
         const r = await importReceipt(s.ctx, bytes);
         d.emit(

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { isoTime } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
+import { READ_LIMITS } from "../compose.js";
 
 export function registerWorkOrderCommands(program: Command, d: CommandDeps): void {
   const { withStation, emit } = d;
@@ -28,7 +29,7 @@ export function registerWorkOrderCommands(program: Command, d: CommandDeps): voi
         until?: string;
       }) => {
         const devices = o.devices
-          ? Buffer.from(readInput(o.devices, "the device list"))
+          ? Buffer.from(readInput(o.devices, "the device list", READ_LIMITS.deviceList))
               .toString("utf8")
               .split(/\r?\n/)
               .map((l) => l.trim())

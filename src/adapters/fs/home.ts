@@ -3,12 +3,13 @@
  * logs, and (development stations only) the SoftHSM config, tokens and the
  * development root key.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { homedir } from "node:os";
 import { parseStationConfig, type StationConfig } from "../../domain/config.js";
 import { LinesignError } from "../../domain/errors.js";
 import { writeFileAtomic } from "./atomic.js";
+import { READ_LIMITS, readTextBounded } from "./bounded-read.js";
 
 export class StationHome {
   readonly dir: string;
@@ -66,8 +67,11 @@ export class StationHome {
     }
     let raw: unknown;
     try {
-      raw = JSON.parse(readFileSync(this.configPath, "utf8"));
+      raw = JSON.parse(
+        readTextBounded(this.configPath, "the station configuration", READ_LIMITS.config),
+      );
     } catch (cause) {
+      if (cause instanceof LinesignError) throw cause;
       throw new LinesignError(
         "CONFIG_INVALID",
         `${this.configPath} is not valid JSON. Fix it or restore it from a backup.`,

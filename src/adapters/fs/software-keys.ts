@@ -9,7 +9,7 @@ import {
   sign,
   type KeyObject,
 } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { READ_LIMITS, readFileBounded } from "./bounded-read.js";
 import { LinesignError } from "../../domain/errors.js";
 import { signatureHash, type KeyType } from "../../domain/keys.js";
 import type { Signer, SoftwareKeyStore } from "../../domain/ports.js";
@@ -45,7 +45,10 @@ export class FileSoftwareKeyStore implements SoftwareKeyStore {
 
   async load(path: string): Promise<Signer> {
     try {
-      return signerOf(path, createPrivateKey(readFileSync(path)));
+      return signerOf(
+        path,
+        createPrivateKey(Buffer.from(readFileBounded(path, "the software key", READ_LIMITS.small))),
+      );
     } catch (cause) {
       throw new LinesignError(
         "HSM_KEY_NOT_FOUND",
