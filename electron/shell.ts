@@ -9,6 +9,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { isChannel, parseArgs, type Reply } from "../src/domain/kiosk-api.js";
 import { resolveStaticFile } from "../src/service/static-files.js";
+import { cut, wellFormed } from "../src/domain/text.js";
 
 /** Where the kiosk page is loaded from (a privileged custom scheme, not file://). */
 export const APP_ORIGIN = "app://kiosk";
@@ -100,15 +101,15 @@ export function makeRelay(deps: {
 }) {
   let login: string | null = null;
   const refuse = (channel: string, why: string, code = "API_REQUEST_INVALID"): Reply<never> => {
-    deps.log({ refused: code, channel: channel.slice(0, 64), why });
+    deps.log({ refused: code, channel: wellFormed(cut(channel, 64)), why });
     return { ok: false, error: { code, message: why } };
   };
   return async (channel: unknown, args: unknown, sender: CallSender): Promise<Reply<unknown>> => {
-    const name = typeof channel === "string" ? channel : String(channel);
+    // Never String() what the page sent: a deeply nested array overflows the stack.
+    const name = typeof channel === "string" ? wellFormed(cut(channel, 64)) : `(${typeof channel})`;
     if (!isTrustedSender(sender, deps.kioskWebContentsId()))
       return refuse(name, "The call did not come from the kiosk window.", "ROLE_FORBIDDEN");
-    if (!isChannel(channel))
-      return refuse(name, `There is no channel ${JSON.stringify(name.slice(0, 64))}.`);
+    if (!isChannel(channel)) return refuse(name, `There is no channel ${JSON.stringify(name)}.`);
     const parsed = parseArgs(channel, args);
     if (!parsed.ok) return refuse(name, parsed.message);
     const out = await deps.forward(channel, parsed.args, login);

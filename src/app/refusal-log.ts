@@ -13,6 +13,7 @@
  * 2 x maxKeys + 1 entries, whatever is sent.
  */
 import type { EventInput } from "../domain/event-log.js";
+import { cut } from "../domain/text.js";
 import type { AppContext } from "./context.js";
 
 export interface RefusalLogOptions {
@@ -124,11 +125,10 @@ export class RefusalLog {
       if (b.more === 0) continue;
       this.write({
         ...b.entry,
-        message:
-          `${b.more} more refusal${b.more === 1 ? "" : "s"} like this: ${b.entry.message ?? ""}`.slice(
-            0,
-            500,
-          ),
+        message: cut(
+          `${b.more} more refusal${b.more === 1 ? "" : "s"} like this: ${b.entry.message ?? ""}`,
+          500,
+        ),
         details: {
           ...b.entry.details,
           repeated: b.more,

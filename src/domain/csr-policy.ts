@@ -6,6 +6,7 @@
 import { LinesignError } from "./errors.js";
 import type { Profile } from "./profile.js";
 import { compilePattern } from "./pattern.js";
+import { cut, isWellFormed, wellFormed } from "./text.js";
 
 export type DeviceKey =
   | { kind: "ec"; curve: "P-256" | "P-384" | "P-521" }
@@ -83,7 +84,10 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const CONTROL_ALL = new RegExp(CONTROL.source, "g");
 
 function printable(s: string): string {
-  return JSON.stringify(s.length > 80 ? s.slice(0, 77) + "..." : s).replace(CONTROL_ALL, "?");
+  return JSON.stringify(wellFormed(s.length > 80 ? cut(s, 77) + "..." : s)).replace(
+    CONTROL_ALL,
+    "?",
+  );
 }
 
 /**
@@ -124,6 +128,13 @@ export function resolveDeviceId(profile: Profile, csr: CsrFacts, given?: string 
     throw new LinesignError(
       "DEVICE_ID_INVALID",
       `The device id ${printable(id)} contains control characters.`,
+    );
+  }
+  // A BMPString or a device's bytes can carry half a surrogate pair: no such id is stored.
+  if (!isWellFormed(id)) {
+    throw new LinesignError(
+      "DEVICE_ID_INVALID",
+      `The device id ${printable(id)} is not well-formed Unicode text.`,
     );
   }
   // The rule must match the whole id, whether or not it carries its own anchors.

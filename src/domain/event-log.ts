@@ -1,5 +1,6 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex, hexToBytes, utf8ToBytes } from "@noble/hashes/utils.js";
+import { wellFormed, wellFormedDeep } from "./text.js";
 
 /** How an act ended: done, refused by a rule (bad input, wrong role), or failed (a fault). */
 export type Outcome = "ok" | "refused" | "failed";
@@ -77,22 +78,28 @@ export function hashEvent(e: Omit<EventRecord, "hash">): string {
   return bytesToHex(sha256(buf));
 }
 
-/** Builds the next entry of the chain after `head` (null for an empty log). */
+/**
+ * Builds the next entry of the chain after `head` (null for an empty log).
+ * Every string is made well-formed first (a lone surrogate becomes U+FFFD):
+ * one that is not cannot be stored as UTF-8 and would read back as other
+ * text than was hashed. Boundaries refuse such text; this is the last guard.
+ */
 export function chainEvent(
   input: EventInput,
   head: { seq: number; hash: string } | null,
   ts: string,
 ): EventRecord {
+  const text = (v: string | null | undefined) => (v == null ? null : wellFormed(v));
   const draft: Omit<EventRecord, "hash"> = {
     seq: head ? head.seq + 1 : 1,
     ts,
-    actor: input.actor,
-    action: input.action,
-    subject: input.subject ?? null,
+    actor: wellFormed(input.actor),
+    action: wellFormed(input.action),
+    subject: text(input.subject),
     outcome: input.outcome,
-    code: input.code ?? null,
-    message: input.message ?? null,
-    details: input.details ?? {},
+    code: text(input.code),
+    message: text(input.message),
+    details: (wellFormedDeep(input.details ?? {}) as Record<string, unknown>) ?? {},
     prevHash: head ? head.hash : GENESIS_HASH,
   };
   return { ...draft, hash: hashEvent(draft) };

@@ -31,11 +31,22 @@ export function cut(s: string, max: number): string {
   return s.slice(0, c >= 0xd800 && c <= 0xdbff ? max - 1 : max);
 }
 
+/** Whether every string in a value (keys too) is well-formed; false past 64 levels. */
+export function isWellFormedDeep(value: unknown, depth = 0): boolean {
+  if (typeof value === "string") return isWellFormed(value);
+  if (value === null || typeof value !== "object") return true;
+  if (depth > 64) return false;
+  if (Array.isArray(value)) return value.every((v) => isWellFormedDeep(v, depth + 1));
+  return Object.entries(value).every(([k, v]) => isWellFormed(k) && isWellFormedDeep(v, depth + 1));
+}
+
 /** A value with every string in it (keys too) made well-formed; other values as they are. */
 export function wellFormedDeep(value: unknown, depth = 0): unknown {
   if (typeof value === "string") return wellFormed(value);
-  if (value === null || typeof value !== "object" || depth > 32) return value;
+  if (value === null || typeof value !== "object") return value;
+  if (depth > 32) return "(nested too deep)";
   if (Array.isArray(value)) return value.map((v) => wellFormedDeep(v, depth + 1));
+  if (Object.getPrototypeOf(value) !== Object.prototype) return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) out[wellFormed(k)] = wellFormedDeep(v, depth + 1);
   return out;

@@ -17,7 +17,7 @@ import {
 } from "../domain/kiosk-api.js";
 import { isAllowed, type Role, type Rule } from "../domain/roles.js";
 import { LinesignError, toLinesignError } from "../domain/errors.js";
-import { wellFormed } from "../domain/text.js";
+import { cut, isWellFormedDeep, wellFormed } from "../domain/text.js";
 import type { Station } from "../compose.js";
 import { LineBoard } from "../app/line/board.js";
 import type { Line } from "../app/line/line.js";
@@ -116,7 +116,7 @@ export class StationService {
     if (!isChannel(channel)) {
       // Never String() what a caller sent: a deeply nested array overflows the stack.
       const shown =
-        typeof channel === "string" ? wellFormed(channel.slice(0, 64)) : `(${typeof channel})`;
+        typeof channel === "string" ? wellFormed(cut(channel, 64)) : `(${typeof channel})`;
       return this.refuse(
         this.loginFor(loginToken),
         shown,
@@ -151,6 +151,18 @@ export class StationService {
         );
       }
     }
+    // Text that cannot be stored as UTF-8 (a lone surrogate) never reaches a use case or the log.
+    if (!isWellFormedDeep(rawArgs))
+      return this.refuse(
+        who,
+        channel,
+        new LinesignError(
+          "API_REQUEST_INVALID",
+          `${channel}: the arguments hold text that is not well-formed Unicode (a lone surrogate).`,
+        ),
+        true,
+        source,
+      );
     const parsed = parseArgs(channel, rawArgs);
     if (!parsed.ok)
       return this.refuse(

@@ -21,6 +21,7 @@ import {
 } from "../../../src/service/http.js";
 import { engineStation } from "../../helpers/engine.js";
 import { RefusalLog } from "../../../src/app/refusal-log.js";
+import { verifyChain } from "../../../src/domain/event-log.js";
 
 const PASS: Record<Role, string> = {
   operator: "operator-pass-1",
@@ -123,6 +124,37 @@ describe("station service API", () => {
     );
     expect(wrongPass.reply).toMatchObject({ ok: false, error: { code: "AUTH_FAILED" } });
     expect(wrongPass.loginToken).toBeUndefined();
+  });
+
+  it("keeps the log well-formed: a cut never splits a surrogate pair, lone surrogates are refused", async () => {
+    service.refusals.flush(); // a fresh interval: each refusal below is written
+    const before = s.ctx.store.head()!.seq;
+    // 63 letters then an emoji: cutting at 64 UTF-16 units would keep half of the pair.
+    const r = await service.call(`${"a".repeat(63)}\u{1F600}`, {}, tokens.officer);
+    expect(r.reply).toMatchObject({ ok: false, error: { code: "API_REQUEST_INVALID" } });
+    const login = await service.call("auth.login", { name: "\ud800", passphrase: "x\udc00" }, null);
+    expect(login.reply).toMatchObject({ ok: false, error: { code: "API_REQUEST_INVALID" } });
+    expect(!login.reply.ok && login.reply.error.message).toContain("not well-formed");
+    const wo = await service.call(
+      "workOrders.create",
+      { profile: "default", quantity: 1, pattern: "a\udfffb" },
+      tokens.officer,
+    );
+    expect(wo.reply).toMatchObject({ ok: false, error: { code: "API_REQUEST_INVALID" } });
+    // The last guard, at the log itself: whatever a caller passes is stored as it was hashed.
+    s.ctx.store.appendEvent({
+      actor: "x\ud800",
+      action: "test.text",
+      subject: "\udc00",
+      outcome: "refused",
+      message: "m\ud83d",
+      details: { "k\ud800": ["\udfff"] },
+    });
+    const added = [...s.ctx.store.events()].filter((e) => e.seq > before);
+    expect(added.map((e) => e.subject)).toContain("a".repeat(63));
+    for (const e of added) expect(JSON.stringify(e)).not.toMatch(/\\ud[89a-f]/i);
+    expect(added.at(-1)).toMatchObject({ actor: "x\uFFFD", subject: "\uFFFD" });
+    expect(verifyChain(s.ctx.store.events()).ok).toBe(true);
   });
 
   it("shows targets with their queues and last sync", async () => {

@@ -138,6 +138,10 @@ describe("the relay", () => {
       error: { code: "API_REQUEST_INVALID" },
     });
     expect(await relay(42, {}, fromKiosk)).toMatchObject({ ok: false });
+    // A channel nested 10,000 deep is refused, not turned into text (which overflows the stack).
+    let deep: unknown = [];
+    for (let i = 0; i < 10_000; i++) deep = [deep];
+    expect(await relay(deep, {}, fromKiosk)).toMatchObject({ ok: false });
     const bad = await relay("line.acknowledge", { port: 5 }, fromKiosk);
     expect(bad).toMatchObject({ ok: false, error: { code: "API_REQUEST_INVALID" } });
     expect(!bad.ok && bad.error.message).toContain('"port"');
@@ -151,7 +155,8 @@ describe("the relay", () => {
     expect(forwarded).toEqual([]);
     expect(logged.map((l) => l.channel)).toEqual([
       "token.export",
-      "42",
+      "(number)",
+      "(object)",
       "line.acknowledge",
       "line.watch",
       "auth.whoami",
