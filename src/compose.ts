@@ -213,8 +213,23 @@ function buildStation(
             '("linesign serve"), where an officer has opened one; or an officer runs this command with LINESIGN_USER_PIN.',
     );
   };
+  const tokenSerial = env.LINESIGN_TOKEN_SERIAL ?? config.pkcs11.tokenSerial;
   const openKeys = (): Pkcs11KeyStore =>
-    (keys ??= new Pkcs11KeyStore(modulePath, pins, pinGuard(ctx, config.pkcs11.maxPinAttempts)));
+    (keys ??= new Pkcs11KeyStore(modulePath, pins, pinGuard(ctx, config.pkcs11.maxPinAttempts), {
+      ...(config.pkcs11.initArgs ? { libraryParameters: config.pkcs11.initArgs } : {}),
+      ...(tokenSerial
+        ? {
+            selectors: [
+              { label: tokenLabel, serial: tokenSerial, manufacturer: null, model: null },
+            ],
+          }
+        : {}),
+      // A token that goes away (storage moved, USB HSM re-plugged) is waited for; the log says so.
+      onTokenState: (token, state, detail) => {
+        const level = state === "back" ? "info" : "warn";
+        logger[level]({ token, state, ...detail }, `token "${token}" ${state}`);
+      },
+    }));
   // The actor of a service call; a one-shot command has one for its whole run.
   const actors = new AsyncLocalStorage<string>();
   let processActor = actorFrom(env);

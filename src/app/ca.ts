@@ -6,7 +6,7 @@
  */
 import { LinesignError } from "../domain/errors.js";
 import type { KeyType } from "../domain/keys.js";
-import type { CaKind, CaRecord, CaStatus, Signer } from "../domain/ports.js";
+import type { CaKind, CaRecord, CaStatus, KeyInfo, Signer } from "../domain/ports.js";
 import { parseRegistrationCode } from "../domain/registration-code.js";
 import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
 import { act, type AppContext } from "./context.js";
@@ -34,7 +34,14 @@ export type CaSigning =
 
 export interface CreateCaInput {
   label: string;
-  keyType: KeyType;
+  /** The key type to generate; with `keyUri`, the type the adopted key must have (optional). */
+  keyType?: KeyType;
+  /**
+   * Adopt a key made with the HSM vendor's tool instead of generating one:
+   * its `pkcs11:` URI. Its attributes are read back and a key that could
+   * leave the token, decrypt, unwrap or derive is refused.
+   */
+  keyUri?: string;
   subject: string;
   signing: CaSigning;
   days?: number;
@@ -110,84 +117,118 @@ export class CaService {
       const issuer =
         input.signing.mode === "root" ? await this.issuerFor(input.signing.rootLabel) : null;
       const tokenLabel = input.tokenLabel ?? this.ctx.tokenLabel;
-      const existing = input.reuseKey
-        ? await this.ctx
-            .keys()
-            .findKey(formatPkcs11Uri({ token: tokenLabel, object: input.label, id: "" }))
-        : null;
-      if (existing && existing.keyType !== input.keyType) {
+      if (!input.keyType && !input.keyUri)
         throw new LinesignError(
-          "CA_LABEL_EXISTS",
-          `Token "${tokenLabel}" holds a ${existing.keyType} key labelled "${input.label}", not ${input.keyType}.`,
+          "USAGE",
+          "Give the CA's key type (--key), or a key to adopt (--key-uri).",
+        );
+      const existing = input.keyUri
+        ? await this.ctx.keys().adoptKey(input.keyUri)
+        : input.reuseKey
+          ? await this.ctx
+              .keys()
+              .findKey(formatPkcs11Uri({ token: tokenLabel, object: input.label, id: "" }))
+          : null;
+      if (existing && input.keyType && existing.keyType !== input.keyType) {
+        throw new LinesignError(
+          input.keyUri ? "KEY_TYPE_UNSUPPORTED" : "CA_LABEL_EXISTS",
+          `Token "${tokenLabel}" holds a ${existing.keyType} key ${input.keyUri ?? `labelled "${input.label}"`}, not ${input.keyType}.`,
         );
       }
       const key =
-        existing ?? (await this.ctx.keys().generateKeyPair(tokenLabel, input.label, input.keyType));
-      const base = {
-        label: input.label,
-        keyType: input.keyType,
-        keyUri: key.uri,
-        development: false,
-        subject: input.subject,
-        createdAt: this.ctx.clock.now().toISOString(),
-      };
-      let ca: CaRecord;
-      let csrPem: string | undefined;
-      if (input.signing.mode === "csr") {
-        const csr = await createCaRequest(input.subject, await this.ctx.keys().signer(key.uri));
-        csrPem = csr.toString("pem");
-        ca = {
-          ...base,
-          kind: "intermediate",
-          status: "pending",
-          certDer: null,
-          chainDer: [],
-          parentLabel: null,
-          notBefore: null,
-          notAfter: null,
-          fingerprint: null,
-        };
-      } else {
-        const selfSigner =
-          input.signing.mode === "self-signed" ? await this.ctx.keys().signer(key.uri) : null;
-        const cert = await createCaCertificate({
-          subject: input.subject,
-          spki: key.spki,
-          issuer: issuer
-            ? { signer: issuer.signer, certificate: issuer.certificate }
-            : { signer: selfSigner!, certificate: null },
-          days,
-          pathLength: issuer ? 0 : undefined,
-        });
-        ca = {
-          ...base,
-          kind: issuer ? "intermediate" : "root",
-          status: "active",
-          ...(await this.certFields(cert)),
-          chainDer: issuer ? [issuer.record.certDer!, ...issuer.record.chainDer] : [],
-          parentLabel: issuer ? issuer.record.label : null,
-        };
+        existing ??
+        (await this.ctx.keys().generateKeyPair(tokenLabel, input.label, input.keyType!));
+      try {
+        return await this.certifyNewKey(input, key, issuer, days);
+      } catch (e) {
+        // What this step made must not stay behind: a retry would find the label taken.
+        if (!existing) {
+          try {
+            await this.ctx.keys().destroyKey(key.uri);
+          } catch (cleanup) {
+            this.ctx.logger.error(
+              { err: cleanup, keyUri: key.uri },
+              "the key of a failed ca create could not be removed",
+            );
+          }
+        }
+        throw e;
       }
-      this.ctx.store.transaction(() => {
-        this.ctx.store.insertCa(ca);
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
-          action: "ca.create",
-          subject: ca.label,
-          outcome: "ok",
-          details: {
-            keyUri: ca.keyUri,
-            keyType: ca.keyType,
-            subject: ca.subject,
-            mode: input.signing.mode,
-            parent: ca.parentLabel,
-            fingerprint: ca.fingerprint,
-            status: ca.status,
-          },
-        });
-      });
-      return csrPem === undefined ? { ca } : { ca, csrPem };
     });
+  }
+
+  private async certifyNewKey(
+    input: CreateCaInput,
+    key: KeyInfo,
+    issuer: Awaited<ReturnType<CaService["issuerFor"]>> | null,
+    days: number,
+  ): Promise<CreateCaResult> {
+    const base = {
+      label: input.label,
+      keyType: key.keyType,
+      keyUri: key.uri,
+      development: false,
+      subject: input.subject,
+      createdAt: this.ctx.clock.now().toISOString(),
+    };
+    let ca: CaRecord;
+    let csrPem: string | undefined;
+    if (input.signing.mode === "csr") {
+      const csr = await createCaRequest(input.subject, await this.ctx.keys().signer(key.uri));
+      csrPem = csr.toString("pem");
+      ca = {
+        ...base,
+        kind: "intermediate",
+        status: "pending",
+        certDer: null,
+        chainDer: [],
+        parentLabel: null,
+        notBefore: null,
+        notAfter: null,
+        fingerprint: null,
+      };
+    } else {
+      const selfSigner =
+        input.signing.mode === "self-signed" ? await this.ctx.keys().signer(key.uri) : null;
+      const cert = await createCaCertificate({
+        subject: input.subject,
+        spki: key.spki,
+        issuer: issuer
+          ? { signer: issuer.signer, certificate: issuer.certificate }
+          : { signer: selfSigner!, certificate: null },
+        days,
+        pathLength: issuer ? 0 : undefined,
+      });
+      ca = {
+        ...base,
+        kind: issuer ? "intermediate" : "root",
+        status: "active",
+        ...(await this.certFields(cert)),
+        chainDer: issuer ? [issuer.record.certDer!, ...issuer.record.chainDer] : [],
+        parentLabel: issuer ? issuer.record.label : null,
+      };
+    }
+    this.ctx.store.transaction(() => {
+      this.ctx.store.insertCa(ca);
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: "ca.create",
+        subject: ca.label,
+        outcome: "ok",
+        details: {
+          keyUri: ca.keyUri,
+          keyType: ca.keyType,
+          subject: ca.subject,
+          mode: input.signing.mode,
+          parent: ca.parentLabel,
+          fingerprint: ca.fingerprint,
+          status: ca.status,
+          ...(input.keyUri ? { adopted: true } : {}),
+          ...(key.custody ? { custody: key.custody } : {}),
+        },
+      });
+    });
+    return csrPem === undefined ? { ca } : { ca, csrPem };
   }
 
   /**

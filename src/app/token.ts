@@ -4,6 +4,7 @@
  * stops presenting PINs after `maxAttempts` consecutive failures.
  */
 import { LinesignError } from "../domain/errors.js";
+import { checkTokenLabel } from "../domain/pkcs11-uri.js";
 import type { LoginGuard, TokenInfo } from "../domain/ports.js";
 import { act, type AppContext } from "./context.js";
 
@@ -66,6 +67,7 @@ export class TokenService {
    */
   async init(label: string, soPin: string, userPin: string): Promise<void> {
     await act(this.ctx, "token.init", label, async () => {
+      checkTokenLabel(label);
       if (this.list().some((t) => t.label === label)) {
         throw new LinesignError(
           "CA_LABEL_EXISTS",

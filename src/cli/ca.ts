@@ -13,7 +13,11 @@ export function registerCaCommands(program: Command, d: CommandDeps): void {
   ca.command("create")
     .description("generate a CA key in the token and certify it")
     .requiredOption("--label <label>", "name of the CA (and of its key in the token)")
-    .addOption(new Option("--key <type>", "key type").choices([...KEY_TYPES]).makeOptionMandatory())
+    .addOption(new Option("--key <type>", "key type to generate").choices([...KEY_TYPES]))
+    .option(
+      "--key-uri <uri>",
+      "adopt a key made with the HSM vendor's tool (pkcs11: URI) instead of generating one; its attributes are checked",
+    )
     .requiredOption("--subject <dn>", 'distinguished name, e.g. "CN=Line 3 Issuing CA,O=Example"')
     .option("--self-signed", "self-signed CA certificate")
     .option("--csr-out <file>", "write a PKCS#10 request for an offline root instead")
@@ -23,7 +27,8 @@ export function registerCaCommands(program: Command, d: CommandDeps): void {
     .action(
       async (o: {
         label: string;
-        key: string;
+        key?: string;
+        keyUri?: string;
         subject: string;
         selfSigned?: boolean;
         csrOut?: string;
@@ -47,9 +52,15 @@ export function registerCaCommands(program: Command, d: CommandDeps): void {
             : { mode: "root", rootLabel: o.root! };
         const days = o.days === undefined ? undefined : Number(o.days);
         await withStation(async (s) => {
+          if (!o.key === !o.keyUri)
+            throw new LinesignError(
+              "USAGE",
+              "Give exactly one of --key TYPE (generate the key in the token) or --key-uri URI (adopt a key there).",
+            );
           const result = await s.ca.create({
             label: o.label,
-            keyType: parseKeyType(o.key),
+            ...(o.key ? { keyType: parseKeyType(o.key) } : {}),
+            ...(o.keyUri ? { keyUri: o.keyUri } : {}),
             subject: o.subject,
             signing,
             days,

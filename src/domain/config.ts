@@ -50,8 +50,15 @@ export const StationConfigSchema = z
       .object({
         /** Path of the PKCS#11 module (shared library). */
         module: z.string().min(1),
-        /** Label of the token that holds the station's CA keys. */
-        tokenLabel: z.string().min(1).max(32),
+        /** Label of the token that holds the station's CA keys (at most 32 bytes of UTF-8). */
+        tokenLabel: z
+          .string()
+          .min(1)
+          .refine((l) => new TextEncoder().encode(l).length <= 32, "at most 32 bytes (UTF-8)"),
+        /** The token's serial number, where several tokens share its label (YubiHSMs all say "YubiHSM"). */
+        tokenSerial: z.string().min(1).max(16).optional(),
+        /** Extra C_Initialize arguments for modules that need them (NSS softokn: "configdir='sql:/path'"). */
+        initArgs: z.string().min(1).max(1024).optional(),
         /** Consecutive wrong user PINs after which the station stops presenting PINs (default 5). */
         maxPinAttempts: z.number().int().min(1).max(100).default(5),
         /** SoftHSM2 config used when SOFTHSM2_CONF is not set (development stations). */

@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   "HSM_PIN_REQUIRED",
   "HSM_KEY_NOT_FOUND",
   "HSM_MECHANISM_UNSUPPORTED",
+  "HSM_KEY_CUSTODY",
   "HSM_ERROR",
   // CA lifecycle
   "CA_LABEL_EXISTS",
@@ -171,6 +172,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "HSM_PIN_REQUIRED":
     case "HSM_KEY_NOT_FOUND":
     case "HSM_MECHANISM_UNSUPPORTED":
+    case "HSM_KEY_CUSTODY":
     case "CA_LABEL_EXISTS":
     case "CA_UNKNOWN":
     case "CA_INACTIVE":

@@ -16,6 +16,31 @@ export interface TokenInfo {
   model: string;
 }
 
+/**
+ * What a token says of a private key it holds (null: the token does not keep
+ * that attribute). `faults` make the key unfit to be a CA or audit key;
+ * `weaknesses` are hardening the token did not accept, recorded with the key.
+ */
+export interface KeyCustody {
+  /** Which template made it ("strict" ... "minimal"), or "adopted" for a key made elsewhere. */
+  template: string;
+  sensitive: boolean | null;
+  alwaysSensitive: boolean | null;
+  extractable: boolean | null;
+  neverExtractable: boolean | null;
+  sign: boolean | null;
+  decrypt: boolean | null;
+  unwrap: boolean | null;
+  derive: boolean | null;
+  signRecover: boolean | null;
+  modifiable: boolean | null;
+  copyable: boolean | null;
+  /** CKM_* names, or null when the token does not keep CKA_ALLOWED_MECHANISMS. */
+  allowedMechanisms: string[] | null;
+  faults: string[];
+  weaknesses: string[];
+}
+
 /** A key pair that lives in a token (or, for development only, in a file). */
 export interface KeyInfo {
   /** RFC 7512 URI for token keys; `file:` URL for development software keys. */
@@ -23,6 +48,8 @@ export interface KeyInfo {
   keyType: KeyType;
   /** DER SubjectPublicKeyInfo of the public half. */
   spki: Uint8Array;
+  /** Token keys: the custody read back when the key was made or adopted. */
+  custody?: KeyCustody;
 }
 
 /**
@@ -53,6 +80,14 @@ export interface KeyStore {
   generateKeyPair(tokenLabel: string, label: string, keyType: KeyType): Promise<KeyInfo>;
   /** Finds a key by its URI; null when the token has no such key. */
   findKey(uri: string): Promise<KeyInfo | null>;
+  /**
+   * Takes a key made elsewhere (the HSM vendor's tool) after reading its
+   * attributes back. Throws HSM_KEY_NOT_FOUND, HSM_KEY_CUSTODY (it could leave
+   * the token, decrypt, unwrap or derive), HSM_MECHANISM_UNSUPPORTED.
+   */
+  adoptKey(uri: string): Promise<KeyInfo>;
+  /** Removes a key pair the station made (a step that failed after it): both halves. */
+  destroyKey(uri: string): Promise<void>;
   /** A signer for the private key at `uri`. Throws HSM_KEY_NOT_FOUND. */
   signer(uri: string): Promise<Signer>;
   /** Logs in to the token now (asking the PIN source), so a wrong PIN shows at once. */
@@ -65,6 +100,45 @@ export interface KeyStore {
   logout(tokenLabel: string): void;
   /** Ends sessions and finalises the module. */
   close(): void;
+}
+
+/** What `token probe` reports of a token. */
+export interface TokenProbe {
+  token: TokenInfo;
+  /** The token's RFC 7512 URI. */
+  uri: string;
+  mechanisms: { name: string; minKeySize: number; maxKeySize: number; flags: string[] }[];
+  /** The token's own PIN counters (CKF_*_PIN_COUNT_LOW, FINAL_TRY, LOCKED) and PIN lengths. */
+  pin: {
+    userCountLow: boolean;
+    userFinalTry: boolean;
+    userLocked: boolean;
+    soCountLow: boolean;
+    soFinalTry: boolean;
+    soLocked: boolean;
+    minLength: number;
+    maxLength: number;
+  };
+  /** Per key type: whether the token can generate and sign with it, and how it signs. */
+  keyTypes: (
+    | { keyType: KeyType; fit: true; signWith: string }
+    | { keyType: KeyType; fit: false; reason: string }
+  )[];
+  /** Whether a private CKO_DATA object with CKA_APPLICATION is kept (null: not tried, needs the PIN). */
+  dataObjects: { kept: boolean; reason: string | null } | null;
+  /** The template a throwaway key was made from and its custody read back (null: not tried, needs the PIN). */
+  template: {
+    keyType: KeyType;
+    accepted: string | null;
+    custody: KeyCustody | null;
+    reason: string | null;
+  } | null;
+}
+
+/** Optional capability: describe what a token offers. */
+export interface TokenProber {
+  /** With `login`, also tries a data object and a throwaway key (asks for the PIN). */
+  probe(tokenLabel: string, opts: { login: boolean }): Promise<TokenProbe>;
 }
 
 /** Optional capability: initialise a fresh token (development and SoftHSM only). */

@@ -1,15 +1,25 @@
 /**
- * KeyStore over a PKCS#11 module (pkcs11js). Tokens are found by label, never
- * by slot number (SoftHSM reassigns slot ids). Keys are generated inside the
- * token as non-extractable, sensitive, sign-only objects and named by RFC 7512
- * URIs. The PIN is asked for lazily, once per token, through the PIN source.
+ * KeyStore over a PKCS#11 module (pkcs11js). Tokens are found by label (and,
+ * where configured, serial number), never by slot number (SoftHSM reassigns
+ * slot ids). Keys are generated inside the token from the strictest template
+ * it accepts, read back, and named by RFC 7512 URIs; signing uses the
+ * mechanism the token offers. The PIN is asked for lazily, once per token,
+ * through the PIN source. A lost session or a token that went away for a
+ * moment is reopened and logged in again once; then the call fails clearly.
  */
-import { createHash, randomBytes } from "node:crypto";
-import * as asn1js from "asn1js";
+import { randomBytes } from "node:crypto";
 import { LinesignError } from "../../domain/errors.js";
-import { isEc, signatureHash, type KeyType } from "../../domain/keys.js";
-import { formatPkcs11Uri, parsePkcs11Uri } from "../../domain/pkcs11-uri.js";
+import { isEc, KEY_TYPES, type KeyType } from "../../domain/keys.js";
+import {
+  formatPkcs11Uri,
+  formatTokenUri,
+  paddedLabel,
+  parsePkcs11Uri,
+  selectorMatches,
+  type TokenSelector,
+} from "../../domain/pkcs11-uri.js";
 import type {
+  KeyCustody,
   KeyInfo,
   KeyStore,
   LoginGuard,
@@ -17,26 +27,72 @@ import type {
   TokenDataStore,
   TokenInfo,
   TokenOfficer,
+  TokenProbe,
+  TokenProber,
   TokenProvisioner,
 } from "../../domain/ports.js";
-import { acquireModule, mapPkcs11Error, pkcs11js, releaseModule, type Pkcs11 } from "./module.js";
-import { ecPointToSpki, rsaToSpki, EC_CURVE_OIDS } from "./spki.js";
+import {
+  readCustody,
+  TEMPLATE_TIERS,
+  templates,
+  tightenAfterGeneration,
+  type TemplateTier,
+} from "./custody.js";
+import {
+  allowedSignMechanisms,
+  generationMechanism,
+  readMechanisms,
+  requireFit,
+  signInput,
+  signPlan,
+  unfitReason,
+  type MechanismFact,
+  type SignPlan,
+} from "./mechanisms.js";
+import {
+  acquireModule,
+  ckrName,
+  mapPkcs11Error,
+  moduleGeneration,
+  pkcs11js,
+  reinitialiseModule,
+  releaseModule,
+  type Pkcs11,
+} from "./module.js";
+import { ecPointToSpki, rsaToSpki } from "./spki.js";
 
 type Handle = Buffer;
+type Pkcs11Template = Parameters<Pkcs11["C_CreateObject"]>[1];
 
 /** Supplies the user PIN for a token; may prompt. Must never log the PIN. */
 export type PinSource = (tokenLabel: string) => Promise<string>;
+
+/** What the store tells its owner about a token that went away and came back. */
+export type TokenStateListener = (
+  tokenLabel: string,
+  state: "lost" | "absent" | "back",
+  detail: { ckr?: string; waitedMs?: number },
+) => void;
+
+export interface Pkcs11StoreOptions {
+  /** Extra C_Initialize arguments (NSS softokn's `configdir=...`); default none. */
+  libraryParameters?: string;
+  /** Tokens selected by more than their label (serial, manufacturer, model); default none. */
+  selectors?: TokenSelector[];
+  /** How long a token that went away is waited for before a call fails (default 30 s). */
+  absentWaitMs?: number;
+  /** How often an absent token is looked for (default 200 ms). */
+  pollMs?: number;
+  onTokenState?: TokenStateListener;
+}
 
 interface OpenToken {
   slot: Handle;
   session: Handle;
   loggedIn: boolean;
-}
-
-interface ResolvedKey {
-  info: KeyInfo;
-  tokenLabel: string;
-  privateHandle: Handle;
+  generation: number;
+  /** Private key handles found in this session, by URI. */
+  handles: Map<string, Handle>;
 }
 
 const trim = (s: string): string => s.replace(/[\s\0]+$/, "");
@@ -44,11 +100,59 @@ const trim = (s: string): string => s.replace(/[\s\0]+$/, "");
 /** CKA_APPLICATION of the station's data objects. */
 const APPLICATION = "linesign";
 
-export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer, TokenDataStore {
+/** Return codes that mean the session, the login or the token went away, not that the request was wrong. */
+const LOSS = new Set<number>([
+  pkcs11js.CKR_SESSION_CLOSED,
+  pkcs11js.CKR_SESSION_HANDLE_INVALID,
+  pkcs11js.CKR_DEVICE_REMOVED,
+  pkcs11js.CKR_TOKEN_NOT_PRESENT,
+  pkcs11js.CKR_USER_NOT_LOGGED_IN,
+  pkcs11js.CKR_OBJECT_HANDLE_INVALID,
+  pkcs11js.CKR_KEY_HANDLE_INVALID,
+  pkcs11js.CKR_DEVICE_ERROR,
+  pkcs11js.CKR_CRYPTOKI_NOT_INITIALIZED,
+]);
+
+function isLoss(e: unknown): e is InstanceType<typeof pkcs11js.Pkcs11Error> {
+  return e instanceof pkcs11js.Pkcs11Error && LOSS.has(e.code);
+}
+
+/** Errors after which the next, less demanding template is tried (tpm2-pkcs11 answers CKR_GENERAL_ERROR). */
+function isTemplateRefusal(e: unknown): boolean {
+  if (!(e instanceof pkcs11js.Pkcs11Error)) return false;
+  return ![
+    pkcs11js.CKR_SESSION_CLOSED,
+    pkcs11js.CKR_SESSION_HANDLE_INVALID,
+    pkcs11js.CKR_DEVICE_REMOVED,
+    pkcs11js.CKR_TOKEN_NOT_PRESENT,
+    pkcs11js.CKR_USER_NOT_LOGGED_IN,
+    pkcs11js.CKR_PIN_EXPIRED,
+    pkcs11js.CKR_DEVICE_MEMORY,
+  ].includes(e.code);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function ulong(buf: Buffer): number {
+  return buf.length >= 8 ? Number(buf.readBigUInt64LE(0)) : buf.readUInt32LE(0);
+}
+
+export class Pkcs11KeyStore
+  implements KeyStore, TokenProvisioner, TokenOfficer, TokenDataStore, TokenProber
+{
   private readonly lib: Pkcs11;
   private readonly tokens = new Map<string, OpenToken>();
-  private readonly keys = new Map<string, ResolvedKey>();
+  private readonly mechs = new Map<string, Map<number, MechanismFact>>();
+  private readonly recovering = new Map<string, Promise<void>>();
+  /**
+   * The template each token accepted, per key family: later keys start there
+   * (tpm2-pkcs11 leaks a TPM object context with every refused template, and
+   * runs out after a few dozen).
+   */
+  private readonly acceptedTier = new Map<string, number>();
   private closed = false;
+  private readonly absentWaitMs: number;
+  private readonly pollMs: number;
 
   /**
    * @param modulePath PKCS#11 module to load (once per process, shared).
@@ -60,8 +164,11 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     private readonly modulePath: string,
     private readonly pinSource: PinSource,
     private readonly guard: LoginGuard | null = null,
+    private readonly opts: Pkcs11StoreOptions = {},
   ) {
-    this.lib = acquireModule(modulePath);
+    this.lib = acquireModule(modulePath, opts.libraryParameters);
+    this.absentWaitMs = opts.absentWaitMs ?? 30_000;
+    this.pollMs = opts.pollMs ?? 200;
   }
 
   listTokens(): TokenInfo[] {
@@ -69,14 +176,7 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
       return this.lib.C_GetSlotList(true).flatMap((slot) => {
         const info = this.lib.C_GetTokenInfo(slot);
         if ((info.flags & pkcs11js.CKF_TOKEN_INITIALIZED) === 0) return [];
-        return [
-          {
-            label: trim(info.label),
-            serial: trim(info.serialNumber),
-            manufacturer: trim(info.manufacturerID),
-            model: trim(info.model),
-          },
-        ];
+        return [tokenInfoOf(info)];
       });
     } catch (e) {
       throw mapPkcs11Error(e, "listing tokens");
@@ -84,6 +184,8 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
   }
 
   initToken(label: string, soPin: string, userPin: string): void {
+    // 32 bytes, blank-padded: the module reads exactly 32 bytes from the pointer.
+    const field = Buffer.from(paddedLabel(label)).toString("utf8");
     let slot: Handle | undefined;
     try {
       slot = this.lib.C_GetSlotList(true).find((s) => {
@@ -101,7 +203,7 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
       );
     }
     try {
-      this.lib.C_InitToken(slot, soPin, label);
+      this.lib.C_InitToken(slot, soPin, field);
       // Slot ids may change after init (SoftHSM reassigns them): find the token again by label.
       const fresh = this.findSlot(label);
       const session = this.lib.C_OpenSession(
@@ -122,6 +224,18 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
 
   officerReset(tokenLabel: string, soPin: string, newUserPin?: string): void {
     const slot = this.findSlot(tokenLabel);
+    const flags = this.tokenFlags(slot, tokenLabel);
+    if (flags & (pkcs11js.CKF_SO_PIN_LOCKED | pkcs11js.CKF_SO_PIN_FINAL_TRY)) {
+      const locked = (flags & pkcs11js.CKF_SO_PIN_LOCKED) !== 0;
+      throw new LinesignError(
+        "HSM_PIN_LOCKED",
+        locked
+          ? `The SO PIN of token "${tokenLabel}" is locked: only the HSM vendor's recovery procedure can help.`
+          : `Token "${tokenLabel}" reports one SO PIN attempt left (CKF_SO_PIN_FINAL_TRY); some HSMs erase themselves ` +
+              `after it fails. The station will not try: use the HSM vendor's tool with the SO PIN you are sure of.`,
+        { details: { token: tokenLabel, soPinLocked: locked } },
+      );
+    }
     let session: Handle | null = null;
     try {
       session = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
@@ -138,10 +252,7 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
         throw new LinesignError(
           "HSM_PIN_INCORRECT",
           `The SO PIN for token "${tokenLabel}" is incorrect. Check LINESIGN_SO_PIN.`,
-          {
-            cause: e,
-            details: err.details,
-          },
+          { cause: e, details: err.details },
         );
       }
       throw err;
@@ -157,36 +268,24 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
   }
 
   async readData(tokenLabel: string, label: string): Promise<Uint8Array[]> {
-    const { session } = await this.open(tokenLabel);
-    try {
-      return this.findData(session, label).map((obj) => {
-        const [value] = this.lib.C_GetAttributeValue(session, obj, [{ type: pkcs11js.CKA_VALUE }]);
+    return this.withToken(tokenLabel, `reading data object "${label}"`, (t) =>
+      this.findData(t.session, label).map((obj) => {
+        const [value] = this.lib.C_GetAttributeValue(t.session, obj, [
+          { type: pkcs11js.CKA_VALUE },
+        ]);
         return new Uint8Array(value?.value as Buffer);
-      });
-    } catch (e) {
-      throw mapPkcs11Error(e, `reading data object "${label}"`, tokenLabel);
-    }
+      }),
+    );
   }
 
   async writeData(tokenLabel: string, label: string, value: Uint8Array): Promise<void> {
-    const { session } = await this.open(tokenLabel);
-    try {
-      const old = this.findData(session, label);
+    await this.withToken(tokenLabel, `writing data object "${label}"`, (t) => {
+      const old = this.findData(t.session, label);
       // Tokens may refuse to modify CKA_VALUE (SoftHSM does): create the new object first,
       // then remove the old, so a crash in between leaves two values, never none.
-      this.lib.C_CreateObject(session, [
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
-        { type: pkcs11js.CKA_TOKEN, value: true },
-        // Private: reading or replacing it needs the user PIN, like the keys.
-        { type: pkcs11js.CKA_PRIVATE, value: true },
-        { type: pkcs11js.CKA_APPLICATION, value: APPLICATION },
-        { type: pkcs11js.CKA_LABEL, value: label },
-        { type: pkcs11js.CKA_VALUE, value: Buffer.from(value) },
-      ]);
-      for (const obj of old) this.lib.C_DestroyObject(session, obj);
-    } catch (e) {
-      throw mapPkcs11Error(e, `writing data object "${label}"`, tokenLabel);
-    }
+      this.lib.C_CreateObject(t.session, dataTemplate(label, Buffer.from(value)));
+      for (const obj of old) this.lib.C_DestroyObject(t.session, obj);
+    });
   }
 
   private findData(session: Handle, label: string): Handle[] {
@@ -202,84 +301,149 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     }
   }
 
+  /** The token's mechanisms (read once per token and process). */
+  private mechanisms(tokenLabel: string): Map<number, MechanismFact> {
+    let m = this.mechs.get(tokenLabel);
+    if (!m) {
+      const slot = this.findSlot(tokenLabel);
+      try {
+        m = readMechanisms(this.lib, slot);
+      } catch (e) {
+        throw mapPkcs11Error(e, `reading the mechanisms of token "${tokenLabel}"`, tokenLabel);
+      }
+      this.mechs.set(tokenLabel, m);
+    }
+    return m;
+  }
+
   async generateKeyPair(tokenLabel: string, label: string, keyType: KeyType): Promise<KeyInfo> {
-    const { session } = await this.open(tokenLabel);
-    if (this.findObjects(session, pkcs11js.CKO_PRIVATE_KEY, { label }).length > 0) {
-      throw new LinesignError(
-        "CA_LABEL_EXISTS",
-        `Token "${tokenLabel}" already holds a key labelled "${label}". Keys are never overwritten: choose another label.`,
-        { details: { token: tokenLabel, label } },
+    // Refused before anything is made when the token cannot make or use this key type.
+    const mechs = this.mechanisms(tokenLabel);
+    requireFit(mechs, keyType, tokenLabel);
+    const allowed = allowedSignMechanisms(mechs, keyType);
+    const made = await this.withToken(
+      tokenLabel,
+      `generating a ${keyType} key in token "${tokenLabel}"`,
+      (t) => {
+        if (this.findObjects(t.session, pkcs11js.CKO_PRIVATE_KEY, { label }).length > 0) {
+          throw new LinesignError(
+            "CA_LABEL_EXISTS",
+            `Token "${tokenLabel}" already holds a key labelled "${label}". Keys are never overwritten: choose another label.`,
+            { details: { token: tokenLabel, label } },
+          );
+        }
+        const id = randomBytes(16);
+        const refusals: string[] = [];
+        let first: unknown = null;
+        const family = `${tokenLabel}\0${isEc(keyType) ? "ec" : "rsa"}`;
+        for (const [index, tier] of TEMPLATE_TIERS.entries()) {
+          if (index < (this.acceptedTier.get(family) ?? 0)) continue;
+          const { publicTmpl, privateTmpl } = templates(tier, keyType, label, id, allowed);
+          try {
+            const pair = this.lib.C_GenerateKeyPair(
+              t.session,
+              { mechanism: generationMechanism(keyType) },
+              publicTmpl,
+              privateTmpl,
+            );
+            this.acceptedTier.set(family, index);
+            return { id, tier, pair };
+          } catch (e) {
+            if (!isTemplateRefusal(e)) throw e;
+            first ??= e;
+            refusals.push(`${tier}: ${ckrName((e as { code: number }).code)}`);
+            // A module that failed half-way must not leave a key behind.
+            this.destroyById(t.session, id);
+          }
+        }
+        throw new LinesignError(
+          "HSM_KEY_CUSTODY",
+          `Token "${tokenLabel}" refused every key template the station tries for a ${keyType} key ` +
+            `(${refusals.join("; ")}). See hsm/README.md; a key made with the HSM vendor's tool can be adopted with "ca create --key-uri".`,
+          { cause: first, details: { token: tokenLabel, keyType, refusals } },
+        );
+      },
+    );
+    return this.withToken(tokenLabel, `checking the key just made in "${tokenLabel}"`, (t) => {
+      const { privateKey, publicKey } = made.pair;
+      tightenAfterGeneration(this.lib, t.session, privateKey, publicKey, allowed);
+      const custody = readCustody(
+        this.lib,
+        t.session,
+        privateKey,
+        made.tier satisfies TemplateTier,
       );
-    }
-    const id = randomBytes(16);
-    const common = [
-      { type: pkcs11js.CKA_TOKEN, value: true },
-      { type: pkcs11js.CKA_LABEL, value: label },
-      { type: pkcs11js.CKA_ID, value: id },
-    ];
-    const publicTmpl = [
-      ...common,
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
-      { type: pkcs11js.CKA_PRIVATE, value: false },
-      { type: pkcs11js.CKA_VERIFY, value: true },
-      { type: pkcs11js.CKA_ENCRYPT, value: false },
-      { type: pkcs11js.CKA_WRAP, value: false },
-    ];
-    // Sign-only and never extractable; SoftHSM defaults some of DECRYPT/UNWRAP/DERIVE to true.
-    const privateTmpl = [
-      ...common,
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
-      { type: pkcs11js.CKA_PRIVATE, value: true },
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_SIGN, value: true },
-      { type: pkcs11js.CKA_DECRYPT, value: false },
-      { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_DERIVE, value: false },
-    ];
-    let mechanism: number;
-    if (isEc(keyType)) {
-      mechanism = pkcs11js.CKM_EC_KEY_PAIR_GEN;
-      const oid = new asn1js.ObjectIdentifier({
-        value: EC_CURVE_OIDS[keyType as "ec-p256" | "ec-p384"],
+      const uri = formatPkcs11Uri({
+        token: tokenLabel,
+        ...this.serialFor(tokenLabel),
+        object: label,
+        id: made.id.toString("hex"),
       });
-      publicTmpl.push({ type: pkcs11js.CKA_EC_PARAMS, value: Buffer.from(oid.toBER()) as never });
-      publicTmpl.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC as never });
-      privateTmpl.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC as never });
-    } else {
-      mechanism = pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN;
-      const bits = keyType === "rsa-2048" ? 2048 : 3072;
-      publicTmpl.push({ type: pkcs11js.CKA_MODULUS_BITS, value: bits as never });
-      publicTmpl.push({
-        type: pkcs11js.CKA_PUBLIC_EXPONENT,
-        value: Buffer.from([1, 0, 1]) as never,
-      });
-      publicTmpl.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA as never });
-      privateTmpl.push({ type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA as never });
-    }
-    try {
-      this.lib.C_GenerateKeyPair(session, { mechanism }, publicTmpl, privateTmpl);
-    } catch (e) {
-      throw mapPkcs11Error(e, `generating a ${keyType} key in token "${tokenLabel}"`, tokenLabel);
-    }
-    const uri = formatPkcs11Uri({ token: tokenLabel, object: label, id: id.toString("hex") });
-    const resolved = await this.resolve(uri);
-    if (!resolved)
-      throw new LinesignError(
-        "HSM_ERROR",
-        `The key just generated in "${tokenLabel}" cannot be found.`,
+      if (custody.faults.length > 0) {
+        this.destroyById(t.session, made.id);
+        throw custodyRefusal(uri, custody, "made");
+      }
+      const info = this.keyInfo(t.session, uri, privateKey);
+      t.handles.set(uri, privateKey);
+      return { ...info, custody };
+    });
+  }
+
+  async adoptKey(uri: string): Promise<KeyInfo> {
+    const parsed = parsePkcs11Uri(uri);
+    return this.withToken(parsed.token, `checking key "${uri}"`, (t) => {
+      const priv = this.privateHandle(t, uri);
+      const info = this.keyInfo(t.session, uri, priv);
+      signPlan(this.mechanisms(parsed.token), info.keyType, parsed.token);
+      const custody = readCustody(this.lib, t.session, priv, "adopted");
+      if (custody.faults.length > 0) throw custodyRefusal(info.uri, custody, "adopted");
+      return { ...info, custody };
+    });
+  }
+
+  async destroyKey(uri: string): Promise<void> {
+    const parsed = parsePkcs11Uri(uri);
+    await this.withToken(parsed.token, `removing key "${uri}"`, (t) => {
+      const by = lookup(parsed);
+      const privs = this.findObjects(t.session, pkcs11js.CKO_PRIVATE_KEY, by);
+      const ids = privs.map(
+        (h) =>
+          this.lib.C_GetAttributeValue(t.session, h, [{ type: pkcs11js.CKA_ID }])[0]
+            ?.value as Buffer,
       );
-    return resolved.info;
+      for (const h of privs) this.lib.C_DestroyObject(t.session, h);
+      for (const id of ids) {
+        for (const h of this.findObjects(t.session, pkcs11js.CKO_PUBLIC_KEY, { id }))
+          this.lib.C_DestroyObject(t.session, h);
+      }
+      t.handles.clear();
+    });
+  }
+
+  private destroyById(session: Handle, id: Buffer): void {
+    for (const cls of [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY]) {
+      try {
+        for (const h of this.findObjects(session, cls, { id }))
+          this.lib.C_DestroyObject(session, h);
+      } catch {
+        // best effort: the caller reports the original failure
+      }
+    }
   }
 
   async findKey(uri: string): Promise<KeyInfo | null> {
-    return (await this.resolve(uri))?.info ?? null;
+    const parsed = parsePkcs11Uri(uri);
+    return this.withToken(parsed.token, `reading key "${uri}"`, (t) => {
+      const priv = this.privateHandle(t, uri, false);
+      return priv ? this.keyInfo(t.session, uri, priv) : null;
+    });
   }
 
   async signer(uri: string): Promise<Signer> {
-    const resolved = await this.resolve(uri);
-    if (!resolved) {
-      const parsed = parsePkcs11Uri(uri);
+    const parsed = parsePkcs11Uri(uri);
+    const tokenLabel = parsed.token;
+    const info = await this.findKey(uri);
+    if (!info) {
       throw new LinesignError(
         "HSM_KEY_NOT_FOUND",
         `Token "${parsed.token}" has no private key "${parsed.object}". The CA's key is missing from the HSM: ` +
@@ -287,21 +451,7 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
         { details: { uri } },
       );
     }
-    const { info, tokenLabel } = resolved;
-    const hash = signatureHash(info.keyType) === "SHA-384" ? "sha384" : "sha256";
-    const lib = this.lib;
-    // After a logout the private handle is gone: look it up again (which logs in again).
-    const current = async (): Promise<{ session: Handle; privateHandle: Handle }> => {
-      const token = this.tokens.get(tokenLabel);
-      const cached = this.keys.get(uri);
-      if (token?.loggedIn && cached)
-        return { session: token.session, privateHandle: cached.privateHandle };
-      const again = await this.resolve(uri);
-      const reopened = this.tokens.get(tokenLabel);
-      if (!again || !reopened)
-        throw new LinesignError("HSM_KEY_NOT_FOUND", `The key "${uri}" is no longer in the token.`);
-      return { session: reopened.session, privateHandle: again.privateHandle };
-    };
+    const plan: SignPlan = signPlan(this.mechanisms(tokenLabel), info.keyType, tokenLabel);
     const outLength =
       info.keyType === "ec-p256"
         ? 64
@@ -310,27 +460,101 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
           : info.keyType === "rsa-2048"
             ? 256
             : 384;
-    const ec = isEc(info.keyType);
-    const rsaMechanism =
-      hash === "sha384" ? pkcs11js.CKM_SHA384_RSA_PKCS : pkcs11js.CKM_SHA256_RSA_PKCS;
     return {
       key: info,
       sign: async (message: Uint8Array): Promise<Uint8Array> => {
-        const { session, privateHandle } = await current();
-        try {
-          // SoftHSM 2.6 has no CKM_ECDSA_SHA256: hash here, let the token sign the digest.
-          if (ec) {
-            const digest = createHash(hash).update(message).digest();
-            lib.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, privateHandle);
-            return new Uint8Array(lib.C_Sign(session, digest, Buffer.alloc(outLength)));
-          }
-          lib.C_SignInit(session, { mechanism: rsaMechanism }, privateHandle);
-          return new Uint8Array(lib.C_Sign(session, Buffer.from(message), Buffer.alloc(outLength)));
-        } catch (e) {
-          throw mapPkcs11Error(e, `signing with key "${uri}"`, tokenLabel);
-        }
+        const input = signInput(plan, message);
+        return this.withToken(tokenLabel, `signing with key "${uri}"`, (t) => {
+          const priv = this.privateHandle(t, uri);
+          this.lib.C_SignInit(t.session, { mechanism: plan.mechanism }, priv);
+          return new Uint8Array(this.lib.C_Sign(t.session, input, Buffer.alloc(outLength)));
+        });
       },
     };
+  }
+
+  async probe(tokenLabel: string, opts: { login: boolean }): Promise<TokenProbe> {
+    const slot = this.findSlot(tokenLabel);
+    let raw: ReturnType<Pkcs11["C_GetTokenInfo"]>;
+    try {
+      raw = this.lib.C_GetTokenInfo(slot);
+    } catch (e) {
+      throw mapPkcs11Error(e, `reading token "${tokenLabel}"`, tokenLabel);
+    }
+    const info = tokenInfoOf(raw);
+    const mechs = this.mechanisms(tokenLabel);
+    const f = raw.flags;
+    const probe: TokenProbe = {
+      token: info,
+      uri: formatTokenUri(info),
+      mechanisms: [...mechs.values()].map((m) => ({
+        name: m.name,
+        minKeySize: m.minKeySize,
+        maxKeySize: m.maxKeySize,
+        flags: m.flags,
+      })),
+      pin: {
+        userCountLow: (f & pkcs11js.CKF_USER_PIN_COUNT_LOW) !== 0,
+        userFinalTry: (f & pkcs11js.CKF_USER_PIN_FINAL_TRY) !== 0,
+        userLocked: (f & pkcs11js.CKF_USER_PIN_LOCKED) !== 0,
+        soCountLow: (f & pkcs11js.CKF_SO_PIN_COUNT_LOW) !== 0,
+        soFinalTry: (f & pkcs11js.CKF_SO_PIN_FINAL_TRY) !== 0,
+        soLocked: (f & pkcs11js.CKF_SO_PIN_LOCKED) !== 0,
+        minLength: raw.minPinLen,
+        maxLength: raw.maxPinLen,
+      },
+      keyTypes: KEY_TYPES.map((keyType) => {
+        const reason = unfitReason(mechs, keyType);
+        return reason
+          ? { keyType, fit: false, reason }
+          : { keyType, fit: true, signWith: signPlan(mechs, keyType, tokenLabel).name };
+      }),
+      dataObjects: null,
+      template: null,
+    };
+    if (!opts.login) return probe;
+    // With the PIN: store and remove a private data object, and make and remove a throwaway key.
+    probe.dataObjects = await this.withToken(tokenLabel, "trying a data object", (t) => {
+      const label = `linesign-probe-${randomBytes(4).toString("hex")}`;
+      try {
+        const obj = this.lib.C_CreateObject(t.session, dataTemplate(label, Buffer.from("probe")));
+        const found = this.findData(t.session, label);
+        this.lib.C_DestroyObject(t.session, obj);
+        return found.length === 1
+          ? { kept: true, reason: null }
+          : {
+              kept: false,
+              reason: "a private data object with CKA_APPLICATION is not found again",
+            };
+      } catch (e) {
+        for (const h of this.findData(t.session, label)) this.lib.C_DestroyObject(t.session, h);
+        const name = e instanceof pkcs11js.Pkcs11Error ? ckrName(e.code) : String(e);
+        return { kept: false, reason: `C_CreateObject refused a private data object (${name})` };
+      }
+    });
+    const fit = probe.keyTypes.find((k) => k.fit);
+    if (fit) {
+      const label = `linesign-probe-${randomBytes(4).toString("hex")}`;
+      try {
+        const key = await this.generateKeyPair(tokenLabel, label, fit.keyType);
+        probe.template = {
+          keyType: fit.keyType,
+          accepted: key.custody?.template ?? null,
+          custody: key.custody ?? null,
+          reason: null,
+        };
+        await this.destroyKey(key.uri);
+      } catch (e) {
+        const err = e instanceof LinesignError ? e : mapPkcs11Error(e, "making a throwaway key");
+        probe.template = {
+          keyType: fit.keyType,
+          accepted: null,
+          custody: (err.details?.custody as KeyCustody | undefined) ?? null,
+          reason: err.message,
+        };
+      }
+    }
+    return probe;
   }
 
   close(): void {
@@ -344,7 +568,6 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
       }
     }
     this.tokens.clear();
-    this.keys.clear();
     releaseModule(this.modulePath);
   }
 
@@ -356,25 +579,39 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     const token = this.tokens.get(tokenLabel);
     if (!token?.loggedIn) return;
     token.loggedIn = false;
-    // Private object handles end with the login; resolve them again after the next one.
-    for (const [uri, key] of this.keys) if (key.tokenLabel === tokenLabel) this.keys.delete(uri);
+    // Private object handles end with the login; find them again after the next one.
+    token.handles.clear();
     try {
       this.lib.C_Logout(token.session);
     } catch (e) {
-      if (!(e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_USER_NOT_LOGGED_IN))
+      if (!(e instanceof pkcs11js.Pkcs11Error && LOSS.has(e.code)))
         throw mapPkcs11Error(e, `logging out of token "${tokenLabel}"`, tokenLabel);
     }
   }
 
   /** True when this store holds a logged-in session on the token (no PIN will be asked). */
   loggedIn(tokenLabel: string): boolean {
-    return this.tokens.get(tokenLabel)?.loggedIn ?? false;
+    const t = this.tokens.get(tokenLabel);
+    return (t?.loggedIn ?? false) && t?.generation === moduleGeneration(this.modulePath);
   }
 
   /** For tests and HSM checks: the raw module and the session of a logged-in token. */
   async rawSession(tokenLabel: string): Promise<{ lib: Pkcs11; session: Handle }> {
     const t = await this.open(tokenLabel);
     return { lib: this.lib, session: t.session };
+  }
+
+  private serialFor(tokenLabel: string): { serial?: string } {
+    const sel = this.opts.selectors?.find((s) => s.label === tokenLabel && s.serial);
+    return sel?.serial ? { serial: sel.serial } : {};
+  }
+
+  private tokenFlags(slot: Handle, tokenLabel: string): number {
+    try {
+      return this.lib.C_GetTokenInfo(slot).flags;
+    } catch (e) {
+      throw mapPkcs11Error(e, `reading token "${tokenLabel}"`, tokenLabel);
+    }
   }
 
   private findSlot(tokenLabel: string): Handle {
@@ -384,14 +621,42 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     } catch (e) {
       throw mapPkcs11Error(e, "listing slots", tokenLabel);
     }
+    const narrowing = this.opts.selectors?.find((s) => s.label === tokenLabel) ?? null;
+    const matches: { slot: Handle; info: TokenInfo }[] = [];
     for (const slot of slots) {
-      const info = this.lib.C_GetTokenInfo(slot);
-      if (trim(info.label) === tokenLabel) return slot;
+      let info: TokenInfo;
+      try {
+        const raw = this.lib.C_GetTokenInfo(slot);
+        if ((raw.flags & pkcs11js.CKF_TOKEN_INITIALIZED) === 0) continue;
+        info = tokenInfoOf(raw);
+      } catch {
+        continue;
+      }
+      if (info.label !== tokenLabel) continue;
+      if (narrowing && !selectorMatches(narrowing, info)) continue;
+      matches.push({ slot, info });
     }
-    const present = this.listTokens().map((t) => `"${t.label}"`);
+    const [only] = matches;
+    if (only && matches.length === 1) return only.slot;
+    if (matches.length > 1) {
+      throw new LinesignError(
+        "HSM_TOKEN_NOT_FOUND",
+        `${matches.length} tokens are labelled "${tokenLabel}" (serial numbers ${matches.map((m) => m.info.serial).join(", ")}). ` +
+          `Name one by serial: set pkcs11.tokenSerial in the station config, or use a token URI such as ` +
+          `"${formatTokenUri(matches[0]!.info)}".`,
+        { details: { token: tokenLabel, matches: matches.length } },
+      );
+    }
+    let present: string[];
+    try {
+      present = this.listTokens().map((t) => `"${t.label}" (serial ${t.serial})`);
+    } catch {
+      present = [];
+    }
+    const wanted = narrowing?.serial ? ` with serial ${narrowing.serial}` : "";
     throw new LinesignError(
       "HSM_TOKEN_NOT_FOUND",
-      `No token labelled "${tokenLabel}" is present. ` +
+      `No token labelled "${tokenLabel}"${wanted} is present. ` +
         (present.length > 0
           ? `Tokens present: ${present.join(", ")}. Set pkcs11.tokenLabel (or LINESIGN_TOKEN_LABEL) to one of them.`
           : `No initialised token is present: connect the HSM, or create a development token with "linesign init --dev".`),
@@ -399,31 +664,54 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     );
   }
 
+  /** An open, logged-in session on the token (opening and logging in when needed). */
   private async open(tokenLabel: string): Promise<OpenToken> {
-    const existing = this.tokens.get(tokenLabel);
-    if (existing?.loggedIn) return existing;
-    let token = existing;
+    const pending = this.recovering.get(tokenLabel);
+    if (pending) await pending;
+    let token = this.tokens.get(tokenLabel);
+    // Sessions opened before the module was initialised again are gone.
+    if (token && token.generation !== moduleGeneration(this.modulePath)) {
+      this.tokens.delete(tokenLabel);
+      token = undefined;
+    }
+    if (token?.loggedIn) return token;
     if (!token) {
       const slot = this.findSlot(tokenLabel);
+      const flags = this.tokenFlags(slot, tokenLabel);
+      if (flags & pkcs11js.CKF_USER_PIN_LOCKED) {
+        throw new LinesignError(
+          "HSM_PIN_LOCKED",
+          `The PIN of token "${tokenLabel}" is locked after too many wrong attempts. ` +
+            `A security officer must unlock it with the SO PIN (see hsm/README.md).`,
+          { details: { token: tokenLabel } },
+        );
+      }
       try {
-        const info = this.lib.C_GetTokenInfo(slot);
-        if (info.flags & pkcs11js.CKF_USER_PIN_LOCKED) {
-          throw new LinesignError(
-            "HSM_PIN_LOCKED",
-            `The PIN of token "${tokenLabel}" is locked after too many wrong attempts. ` +
-              `A security officer must unlock it with the SO PIN (see hsm/README.md).`,
-            { details: { token: tokenLabel } },
-          );
-        }
         const session = this.lib.C_OpenSession(
           slot,
           pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION,
         );
-        token = { slot, session, loggedIn: false };
+        token = {
+          slot,
+          session,
+          loggedIn: false,
+          generation: moduleGeneration(this.modulePath),
+          handles: new Map(),
+        };
         this.tokens.set(tokenLabel, token);
       } catch (e) {
         throw mapPkcs11Error(e, `opening token "${tokenLabel}"`, tokenLabel);
       }
+    }
+    // Stop before the token does: one attempt left means a wrong PIN now locks (or wipes) it.
+    const flags = this.tokenFlags(token.slot, tokenLabel);
+    if (flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) {
+      throw new LinesignError(
+        "HSM_PIN_LOCKED",
+        `Token "${tokenLabel}" reports one user PIN attempt left (CKF_USER_PIN_FINAL_TRY): the station will not ` +
+          `risk it. A security officer sets a new user PIN with "linesign token unlock" (LINESIGN_SO_PIN and LINESIGN_NEW_USER_PIN).`,
+        { details: { token: tokenLabel, finalTry: true } },
+      );
     }
     this.guard?.beforeLogin(tokenLabel);
     const pin = await this.pinSource(tokenLabel);
@@ -441,6 +729,117 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     return token;
   }
 
+  /**
+   * Runs `work` on a logged-in session. When the session, the login or the
+   * token is lost (CKR_SESSION_CLOSED, CKR_SESSION_HANDLE_INVALID,
+   * CKR_DEVICE_REMOVED, CKR_USER_NOT_LOGGED_IN, CKR_OBJECT_HANDLE_INVALID ...),
+   * reopens it once (waiting up to `absentWaitMs` for a token that went away),
+   * logs in again, finds the objects again and runs `work` once more.
+   */
+  private async withToken<T>(
+    tokenLabel: string,
+    doing: string,
+    work: (t: OpenToken) => T,
+  ): Promise<T> {
+    const first = await this.open(tokenLabel);
+    try {
+      return work(first);
+    } catch (e) {
+      if (!isLoss(e)) throw mapPkcs11Error(e, doing, tokenLabel);
+      this.opts.onTokenState?.(tokenLabel, "lost", { ckr: ckrName(e.code) });
+      await this.recover(tokenLabel, first);
+    }
+    const again = await this.open(tokenLabel);
+    try {
+      return work(again);
+    } catch (e) {
+      if (isLoss(e)) this.forget(tokenLabel);
+      const err = mapPkcs11Error(e, doing, tokenLabel);
+      if (!isLoss(e)) throw err;
+      throw new LinesignError(
+        err.code === "HSM_ERROR" ? "HSM_TOKEN_NOT_FOUND" : err.code,
+        `Token "${tokenLabel}" was lost while ${doing}, and again after the station reopened its session and ` +
+          `logged in once more (${ckrName(e.code)}). Check the HSM and its connection, then try again.`,
+        { cause: e, details: { token: tokenLabel, ckr: ckrName(e.code) } },
+      );
+    }
+  }
+
+  private forget(tokenLabel: string): void {
+    const t = this.tokens.get(tokenLabel);
+    this.tokens.delete(tokenLabel);
+    if (!t) return;
+    try {
+      this.lib.C_CloseSession(t.session);
+    } catch {
+      // already gone
+    }
+  }
+
+  /**
+   * Brings a lost token back: a new session first; when the module itself
+   * lost the token, initialise it again and wait for the token to return.
+   * Concurrent callers share one recovery.
+   */
+  private recover(tokenLabel: string, lost: OpenToken): Promise<void> {
+    const pending = this.recovering.get(tokenLabel);
+    if (pending) return pending;
+    // Another caller already reopened it.
+    const current = this.tokens.get(tokenLabel);
+    if (current && current !== lost && current.generation === moduleGeneration(this.modulePath))
+      return Promise.resolve();
+    const run = (async () => {
+      this.forget(tokenLabel);
+      const started = Date.now();
+      let announced = false;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          if (attempt > 0) {
+            // Every session of this store ends with the re-initialisation.
+            this.tokens.clear();
+            reinitialiseModule(this.modulePath);
+            this.mechs.delete(tokenLabel);
+          }
+          const slot = this.findSlot(tokenLabel);
+          // A session that answers proves the token is back (the login follows in open()).
+          const s = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+          this.lib.C_GetSessionInfo(s);
+          this.lib.C_CloseSession(s);
+          if (announced)
+            this.opts.onTokenState?.(tokenLabel, "back", { waitedMs: Date.now() - started });
+          return;
+        } catch (e) {
+          if (
+            e instanceof LinesignError &&
+            e.code !== "HSM_TOKEN_NOT_FOUND" &&
+            e.code !== "HSM_ERROR"
+          )
+            throw e;
+          if (attempt === 0) continue;
+          if (!announced) {
+            announced = true;
+            this.opts.onTokenState?.(tokenLabel, "absent", { waitedMs: Date.now() - started });
+          }
+          if (Date.now() - started >= this.absentWaitMs) {
+            throw new LinesignError(
+              "HSM_TOKEN_NOT_FOUND",
+              `Token "${tokenLabel}" went away and did not come back within ${Math.round(this.absentWaitMs / 1000)} s. ` +
+                `Reconnect the HSM (or restore its storage), then try again.`,
+              { cause: e, details: { token: tokenLabel, waitedMs: Date.now() - started } },
+            );
+          }
+          await sleep(this.pollMs);
+        }
+      }
+    })();
+    this.recovering.set(tokenLabel, run);
+    void run.then(
+      () => this.recovering.delete(tokenLabel),
+      () => this.recovering.delete(tokenLabel),
+    );
+    return run;
+  }
+
   private findObjects(session: Handle, cls: number, by: { label?: string; id?: Buffer }): Handle[] {
     const tmpl: { type: number; value: number | string | Buffer }[] = [
       { type: pkcs11js.CKA_CLASS, value: cls },
@@ -455,63 +854,126 @@ export class Pkcs11KeyStore implements KeyStore, TokenProvisioner, TokenOfficer,
     }
   }
 
-  private async resolve(uri: string): Promise<ResolvedKey | null> {
-    const cached = this.keys.get(uri);
+  /** The private key's handle in this session (found once per session). */
+  private privateHandle(t: OpenToken, uri: string): Handle;
+  private privateHandle(t: OpenToken, uri: string, required: false): Handle | null;
+  private privateHandle(t: OpenToken, uri: string, required = true): Handle | null {
+    const cached = t.handles.get(uri);
     if (cached) return cached;
     const parsed = parsePkcs11Uri(uri);
-    const { session } = await this.open(parsed.token);
-    const by: { label?: string; id?: Buffer } = {};
-    if (parsed.id) by.id = Buffer.from(parsed.id, "hex");
-    if (parsed.object) by.label = parsed.object;
-    try {
-      const [priv] = this.findObjects(session, pkcs11js.CKO_PRIVATE_KEY, by);
-      if (!priv) return null;
-      const idAttr = this.lib.C_GetAttributeValue(session, priv, [{ type: pkcs11js.CKA_ID }])[0]
-        ?.value as Buffer;
-      const [pub] = this.findObjects(session, pkcs11js.CKO_PUBLIC_KEY, { id: idAttr });
-      if (!pub) {
-        throw new LinesignError(
-          "HSM_KEY_NOT_FOUND",
-          `The public half of "${uri}" is missing from the token.`,
-        );
-      }
-      const keyTypeAttr = this.lib.C_GetAttributeValue(session, pub, [
-        { type: pkcs11js.CKA_KEY_TYPE },
-      ])[0]?.value as Buffer;
-      // CK_ULONG: 8 bytes on 64-bit platforms, 4 on some others (little-endian here).
-      const ckk =
-        keyTypeAttr.length >= 8
-          ? Number(keyTypeAttr.readBigUInt64LE(0))
-          : keyTypeAttr.readUInt32LE(0);
-      let info: KeyInfo;
-      const canonicalUri = formatPkcs11Uri({
-        token: parsed.token,
-        object: parsed.object,
-        id: idAttr.toString("hex"),
-      });
-      if (ckk === pkcs11js.CKK_EC) {
-        const [params, point] = this.lib.C_GetAttributeValue(session, pub, [
-          { type: pkcs11js.CKA_EC_PARAMS },
-          { type: pkcs11js.CKA_EC_POINT },
-        ]);
-        const { keyType, spki } = ecPointToSpki(params?.value as Buffer, point?.value as Buffer);
-        info = { uri: canonicalUri, keyType, spki };
-      } else if (ckk === pkcs11js.CKK_RSA) {
-        const [modulus, exponent] = this.lib.C_GetAttributeValue(session, pub, [
-          { type: pkcs11js.CKA_MODULUS },
-          { type: pkcs11js.CKA_PUBLIC_EXPONENT },
-        ]);
-        const { keyType, spki } = rsaToSpki(modulus?.value as Buffer, exponent?.value as Buffer);
-        info = { uri: canonicalUri, keyType, spki };
-      } else {
-        throw new LinesignError("KEY_TYPE_UNSUPPORTED", `The key "${uri}" is neither EC nor RSA.`);
-      }
-      const resolved = { info, tokenLabel: parsed.token, privateHandle: priv };
-      this.keys.set(uri, resolved);
-      this.keys.set(canonicalUri, resolved);
-      return resolved;
-    } catch (e) {
-      throw mapPkcs11Error(e, `reading key "${uri}"`, parsed.token);
+    const found = this.findObjects(t.session, pkcs11js.CKO_PRIVATE_KEY, lookup(parsed));
+    if (found.length > 1) {
+      throw new LinesignError(
+        "HSM_KEY_NOT_FOUND",
+        `Token "${parsed.token}" holds ${found.length} private keys matching ${uri}; name one by its id.`,
+        { details: { uri } },
+      );
     }
+    const [priv] = found;
+    if (!priv) {
+      if (!required) return null;
+      throw new LinesignError(
+        "HSM_KEY_NOT_FOUND",
+        `Token "${parsed.token}" has no private key "${parsed.object || parsed.id}". Check that the right token is connected.`,
+        { details: { uri } },
+      );
+    }
+    t.handles.set(uri, priv);
+    return priv;
   }
+
+  /** The key's public facts: type, SPKI, canonical URI (from its public half). */
+  private keyInfo(session: Handle, uri: string, priv: Handle): KeyInfo {
+    const parsed = parsePkcs11Uri(uri);
+    const [idA, labelA] = this.lib.C_GetAttributeValue(session, priv, [
+      { type: pkcs11js.CKA_ID },
+      { type: pkcs11js.CKA_LABEL },
+    ]);
+    const idAttr = idA?.value as Buffer;
+    const objectLabel =
+      parsed.object || (labelA?.value as Buffer | undefined)?.toString("utf8") || "";
+    const [pub] =
+      idAttr.length > 0
+        ? this.findObjects(session, pkcs11js.CKO_PUBLIC_KEY, { id: idAttr })
+        : this.findObjects(session, pkcs11js.CKO_PUBLIC_KEY, { label: objectLabel });
+    if (!pub) {
+      throw new LinesignError(
+        "HSM_KEY_NOT_FOUND",
+        `The public half of "${uri}" is missing from the token.`,
+        { details: { uri } },
+      );
+    }
+    const ckk = ulong(
+      this.lib.C_GetAttributeValue(session, pub, [{ type: pkcs11js.CKA_KEY_TYPE }])[0]
+        ?.value as Buffer,
+    );
+    const canonicalUri = formatPkcs11Uri({
+      token: parsed.token,
+      ...(parsed.serial ? { serial: parsed.serial } : this.serialFor(parsed.token)),
+      object: objectLabel,
+      id: idAttr.toString("hex"),
+    });
+    if (ckk === pkcs11js.CKK_EC) {
+      const [params, point] = this.lib.C_GetAttributeValue(session, pub, [
+        { type: pkcs11js.CKA_EC_PARAMS },
+        { type: pkcs11js.CKA_EC_POINT },
+      ]);
+      const { keyType, spki } = ecPointToSpki(params?.value as Buffer, point?.value as Buffer);
+      return { uri: canonicalUri, keyType, spki };
+    }
+    if (ckk === pkcs11js.CKK_RSA) {
+      const [modulus, exponent] = this.lib.C_GetAttributeValue(session, pub, [
+        { type: pkcs11js.CKA_MODULUS },
+        { type: pkcs11js.CKA_PUBLIC_EXPONENT },
+      ]);
+      const { keyType, spki } = rsaToSpki(modulus?.value as Buffer, exponent?.value as Buffer);
+      return { uri: canonicalUri, keyType, spki };
+    }
+    throw new LinesignError("KEY_TYPE_UNSUPPORTED", `The key "${uri}" is neither EC nor RSA.`);
+  }
+}
+
+function lookup(parsed: { object: string; id: string }): { label?: string; id?: Buffer } {
+  const by: { label?: string; id?: Buffer } = {};
+  if (parsed.id) by.id = Buffer.from(parsed.id, "hex");
+  if (parsed.object) by.label = parsed.object;
+  return by;
+}
+
+function tokenInfoOf(info: {
+  label: string;
+  serialNumber: string;
+  manufacturerID: string;
+  model: string;
+}): TokenInfo {
+  return {
+    label: trim(info.label),
+    serial: trim(info.serialNumber),
+    manufacturer: trim(info.manufacturerID),
+    model: trim(info.model),
+  };
+}
+
+function dataTemplate(label: string, value: Buffer): Pkcs11Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    // Private: reading or replacing it needs the user PIN, like the keys.
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_APPLICATION, value: APPLICATION },
+    { type: pkcs11js.CKA_LABEL, value: label },
+    { type: pkcs11js.CKA_VALUE, value },
+  ];
+}
+
+function custodyRefusal(uri: string, custody: KeyCustody, how: "made" | "adopted"): LinesignError {
+  return new LinesignError(
+    "HSM_KEY_CUSTODY",
+    how === "made"
+      ? `The token made the key ${uri} with ${custody.faults.join(", ")}, so it could leave the token or be used ` +
+          `for more than signing; the station removed it. See hsm/README.md for what the station needs of a token.`
+      : `The key ${uri} cannot be a CA key: ${custody.faults.join(", ")}. Make it again with the HSM vendor's tool ` +
+          `as a sensitive, non-extractable, sign-only key.`,
+    { details: { uri, custody } },
+  );
 }

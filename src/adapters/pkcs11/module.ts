@@ -14,16 +14,29 @@ export { pkcs11js };
 interface Loaded {
   lib: Pkcs11;
   users: number;
+  libraryParameters: string | undefined;
+  /** Bumped at each re-initialisation: sessions opened before it are gone. */
+  generation: number;
+}
+
+function initialise(lib: Pkcs11, libraryParameters: string | undefined): void {
+  lib.C_Initialize(
+    libraryParameters === undefined
+      ? { flags: pkcs11js.CKF_OS_LOCKING_OK }
+      : { flags: pkcs11js.CKF_OS_LOCKING_OK, libraryParameters },
+  );
 }
 
 const loaded = new Map<string, Loaded>();
 
 /**
  * Loads and initialises the module at `path` (with CKF_OS_LOCKING_OK, without
- * which SoftHSM turns its internal locking off). Throws HSM_MODULE_NOT_FOUND or
- * HSM_MODULE_INVALID with what to check.
+ * which SoftHSM turns its internal locking off). `libraryParameters` are the
+ * extra C_Initialize arguments some modules need (NSS's softokn:
+ * `configdir='sql:/path' flags=readOnly`); default none. Throws
+ * HSM_MODULE_NOT_FOUND or HSM_MODULE_INVALID with what to check.
  */
-export function acquireModule(path: string): Pkcs11 {
+export function acquireModule(path: string, libraryParameters?: string): Pkcs11 {
   const existing = loaded.get(path);
   if (existing) {
     existing.users++;
@@ -49,7 +62,7 @@ export function acquireModule(path: string): Pkcs11 {
     );
   }
   try {
-    lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    initialise(lib, libraryParameters);
   } catch (cause) {
     if (!(
       cause instanceof pkcs11js.Pkcs11Error &&
@@ -63,8 +76,39 @@ export function acquireModule(path: string): Pkcs11 {
       throw mapPkcs11Error(cause, "initialising the PKCS#11 module");
     }
   }
-  loaded.set(path, { lib, users: 1 });
+  loaded.set(path, { lib, users: 1, libraryParameters, generation: 0 });
   return lib;
+}
+
+/**
+ * Finalises and initialises the module again: after a token's storage went
+ * away (a USB HSM re-plugged, SoftHSM's token folder moved) some modules keep
+ * answering CKR_GENERAL_ERROR until then. Every session of the process ends.
+ * @throws the mapped C_Initialize error (the module stays loaded; call again to retry)
+ */
+export function reinitialiseModule(path: string): void {
+  const entry = loaded.get(path);
+  if (!entry) return;
+  entry.generation++;
+  try {
+    entry.lib.C_Finalize();
+  } catch {
+    // not initialised any more: initialise below
+  }
+  try {
+    initialise(entry.lib, entry.libraryParameters);
+  } catch (cause) {
+    if (!(
+      cause instanceof pkcs11js.Pkcs11Error &&
+      cause.code === pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED
+    ))
+      throw mapPkcs11Error(cause, "initialising the PKCS#11 module again");
+  }
+}
+
+/** The module's re-initialisation count: sessions opened under an older one are gone. */
+export function moduleGeneration(path: string): number {
+  return loaded.get(path)?.generation ?? 0;
 }
 
 /** Releases one use of the module; the last user finalises and unloads it. */

@@ -1,0 +1,10 @@
+import { tokenContract } from "./contract.js";
+
+tokenContract("opencryptoki", {
+  // The software token of opencryptoki 3.8 has no elliptic curves at all.
+  unfit: { "ec-p256": "CKM_EC_KEY_PAIR_GEN", "ec-p384": "CKM_EC_KEY_PAIR_GEN" },
+  // No CKM_SHA256_RSA_PKCS: the station builds the DigestInfo and the token signs it with CKM_RSA_PKCS.
+  signWith: { "rsa-2048": "CKM_RSA_PKCS", "rsa-3072": "CKM_RSA_PKCS" },
+  engineLogin: true,
+  caKey: "rsa-2048",
+});
