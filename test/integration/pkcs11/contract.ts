@@ -33,6 +33,8 @@ export interface ContractExpectations {
    * object and id, `type=public`) is resolved by the engine on every token.
    */
   engineLogin: boolean;
+  /** Whether the production path runs here (opencryptoki's waits for an audit key that is not EC). */
+  productionPath: boolean;
 }
 
 async function caught(p: Promise<unknown>): Promise<LinesignError> {
@@ -249,8 +251,18 @@ export function tokenContract(name: TokenImplName, expected: ContractExpectation
     });
   });
 
+  if (expected.productionPath) productionPath(name, expected, () => impl);
+}
+
+/** The station's production path end to end through the CLI, on a fresh token of `impl`. */
+function productionPath(
+  name: TokenImplName,
+  expected: ContractExpectations,
+  implOf: () => TokenImpl,
+): void {
   describe(`production path on ${name}`, () => {
     it("init --module, ca create, verification-cert, issue, crl, audit verify", () => {
+      const impl = implOf();
       const home = mkdtempSync(join(tmpdir(), `linesign-prod-${name}-`));
       const tokenLabel = "station-token";
       const env = cleanEnv({
