@@ -15,9 +15,11 @@ import {
 import type { ProfileInput } from "./domain/profile.js";
 import { LinesignError } from "./domain/errors.js";
 import type { Logger } from "./domain/logger.js";
+import type { ChainHash } from "./domain/event-log.js";
 import type { KeyStore } from "./domain/ports.js";
 import { Pkcs11KeyStore, type PinSource } from "./adapters/pkcs11/key-store.js";
 import { SqliteStationStore } from "./adapters/db/station-store.js";
+import { nodeChainHash } from "./adapters/crypto/chain-hash.js";
 import { StationHome } from "./adapters/fs/home.js";
 import { FileSoftwareKeyStore } from "./adapters/fs/software-keys.js";
 import { fileLogger } from "./adapters/log/logger.js";
@@ -135,6 +137,9 @@ export interface Station {
   close(): Promise<void>;
 }
 
+/** The event log's hash step, for what checks a log without a station (an audit export). */
+export const chainHash: ChainHash = nodeChainHash;
+
 /** The repository's SoftHSM2 config template (softhsm.conf at the top level). */
 function softhsmTemplate(): string {
   return readFileSync(fileURLToPath(new URL("../../softhsm.conf", import.meta.url)), "utf8");
@@ -235,6 +240,7 @@ function buildStation(
   let processActor = actorFrom(env);
   const ctx: AppContext = {
     store,
+    chainHash: nodeChainHash,
     keys: (): KeyStore => openKeys(),
     tokenAdmin: () => openKeys(),
     tokenData: () => openKeys(),
@@ -355,7 +361,7 @@ export function openStation(opts: StationOptions = {}): Station {
   const home = StationHome.locate(opts.home, env);
   const config = home.readConfig();
   const logger = fileLogger(home.logPath);
-  const store = SqliteStationStore.open(home.databasePath, { create: false });
+  const store = SqliteStationStore.open(home.databasePath, { create: false, hash: nodeChainHash });
   const station = buildStation(home, config, opts, logger, store);
   if (opts.officer) station.signInProcess({ name: opts.officer, role: "officer" });
   return station;
@@ -444,7 +450,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
     }
     config = parseStationConfig(fresh, "the new station config");
     // The database first, then the config: a home with a config always has its log.
-    const store = SqliteStationStore.open(home.databasePath, { create: true });
+    const store = SqliteStationStore.open(home.databasePath, { create: true, hash: nodeChainHash });
     store.appendEvent({
       actor: actorFrom(env),
       action: "station.init",
@@ -465,7 +471,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
     config,
     opts,
     fileLogger(home.logPath),
-    SqliteStationStore.open(home.databasePath, { create: false }),
+    SqliteStationStore.open(home.databasePath, { create: false, hash: nodeChainHash }),
   );
   try {
     // The first officer: from LINESIGN_USER and LINESIGN_PASSPHRASE (or a prompt); on a

@@ -9,7 +9,12 @@
  */
 import { createPublicKey, X509Certificate } from "node:crypto";
 import { LinesignError } from "../domain/errors.js";
-import { describeBreak, verifyChain, type EventRecord } from "../domain/event-log.js";
+import {
+  describeBreak,
+  verifyChain,
+  type ChainHash,
+  type EventRecord,
+} from "../domain/event-log.js";
 import type { AppContext } from "./context.js";
 import { checkpointMessage, type Checkpointer } from "./checkpoint.js";
 import { verifySignature, type AuditProblem } from "./audit.js";
@@ -135,9 +140,13 @@ export function countEvents(events: EventRecord[]): AuditCounts {
   };
 }
 
-/** Checks an exported bundle; `trustPem` (the station certificate) pins the audit key. */
+/**
+ * Checks an exported bundle; `hash` is the event log's hash step, `trustPem`
+ * (the station certificate) pins the audit key.
+ */
 export async function verifyAuditBundle(
   bytes: Uint8Array,
+  hash: ChainHash,
   trustPem?: string,
 ): Promise<BundleVerdict> {
   let b: AuditBundle;
@@ -149,7 +158,7 @@ export async function verifyAuditBundle(
   if (b.format !== AUDIT_FORMAT || !Array.isArray(b.events) || !Array.isArray(b.checkpoints))
     throw new LinesignError("BUNDLE_INVALID", `This is not a ${AUDIT_FORMAT} file.`);
   let firstBad: AuditProblem | null = null;
-  const chain = verifyChain(b.events);
+  const chain = verifyChain(b.events, hash);
   if (!chain.ok) firstBad = chain.firstBad;
   let pinned = false;
   if (trustPem) {

@@ -3,8 +3,14 @@
  * database head against the head kept in the token. Records that it checked.
  */
 import { isLinesignError } from "../domain/errors.js";
-import { describeBreak, verifyChain, type ChainBreak } from "../domain/event-log.js";
-import type { AuditQuery } from "../domain/ports.js";
+import {
+  ChainWalker,
+  describeBreak,
+  type ChainBreak,
+  type EncodedEvent,
+  type StoredEvent,
+} from "../domain/event-log.js";
+import type { AuditQuery, CheckpointRecord } from "../domain/ports.js";
 import type { AppContext } from "./context.js";
 import { checkpointMessage, type Checkpointer } from "./checkpoint.js";
 
@@ -36,24 +42,66 @@ export async function verifySignature(
   message: Uint8Array,
   signature: Uint8Array,
 ): Promise<boolean> {
+  return verifyWith(importAuditKey(spki), message, signature);
+}
+
+type AuditKey = Awaited<ReturnType<typeof globalThis.crypto.subtle.importKey>>;
+
+/** The audit key for WebCrypto, or null when the SPKI is not an EC P-256 key. */
+async function importAuditKey(spki: Uint8Array): Promise<AuditKey | null> {
   try {
-    const key = await globalThis.crypto.subtle.importKey(
+    return await globalThis.crypto.subtle.importKey(
       "spki",
       spki,
       { name: "ECDSA", namedCurve: "P-256" },
       false,
       ["verify"],
     );
-    return await globalThis.crypto.subtle.verify(
-      { name: "ECDSA", hash: "SHA-256" },
-      key,
-      signature,
-      message,
+  } catch {
+    return null;
+  }
+}
+
+async function verifyWith(
+  key: Promise<AuditKey | null>,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  try {
+    const k = await key;
+    return (
+      k !== null &&
+      (await globalThis.crypto.subtle.verify(
+        { name: "ECDSA", hash: "SHA-256" },
+        k,
+        signature,
+        message,
+      ))
     );
   } catch {
     return false;
   }
 }
+
+/**
+ * Starts checking every checkpoint's signature; WebCrypto runs them on the
+ * crypto thread pool, so they proceed while the chain is walked. Each key is
+ * imported once. Resolves, in checkpoint order, whether each verifies.
+ */
+function checkSignatures(cps: CheckpointRecord[], stationId: string): Promise<boolean[]> {
+  const keys = new Map<string, Promise<AuditKey | null>>();
+  return Promise.all(
+    cps.map((cp) => {
+      const id = Buffer.from(cp.spki).toString("base64");
+      let key = keys.get(id);
+      if (!key) keys.set(id, (key = importAuditKey(cp.spki)));
+      return verifyWith(key, checkpointMessage(stationId, cp.seq, cp.hash), cp.signature);
+    }),
+  );
+}
+
+/** Entries read per page of the walk: what it holds in memory, and how long it keeps the event loop. */
+const WALK_PAGE = 4096;
 
 /** One line of the issuance log as people read it: an issuance or a rejection. */
 export interface AuditLogRow {
@@ -153,33 +201,32 @@ export class AuditService {
    * head (when the token can be read); records the result as `audit.verify`.
    */
   async verify(): Promise<AuditVerdict> {
-    const chain = verifyChain(this.ctx.store.events());
+    const cps = this.ctx.store.checkpoints();
+    const signatures = checkSignatures(cps, this.ctx.stationId);
+    // The hash of the entry at each checkpoint's sequence, as the walk meets it.
+    const atCheckpoint = new Map<number, string>();
+    for (const cp of cps) atCheckpoint.set(cp.seq, "");
+    const chain = await this.walkChain(atCheckpoint);
     const head = this.ctx.store.head();
     let firstBad: AuditProblem | null = chain.ok ? null : chain.firstBad;
-    const cps = this.ctx.store.checkpoints();
+    const signed = await signatures;
     let verified = 0;
-    for (const cp of cps) {
+    for (const [i, cp] of cps.entries()) {
       if (firstBad) break;
-      const entry = this.ctx.store.eventAt(cp.seq);
-      if (!entry) {
+      const entryHash = atCheckpoint.get(cp.seq);
+      if (!entryHash) {
         firstBad = {
           kind: "truncated",
           seq: cp.seq,
           why: `checkpoint ${cp.id} signed entry ${cp.seq}, which is no longer in the log: its tail was cut off`,
         };
-      } else if (entry.hash !== cp.hash) {
+      } else if (entryHash !== cp.hash) {
         firstBad = {
           kind: "checkpoint",
           seq: cp.seq,
           why: `entry ${cp.seq} differs from what checkpoint ${cp.id} signed`,
         };
-      } else if (
-        !(await verifySignature(
-          cp.spki,
-          checkpointMessage(this.ctx.stationId, cp.seq, cp.hash),
-          cp.signature,
-        ))
-      ) {
+      } else if (!signed[i]) {
         firstBad = {
           kind: "checkpoint",
           seq: cp.seq,
@@ -267,5 +314,35 @@ export class AuditService {
     });
     if (!ok) this.ctx.logger.error({ firstBad }, verdict.message);
     return verdict;
+  }
+
+  /**
+   * Walks the whole log in pages, holding one page at a time and letting the
+   * event loop run between pages (a line in the same process keeps going);
+   * notes the hash of each entry whose sequence is a key of `atCheckpoint`.
+   */
+  private async walkChain(atCheckpoint: Map<number, string>) {
+    const walker = new ChainWalker(this.ctx.chainHash);
+    const store = this.ctx.store;
+    const full = (position: number) => store.storedEvents(position - 1, 1)[0] ?? null;
+    let after = 0;
+    for (;;) {
+      // Entries stored as this station stores them come encoded (one string each); others in columns.
+      const columns = walker.wantsColumns;
+      const page = columns
+        ? store.storedEvents(after, WALK_PAGE)
+        : store.encodedEvents(after, WALK_PAGE);
+      for (const e of page) {
+        const ok = columns
+          ? walker.stored(e as StoredEvent)
+          : walker.encoded(e as EncodedEvent, full);
+        if (!ok) return walker.verdict();
+        if (atCheckpoint.has(e[0])) atCheckpoint.set(e[0], walker.head!.hash);
+      }
+      if (page.length < WALK_PAGE) return walker.verdict();
+      // Both forms end with the store's position.
+      after = page[page.length - 1]!.at(-1) as number;
+      await new Promise((r) => setImmediate(r));
+    }
   }
 }

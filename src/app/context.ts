@@ -3,6 +3,7 @@
  * identity. Built by src/compose.ts; nothing here picks an adapter.
  */
 import { outcomeOf, toLinesignError } from "../domain/errors.js";
+import type { ChainHash } from "../domain/event-log.js";
 import type { Logger } from "../domain/logger.js";
 import type {
   Clock,
@@ -16,6 +17,8 @@ import type {
 
 export interface AppContext {
   store: StationStore;
+  /** The event log's hash step (node's SHA-256, passed in by src/compose.ts). */
+  chainHash: ChainHash;
   /** Opened on first use, so commands that need no HSM never ask for a PIN. */
   keys: () => KeyStore;
   /** Token administration (same module session as `keys`). */

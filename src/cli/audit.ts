@@ -4,7 +4,7 @@ import { exportAudit, verifyAuditBundle, type AuditBundle } from "../app/audit-e
 import { buildReport, type ReportGroup } from "../app/report.js";
 import { eventsCsv, formatAuditTable, isoTime, toCsv } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
-import { READ_LIMITS } from "../compose.js";
+import { chainHash, READ_LIMITS } from "../compose.js";
 
 const AUDIT_STATUSES = [
   "ISSUED",
@@ -71,7 +71,7 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
         const trust = o.trust
           ? Buffer.from(readInput(o.trust, "the station certificate")).toString("utf8")
           : undefined;
-        const verdict = await verifyAuditBundle(bytes, trust);
+        const verdict = await verifyAuditBundle(bytes, chainHash, trust);
         if (o.format === "csv") {
           const events = (JSON.parse(Buffer.from(bytes).toString("utf8")) as AuditBundle).events;
           io.out(eventsCsv(events));

@@ -15,6 +15,7 @@ import type { CliIo, CommandDeps } from "./io.js";
 import { benchLine, type LineBenchResult } from "./bench-line.js";
 import { benchSync, type SyncBenchResult } from "./bench-sync.js";
 import { benchKiosk, type KioskBenchResult } from "./bench-kiosk.js";
+import { benchAudit, type AuditBenchResult } from "./bench-audit.js";
 
 type CaKey = "ec-p256" | "rsa-2048";
 
@@ -46,6 +47,8 @@ export interface BenchResult {
   sync: SyncBenchResult | null;
   /** The kiosk's station service: call rates and how soon a tile hears of a step. */
   kiosk: KioskBenchResult | null;
+  /** `audit verify` over a long log (--audit-events); null when skipped. */
+  audit: AuditBenchResult | null;
 }
 
 interface CsrFactory {
@@ -111,7 +114,13 @@ function opensslManualFlow(dir: string, runs: number): number | null {
 /** Runs the bench; prints figures (JSON with --json). */
 export async function runBench(
   io: CliIo,
-  opts: { json: boolean; count: number; lineDevices: number; syncCerts: number },
+  opts: {
+    json: boolean;
+    count: number;
+    lineDevices: number;
+    syncCerts: number;
+    auditEvents: number;
+  },
 ): Promise<BenchResult> {
   const log = (t: string): void => {
     if (!opts.json) io.err(t + "\n");
@@ -166,6 +175,7 @@ export async function runBench(
       line: null,
       sync: null,
       kiosk: null,
+      audit: null,
     };
     for (const [caKey, label] of [
       ["ec-p256", "dev-ica"],
@@ -240,6 +250,8 @@ export async function runBench(
     if (opts.syncCerts > 0) result.sync = await benchSync(s, opts.syncCerts, log);
     // Against one device's wire time on the line (measured above, or 2,169 bytes at 115200 8N1).
     result.kiosk = await benchKiosk(s, 1000, result.line?.wireMsPerDevice ?? 188.3, log);
+    // Last: the other figures are measured on the log they always were.
+    if (opts.auditEvents > 0) result.audit = await benchAudit(s, opts.auditEvents, log);
     await s.close();
     log("bench: timing the seed articles' manual openssl flow");
     const manualDir = join(dir, "manual");
@@ -280,6 +292,11 @@ export async function runBench(
           ? "  kiosk: not measured"
           : `  kiosk service: ${result.kiosk.socketCallsPerSec} calls/s over the socket, ${result.kiosk.loopbackCallsPerSec}/s over loopback; ` +
             `a step reaches a watching tile in ${result.kiosk.watchLagMsMedian} ms (p99 ${result.kiosk.watchLagMsP99}) = ${result.kiosk.lagOfWireTime}x one device's wire time`,
+        result.audit === null
+          ? "  audit verify: not measured (--audit-events 0)"
+          : `  audit verify of ${result.audit.events} entries (${result.audit.checkpoints} checkpoints): ${result.audit.verifyMs} ms = ${result.audit.auditVerifyPerSec}/s; ` +
+            `reading them alone ${result.audit.readPerSec}/s (verify ${result.audit.ofRead}x of that); ` +
+            `RSS ${result.audit.rssMb.start} MB before, ${result.audit.rssMb.peak} MB peak, ${result.audit.rssMb.end} MB after; appended at ${result.audit.appendPerSec}/s`,
       ];
       io.out(lines.join("\n") + "\n");
     }
@@ -308,16 +325,35 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
       "device certificates registered with the AWS IoT emulator at 200 requests/s (0 skips)",
       "10000",
     )
-    .action(async (o: { count: string; lineDevices: string; syncCerts: string }) => {
-      const count = Number(o.count);
-      if (!Number.isInteger(count) || count < 10 || count > 1_000_000)
-        throw new LinesignError("USAGE", "--count must be a whole number from 10 to 1000000.");
-      const lineDevices = Number(o.lineDevices);
-      if (!Number.isInteger(lineDevices) || lineDevices < 0 || lineDevices > 10_000)
-        throw new LinesignError("USAGE", "--line-devices must be a whole number from 0 to 10000.");
-      const syncCerts = Number(o.syncCerts);
-      if (!Number.isInteger(syncCerts) || syncCerts < 0 || syncCerts > 1_000_000)
-        throw new LinesignError("USAGE", "--sync-certs must be a whole number from 0 to 1000000.");
-      await runBench(io, { json: d.json(), count, lineDevices, syncCerts });
-    });
+    .option(
+      "--audit-events <n>",
+      "entries in the log that audit verify is timed over (about a year of a busy line; 0 skips)",
+      "1000000",
+    )
+    .action(
+      async (o: { count: string; lineDevices: string; syncCerts: string; auditEvents: string }) => {
+        const count = Number(o.count);
+        if (!Number.isInteger(count) || count < 10 || count > 1_000_000)
+          throw new LinesignError("USAGE", "--count must be a whole number from 10 to 1000000.");
+        const lineDevices = Number(o.lineDevices);
+        if (!Number.isInteger(lineDevices) || lineDevices < 0 || lineDevices > 10_000)
+          throw new LinesignError(
+            "USAGE",
+            "--line-devices must be a whole number from 0 to 10000.",
+          );
+        const syncCerts = Number(o.syncCerts);
+        if (!Number.isInteger(syncCerts) || syncCerts < 0 || syncCerts > 1_000_000)
+          throw new LinesignError(
+            "USAGE",
+            "--sync-certs must be a whole number from 0 to 1000000.",
+          );
+        const auditEvents = Number(o.auditEvents);
+        if (!Number.isInteger(auditEvents) || auditEvents < 0 || auditEvents > 10_000_000)
+          throw new LinesignError(
+            "USAGE",
+            "--audit-events must be a whole number from 0 to 10000000.",
+          );
+        await runBench(io, { json: d.json(), count, lineDevices, syncCerts, auditEvents });
+      },
+    );
 }

@@ -1,6 +1,18 @@
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex, hexToBytes, utf8ToBytes } from "@noble/hashes/utils.js";
 import { wellFormed, wellFormedDeep } from "./text.js";
+
+/**
+ * The tamper-evident log's hash chain. Pure: the SHA-256 step is passed in
+ * (`ChainHash`), as PeculiarVentures/x509 takes its crypto, so the station
+ * hashes with node's native SHA-256 (src/compose.ts) and the domain needs no
+ * platform module.
+ */
+
+/**
+ * The chain's hash step: SHA-256 over the 32 bytes spelled by `prevHashHex`
+ * (64 lowercase hex digits) followed by `body` encoded as UTF-8, returned as
+ * 64 lowercase hex digits. Must be deterministic; never throws for those inputs.
+ */
+export type ChainHash = (prevHashHex: string, body: string) => string;
 
 /** How an act ended: done, refused by a rule (bad input, wrong role), or failed (a fault). */
 export type Outcome = "ok" | "refused" | "failed";
@@ -56,9 +68,9 @@ export function canonicalJson(value: unknown): string {
   return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonicalJson(obj[k])).join(",") + "}";
 }
 
-/** Computes an entry's hash from its predecessor's hash and its own fields. */
-export function hashEvent(e: Omit<EventRecord, "hash">): string {
-  const body = canonicalJson([
+/** The UTF-8 text an entry's hash covers (after the previous hash): a canonical JSON array. */
+export function eventBody(e: Omit<EventRecord, "hash" | "prevHash">): string {
+  return canonicalJson([
     ENCODING_VERSION,
     e.seq,
     e.ts,
@@ -70,12 +82,11 @@ export function hashEvent(e: Omit<EventRecord, "hash">): string {
     e.message,
     e.details,
   ]);
-  const prev = hexToBytes(e.prevHash);
-  const encoded = utf8ToBytes(body);
-  const buf = new Uint8Array(prev.length + encoded.length);
-  buf.set(prev, 0);
-  buf.set(encoded, prev.length);
-  return bytesToHex(sha256(buf));
+}
+
+/** Computes an entry's hash from its predecessor's hash and its own fields. */
+export function hashEvent(e: Omit<EventRecord, "hash">, hash: ChainHash): string {
+  return hash(e.prevHash, eventBody(e));
 }
 
 /**
@@ -88,6 +99,7 @@ export function chainEvent(
   input: EventInput,
   head: { seq: number; hash: string } | null,
   ts: string,
+  hash: ChainHash,
 ): EventRecord {
   const text = (v: string | null | undefined) => (v == null ? null : wellFormed(v));
   const draft: Omit<EventRecord, "hash"> = {
@@ -102,7 +114,7 @@ export function chainEvent(
     details: (wellFormedDeep(input.details ?? {}) as Record<string, unknown>) ?? {},
     prevHash: head ? head.hash : GENESIS_HASH,
   };
-  return { ...draft, hash: hashEvent(draft) };
+  return { ...draft, hash: hashEvent(draft, hash) };
 }
 
 export type ChainBreak =
@@ -115,32 +127,234 @@ export type ChainVerdict =
   | { ok: false; count: number; firstBad: ChainBreak };
 
 /**
- * Walks the log in stored order and reports the first entry that breaks the
+ * An entry as the store holds it, in this column order, with `details` as the
+ * JSON text the store wrote, and last the store's own position for it (a page
+ * of the walk starts after the last position of the previous page). A tuple
+ * rather than an object: verifying a year's log reads a million of them.
+ */
+export type StoredEvent = readonly [
+  seq: number,
+  ts: string,
+  actor: string,
+  action: string,
+  subject: string | null,
+  outcome: string,
+  code: string | null,
+  message: string | null,
+  details: string,
+  prevHash: string,
+  hash: string,
+  position: number,
+];
+
+/**
+ * An entry as a store encodes it for the walk: `body` is the hashed array
+ * built by the store from the stored columns exactly as storedBody() below
+ * builds it (each text column as a JSON string literal, details as stored),
+ * so verifying reads one string per entry instead of nine. Last, as in
+ * StoredEvent, the store's position for it.
+ */
+export type EncodedEvent = readonly [
+  seq: number,
+  prevHash: string,
+  hash: string,
+  body: string | null,
+  position: number,
+];
+
+/**
+ * The text a store writes for an entry's details: the canonical JSON that
+ * the entry's hash covers, so verifying needs no decoding (see ChainWalker).
+ */
+export function storedDetails(details: Record<string, unknown>): string {
+  return canonicalJson(details);
+}
+
+const S = JSON.stringify;
+
+/**
+ * The hashed body built straight from the stored columns, details as stored.
+ * Equal to eventBody() exactly when the stored details text is canonical.
+ */
+export function storedBody(e: StoredEvent): string {
+  return (
+    "[" +
+    ENCODING_VERSION +
+    "," +
+    e[0] +
+    "," +
+    S(e[1]) +
+    "," +
+    S(e[2]) +
+    "," +
+    S(e[3]) +
+    "," +
+    S(e[4]) +
+    "," +
+    S(e[5]) +
+    "," +
+    S(e[6]) +
+    "," +
+    S(e[7]) +
+    "," +
+    e[8] +
+    "]"
+  );
+}
+
+/**
+ * Walks the log in stored order, one entry at a time (so a caller can stream
+ * it in pages with flat memory), and keeps the first entry that breaks the
  * chain: a sequence gap or reordering, a prevHash that does not match the
  * entry before, or a hash that does not match the entry's own content.
+ *
+ * A stored entry is checked with one hash over its columns as stored: the
+ * station writes details as canonical JSON, so the stored text is the text
+ * that was hashed, and a matching hash means the stored bytes are the hashed
+ * bytes (the encoded array has exactly ten values, so no column can borrow
+ * from another). Details stored in any other form (entries written before
+ * details were stored canonically) are decoded and re-encoded canonically;
+ * the walker tries that form first while consecutive entries need it.
  */
-export function verifyChain(entries: Iterable<EventRecord>): ChainVerdict {
-  let count = 0;
-  let prev: { seq: number; hash: string } | null = null;
-  for (const e of entries) {
-    const expectedSeq: number = prev ? prev.seq + 1 : 1;
-    if (e.seq !== expectedSeq) {
-      return {
-        ok: false,
-        count,
-        firstBad: { kind: "sequence", seq: e.seq, expected: expectedSeq },
-      };
-    }
-    if (e.prevHash !== (prev ? prev.hash : GENESIS_HASH)) {
-      return { ok: false, count, firstBad: { kind: "link", seq: e.seq } };
-    }
-    if (hashEvent(e) !== e.hash) {
-      return { ok: false, count, firstBad: { kind: "hash", seq: e.seq } };
-    }
-    count++;
-    prev = { seq: e.seq, hash: e.hash };
+export class ChainWalker {
+  private prev: { seq: number; hash: string } | null = null;
+  private broken: ChainBreak | null = null;
+  private checked = 0;
+  private reencode = false;
+
+  constructor(private readonly hash: ChainHash) {}
+
+  /** Entries that chained correctly so far. */
+  get count(): number {
+    return this.checked;
   }
-  return { ok: true, count, head: prev };
+
+  /** The last entry that chained correctly. */
+  get head(): { seq: number; hash: string } | null {
+    return this.prev;
+  }
+
+  /**
+   * Checks the next entry as the store encoded it: one hash settles an entry
+   * whose body matches; any other is read in full (`full(position)`) and
+   * checked as stored() does. False once the chain is broken.
+   */
+  encoded(e: EncodedEvent, full: (position: number) => StoredEvent | null): boolean {
+    if (this.broken || !this.linked(e[0], e[1])) return false;
+    if (typeof e[3] === "string" && this.hash(e[1], e[3]) === e[2]) {
+      this.reencode = false;
+      this.accept(e[0], e[2]);
+      return true;
+    }
+    const row = full(e[4]);
+    if (!row || row[0] !== e[0] || row[9] !== e[1] || row[10] !== e[2]) {
+      this.broken = { kind: "hash", seq: e[0] };
+      return false;
+    }
+    return this.checkStored(row);
+  }
+
+  /** Checks the next entry as stored; false once the chain is broken (later entries are not checked). */
+  stored(e: StoredEvent): boolean {
+    if (this.broken || !this.linked(e[0], e[9])) return false;
+    return this.checkStored(e);
+  }
+
+  private checkStored(e: StoredEvent): boolean {
+    let ok: boolean;
+    if (!this.reencode) {
+      ok = this.hash(e[9], storedBody(e)) === e[10];
+      if (!ok && this.reencoded(e) === "matches") ok = this.reencode = true;
+    } else {
+      const r = this.reencoded(e);
+      ok = r !== "differs" || this.hash(e[9], storedBody(e)) === e[10];
+      // Canonical text again (entries written since the station stored details canonically).
+      if (r === "matches, stored canonically") this.reencode = false;
+    }
+    if (!ok) {
+      this.broken = { kind: "hash", seq: e[0] };
+      return false;
+    }
+    this.accept(e[0], e[10]);
+    return true;
+  }
+
+  /** Checks the next entry in decoded form (an export's events); false once the chain is broken. */
+  record(e: EventRecord): boolean {
+    if (this.broken || !this.linked(e.seq, e.prevHash)) return false;
+    if (hashEvent(e, this.hash) !== e.hash) {
+      this.broken = { kind: "hash", seq: e.seq };
+      return false;
+    }
+    this.accept(e.seq, e.hash);
+    return true;
+  }
+
+  verdict(): ChainVerdict {
+    return this.broken
+      ? { ok: false, count: this.checked, firstBad: this.broken }
+      : { ok: true, count: this.checked, head: this.prev };
+  }
+
+  private linked(seq: number, prevHash: string): boolean {
+    const expected = this.prev ? this.prev.seq + 1 : 1;
+    if (seq !== expected) {
+      this.broken = { kind: "sequence", seq, expected };
+      return false;
+    }
+    if (prevHash !== (this.prev ? this.prev.hash : GENESIS_HASH)) {
+      this.broken = { kind: "link", seq };
+      return false;
+    }
+    return true;
+  }
+
+  private accept(seq: number, hash: string): void {
+    this.checked++;
+    this.prev = { seq, hash };
+  }
+
+  /** Whether the hash over the canonical re-encoding of the stored details matches. */
+  private reencoded(e: StoredEvent): "matches" | "matches, stored canonically" | "differs" {
+    let details: Record<string, unknown>;
+    try {
+      details = JSON.parse(e[8]) as Record<string, unknown>;
+    } catch {
+      return "differs";
+    }
+    const text = canonicalJson(details);
+    const body = storedBody([
+      e[0],
+      e[1],
+      e[2],
+      e[3],
+      e[4],
+      e[5],
+      e[6],
+      e[7],
+      text,
+      e[9],
+      e[10],
+      e[11],
+    ]);
+    if (this.hash(e[9], body) !== e[10]) return "differs";
+    return text === e[8] ? "matches, stored canonically" : "matches";
+  }
+
+  /** Whether the next entry is better read in full (details stored in another form): see encoded(). */
+  get wantsColumns(): boolean {
+    return this.reencode;
+  }
+}
+
+/**
+ * Walks decoded entries in the given order and reports the first that breaks
+ * the chain (see ChainWalker).
+ */
+export function verifyChain(entries: Iterable<EventRecord>, hash: ChainHash): ChainVerdict {
+  const walker = new ChainWalker(hash);
+  for (const e of entries) if (!walker.record(e)) break;
+  return walker.verdict();
 }
 
 /** Plain words for a chain break, naming the entry. */

@@ -2,7 +2,7 @@
  * The interfaces through which use cases reach the world. Adapters implement
  * them; src/compose.ts picks which. Nothing here knows a driver.
  */
-import type { EventInput, EventRecord } from "./event-log.js";
+import type { EncodedEvent, EventInput, EventRecord, StoredEvent } from "./event-log.js";
 import type { KeyType } from "./keys.js";
 import type { DecodeEvent } from "./serial/frame.js";
 import type { WorkOrder } from "./work-order.js";
@@ -200,6 +200,15 @@ export interface StationStore {
   appendEvent(input: EventInput): EventRecord;
   /** All entries in sequence order. */
   events(): Iterable<EventRecord>;
+  /**
+   * Up to `limit` entries after position `after` (0: from the start; else the
+   * last entry's position from the previous page), in stored order, as stored:
+   * one page of a walk over the log that holds no more than a page in memory
+   * and leaves the database free between pages.
+   */
+  storedEvents(after: number, limit: number): StoredEvent[];
+  /** The same page as storedEvents(), each entry encoded for the walk (see EncodedEvent). */
+  encodedEvents(after: number, limit: number): EncodedEvent[];
   head(): { seq: number; hash: string } | null;
   /** Entries matching every given filter, oldest first; `limit` keeps the newest ones. */
   queryEvents(q: EventQuery): EventRecord[];

@@ -5,9 +5,13 @@
  */
 import {
   chainEvent,
+  storedDetails,
+  type ChainHash,
   type EventInput,
+  type EncodedEvent,
   type EventRecord,
   type Outcome,
+  type StoredEvent,
 } from "../../domain/event-log.js";
 import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
@@ -340,15 +344,39 @@ export class SqliteStationStore implements StationStore {
   private readonly bySpkiStmt;
   private readonly liveStmt;
 
+  private readonly storedPageStmt;
+  private readonly encodedPageStmt;
+
   private constructor(
     readonly db: Db,
     private readonly clock: Clock,
+    private readonly hash: ChainHash,
   ) {
     this.insertEvent = db.prepare(
       `INSERT INTO events (seq, ts, actor, action, subject, outcome, code, message, details, prev_hash, hash)
        VALUES (@seq, @ts, @actor, @action, @subject, @outcome, @code, @message, @details, @prevHash, @hash)`,
     );
     this.headStmt = db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
+    // Columns in StoredEvent's order; raw rows (arrays) are the cheapest better-sqlite3 makes.
+    this.storedPageStmt = db
+      .prepare(
+        `SELECT seq, ts, actor, action, subject, outcome, code, message, details, prev_hash, hash, rowid
+         FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+      )
+      .raw();
+    // The body storedBody() builds, built by SQLite: json_quote writes exactly the literal
+    // JSON.stringify does (test/integration/db/station-store.test.ts); CAST keeps a column
+    // holding another type from failing the query (it then just does not match).
+    const q = (c: string) => `json_quote(CAST(${c} AS TEXT))`;
+    this.encodedPageStmt = db
+      .prepare(
+        `SELECT seq, prev_hash, hash,
+           '[1,' || seq || ',' || ${["ts", "actor", "action", "subject", "outcome", "code", "message"].map(q).join(" || ',' || ")}
+             || ',' || CAST(details AS TEXT) || ']',
+           rowid
+         FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?`,
+      )
+      .raw();
     this.insertIssuanceStmt = db.prepare(
       `INSERT INTO issuances (serial, device_id, spki_sha256, key_type, profile, ca_label, cert_der, fingerprint, not_before,
          not_after, validity_cut, state, state_reason, supersedes, operator, station, origin, work_order, csr_sha256, created_at, updated_at)
@@ -365,18 +393,25 @@ export class SqliteStationStore implements StationStore {
     );
   }
 
-  /** Opens the store at `path`. See openDatabase for what it throws. */
-  static open(path: string, options: { create: boolean; clock?: Clock }): SqliteStationStore {
+  /**
+   * Opens the store at `path`; `hash` is the event log's hash step. The clock
+   * defaults to the system's. See openDatabase for what it throws.
+   */
+  static open(
+    path: string,
+    options: { create: boolean; hash: ChainHash; clock?: Clock },
+  ): SqliteStationStore {
     return new SqliteStationStore(
       openDatabase(path, { create: options.create }),
       options.clock ?? { now: () => new Date() },
+      options.hash,
     );
   }
 
   appendEvent(input: EventInput): EventRecord {
     return this.transaction(() => {
-      const entry = chainEvent(input, this.head(), this.clock.now().toISOString());
-      this.insertEvent.run({ ...entry, details: JSON.stringify(entry.details) });
+      const entry = chainEvent(input, this.head(), this.clock.now().toISOString(), this.hash);
+      this.insertEvent.run({ ...entry, details: storedDetails(entry.details) });
       return entry;
     });
   }
@@ -387,6 +422,14 @@ export class SqliteStationStore implements StationStore {
       .iterate() as Iterable<EventRow>) {
       yield toEvent(row);
     }
+  }
+
+  storedEvents(after: number, limit: number): StoredEvent[] {
+    return this.storedPageStmt.all(after, limit) as StoredEvent[];
+  }
+
+  encodedEvents(after: number, limit: number): EncodedEvent[] {
+    return this.encodedPageStmt.all(after, limit) as EncodedEvent[];
   }
 
   queryEvents(q: EventQuery): EventRecord[] {

@@ -300,7 +300,7 @@ describe("issuance engine on a real token", () => {
   });
 
   it("keeps the chain intact through all of the above", () => {
-    expect(verifyChain(s.ctx.store.events()).ok).toBe(true);
+    expect(verifyChain(s.ctx.store.events(), s.ctx.chainHash).ok).toBe(true);
   });
 
   it("refuses a subject string the decoder chokes on as CSR_MALFORMED, not as a station fault", async () => {
@@ -344,7 +344,7 @@ describe("issuance engine on a real token", () => {
       }
     }
     expect(count("issuances")).toBe(before + issued);
-    expect(verifyChain(s.ctx.store.events()).ok).toBe(true);
+    expect(verifyChain(s.ctx.store.events(), s.ctx.chainHash).ok).toBe(true);
   });
 });
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { openDatabase, SCHEMA_VERSION } from "../../../src/adapters/db/database.js";
 import { MIGRATIONS } from "../../../src/adapters/db/migrations/index.js";
 import { SqliteStationStore } from "../../../src/adapters/db/station-store.js";
+import { nodeChainHash } from "../../../src/adapters/crypto/chain-hash.js";
 import { LinesignError } from "../../../src/domain/errors.js";
 import { verifyChain } from "../../../src/domain/event-log.js";
 
@@ -43,7 +44,7 @@ describe("station database", () => {
 
   it("refuses a database from a newer version and leaves it byte for byte unchanged", () => {
     const path = join(tmp(), "s.db");
-    const store = SqliteStationStore.open(path, { create: true });
+    const store = SqliteStationStore.open(path, { create: true, hash: nodeChainHash });
     store.appendEvent({ actor: "t", action: "x", outcome: "ok" });
     store.close();
     const raw = new Database(path);
@@ -70,7 +71,10 @@ describe("station database", () => {
   });
 
   it("keeps the event log append-only at the SQL level", () => {
-    const store = SqliteStationStore.open(join(tmp(), "s.db"), { create: true });
+    const store = SqliteStationStore.open(join(tmp(), "s.db"), {
+      create: true,
+      hash: nodeChainHash,
+    });
     store.appendEvent({ actor: "t", action: "x", outcome: "ok" });
     expect(() => store.db.prepare("UPDATE events SET actor = 'forged'").run()).toThrow(
       /append-only/,
@@ -99,8 +103,8 @@ describe("station database", () => {
       child.on("exit", () => resolve());
     });
     expect(reported).toBeGreaterThanOrEqual(300);
-    const store = SqliteStationStore.open(path, { create: false });
-    const verdict = verifyChain(store.events());
+    const store = SqliteStationStore.open(path, { create: false, hash: nodeChainHash });
+    const verdict = verifyChain(store.events(), nodeChainHash);
     expect(verdict.ok).toBe(true);
     expect(verdict.count).toBeGreaterThanOrEqual(reported);
     store.close();

@@ -154,7 +154,7 @@ describe("station service API", () => {
     expect(added.map((e) => e.subject)).toContain("a".repeat(63));
     for (const e of added) expect(JSON.stringify(e)).not.toMatch(/\\ud[89a-f]/i);
     expect(added.at(-1)).toMatchObject({ actor: "x\uFFFD", subject: "\uFFFD" });
-    expect(verifyChain(s.ctx.store.events()).ok).toBe(true);
+    expect(verifyChain(s.ctx.store.events(), s.ctx.chainHash).ok).toBe(true);
   });
 
   it("shows targets with their queues and last sync", async () => {
