@@ -27,17 +27,32 @@ const RETRY = new Set([
   "NetworkError",
 ]);
 
+/**
+ * Refusals of the caller, not of the item: AWS's common errors for a bad or
+ * expired key, a wrong secret (the signature does not match), a missing
+ * signature, and an IAM policy that does not allow the action. Every further
+ * request to the target would be refused the same way.
+ */
+const CREDENTIALS = new Set([
+  "UnauthorizedException",
+  "CredentialsProviderError",
+  "ExpiredTokenException",
+  "ExpiredToken",
+  "UnrecognizedClientException",
+  "InvalidSignatureException",
+  "SignatureDoesNotMatch",
+  "InvalidClientTokenId",
+  "IncompleteSignatureException",
+  "MissingAuthenticationTokenException",
+  "AccessDeniedException",
+  "AccessDenied",
+]);
+
 export function classifyFailure(f: IotFailure): FailureKind {
   if (f.name === "ResourceAlreadyExistsException") return "exists";
   if (RETRY.has(f.name) || (f.httpStatus !== null && f.httpStatus >= 500)) return "retry";
   if (f.name === "CertificateStateException") return "state";
-  if (
-    f.name === "UnauthorizedException" ||
-    f.name === "CredentialsProviderError" ||
-    f.name === "ExpiredTokenException" ||
-    f.name === "UnrecognizedClientException"
-  )
-    return "credentials";
+  if (CREDENTIALS.has(f.name)) return "credentials";
   return "permanent";
 }
 
