@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Entry point of the `linesign` command: runs the compiled CLI.
+// Entry point of the `linesign` command: runs the compiled CLI. The online
+// machine's commands (upload, uploader init) run without the station, so they
+// load none of its native modules (PKCS#11, SQLite, serial port).
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -10,5 +12,11 @@ if (!existsSync(fileURLToPath(main))) {
   );
   process.exit(2);
 }
-const { run } = await import(main.href);
-process.exitCode = await run(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const online = await import(new URL("../dist/src/cli/online.js", import.meta.url).href);
+if (online.isOnlineCommand(argv)) {
+  process.exitCode = await online.runOnline(argv, online.processIo());
+} else {
+  const { run } = await import(main.href);
+  process.exitCode = await run(argv);
+}

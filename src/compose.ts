@@ -40,8 +40,6 @@ import { DEV_OFFICER, UserService } from "./app/users.js";
 import { SigningSessions } from "./app/signing-session.js";
 import { ReissueService } from "./app/reissue.js";
 import type { Role } from "./domain/roles.js";
-import type { SyncItemEvent } from "./app/sync/target-sync.js";
-import { manifestSha256Of, uploadBundle, verifyBundle, type Receipt } from "./app/sync/bundle.js";
 import { sdkIotGateway } from "./adapters/aws-iot/gateway.js";
 import {
   DEV,
@@ -536,20 +534,6 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
 }
 
 export { DEV };
-
-/**
- * `linesign upload` on an online machine: no station home, no HSM. Checks the
- * bundle against the trusted station certificate and registers it with AWS
- * IoT through the SDK (credentials from its default chain).
- */
-export async function uploadOfflineBundle(
-  bundle: Uint8Array,
-  trustPem: string,
-  opts: { endpoint?: string; onItem?: (e: SyncItemEvent) => void } = {},
-): Promise<Receipt> {
-  const manifest = verifyBundle(bundle, trustPem);
-  return uploadBundle(manifest, manifestSha256Of(bundle), sdkIotGateway, opts);
-}
 
 /** Writes a file atomically (temporary file, fsync, rename): for commands that run without a station home. */
 export { writeFileAtomic } from "./adapters/fs/atomic.js";

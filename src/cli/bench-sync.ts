@@ -62,7 +62,7 @@ export async function benchSync(
     }),
   );
   const emu = new IotEmulator({
-    accounts: [{ accessKeyId: "AKIABENCH", accountId: "123456789012" }],
+    accounts: [{ accessKeyId: "AKIABENCH", secretAccessKey: "bench", accountId: "123456789012" }],
   });
   await emu.start();
   const saved = { id: process.env.AWS_ACCESS_KEY_ID, key: process.env.AWS_SECRET_ACCESS_KEY };

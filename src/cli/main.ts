@@ -14,6 +14,7 @@ import { registerBenchCommand } from "./bench.js";
 import { registerLineCommands } from "./line.js";
 import { registerServeCommand } from "./serve.js";
 import { registerSyncCommands } from "./sync.js";
+import { registerOnlineCommands } from "./online.js";
 import { registerStationCommands } from "./station.js";
 import { registerCaCommands } from "./ca.js";
 import { registerTokenCommands } from "./token.js";
@@ -134,7 +135,8 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
   registerUserCommands(program, deps);
   registerWorkOrderCommands(program, deps);
   registerRevocationCommands(program, deps);
-  registerSyncCommands(program, deps);
+  const uploader = registerOnlineCommands(program, deps);
+  registerSyncCommands(program, { ...deps, uploader });
   registerBenchCommand(program, deps);
 
   // Hidden, for the role-table test: every runnable command's path.

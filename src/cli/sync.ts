@@ -4,19 +4,20 @@
  * terminal it draws a progress bar on stderr.
  */
 import { Option, type Command } from "commander";
+import { X509Certificate } from "node:crypto";
 import { LinesignError } from "../domain/errors.js";
 import type { Station } from "../compose.js";
 import type { TargetView } from "../app/sync/sync.js";
-import type { SyncItemEvent, TargetSummary } from "../app/sync/target-sync.js";
+import type { SyncItemEvent } from "../app/sync/target-sync.js";
 import type { CliIo } from "./io.js";
+import { readFileBounded, readTextBounded, READ_LIMITS } from "../compose.js";
 import {
-  readFileBounded,
-  readTextBounded,
-  READ_LIMITS,
-  uploadOfflineBundle,
-  writeFileAtomic,
-} from "../compose.js";
-import { exportBundle, importReceipt, stationCertificate } from "../app/sync/bundle.js";
+  enrollUploader,
+  exportBundle,
+  importReceipt,
+  stationCertificate,
+} from "../app/sync/bundle.js";
+import { summaryText } from "./online.js";
 
 export interface SyncCliDeps {
   io: CliIo;
@@ -24,6 +25,8 @@ export interface SyncCliDeps {
   withStation: <T>(fn: (s: Station) => Promise<T>) => Promise<T>;
   emit: (value: Record<string, unknown>, text: string) => void;
   setExitCode: (code: number) => void;
+  /** The `uploader` command (its `init` runs on the online machine). */
+  uploader: Command;
 }
 
 const bool = (name: string) => (v: string) => {
@@ -37,13 +40,6 @@ function targetLine(t: TargetView): string {
     `${t.name}: ${t.region}${t.endpoint ? ` via ${t.endpoint}` : ""}${t.awsProfile ? `, profile ${t.awsProfile}` : ""}; CA ${t.caMode}${t.caActive ? "" : " (registered INACTIVE)"}, devices ${t.deviceRegistration}; at most ${t.maxRps} requests/s`,
     `  queue: ${t.queue.pending} pending, ${t.queue.uploaded} uploaded, ${t.queue.leftToJitr} left to JITR, ${t.queue.failed} failed, ${t.queue.revoked} revoked`,
     ...t.cas.map((c) => `  CA ${c.caLabel}: ${c.awsCertificateId} (${c.mode}, ${c.remoteStatus})`),
-  ].join("\n");
-}
-
-export function summaryText(s: TargetSummary): string {
-  return [
-    `${s.target} (${s.region}, ${s.caMode}, ${s.deviceRegistration}): CAs ${s.cas.registered} registered, ${s.cas.already} already there, ${s.cas.failed} failed, ${s.cas.statusChanges} status changes; devices ${s.devices.registered} registered, ${s.devices.already} already there, ${s.devices.leftToJitr} left to JITR, ${s.devices.failed} failed, ${s.devices.deferred} deferred; ${s.revoked} revoked; ${s.requests} requests`,
-    ...s.notes.map((n) => `  note: ${n}`),
   ].join("\n");
 }
 
@@ -167,7 +163,10 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
       "only this target (repeatable; default: all)",
       (v: string, p: string[] = []) => [...p, v],
     )
-    .option("--dry-run", "print the plan; call nothing")
+    .option(
+      "--dry-run",
+      "print the plan per target (account, profile, region, endpoint), checking credentials with read-only calls; change nothing",
+    )
     .action(async (o: { target?: string[]; dryRun?: boolean }) => {
       const json = d.json();
       const bar = !json && d.io.terminal;
@@ -181,7 +180,7 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
           if (json) d.io.out(JSON.stringify({ event: "item", ...e }) + "\n");
           else if (!bar && (e.outcome === "failed" || o.dryRun))
             d.io.out(
-              `${e.target} ${e.kind} ${e.ref}: ${e.outcome}${e.message ? `: ${e.message}` : ""}\n`,
+              `${e.target} ${e.kind} ${e.ref}: ${e.outcome}${e.message ? `: ${e.message}` : ""}${e.willFail ? ` -- will fail: ${e.willFail}` : ""}\n`,
             );
           else if (bar && e.outcome === "failed")
             d.io.err(`\n${e.target} ${e.kind} ${e.ref}: ${e.message ?? e.code}\n`);
@@ -200,21 +199,15 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
           onItem,
         });
         if (bar) d.io.err("\n");
-        if (json)
-          d.io.out(
-            JSON.stringify({
-              event: "summary",
-              ok: r.failedForGood === 0 && r.deferred === 0,
-              ...r,
-            }) + "\n",
-          );
+        const ok = r.failedForGood === 0 && r.deferred === 0 && r.willFail === 0;
+        if (json) d.io.out(JSON.stringify({ event: "summary", ok, ...r }) + "\n");
         else
           d.io.out(
             (o.dryRun ? "Plan (nothing was sent):\n" : "") +
               r.targets.map(summaryText).join("\n") +
               "\n",
           );
-        if (r.failedForGood > 0 || r.deferred > 0) d.setExitCode(1);
+        if (!ok) d.setExitCode(1);
       });
     });
 
@@ -248,7 +241,7 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
     )
     .action(async (o: { target: string; out: string; registrationCode?: string }) => {
       await d.withStation(async (s) => {
-        const { file, manifest } = await exportBundle(
+        const { file, manifest, verificationExpiry } = await exportBundle(
           s.ctx,
           s.ca,
           s.checkpointer,
@@ -264,58 +257,12 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
             bundle: manifest.id,
             cas: manifest.cas.length,
             devices: manifest.devices.length,
-            revocations: manifest.revocations.length,
+            revocations: manifest.revocations.length + manifest.revokedUnregistered.length,
+            verificationExpiry,
           },
-          `Wrote bundle ${manifest.id} to ${o.out}: ${manifest.cas.length} CA(s), ${manifest.devices.length} device certificate(s), ${manifest.revocations.length} revocation(s).\nOn the online machine: linesign upload ${o.out} --trust STATION_CERT.pem`,
+          `Wrote bundle ${manifest.id} to ${o.out}: ${manifest.cas.length} CA(s), ${manifest.devices.length} device certificate(s), ${manifest.revocations.length + manifest.revokedUnregistered.length} revocation(s).${verificationExpiry ? `\nIts verification certificates expire at ${verificationExpiry}: upload it before then (after that, export again with a registration code).` : ""}\nOn the online machine: linesign upload ${o.out} --trust STATION_CERT.pem`,
         );
       });
-    });
-
-  program
-    .command("upload")
-    .description(
-      "online machine (no HSM, no station): check a station's bundle and register it with AWS IoT",
-    )
-    .argument("<file>", "the bundle from 'linesign export'")
-    .requiredOption(
-      "--trust <cert>",
-      "the station's certificate ('linesign station-cert' at the station)",
-    )
-    .option("--endpoint <url>", "another AWS IoT endpoint than the bundle's target names")
-    .option("--receipt <file>", "where to write the receipt (default: FILE.receipt.json)")
-    .action(async (file: string, o: { trust: string; endpoint?: string; receipt?: string }) => {
-      const read = (path: string, what: string, limit: number): Buffer =>
-        Buffer.from(readFileBounded(path, what, limit));
-      const json = d.json();
-      const receipt = await uploadOfflineBundle(
-        read(file, "the bundle", READ_LIMITS.bundle),
-        read(o.trust, "the station certificate", READ_LIMITS.certificate).toString("utf8"),
-        {
-          ...(o.endpoint ? { endpoint: o.endpoint } : {}),
-          onItem: (e) => {
-            if (json) d.io.out(JSON.stringify({ event: "item", ...e }) + "\n");
-            else if (e.outcome === "failed")
-              d.io.out(`${e.kind} ${e.ref}: ${e.message ?? e.code}\n`);
-          },
-        },
-      );
-      const out = o.receipt ?? `${file}.receipt.json`;
-      writeFileAtomic(out, JSON.stringify(receipt, null, 2) + "\n");
-      const s = receipt.summary;
-      if (json)
-        d.io.out(
-          JSON.stringify({
-            event: "summary",
-            ok: s.failedForGood === 0 && s.devices.deferred === 0,
-            receipt: out,
-            ...s,
-          }) + "\n",
-        );
-      else
-        d.io.out(
-          `${summaryText(s)}\nReceipt written to ${out}: carry it to the station and run "linesign import-receipt ${out}".\n`,
-        );
-      if (s.failedForGood > 0 || s.devices.deferred > 0) d.setExitCode(1);
     });
 
   program
@@ -328,7 +275,50 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
         const r = await importReceipt(s.ctx, bytes);
         d.emit(
           { ok: true, ...r },
-          `Receipt for bundle ${r.bundleId} imported: ${r.done} uploaded, ${r.failed} failed (still queued), ${r.cas} CA registration(s).`,
+          `Receipt ${r.receiptId} for bundle ${r.bundleId} (uploader "${r.uploader}") imported: ${r.done} uploaded, ${r.failed} failed (still queued: upload the same bundle again, or export a new one), ${r.cas} CA registration(s).`,
+        );
+      });
+    });
+
+  d.uploader
+    .command("enroll")
+    .description(
+      "officer: trust an online uploader's certificate, so its signed receipts are imported",
+    )
+    .requiredOption("--name <name>", "the uploader's name")
+    .requiredOption("--cert <file>", "the uploader.pem 'linesign uploader init' wrote")
+    .action(async (o: { name: string; cert: string }) => {
+      const pem = readTextBounded(o.cert, "the uploader certificate", READ_LIMITS.certificate);
+      await d.withStation(async (s) => {
+        const u = await enrollUploader(s.ctx, o.name, pem);
+        d.emit(
+          { ok: true, name: u.name, fingerprint: u.fingerprint },
+          `Uploader "${u.name}" enrolled (certificate SHA-256 ${u.fingerprint}): its signed receipts are imported.`,
+        );
+      });
+    });
+  d.uploader
+    .command("list")
+    .description("the enrolled uploaders")
+    .action(async () => {
+      await d.withStation(async (s) => {
+        const list = s.ctx.store.listUploaders().map((u) => ({
+          name: u.name,
+          fingerprint: u.fingerprint,
+          enrolledBy: u.enrolledBy,
+          enrolledAt: u.enrolledAt,
+          notAfter: new X509Certificate(Buffer.from(u.certDer)).validTo,
+        }));
+        d.emit(
+          { ok: true, uploaders: list },
+          list.length
+            ? list
+                .map(
+                  (u) =>
+                    `${u.name}: ${u.fingerprint} (enrolled by ${u.enrolledBy} at ${u.enrolledAt})`,
+                )
+                .join("\n")
+            : "No uploaders enrolled.",
         );
       });
     });

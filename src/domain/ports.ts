@@ -278,6 +278,11 @@ export interface StationStore {
   insertBundle(b: BundleRecord): void;
   getBundle(id: string): BundleRecord | null;
   markBundleReceipt(id: string, receiptSha256: string, at: string): void;
+  insertUploader(u: UploaderRecord): void;
+  uploaderByFingerprint(fingerprint: string): UploaderRecord | null;
+  listUploaders(): UploaderRecord[];
+  insertBundleReceipt(r: BundleReceiptRecord): void;
+  getBundleReceipt(id: string): BundleReceiptRecord | null;
   insertCheckpoint(rec: Omit<CheckpointRecord, "id">): void;
   checkpoints(): CheckpointRecord[];
   /** The entry with sequence number `seq`, or null. */
@@ -406,6 +411,24 @@ export interface CrlRecord {
 }
 
 /** An offline bundle the station exported, and the receipt imported for it. */
+/** An online uploader an officer enrolled: its receipts are trusted. */
+export interface UploaderRecord {
+  name: string;
+  /** SHA-256 of the certificate's DER. */
+  fingerprint: string;
+  certDer: Uint8Array;
+  enrolledBy: string;
+  enrolledAt: string;
+}
+
+export interface BundleReceiptRecord {
+  id: string;
+  bundleId: string;
+  sha256: string;
+  uploader: string;
+  importedAt: string;
+}
+
 export interface BundleRecord {
   id: string;
   target: string;
@@ -528,11 +551,12 @@ export interface IotGateway {
   updateCaCertificate(id: string, status: "ACTIVE" | "INACTIVE"): Promise<IotResult<null>>;
   describeCaCertificate(
     id: string,
-  ): Promise<IotResult<{ pem: string; status: string; mode: string }>>;
+  ): Promise<IotResult<{ pem: string; status: string; mode: string; arn: string }>>;
   registerCertificate(p: {
     pem: string;
     caPem?: string;
-    status: "ACTIVE" | "INACTIVE";
+    /** REVOKED: a revoked certificate made known to AWS so that it refuses it (just-in-time targets). */
+    status: "ACTIVE" | "INACTIVE" | "REVOKED";
   }): Promise<IotResult<IotRegistered>>;
   registerCertificateWithoutCa(p: {
     pem: string;
@@ -543,6 +567,19 @@ export interface IotGateway {
     status: "ACTIVE" | "INACTIVE" | "REVOKED",
   ): Promise<IotResult<null>>;
   describeCertificate(id: string): Promise<IotResult<{ pem: string; status: string }>>;
+  /** STS GetCallerIdentity: which account the credentials belong to (changes nothing). */
+  identity(): Promise<IotResult<{ account: string; arn: string }>>;
+  /** Where requests go and whose credentials sign them, as resolved before any request. */
+  readonly where: IotWhere;
+}
+
+export interface IotWhere {
+  endpoint: string;
+  /** What chose the endpoint: the target, AWS_ENDPOINT_URL_IOT, AWS_ENDPOINT_URL, a profile, or AWS's default. */
+  endpointSource: string;
+  /** The AWS profile whose credentials are used, or null for the default chain. */
+  profile: string | null;
+  region: string;
 }
 
 /** Makes the gateway for a target. */
@@ -552,4 +589,4 @@ export type IotGatewayFactory = (t: {
   awsProfile?: string;
   /** Awaited right before each request goes on the wire (after signing): the rate ceiling. */
   pace?: () => Promise<void>;
-}) => IotGateway;
+}) => Promise<IotGateway>;

@@ -16,6 +16,9 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   demo: "none",
   bench: "none",
   upload: "none",
+  "uploader init": "none",
+  "uploader enroll": O,
+  "uploader list": "any",
   // The service signs in each kiosk caller itself, per call, against src/domain/kiosk-api.ts.
   serve: "none",
   status: "any",

@@ -1,8 +1,17 @@
 /**
- * The AWS IoT adapter: the only importer of @aws-sdk/client-iot. One request
- * per call (the SDK's own retries are off: the sync job paces, retries and
- * records every attempt itself). Credentials come from the SDK's default
- * provider chain, or the named profile; never from the station.
+ * The AWS IoT adapter: the only importer of @aws-sdk/client-iot (and of STS,
+ * for GetCallerIdentity). One request per call (the SDK's own retries are
+ * off: the sync job paces, retries and records every attempt itself).
+ * Credentials come from the SDK's default provider chain, or the named
+ * profile; never from the station.
+ *
+ * Where requests go is resolved here, once, in AWS's documented order (the
+ * target's --endpoint, AWS_ENDPOINT_URL_IOT, AWS_ENDPOINT_URL, the profile's
+ * services section, the profile's endpoint_url, AWS's regional default;
+ * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns off all but the first and last)
+ * and handed to the SDK explicitly, so what the plan shows is what is used:
+ * the SDK on its own reads endpoint_url from the default profile only, not
+ * from the target's.
  */
 import {
   DescribeCACertificateCommand,
@@ -15,7 +24,15 @@ import {
   UpdateCACertificateCommand,
   UpdateCertificateCommand,
 } from "@aws-sdk/client-iot";
-import type { IotFailure, IotGateway, IotGatewayFactory, IotResult } from "../../domain/ports.js";
+import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
+import { loadSharedConfigFiles } from "@smithy/core/config";
+import type {
+  IotFailure,
+  IotGateway,
+  IotGatewayFactory,
+  IotResult,
+  IotWhere,
+} from "../../domain/ports.js";
 
 // The station runs on Node 20 (its packages are locked); the SDK's notice that later SDK
 // releases will need Node 22 would reach operators on every command. README says so once.
@@ -56,16 +73,106 @@ async function call<T>(fn: () => Promise<T>): Promise<IotResult<T>> {
   }
 }
 
-export const sdkIotGateway: IotGatewayFactory = (t) => {
-  const client = new IoTClient({
+type Profiles = Record<string, Record<string, string | undefined>>;
+let sharedConfig: Promise<Profiles> | null = null;
+
+/** The shared config file's sections (read once; a missing or unreadable file is empty). */
+function profiles(): Promise<Profiles> {
+  sharedConfig ??= loadSharedConfigFiles()
+    .then((f) => f.configFile as Profiles)
+    .catch(() => ({}));
+  return sharedConfig;
+}
+
+/**
+ * Where a service's requests go, and why. `service` is the SDK's id ("iot",
+ * "sts"); the default is AWS's regional endpoint.
+ */
+export async function resolveEndpoint(
+  service: "iot" | "sts",
+  t: { region: string; endpoint?: string; awsProfile?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ endpoint: string | null; source: string; shown: string }> {
+  const fallback = `https://${service}.${t.region}.amazonaws.com${t.region.startsWith("cn-") ? ".cn" : ""}`;
+  if (service === "iot" && t.endpoint)
+    return { endpoint: t.endpoint, source: "the target's --endpoint", shown: t.endpoint };
+  const profileName = t.awsProfile ?? env.AWS_PROFILE ?? "default";
+  const config = await profiles();
+  const profile = config[profileName] ?? {};
+  const ignore =
+    env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS === "true" ||
+    profile.ignore_configured_endpoint_urls === "true";
+  if (!ignore) {
+    const own = `AWS_ENDPOINT_URL_${service.toUpperCase()}`;
+    if (env[own])
+      return { endpoint: env[own]!, source: `the environment's ${own}`, shown: env[own]! };
+    if (env.AWS_ENDPOINT_URL)
+      return {
+        endpoint: env.AWS_ENDPOINT_URL,
+        source: "the environment's AWS_ENDPOINT_URL",
+        shown: env.AWS_ENDPOINT_URL,
+      };
+    const section = profile.services ? config[`services.${profile.services}`] : undefined;
+    const fromSection = section?.[`${service}.endpoint_url`];
+    if (fromSection)
+      return {
+        endpoint: fromSection,
+        source: `profile ${profileName}'s services section "${profile.services}"`,
+        shown: fromSection,
+      };
+    if (profile.endpoint_url)
+      return {
+        endpoint: profile.endpoint_url,
+        source: `profile ${profileName}'s endpoint_url`,
+        shown: profile.endpoint_url,
+      };
+  }
+  return { endpoint: null, source: "AWS's regional endpoint", shown: fallback };
+}
+
+/** Where a target's requests go (the endpoint and its source), without sending anything. */
+export async function whereOf(t: {
+  region: string;
+  endpoint?: string;
+  awsProfile?: string;
+}): Promise<IotWhere> {
+  const e = await resolveEndpoint("iot", t);
+  return {
+    endpoint: e.shown,
+    endpointSource: e.source,
+    profile: t.awsProfile ?? process.env.AWS_PROFILE ?? null,
     region: t.region,
-    ...(t.endpoint ? { endpoint: t.endpoint } : {}),
+  };
+}
+
+export const sdkIotGateway: IotGatewayFactory = async (t) => {
+  const [iotEndpoint, stsEndpoint] = await Promise.all([
+    resolveEndpoint("iot", t),
+    resolveEndpoint("sts", t),
+  ]);
+  const common = {
+    region: t.region,
     ...(t.awsProfile ? { profile: t.awsProfile } : {}),
     maxAttempts: 1,
+  };
+  const client = new IoTClient({
+    ...common,
+    ...(iotEndpoint.endpoint ? { endpoint: iotEndpoint.endpoint } : {}),
+  });
+  const sts = new STSClient({
+    ...common,
+    ...(stsEndpoint.endpoint ? { endpoint: stsEndpoint.endpoint } : {}),
   });
   if (t.pace) {
     const pace = t.pace;
     // The deserialize step wraps the HTTP handler: this waits after signing, right before sending.
+    sts.middlewareStack.add(
+      (next) => async (args) => {
+        await pace();
+        return next(args);
+      },
+      { step: "deserialize", name: "linesignPace", priority: "low" },
+    );
     client.middlewareStack.add(
       (next) => async (args) => {
         await pace();
@@ -75,6 +182,17 @@ export const sdkIotGateway: IotGatewayFactory = (t) => {
     );
   }
   const gw: IotGateway = {
+    where: {
+      endpoint: iotEndpoint.shown,
+      endpointSource: iotEndpoint.source,
+      profile: t.awsProfile ?? process.env.AWS_PROFILE ?? null,
+      region: t.region,
+    },
+    identity: () =>
+      call(async () => {
+        const r = await sts.send(new GetCallerIdentityCommand({}));
+        return { account: r.Account ?? "", arn: r.Arn ?? "" };
+      }),
     getRegistrationCode: () =>
       call(async () => (await client.send(new GetRegistrationCodeCommand({}))).registrationCode!),
     registerCaCertificate: (p) =>
@@ -104,6 +222,7 @@ export const sdkIotGateway: IotGatewayFactory = (t) => {
           pem: d.certificatePem ?? "",
           status: d.status ?? "",
           mode: d.certificateMode ?? "",
+          arn: d.certificateArn ?? "",
         };
       }),
     registerCertificate: (p) =>

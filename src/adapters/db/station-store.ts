@@ -34,6 +34,8 @@ import type {
   TargetRecord,
   CaRegistration,
   BundleRecord,
+  BundleReceiptRecord,
+  UploaderRecord,
   RevocationRecord,
   CrlRecord,
   UserRecord,
@@ -916,6 +918,49 @@ export class SqliteStationStore implements StationStore {
       .run(receiptSha256, at, id);
   }
 
+  insertUploader(u: UploaderRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO uploaders (name, fingerprint, cert_der, enrolled_by, enrolled_at)
+         VALUES (?, ?, ?, ?, ?)`,
+      )
+      .run(u.name, u.fingerprint, Buffer.from(u.certDer), u.enrolledBy, u.enrolledAt);
+  }
+
+  uploaderByFingerprint(fingerprint: string): UploaderRecord | null {
+    const r = this.db.prepare("SELECT * FROM uploaders WHERE fingerprint = ?").get(fingerprint) as
+      Record<string, unknown> | undefined;
+    return r ? toUploader(r) : null;
+  }
+
+  listUploaders(): UploaderRecord[] {
+    return (
+      this.db.prepare("SELECT * FROM uploaders ORDER BY name").all() as Record<string, unknown>[]
+    ).map(toUploader);
+  }
+
+  insertBundleReceipt(r: BundleReceiptRecord): void {
+    this.db
+      .prepare(
+        "INSERT INTO bundle_receipts (id, bundle_id, sha256, uploader, imported_at) VALUES (?, ?, ?, ?, ?)",
+      )
+      .run(r.id, r.bundleId, r.sha256, r.uploader, r.importedAt);
+  }
+
+  getBundleReceipt(id: string): BundleReceiptRecord | null {
+    const r = this.db.prepare("SELECT * FROM bundle_receipts WHERE id = ?").get(id) as
+      Record<string, string> | undefined;
+    return r
+      ? {
+          id: r.id!,
+          bundleId: r.bundle_id!,
+          sha256: r.sha256!,
+          uploader: r.uploader!,
+          importedAt: r.imported_at!,
+        }
+      : null;
+  }
+
   recordUpload(rec: UploadRecord): void {
     this.db
       .prepare(
@@ -1019,5 +1064,15 @@ function toReissue(r: ReissueRow): ReissueApproval {
     approvedAt: r.approved_at,
     issuanceId: r.issuance_id,
     usedAt: r.used_at,
+  };
+}
+
+function toUploader(r: Record<string, unknown>): UploaderRecord {
+  return {
+    name: r.name as string,
+    fingerprint: r.fingerprint as string,
+    certDer: new Uint8Array(r.cert_der as Buffer),
+    enrolledBy: r.enrolled_by as string,
+    enrolledAt: r.enrolled_at as string,
   };
 }

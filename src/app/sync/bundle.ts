@@ -1,84 +1,34 @@
 /**
- * Offline bundles, for stations that never go online. The station exports
- * its queue for one target with a manifest signed by its audit key (in the
- * token); an online machine with no HSM and no station database checks the
- * signature against the station's certificate, the hashes and the station
- * identity, registers the rest exactly as `sync` would, and writes a
- * receipt; the station imports the receipt and marks those items uploaded.
+ * Offline bundles, at the station: the station exports its queue for one
+ * target with a manifest signed by its audit key (in the token), carrying
+ * what it knows of each CA there (registration, status) so an upload never
+ * registers a CA twice and status changes travel too; it imports receipts
+ * signed by an uploader an officer enrolled, checks every id and ARN against
+ * what AWS could have answered for those certificates, and marks those
+ * items uploaded. The online side (verify, upload, receipt) is in
+ * bundle-format.ts and needs none of the station.
  */
-import { createHash, createPublicKey, randomUUID, verify, X509Certificate } from "node:crypto";
+import { randomUUID, verify, X509Certificate } from "node:crypto";
 import { LinesignError } from "../../domain/errors.js";
-import type { CaRegistration, IotGatewayFactory } from "../../domain/ports.js";
-import { parseTargetConfig, type TargetConfig } from "../../domain/target.js";
-import { act, type AppContext } from "../context.js";
+import type { UploaderRecord } from "../../domain/ports.js";
+import { act, recordChange, type AppContext } from "../context.js";
 import type { CaService } from "../ca.js";
 import type { Checkpointer } from "../checkpoint.js";
 import { createStationCertificate, pemOfDer } from "../pki/certificates.js";
 import { parseRegistrationCode } from "../../domain/registration-code.js";
 import { UPLOADABLE, type SyncService } from "./sync.js";
 import {
-  TargetSync,
-  type DeviceItem,
-  type DeviceOutcome,
-  type RevocationItem,
-  type SyncItemEvent,
-  type SyncLedger,
-  type TargetSummary,
-} from "./target-sync.js";
-import { Pacer } from "./pacer.js";
+  BUNDLE_FORMAT,
+  MAX_RECEIPT_BYTES,
+  ReceiptBodySchema,
+  ReceiptFileSchema,
+  sha256,
+  type BundleFile,
+  type BundleManifest,
+  type ReceiptBody,
+} from "./bundle-format.js";
 
-export const BUNDLE_FORMAT = "linesign-bundle/1";
-export const RECEIPT_FORMAT = "linesign-receipt/1";
-
-export interface BundleManifest {
-  id: string;
-  station: string;
-  target: string;
-  createdAt: string;
-  targetConfig: TargetConfig;
-  cas: {
-    label: string;
-    pem: string;
-    sha256: string;
-    active: boolean;
-    /** DEFAULT mode: made at the station for a registration code brought from the online side. */
-    verification?: { registrationCode: string; pem: string };
-  }[];
-  devices: { serial: string; deviceId: string; caLabel: string; pem: string; sha256: string }[];
-  revocations: RevocationItem[];
-}
-
-export interface BundleFile {
-  format: string;
-  /** The manifest exactly as signed (JSON text). */
-  manifest: string;
-  /** Audit-key signature over the manifest text (ECDSA P-256, SHA-256, r||s), base64. */
-  signature: string;
-}
-
-export interface Receipt {
-  format: string;
-  bundleId: string;
-  station: string;
-  target: string;
-  manifestSha256: string;
-  createdAt: string;
-  cas: CaRegistration[];
-  devices: {
-    serial: string;
-    sha256: string;
-    state: DeviceOutcome["state"];
-    certificateId: string | null;
-    arn: string | null;
-    error: string | null;
-  }[];
-  revoked: string[];
-  summary: TargetSummary;
-}
-
-const sha256 = (b: Uint8Array | string): string => createHash("sha256").update(b).digest("hex");
-const derOfPem = (pem: string): Buffer =>
-  Buffer.from(pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, "").replace(/\s+/g, ""), "base64");
+export * from "./bundle-format.js";
 
 /** The station's certificate for `upload --trust` (audit key, signed in the token). */
 export async function stationCertificate(
@@ -98,7 +48,11 @@ export async function stationCertificate(
   });
 }
 
-/** Writes target `name`'s queue as a signed bundle (and records it, to match the receipt later). */
+/**
+ * Writes target `name`'s queue as a signed bundle (and records it, to match receipts later).
+ * DEFAULT mode: CAs not registered there yet need the account's registration code
+ * (USAGE without it); their verification certificates expire (`verificationExpiry`).
+ */
 export async function exportBundle(
   ctx: AppContext,
   cas: CaService,
@@ -106,7 +60,7 @@ export async function exportBundle(
   sync: SyncService,
   name: string,
   registrationCode?: string,
-): Promise<{ file: BundleFile; manifest: BundleManifest }> {
+): Promise<{ file: BundleFile; manifest: BundleManifest; verificationExpiry: string | null }> {
   return act(ctx, "bundle.export", name, async () => {
     const config = sync.config(name);
     const code = registrationCode ? parseRegistrationCode(registrationCode) : undefined;
@@ -124,32 +78,61 @@ export async function exportBundle(
           sha256: i.fingerprint,
         });
     }
-    const labels = [...new Set(devices.map((d) => d.caLabel))];
-    // DEFAULT mode needs the code only for CAs not registered there yet.
-    if (
-      config.caMode === "DEFAULT" &&
-      !code &&
-      config.deviceRegistration !== "without-ca" &&
-      labels.some((l) => !ctx.store.caRegistration(l, name))
-    )
+    const revokedUnregistered: BundleManifest["revokedUnregistered"] =
+      config.deviceRegistration === "jitr"
+        ? ctx.store
+            .queryIssuances({ status: "REVOKED" })
+            .filter((i) => {
+              const u = ctx.store.uploads(name, i.id)[0];
+              return !u || (u.state !== "done" && u.state !== "revoked");
+            })
+            .map((i) => ({
+              serial: i.serial,
+              deviceId: i.deviceId,
+              caLabel: i.caLabel,
+              pem: pemOfDer(i.certDer),
+              sha256: i.fingerprint,
+            }))
+        : [];
+    const registered = ctx.store.caRegistrations(name);
+    // The CAs the devices need, and every CA registered there (its status follows the station's).
+    const labels = [
+      ...new Set([
+        ...(config.deviceRegistration === "without-ca" ? [] : devices.map((d) => d.caLabel)),
+        ...revokedUnregistered.map((d) => d.caLabel),
+        ...registered.map((r) => r.caLabel),
+      ]),
+    ];
+    const unregistered = labels.filter((l) => !ctx.store.caRegistration(l, name));
+    if (config.caMode === "DEFAULT" && !code && unregistered.length > 0)
       throw new LinesignError(
         "USAGE",
-        `Target "${name}" registers CAs in DEFAULT mode, which needs the account's registration code: run "aws iot get-registration-code" on the online side, bring the code here and pass --registration-code CODE (or use SNI_ONLY, which needs none).`,
+        `Target "${name}" registers CAs in DEFAULT mode and CA "${unregistered[0]}" is not registered there yet, which needs the account's registration code: run "aws iot get-registration-code" on the online side, bring the code here and pass --registration-code CODE (or use SNI_ONLY, which needs none).`,
       );
     const caEntries: BundleManifest["cas"] = [];
+    let verificationExpiry: string | null = null;
     for (const label of labels) {
       const ca = ctx.store.getCa(label)!;
+      const reg = ctx.store.caRegistration(label, name);
       const entry: BundleManifest["cas"][number] = {
         label,
         pem: pemOfDer(ca.certDer!),
         sha256: ca.fingerprint!,
         active: ca.status === "active",
       };
-      if (config.caMode === "DEFAULT" && code && !ctx.store.caRegistration(label, name))
-        entry.verification = {
-          registrationCode: code,
-          pem: await cas.verificationCertificate(label, code),
+      if (reg)
+        entry.registration = {
+          certificateId: reg.awsCertificateId,
+          arn: reg.awsArn,
+          mode: reg.mode,
+          status: reg.remoteStatus,
         };
+      else if (config.caMode === "DEFAULT" && code) {
+        const pem = await cas.verificationCertificate(label, code);
+        const notAfter = new Date(new X509Certificate(pem).validTo).toISOString();
+        entry.verification = { registrationCode: code, pem, notAfter };
+        if (!verificationExpiry || notAfter < verificationExpiry) verificationExpiry = notAfter;
+      }
       caEntries.push(entry);
     }
     const manifest: BundleManifest = {
@@ -165,18 +148,23 @@ export async function exportBundle(
         deviceId: issuance.deviceId,
         awsCertificateId: upload.awsCertificateId!,
       })),
+      revokedUnregistered,
     };
     const text = JSON.stringify(manifest);
     const signer = await checkpointer.signer();
     const signature = Buffer.from(await signer.sign(new TextEncoder().encode(text))).toString(
       "base64",
     );
+    const items = [...devices, ...revokedUnregistered].map((d) => ({
+      serial: d.serial,
+      sha256: d.sha256,
+    }));
     ctx.store.transaction(() => {
       ctx.store.insertBundle({
         id: manifest.id,
         target: name,
         manifestSha256: sha256(text),
-        items: JSON.stringify(devices.map((d) => ({ serial: d.serial, sha256: d.sha256 }))),
+        items: JSON.stringify(items),
         createdAt: manifest.createdAt,
         receiptSha256: null,
         receiptImportedAt: null,
@@ -191,197 +179,189 @@ export async function exportBundle(
           manifestSha256: sha256(text),
           cas: caEntries.length,
           devices: devices.length,
-          revocations: manifest.revocations.length,
+          revocations: manifest.revocations.length + revokedUnregistered.length,
+          verificationExpiry,
         },
       });
     });
-    return { file: { format: BUNDLE_FORMAT, manifest: text, signature }, manifest };
+    return {
+      file: { format: BUNDLE_FORMAT, manifest: text, signature },
+      manifest,
+      verificationExpiry,
+    };
   });
 }
 
-const invalid = (what: string): LinesignError =>
-  new LinesignError(
-    "BUNDLE_INVALID",
-    `The bundle was refused: ${what}. Nothing was uploaded; export it again from the station.`,
-  );
-
-/** Checks a bundle against the station certificate; returns its manifest. */
-export function verifyBundle(bytes: Uint8Array, trustPem: string): BundleManifest {
-  let file: BundleFile;
-  try {
-    file = JSON.parse(Buffer.from(bytes).toString("utf8")) as BundleFile;
-  } catch {
-    throw invalid("it is not a Linesign bundle (not JSON)");
-  }
-  if (
-    file.format !== BUNDLE_FORMAT ||
-    typeof file.manifest !== "string" ||
-    typeof file.signature !== "string"
-  )
-    throw invalid(`it is not a ${BUNDLE_FORMAT} file`);
-  let trust: X509Certificate;
-  try {
-    trust = new X509Certificate(trustPem);
-  } catch {
-    throw new LinesignError(
-      "BUNDLE_INVALID",
-      'The --trust file is not a PEM certificate: give the station certificate from "linesign station-cert".',
+/** Enrolls an online uploader's certificate (officer): its signed receipts are imported. */
+export async function enrollUploader(
+  ctx: AppContext,
+  name: string,
+  certPem: string,
+): Promise<UploaderRecord> {
+  return act(ctx, "uploader.enroll", name, async () => {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
+      throw new LinesignError(
+        "USAGE",
+        `Uploader name "${name.slice(0, 80)}" is not allowed: use letters, digits, '.', '_' or '-' (at most 64).`,
+      );
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(certPem);
+    } catch {
+      throw new LinesignError(
+        "USAGE",
+        'The uploader certificate is not a PEM certificate: give the uploader.pem "linesign uploader init" wrote on the online machine.',
+      );
+    }
+    const key = cert.publicKey;
+    if (key.asymmetricKeyType !== "ec" || !cert.verify(key))
+      throw new LinesignError(
+        "USAGE",
+        'The uploader certificate is not a self-signed EC certificate from "linesign uploader init".',
+      );
+    const rec: UploaderRecord = {
+      name,
+      fingerprint: sha256(cert.raw),
+      certDer: new Uint8Array(cert.raw),
+      enrolledBy: ctx.actor,
+      enrolledAt: ctx.clock.now().toISOString(),
+    };
+    if (
+      ctx.store.uploaderByFingerprint(rec.fingerprint) ||
+      ctx.store.listUploaders().some((u) => u.name === name)
+    )
+      throw new LinesignError(
+        "USAGE",
+        `An uploader named "${name}" or with this certificate is enrolled already ("linesign uploader list").`,
+      );
+    recordChange(
+      ctx,
+      {
+        action: "uploader.enroll",
+        subject: name,
+        details: { fingerprint: rec.fingerprint, subject: cert.subject, notAfter: cert.validTo },
+      },
+      () => ctx.store.insertUploader(rec),
     );
-  }
-  const ok = verify(
-    "sha256",
-    Buffer.from(file.manifest, "utf8"),
-    {
-      key: createPublicKey(trust.publicKey.export({ format: "pem", type: "spki" })),
-      dsaEncoding: "ieee-p1363",
-    },
-    Buffer.from(file.signature, "base64"),
-  );
-  if (!ok)
-    throw invalid(
-      "its signature does not verify against the trusted station certificate (altered, or from another station)",
-    );
-  const manifest = JSON.parse(file.manifest) as BundleManifest;
-  const cn = /CN=([^\n,]+)/.exec(trust.subject)?.[1];
-  if (cn !== manifest.station)
-    throw invalid(
-      `it names station "${manifest.station}", but the trusted certificate is station "${cn ?? "?"}"`,
-    );
-  for (const d of manifest.devices)
-    if (sha256(derOfPem(d.pem)) !== d.sha256)
-      throw invalid(`device certificate ${d.serial}'s hash does not match its contents`);
-  for (const c of manifest.cas)
-    if (sha256(derOfPem(c.pem)) !== c.sha256)
-      throw invalid(`CA certificate "${c.label}"'s hash does not match its contents`);
-  parseTargetConfig(manifest.targetConfig, manifest.target);
-  return manifest;
-}
-
-/** Registers a verified bundle's items; the receipt says what AWS answered for each. */
-export async function uploadBundle(
-  manifest: BundleManifest,
-  manifestSha256: string,
-  gateway: IotGatewayFactory,
-  opts: { endpoint?: string; onItem?: (e: SyncItemEvent) => void } = {},
-): Promise<Receipt> {
-  const config: TargetConfig = {
-    ...manifest.targetConfig,
-    ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
-  };
-  const regs = new Map<string, CaRegistration>();
-  const results = new Map<string, Receipt["devices"][number]>();
-  const revoked: string[] = [];
-  const ledger: SyncLedger = {
-    ca: (label) => {
-      const c = manifest.cas.find((x) => x.label === label);
-      return c ? { label, pem: c.pem, active: c.active } : null;
-    },
-    registration: (label) => regs.get(label) ?? null,
-    saveRegistration: (r) => void regs.set(r.caLabel, r),
-    verification: async (label, code) => {
-      const v = manifest.cas.find((x) => x.label === label)?.verification;
-      if (!v)
-        throw new Error(
-          `the bundle carries no verification certificate for CA "${label}": export it again with --registration-code ${code}`,
-        );
-      if (v.registrationCode !== code)
-        throw new Error(
-          `the bundle's verification certificate for CA "${label}" was made for registration code ${v.registrationCode.slice(0, 8)}..., but this account's code is ${code.slice(0, 8)}...: export it again with --registration-code ${code}`,
-        );
-      return v.pem;
-    },
-    devices: (after, limit) =>
-      manifest.devices.slice(after, after + limit).map((d, i): DeviceItem => ({
-        cursor: after + i + 1,
-        serial: d.serial,
-        deviceId: d.deviceId,
-        caLabel: d.caLabel,
-        pem: d.pem,
-      })),
-    saveDevice: (item, o) => {
-      const d = manifest.devices.find((x) => x.serial === item.serial)!;
-      results.set(item.serial, {
-        serial: item.serial,
-        sha256: d.sha256,
-        state: o.state,
-        certificateId: o.state === "done" ? o.certificateId : null,
-        arn: o.state === "done" ? o.arn : null,
-        error: o.state === "failed" ? `${o.code}: ${o.message}` : null,
-      });
-    },
-    revocations: () => manifest.revocations,
-    saveRevoked: (r) => void revoked.push(r.serial),
-    note: () => undefined,
-  };
-  const pacer = new Pacer(config.maxRps);
-  const gw = gateway({ ...config, pace: () => pacer.take() });
-  const run = new TargetSync(manifest.target, config, gw, ledger, {
-    pacer,
-    ...(opts.onItem ? { onItem: opts.onItem } : {}),
-    concurrency: Math.min(16, Math.max(1, Math.ceil(config.maxRps / 20))),
+    return rec;
   });
-  run.knownLabels = manifest.cas.map((c) => c.label);
-  const summary = await run.run();
-  return {
-    format: RECEIPT_FORMAT,
-    bundleId: manifest.id,
-    station: manifest.station,
-    target: manifest.target,
-    manifestSha256,
-    createdAt: new Date().toISOString(),
-    cas: [...regs.values()],
-    devices: [...results.values()],
-    revoked,
-    summary,
-  };
 }
 
-export function manifestSha256Of(bytes: Uint8Array): string {
-  return sha256((JSON.parse(Buffer.from(bytes).toString("utf8")) as BundleFile).manifest);
-}
-
-/** Marks what a receipt says was registered; refuses a receipt for another bundle, or one seen before. */
+/**
+ * Marks what a receipt says was registered. Refuses a receipt that is unsigned, signed by an
+ * uploader not enrolled here, for a bundle this station never exported, imported before, or
+ * naming ids or ARNs AWS could not have returned for those certificates. A later receipt for
+ * the same bundle (a re-upload) completes an earlier one; nothing done is ever undone.
+ */
 export async function importReceipt(
   ctx: AppContext,
   bytes: Uint8Array,
-): Promise<{ bundleId: string; done: number; failed: number; cas: number }> {
+): Promise<{
+  bundleId: string;
+  receiptId: string;
+  done: number;
+  failed: number;
+  cas: number;
+  uploader: string;
+}> {
   return act(ctx, "bundle.receipt", null, async () => {
     const bad = (what: string) =>
       new LinesignError("RECEIPT_INVALID", `The receipt was refused: ${what}.`);
-    let r: Receipt;
+    if (bytes.length > MAX_RECEIPT_BYTES)
+      throw bad("it is larger than any receipt an upload writes");
+    let raw: unknown;
     try {
-      r = JSON.parse(Buffer.from(bytes).toString("utf8")) as Receipt;
+      raw = JSON.parse(Buffer.from(bytes).toString("utf8"));
     } catch {
       throw bad("it is not JSON");
     }
-    if (r.format !== RECEIPT_FORMAT) throw bad(`it is not a ${RECEIPT_FORMAT} file`);
+    const f = ReceiptFileSchema.safeParse(raw);
+    if (!f.success) {
+      const o = (raw ?? {}) as Record<string, unknown>;
+      throw bad(
+        !o.signature || !o.uploader
+          ? 'it is not signed by an uploader (write receipts with "linesign upload", whose uploader an officer enrolled with "linesign uploader enroll")'
+          : `it is not a linesign-receipt/2 file (${f.error.issues[0]!.path.join(".")} ${f.error.issues[0]!.message})`,
+      );
+    }
+    const file = f.data;
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(file.uploader);
+    } catch {
+      throw bad("its uploader certificate cannot be read");
+    }
+    const uploader = ctx.store.uploaderByFingerprint(sha256(cert.raw));
+    if (!uploader)
+      throw bad(
+        `it is signed by an uploader this station does not trust (${cert.subject.replace(/\n/g, ", ").slice(0, 120)}): an officer enrolls it with "linesign uploader enroll --name N --cert uploader.pem"`,
+      );
+    const enrolled = new X509Certificate(Buffer.from(uploader.certDer));
+    if (
+      !verify(
+        "sha256",
+        Buffer.from(file.receipt, "utf8"),
+        { key: enrolled.publicKey, dsaEncoding: "ieee-p1363" },
+        Buffer.from(file.signature, "base64"),
+      )
+    )
+      throw bad(
+        `its signature does not verify with uploader "${uploader.name}"'s key (altered after it was signed)`,
+      );
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(file.receipt);
+    } catch {
+      throw bad("its signed text is not JSON");
+    }
+    const body = ReceiptBodySchema.safeParse(parsed);
+    if (!body.success)
+      throw bad(
+        `it does not follow linesign-receipt/2 (${body.error.issues[0]!.path.join(".")} ${body.error.issues[0]!.message})`,
+      );
+    const r: ReceiptBody = body.data;
     if (r.station !== ctx.stationId)
       throw bad(`it is for station "${r.station}", not this one ("${ctx.stationId}")`);
     const b = ctx.store.getBundle(r.bundleId);
     if (!b) throw bad(`this station never exported bundle ${r.bundleId}`);
     if (b.manifestSha256 !== r.manifestSha256)
       throw bad("it does not match the bundle this station exported under that id");
-    if (b.receiptImportedAt)
+    const seen = ctx.store.getBundleReceipt(r.id);
+    if (seen)
       throw bad(
-        `a receipt for bundle ${r.bundleId} was imported already, at ${b.receiptImportedAt} (a replay changes nothing)`,
+        `receipt ${r.id} for bundle ${r.bundleId} was imported already, at ${seen.importedAt} (a replay changes nothing)`,
       );
-    const items = new Map(
-      (JSON.parse(b.items) as { serial: string; sha256: string }[]).map((i) => [
-        i.serial,
-        i.sha256,
-      ]),
+    checkAwsAnswers(
+      ctx,
+      b.target,
+      r,
+      JSON.parse(b.items) as { serial: string; sha256: string }[],
+      bad,
     );
-    for (const d of r.devices)
-      if (items.get(d.serial) !== d.sha256)
-        throw bad(`it names certificate ${d.serial}, which is not in that bundle`);
     let done = 0;
     let failed = 0;
     const at = ctx.clock.now().toISOString();
     ctx.store.transaction(() => {
-      for (const c of r.cas) ctx.store.putCaRegistration({ ...c, target: b.target });
+      for (const c of r.cas)
+        ctx.store.putCaRegistration({
+          caLabel: c.label,
+          target: b.target,
+          awsCertificateId: c.certificateId,
+          awsArn: c.arn,
+          mode: c.mode,
+          remoteStatus: c.status,
+          updatedAt: at,
+        });
       for (const d of r.devices) {
         const i = ctx.store.getIssuanceBySerial(d.serial)!;
         const prior = ctx.store.uploads(b.target, i.id)[0];
+        // Nothing done is undone by a later (or older) receipt.
+        if (
+          prior &&
+          (prior.state === "done" || prior.state === "revoked" || prior.state === "left-to-jitr") &&
+          d.state === "failed"
+        )
+          continue;
         if (d.state === "done" || d.state === "left-to-jitr") done++;
         else failed++;
         ctx.store.recordUpload({
@@ -395,20 +375,124 @@ export async function importReceipt(
           updatedAt: at,
         });
       }
-      for (const serial of r.revoked) {
-        const i = ctx.store.getIssuanceBySerial(serial);
-        const prior = i ? ctx.store.uploads(b.target, i.id)[0] : undefined;
-        if (i && prior) ctx.store.recordUpload({ ...prior, state: "revoked", updatedAt: at });
+      for (const v of r.revoked) {
+        const i = ctx.store.getIssuanceBySerial(v.serial);
+        if (!i) continue;
+        const prior = ctx.store.uploads(b.target, i.id)[0];
+        ctx.store.recordUpload({
+          issuanceId: i.id,
+          target: b.target,
+          state: "revoked",
+          awsCertificateId: v.certificateId ?? prior?.awsCertificateId ?? null,
+          awsArn: v.arn ?? prior?.awsArn ?? null,
+          attempts: (prior?.attempts ?? 0) + 1,
+          lastError: null,
+          updatedAt: at,
+        });
       }
+      ctx.store.insertBundleReceipt({
+        id: r.id,
+        bundleId: r.bundleId,
+        sha256: sha256(bytes),
+        uploader: uploader.name,
+        importedAt: at,
+      });
       ctx.store.markBundleReceipt(r.bundleId, sha256(bytes), at);
       ctx.store.appendEvent({
         actor: ctx.actor,
         action: "bundle.receipt",
         subject: b.target,
         outcome: "ok",
-        details: { bundle: r.bundleId, done, failed, cas: r.cas.length, revoked: r.revoked.length },
+        details: {
+          bundle: r.bundleId,
+          receipt: r.id,
+          uploader: uploader.name,
+          account: r.account,
+          done,
+          failed,
+          cas: r.cas.length,
+          revoked: r.revoked.length,
+        },
       });
     });
-    return { bundleId: r.bundleId, done, failed, cas: r.cas.length };
+    return {
+      bundleId: r.bundleId,
+      receiptId: r.id,
+      done,
+      failed,
+      cas: r.cas.length,
+      uploader: uploader.name,
+    };
   });
+}
+
+/**
+ * What AWS could have answered: a certificate's id is the SHA-256 of its DER, its ARN names
+ * the target's region, one account, and that id; the account is the one the station knows for
+ * the target already (from earlier registrations), and the one STS named to the uploader.
+ */
+function checkAwsAnswers(
+  ctx: AppContext,
+  target: string,
+  r: ReceiptBody,
+  items: { serial: string; sha256: string }[],
+  bad: (what: string) => LinesignError,
+): void {
+  const region = ctx.store.getTarget(target)
+    ? (JSON.parse(ctx.store.getTarget(target)!.config) as { region: string }).region
+    : r.region;
+  if (r.region !== region)
+    throw bad(
+      `it records an upload to region ${r.region}, but target "${target}" is in ${region}: upload the bundle again without --region (or with --region ${region})`,
+    );
+  const known = new Map(items.map((i) => [i.serial, i.sha256]));
+  const accounts = new Set<string>();
+  const arnOf = (arn: string, kind: "cert" | "cacert", id: string, what: string): void => {
+    const m = /^arn:aws[a-z-]*:iot:([a-z0-9-]+):(\d{12}):(cert|cacert)\/([0-9a-f]{64})$/.exec(arn);
+    if (!m || m[1] !== region || m[3] !== kind || m[4] !== id)
+      throw bad(`${what}'s ARN ${arn.slice(0, 120)} is not one AWS returns for it in ${region}`);
+    accounts.add(m[2]!);
+  };
+  for (const d of r.devices) {
+    if (known.get(d.serial) !== d.sha256)
+      throw bad(`it names certificate ${d.serial}, which is not in that bundle`);
+    if (d.state === "done") {
+      if (d.certificateId !== d.sha256)
+        throw bad(
+          `it says certificate ${d.serial} was registered as ${String(d.certificateId).slice(0, 64)}, an id AWS cannot have given it (AWS's id is the SHA-256 of the certificate)`,
+        );
+      arnOf(d.arn ?? "", "cert", d.sha256, `certificate ${d.serial}`);
+    }
+  }
+  for (const v of r.revoked) {
+    const i = ctx.store.getIssuanceBySerial(v.serial);
+    if (!i) throw bad(`it names revoked certificate ${v.serial}, which this station never issued`);
+    if (v.certificateId !== null && v.certificateId !== i.fingerprint)
+      throw bad(
+        `it names id ${v.certificateId.slice(0, 64)} for revoked certificate ${v.serial}, which AWS cannot have given it`,
+      );
+    if (v.arn !== null) arnOf(v.arn, "cert", i.fingerprint, `revoked certificate ${v.serial}`);
+  }
+  for (const c of r.cas) {
+    const ca = ctx.store.getCa(c.label);
+    if (!ca?.fingerprint) throw bad(`it names CA "${c.label}", which this station does not have`);
+    if (c.certificateId !== ca.fingerprint)
+      throw bad(
+        `it names id ${c.certificateId.slice(0, 64)} for CA "${c.label}", which AWS cannot have given it`,
+      );
+    arnOf(c.arn, "cacert", ca.fingerprint, `CA "${c.label}"`);
+  }
+  if (r.account) accounts.add(r.account);
+  // The account the station already knows for this target.
+  for (const reg of ctx.store.caRegistrations(target)) {
+    const m = /^arn:[^:]+:iot:[^:]*:(\d{12}):/.exec(reg.awsArn);
+    if (m) accounts.add(m[1]!);
+  }
+  const prior = ctx.store.uploads(target).find((u) => u.awsArn);
+  const pm = prior?.awsArn ? /^arn:[^:]+:iot:[^:]*:(\d{12}):/.exec(prior.awsArn) : null;
+  if (pm) accounts.add(pm[1]!);
+  if (accounts.size > 1)
+    throw bad(
+      `it names more than one AWS account (${[...accounts].join(", ")}) for target "${target}"; a target is one account`,
+    );
 }

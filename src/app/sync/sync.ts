@@ -12,6 +12,7 @@ import {
   TargetSync,
   type DeviceItem,
   type RevocationItem,
+  type RevokedUnregisteredItem,
   type SyncItemEvent,
   type SyncLedger,
   type TargetSummary,
@@ -34,6 +35,8 @@ export interface SyncRunResult {
   targets: TargetSummary[];
   failedForGood: number;
   deferred: number;
+  /** Dry run: planned items AWS will refuse, and targets whose credentials it refused. */
+  willFail: number;
 }
 
 /** The station's ledger for one target. */
@@ -94,6 +97,38 @@ class StationLedger implements SyncLedger {
       ...prior,
       state: "revoked",
       attempts: prior.attempts + attempts,
+      updatedAt: new Date().toISOString(),
+    });
+  }
+  revokedUnregistered(): RevokedUnregisteredItem[] {
+    return this.ctx.store
+      .queryIssuances({ status: "REVOKED" })
+      .filter((i) => {
+        const u = this.ctx.store.uploads(this.target, i.id)[0];
+        return !u || (u.state !== "done" && u.state !== "revoked");
+      })
+      .map((i) => ({
+        serial: i.serial,
+        deviceId: i.deviceId,
+        caLabel: i.caLabel,
+        pem: pemOfDer(i.certDer),
+      }));
+  }
+  saveRevokedRegistration(
+    item: RevokedUnregisteredItem,
+    reg: { certificateId: string; arn: string },
+    attempts: number,
+  ): void {
+    const i = this.ctx.store.getIssuanceBySerial(item.serial)!;
+    const prior = this.ctx.store.uploads(this.target, i.id)[0];
+    this.ctx.store.recordUpload({
+      issuanceId: i.id,
+      target: this.target,
+      state: "revoked",
+      awsCertificateId: reg.certificateId,
+      awsArn: reg.arn,
+      attempts: (prior?.attempts ?? 0) + attempts,
+      lastError: null,
       updatedAt: new Date().toISOString(),
     });
   }
@@ -189,11 +224,12 @@ export class SyncService {
       targets: [],
       failedForGood: 0,
       deferred: 0,
+      willFail: 0,
     };
     for (const [name, config] of configs) {
       const ledger = new StationLedger(this.ctx, this.cas, name);
       const pacer = new Pacer(config.maxRps);
-      const gw = this.gateway({ ...config, pace: () => pacer.take() });
+      const gw = await this.gateway({ ...config, pace: () => pacer.take() });
       const run = new TargetSync(name, config, gw, ledger, {
         pacer,
         ...(opts.dryRun ? { dryRun: true } : {}),
@@ -205,6 +241,7 @@ export class SyncService {
       result.targets.push(summary);
       result.failedForGood += summary.failedForGood;
       result.deferred += summary.devices.deferred;
+      result.willFail += summary.willFail + (summary.credentialsRefused ? 1 : 0);
       if (!opts.dryRun)
         this.ctx.store.appendEvent({
           actor: this.ctx.actor,

@@ -27,13 +27,14 @@ import { IotEmulator, NodeSha256 } from "../../../fixtures/aws-iot-emulator.js";
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 
-x509.cryptoProvider.set(webcrypto as Crypto);
+x509.cryptoProvider.set(globalThis.crypto);
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 const A = "111111111111";
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 
 async function makeCa(subject: string, o: { days?: number; from?: Date; alg?: object } = {}) {
   const alg = o.alg ?? ALG;
-  const keys = (await webcrypto.subtle.generateKey(alg as EcKeyGenParams, true, [
+  const keys = (await webcrypto.subtle.generateKey(alg as webcrypto.EcKeyGenParams, true, [
     "sign",
     "verify",
   ])) as CryptoKeyPair;
@@ -43,7 +44,7 @@ async function makeCa(subject: string, o: { days?: number; from?: Date; alg?: ob
     keys,
     notBefore: from,
     notAfter: new Date(from.getTime() + (o.days ?? 365) * 86_400_000),
-    signingAlgorithm: alg as Algorithm,
+    signingAlgorithm: alg as webcrypto.Algorithm,
     extensions: [new x509.BasicConstraintsExtension(true, 0, true)],
     serialNumber: createHash("sha256")
       .update(subject + Math.random())

@@ -18,6 +18,17 @@ describe("AWS failures", () => {
     expect(classifyFailure(f("CertificateStateException", 406))).toBe("state");
     expect(classifyFailure(f("UnauthorizedException", 401))).toBe("credentials");
     expect(classifyFailure(f("CredentialsProviderError", null))).toBe("credentials");
+    // A wrong secret and an IAM refusal stop the target too, as AWS's common errors (403).
+    for (const name of [
+      "InvalidSignatureException",
+      "AccessDeniedException",
+      "ExpiredTokenException",
+      "UnrecognizedClientException",
+      "MissingAuthenticationTokenException",
+      "SignatureDoesNotMatch",
+      "InvalidClientTokenId",
+    ])
+      expect(classifyFailure(f(name, 403)), name).toBe("credentials");
   });
 
   it("backs off exponentially with full jitter, capped", () => {

@@ -11,6 +11,7 @@ import { migration as m005 } from "./005_revocation.js";
 import { migration as m006 } from "./006_work_orders.js";
 import { migration as m007 } from "./007_users.js";
 import { migration as m008 } from "./008_reissue_approvals.js";
+import { migration as m009 } from "./009_uploaders_and_receipts.js";
 
 export interface Migration {
   version: number;
@@ -18,4 +19,14 @@ export interface Migration {
   sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [m001, m002, m003, m004, m005, m006, m007, m008];
+export const MIGRATIONS: readonly Migration[] = [
+  m001,
+  m002,
+  m003,
+  m004,
+  m005,
+  m006,
+  m007,
+  m008,
+  m009,
+];
