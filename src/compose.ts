@@ -26,7 +26,14 @@ import { fileLogger } from "./adapters/log/logger.js";
 import type { AppContext } from "./app/context.js";
 import { CaService } from "./app/ca.js";
 import { AuditService } from "./app/audit.js";
-import { DEFAULT_MAX_PIN_ATTEMPTS, pinGuard, TokenService } from "./app/token.js";
+import {
+  assessToken,
+  DEFAULT_MAX_PIN_ATTEMPTS,
+  pinGuard,
+  TokenService,
+  type TokenAssessment,
+} from "./app/token.js";
+import { parseTokenSelector, selectorMatches } from "./domain/pkcs11-uri.js";
 import { Checkpointer } from "./app/checkpoint.js";
 import { IssuanceEngine, type IssuanceHooks } from "./app/issuance.js";
 import { InlinePreparer, WorkerPreparer } from "./app/pki/preparer.js";
@@ -538,3 +545,71 @@ export { DEV };
 /** Writes a file atomically (temporary file, fsync, rename): for commands that run without a station home. */
 export { writeFileAtomic } from "./adapters/fs/atomic.js";
 export { readFileBounded, readTextBounded, READ_LIMITS } from "./adapters/fs/bounded-read.js";
+
+export interface ProbeOptions {
+  /** `--home`; used when no module is given, for the station's module and token. */
+  home?: string;
+  /** The module to probe; default the station's. */
+  module?: string;
+  /** A label, `serial:S` or a token URI; default the station's token (or the only token present). */
+  token?: string;
+  env?: NodeJS.ProcessEnv;
+  prompt?: SecretPrompt;
+}
+
+/**
+ * `linesign token probe`: what a token offers and whether it is fit to hold a
+ * CA key and the audit key. Without a user PIN (LINESIGN_USER_PIN, or a
+ * prompt) only what needs no login is read; with one, a private data object
+ * and a throwaway key are made and removed again.
+ * @throws LinesignError HSM_MODULE_*, HSM_TOKEN_NOT_FOUND, USAGE
+ */
+export async function probeToken(opts: ProbeOptions): Promise<TokenAssessment> {
+  const env = opts.env ?? process.env;
+  let config: Readonly<StationConfig> | null = null;
+  if (!opts.module) {
+    const home = StationHome.locate(opts.home, env);
+    config = home.readConfig();
+    if (!env.SOFTHSM2_CONF && config.pkcs11.softhsmConf)
+      process.env.SOFTHSM2_CONF = config.pkcs11.softhsmConf;
+  }
+  const modulePath = opts.module ?? env.LINESIGN_PKCS11_MODULE ?? config!.pkcs11.module;
+  const wanted = opts.token
+    ? parseTokenSelector(opts.token)
+    : config
+      ? {
+          label: env.LINESIGN_TOKEN_LABEL ?? config.pkcs11.tokenLabel,
+          serial: env.LINESIGN_TOKEN_SERIAL ?? config.pkcs11.tokenSerial ?? null,
+          manufacturer: null,
+          model: null,
+        }
+      : null;
+  let pin = env.LINESIGN_USER_PIN;
+  const keys = new Pkcs11KeyStore(modulePath, async () => pin ?? "", null, {
+    ...(config?.pkcs11.initArgs ? { libraryParameters: config.pkcs11.initArgs } : {}),
+    ...(wanted?.label && wanted.serial ? { selectors: [wanted] } : {}),
+  });
+  try {
+    const present = keys.listTokens();
+    const matching = present.filter((t) => (wanted ? selectorMatches(wanted, t) : true));
+    const [token] = matching;
+    if (!token || matching.length > 1) {
+      throw new LinesignError(
+        "HSM_TOKEN_NOT_FOUND",
+        matching.length > 1
+          ? `${matching.length} tokens match; name one with --token (a label, serial:S, or a token URI): ` +
+              matching.map((t) => `"${t.label}" serial ${t.serial}`).join(", ")
+          : `No initialised token${opts.token ? ` matches "${opts.token}"` : ""} in ${modulePath}. ` +
+              `Tokens present: ${present.map((t) => `"${t.label}"`).join(", ") || "none"}.`,
+      );
+    }
+    if (!pin && opts.prompt)
+      pin = await opts.prompt(
+        `User PIN for token "${token.label}" (empty: skip the tries that need it): `,
+      );
+    const probe = await keys.probe(token.label, { login: Boolean(pin) });
+    return assessToken(probe, config?.audit.keyType ?? "ec-p256");
+  } finally {
+    keys.close();
+  }
+}

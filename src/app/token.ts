@@ -5,7 +5,8 @@
  */
 import { LinesignError } from "../domain/errors.js";
 import { checkTokenLabel } from "../domain/pkcs11-uri.js";
-import type { LoginGuard, TokenInfo } from "../domain/ports.js";
+import type { KeyType } from "../domain/keys.js";
+import type { LoginGuard, TokenInfo, TokenProbe } from "../domain/ports.js";
 import { act, type AppContext } from "./context.js";
 
 /** Default consecutive wrong PINs before the station stops trying. */
@@ -104,4 +105,118 @@ export class TokenService {
       });
     });
   }
+}
+
+/** A probe with the station's verdict: can this token hold a CA key, and the audit key? */
+export interface TokenAssessment {
+  probe: TokenProbe;
+  /** Fit to hold a CA key: some key type it can make and sign with, and (when tried) a key with sound custody. */
+  caKey: { fit: boolean; keyTypes: KeyType[]; reason: string | null };
+  /** Fit to hold the audit key of the given type. */
+  auditKey: { fit: boolean; keyType: KeyType; reason: string | null };
+  /** Where the log head can be kept: a private data object, or (without one) the signed head only. */
+  headStore: "data-object" | "signed-head" | "not checked";
+}
+
+/** Judges a probe for the station's two uses of a token. */
+export function assessToken(probe: TokenProbe, auditKeyType: KeyType): TokenAssessment {
+  const fitTypes = probe.keyTypes.filter((k) => k.fit).map((k) => k.keyType);
+  const custodyFault = probe.template?.custody?.faults.length
+    ? `a key it made had ${probe.template.custody.faults.join(", ")}`
+    : probe.template && !probe.template.accepted
+      ? (probe.template.reason ?? "it refused every key template")
+      : null;
+  const caReason =
+    fitTypes.length === 0
+      ? `it can make and sign with none of the key types (${probe.keyTypes
+          .map((k) => (k.fit ? "" : `${k.keyType}: ${k.reason}`))
+          .filter(Boolean)
+          .join("; ")})`
+      : custodyFault;
+  const audit = probe.keyTypes.find((k) => k.keyType === auditKeyType);
+  const auditReason =
+    audit && !audit.fit
+      ? `${auditKeyType}: ${audit.reason} (set audit.keyType to one of: ${fitTypes.join(", ") || "none"})`
+      : custodyFault;
+  return {
+    probe,
+    caKey: { fit: caReason === null, keyTypes: fitTypes, reason: caReason },
+    auditKey: { fit: auditReason === null, keyType: auditKeyType, reason: auditReason },
+    headStore:
+      probe.dataObjects === null
+        ? "not checked"
+        : probe.dataObjects.kept
+          ? "data-object"
+          : "signed-head",
+  };
+}
+
+const yesNo = (b: boolean | null): string => (b === null ? "not kept" : b ? "yes" : "no");
+
+/** The assessment as people read it (also the body of the capability tables in hsm/). */
+export function renderAssessment(a: TokenAssessment): string {
+  const p = a.probe;
+  const lines: string[] = [];
+  lines.push(
+    `Token "${p.token.label}": ${p.token.manufacturer} ${p.token.model}, serial ${p.token.serial}`,
+  );
+  lines.push(`  URI: ${p.uri}`);
+  lines.push(
+    `  CA key: ${a.caKey.fit ? `fit (${a.caKey.keyTypes.join(", ")})` : `NOT FIT: ${a.caKey.reason}`}`,
+  );
+  lines.push(
+    `  audit key (${a.auditKey.keyType}): ${a.auditKey.fit ? "fit" : `NOT FIT: ${a.auditKey.reason}`}`,
+  );
+  lines.push(
+    `  log head: ${a.headStore}${p.dataObjects?.reason ? ` (${p.dataObjects.reason})` : ""}`,
+  );
+  lines.push("");
+  lines.push("| key type | fit | signs with / why not |");
+  lines.push("|---|---|---|");
+  for (const k of p.keyTypes)
+    lines.push(`| ${k.keyType} | ${k.fit ? "yes" : "no"} | ${k.fit ? k.signWith : k.reason} |`);
+  lines.push("");
+  if (p.template) {
+    const c = p.template.custody;
+    lines.push(
+      `Template accepted for a ${p.template.keyType} key: ${p.template.accepted ?? `none (${p.template.reason})`}`,
+    );
+    if (c) {
+      lines.push("");
+      lines.push("| attribute | value |");
+      lines.push("|---|---|");
+      lines.push(`| CKA_SENSITIVE | ${yesNo(c.sensitive)} |`);
+      lines.push(`| CKA_ALWAYS_SENSITIVE | ${yesNo(c.alwaysSensitive)} |`);
+      lines.push(`| CKA_EXTRACTABLE | ${yesNo(c.extractable)} |`);
+      lines.push(`| CKA_NEVER_EXTRACTABLE | ${yesNo(c.neverExtractable)} |`);
+      lines.push(`| CKA_DECRYPT | ${yesNo(c.decrypt)} |`);
+      lines.push(`| CKA_UNWRAP | ${yesNo(c.unwrap)} |`);
+      lines.push(`| CKA_DERIVE | ${yesNo(c.derive)} |`);
+      lines.push(`| CKA_SIGN_RECOVER | ${yesNo(c.signRecover)} |`);
+      lines.push(`| CKA_MODIFIABLE | ${yesNo(c.modifiable)} |`);
+      lines.push(`| CKA_COPYABLE | ${yesNo(c.copyable)} |`);
+      lines.push(
+        `| CKA_ALLOWED_MECHANISMS | ${c.allowedMechanisms === null ? "not kept" : c.allowedMechanisms.join(", ")} |`,
+      );
+      if (c.weaknesses.length > 0) lines.push("", `Not accepted here: ${c.weaknesses.join("; ")}.`);
+    }
+  } else {
+    lines.push(
+      "Template and data objects not tried: give the user PIN (LINESIGN_USER_PIN) to try them.",
+    );
+  }
+  lines.push("");
+  lines.push(
+    `PIN: length ${p.pin.minLength}-${p.pin.maxLength}; user ${pinState(p.pin.userLocked, p.pin.userFinalTry, p.pin.userCountLow)}; SO ${pinState(p.pin.soLocked, p.pin.soFinalTry, p.pin.soCountLow)}`,
+  );
+  lines.push("");
+  lines.push("| mechanism | key sizes | flags |");
+  lines.push("|---|---|---|");
+  for (const m of [...p.mechanisms].sort((x, y) => x.name.localeCompare(y.name)))
+    lines.push(`| ${m.name} | ${m.minKeySize}-${m.maxKeySize} | ${m.flags.join(", ")} |`);
+  return lines.join("\n") + "\n";
+}
+
+function pinState(locked: boolean, finalTry: boolean, low: boolean): string {
+  return locked ? "LOCKED" : finalTry ? "one attempt left" : low ? "a wrong PIN was entered" : "ok";
 }

@@ -1,6 +1,8 @@
 /** `linesign token ...`: the PKCS#11 tokens the station sees. */
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
+import { probeToken } from "../compose.js";
+import { renderAssessment } from "../app/token.js";
 import type { CommandDeps } from "./io.js";
 
 export function registerTokenCommands(program: Command, d: CommandDeps): void {
@@ -21,6 +23,23 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
                 .join("\n"),
         );
       });
+    });
+  token
+    .command("probe")
+    .description(
+      "what a token offers (mechanisms, key types, PIN counters; with LINESIGN_USER_PIN also data objects and the key template it accepts) and whether it can hold a CA key and the audit key",
+    )
+    .option("--module <path>", "PKCS#11 module to probe (default: the station's)")
+    .option("--token <token>", "a label, serial:S or a token URI (default: the station's token)")
+    .action(async (o: { module?: string; token?: string }) => {
+      const a = await probeToken({
+        ...(d.home() ? { home: d.home()! } : {}),
+        ...(o.module ? { module: o.module } : {}),
+        ...(o.token ? { token: o.token } : {}),
+        env: io.env,
+        ...(prompt && !io.env.LINESIGN_USER_PIN ? { prompt } : {}),
+      });
+      emit({ ok: true, ...a }, renderAssessment(a));
     });
   token
     .command("init")

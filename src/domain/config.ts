@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { LinesignError } from "./errors.js";
+import { KEY_TYPES } from "./keys.js";
 import { ProfileSchema } from "./profile.js";
 
 /** Serial line timing (docs/serial-protocol.md, "Timeouts and retries"). */
@@ -94,9 +95,11 @@ export const StationConfigSchema = z
         checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
         /** Label of the audit key in the station's token. */
         keyLabel: z.string().min(1).max(32).default("linesign-audit"),
+        /** Type of the audit key (a token without elliptic curves needs an RSA one). */
+        keyType: z.enum(KEY_TYPES).default("ec-p256"),
       })
       .strict()
-      .default({ checkpointEvery: 1000, keyLabel: "linesign-audit" }),
+      .default({ checkpointEvery: 1000, keyLabel: "linesign-audit", keyType: "ec-p256" }),
   })
   .strict();
 

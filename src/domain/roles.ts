@@ -23,6 +23,8 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   serve: "none",
   status: "any",
   "token list": "any",
+  // Reads a token's facts (any module, with or without a station); the PIN is the token's own gate.
+  "token probe": "none",
   "token init": O,
   "token unlock": O,
   "ca create": O,

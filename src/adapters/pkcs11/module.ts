@@ -120,6 +120,10 @@ export function releaseModule(path: string): void {
   loaded.delete(path);
   try {
     entry.lib.C_Finalize();
+  } catch (e) {
+    // A re-initialisation that failed (the token's storage was away) left it finalised already.
+    if (!(e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_CRYPTOKI_NOT_INITIALIZED))
+      throw e;
   } finally {
     entry.lib.close();
   }

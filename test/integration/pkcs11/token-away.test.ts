@@ -1,0 +1,94 @@
+/**
+ * A token that goes away and comes back (its storage moved away for 3 s, as
+ * a USB HSM re-plugged or a network HSM restarting): signing waits, finds its
+ * objects again, logs in again and resumes, with no CKR_OBJECT_HANDLE_INVALID
+ * for every later signature; a token that stays away fails clearly.
+ */
+import { createPublicKey, verify } from "node:crypto";
+import { renameSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Pkcs11KeyStore } from "../../../src/adapters/pkcs11/key-store.js";
+import { LinesignError } from "../../../src/domain/errors.js";
+import type { KeyInfo } from "../../../src/domain/ports.js";
+import { SOFTHSM_MODULE, tempSoftHsm } from "../../helpers/softhsm.js";
+
+const hsm = tempSoftHsm();
+const tokens = join(hsm.dir, "tokens");
+const away = join(hsm.dir, "tokens-away");
+const states: string[] = [];
+let onAbsent: (() => void) | null = null;
+let store: Pkcs11KeyStore;
+let key: KeyInfo;
+
+const verifies = (message: Buffer, sig: Uint8Array): boolean =>
+  verify(
+    "sha256",
+    message,
+    {
+      key: createPublicKey({ key: Buffer.from(key.spki), format: "der", type: "spki" }),
+      dsaEncoding: "ieee-p1363",
+    },
+    sig,
+  );
+
+beforeAll(async () => {
+  process.env.SOFTHSM2_CONF = hsm.conf;
+  store = new Pkcs11KeyStore(SOFTHSM_MODULE, async () => "246810", null, {
+    absentWaitMs: 20_000,
+    pollMs: 100,
+    onTokenState: (_token, state) => {
+      states.push(state);
+      if (state === "absent") onAbsent?.();
+    },
+  });
+  store.initToken("moving", "13572468", "246810");
+  key = await store.generateKeyPair("moving", "ca", "ec-p256");
+});
+
+afterAll(() => store?.close());
+
+describe("a token whose storage goes away for 3 s", () => {
+  it("pauses signing while it is absent, then finds the key again and resumes", async () => {
+    const signer = await store.signer(key.uri);
+    expect(verifies(Buffer.from("before"), await signer.sign(Buffer.from("before")))).toBe(true);
+    // The absent token is put back 3 s after the station noticed it was gone.
+    onAbsent = () => setTimeout(() => renameSync(away, tokens), 3000);
+    renameSync(tokens, away);
+    const message = Buffer.from("while it was away");
+    const sig = await signer.sign(message);
+    expect(verifies(message, sig)).toBe(true);
+    expect(states).toEqual(["lost", "absent", "back"]);
+    // No storm: every later signature works at once, with no further recovery.
+    for (let i = 0; i < 20; i++) {
+      const m = Buffer.from(`after ${i}`);
+      expect(verifies(m, await signer.sign(m))).toBe(true);
+    }
+    expect(states).toEqual(["lost", "absent", "back"]);
+  });
+
+  it("fails clearly, naming the token, when it does not come back", async () => {
+    const quick = new Pkcs11KeyStore(SOFTHSM_MODULE, async () => "246810", null, {
+      absentWaitMs: 1000,
+      pollMs: 100,
+    });
+    try {
+      const signer = await quick.signer(key.uri);
+      renameSync(tokens, away);
+      let err: unknown = null;
+      try {
+        await signer.sign(Buffer.from("into the void"));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(LinesignError);
+      expect((err as LinesignError).code).toBe("HSM_TOKEN_NOT_FOUND");
+      expect((err as LinesignError).message).toContain(
+        'Token "moving" went away and did not come back',
+      );
+    } finally {
+      renameSync(away, tokens);
+      quick.close();
+    }
+  });
+});
