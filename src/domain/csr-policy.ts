@@ -10,7 +10,8 @@ import { cut, isWellFormed, wellFormed } from "./text.js";
 
 export type DeviceKey =
   | { kind: "ec"; curve: "P-256" | "P-384" | "P-521" }
-  | { kind: "rsa"; bits: number }
+  /** `exponent` in decimal (it may exceed a JavaScript number). */
+  | { kind: "rsa"; bits: number; exponent: string }
   | { kind: "other"; name: string };
 
 export interface SubjectEntry {
@@ -23,7 +24,7 @@ export interface SubjectEntry {
 export interface CsrFacts {
   /** Hex SHA-256 of the request's DER. */
   sha256: string;
-  /** Hex SHA-256 of the DER SubjectPublicKeyInfo. */
+  /** Hex SHA-256 of the SubjectPublicKeyInfo as the station encodes the key (one key, one hash). */
   spkiSha256: string;
   key: DeviceKey;
   subject: SubjectEntry[];
@@ -55,7 +56,12 @@ export function deviceKeyName(key: DeviceKey): string {
 export function checkKeyAllowed(profile: Profile, key: DeviceKey): void {
   const accepted = [
     ...profile.keys.ec.map((c) => `EC ${c}`),
-    ...(profile.keys.rsaMinBits ? [`RSA ${profile.keys.rsaMinBits} bits or more`] : []),
+    ...(profile.keys.rsaMinBits
+      ? [
+          `RSA ${profile.keys.rsaMinBits} to ${profile.keys.rsaMaxBits} bits` +
+            (profile.keys.rsaExponent === "65537" ? " with public exponent 65537" : ""),
+        ]
+      : []),
   ].join(", ");
   const refuse = (what: string): never => {
     throw new LinesignError(
@@ -73,6 +79,10 @@ export function checkKeyAllowed(profile: Profile, key: DeviceKey): void {
   if (key.kind === "rsa") {
     if (profile.keys.rsaMinBits === null) refuse(`RSA-${key.bits}`);
     if (key.bits < profile.keys.rsaMinBits!) refuse(`RSA-${key.bits} (too weak)`);
+    if (key.bits > profile.keys.rsaMaxBits)
+      refuse(`RSA-${key.bits} (larger than this profile's ${profile.keys.rsaMaxBits} bits)`);
+    if (profile.keys.rsaExponent === "65537" && key.exponent !== "65537")
+      refuse(`RSA-${key.bits} with public exponent ${key.exponent}`);
     return;
   }
   refuse(key.name);

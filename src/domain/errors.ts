@@ -28,6 +28,7 @@ export const ERROR_CODES = [
   "CA_NO_CERTIFICATE",
   "CA_CERT_KEY_MISMATCH",
   "CA_CERT_NOT_CA",
+  "CA_CERT_UNSUITABLE",
   "CA_CHAIN_INVALID",
   "CA_CERT_UNREADABLE",
   "CA_STATE",
@@ -38,6 +39,7 @@ export const ERROR_CODES = [
   "PROFILE_UNKNOWN",
   "CSR_TOO_LARGE",
   "CSR_MALFORMED",
+  "KEY_INVALID",
   "CSR_ALGORITHM_UNSUPPORTED",
   "CSR_SIGNATURE_INVALID",
   "KEY_TYPE_NOT_ALLOWED",
@@ -179,6 +181,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "CA_NO_CERTIFICATE":
     case "CA_CERT_KEY_MISMATCH":
     case "CA_CERT_NOT_CA":
+    case "CA_CERT_UNSUITABLE":
     case "CA_CHAIN_INVALID":
     case "CA_CERT_UNREADABLE":
     case "CA_STATE":
@@ -190,6 +193,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "PROFILE_UNKNOWN":
     case "CSR_TOO_LARGE":
     case "CSR_MALFORMED":
+    case "KEY_INVALID":
     case "CSR_ALGORITHM_UNSUPPORTED":
     case "CSR_SIGNATURE_INVALID":
     case "KEY_TYPE_NOT_ALLOWED":

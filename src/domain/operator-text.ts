@@ -43,6 +43,7 @@ export function operatorText(code: string): OperatorText {
       return { title: "The device stored something else", action: SET_ASIDE };
     case "CSR_SIGNATURE_INVALID":
     case "CSR_MALFORMED":
+    case "KEY_INVALID":
     case "CSR_TOO_LARGE":
     case "CSR_ALGORITHM_UNSUPPORTED":
     case "KEY_TYPE_NOT_ALLOWED":

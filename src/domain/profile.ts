@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { KEY_TYPES, type KeyType } from "./keys.js";
 import { compilePattern } from "./pattern.js";
+import { sanTemplateProblem } from "./san-template.js";
 
 /** Subject attribute short names the station understands. */
 export const SUBJECT_ATTRIBUTES = [
@@ -50,9 +51,21 @@ export const ProfileSchema = z
         ec: z.array(z.enum(["P-256", "P-384", "P-521"])).default(["P-256", "P-384"]),
         /** Smallest RSA modulus accepted; null refuses RSA keys. */
         rsaMinBits: z.number().int().min(2048).max(16384).nullable().default(2048),
+        /** Largest RSA modulus accepted (each bit makes every later verification dearer). */
+        rsaMaxBits: z.number().int().min(2048).max(16384).default(4096),
+        /** "65537": only the usual exponent; "odd": any odd exponent of 3 or more. */
+        rsaExponent: z.enum(["65537", "odd"]).default("65537"),
       })
       .strict()
-      .default({ ec: ["P-256", "P-384"], rsaMinBits: 2048 }),
+      .refine((k) => k.rsaMinBits === null || k.rsaMinBits <= k.rsaMaxBits, {
+        message: "rsaMinBits is larger than rsaMaxBits",
+      })
+      .default({
+        ec: ["P-256", "P-384"],
+        rsaMinBits: 2048,
+        rsaMaxBits: 4096,
+        rsaExponent: "65537",
+      }),
     /** Regular expression the device id must match in full. */
     deviceIdRule: z
       .string()
@@ -82,7 +95,14 @@ export const ProfileSchema = z
     /** Whether a device id that has a live certificate may get another (the earlier is superseded). */
     allowReissue: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((p, ctx) => {
+    // Every id the rule admits must make valid IA5String names from every SAN template.
+    p.san.forEach((s, i) => {
+      const problem = sanTemplateProblem(s.type, s.template, p.deviceIdRule);
+      if (problem) ctx.addIssue({ code: "custom", path: ["san", i, "template"], message: problem });
+    });
+  });
 
 export type Profile = z.infer<typeof ProfileSchema>;
 export type ProfileInput = z.input<typeof ProfileSchema>;
@@ -107,7 +127,11 @@ export function profileAcceptsKey(profile: Profile, keyType: KeyType): boolean {
     case "rsa-2048":
       return profile.keys.rsaMinBits !== null && profile.keys.rsaMinBits <= 2048;
     case "rsa-3072":
-      return profile.keys.rsaMinBits !== null && profile.keys.rsaMinBits <= 3072;
+      return (
+        profile.keys.rsaMinBits !== null &&
+        profile.keys.rsaMinBits <= 3072 &&
+        profile.keys.rsaMaxBits >= 3072
+      );
     default: {
       const never: never = keyType;
       throw new Error(`unknown key type ${String(never)}`);

@@ -6,6 +6,7 @@ import { initStation, openStation, type Station, type StationOptions } from "../
 import type { IssuanceHooks } from "../../src/app/issuance.js";
 import type { ProfileInput } from "../../src/domain/profile.js";
 import { tempSoftHsm, type TempHsm } from "./softhsm.js";
+import { expectCanonicalCertificate } from "./der.js";
 
 export interface EngineStation {
   home: string;
@@ -30,6 +31,19 @@ export async function engineStation(
     home,
     hsm,
     open: (hooks, extra) =>
-      openStation({ home, env: process.env, hooks, officer: "test-officer", ...extra }),
+      openStation({
+        home,
+        env: process.env,
+        // Every certificate an engine test issues is checked to be canonical DER before it is recorded.
+        hooks: {
+          ...hooks,
+          beforeCommit: (der) => {
+            expectCanonicalCertificate(der);
+            hooks?.beforeCommit?.(der);
+          },
+        },
+        officer: "test-officer",
+        ...extra,
+      }),
   };
 }

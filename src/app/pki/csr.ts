@@ -1,28 +1,23 @@
 /**
  * Reading a device's PKCS#10 request: strict parsing (PEM or DER, size-capped,
- * no trailing bytes) and proof of possession (the request's signature checked
+ * X.690 DER only, no trailing bytes), the public key decoded, checked and
+ * encoded again by the station (public-key.ts), and proof of possession (the request's signature checked
  * with node's native crypto over the exact bytes the device signed).
  */
-import { createHash, createPublicKey, verify } from "node:crypto";
+import { createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
 import * as asn1js from "asn1js";
 import { AsnConvert, AsnParser } from "@peculiar/asn1-schema";
 import { CertificationRequest } from "@peculiar/asn1-csr";
-import { ECParameters, id_ecPublicKey } from "@peculiar/asn1-ecc";
-import { RSAPublicKey, id_rsaEncryption } from "@peculiar/asn1-rsa";
 import { Extensions, Name, id_ce_basicConstraints, BasicConstraints } from "@peculiar/asn1-x509";
 import { id_pkcs9_at_extensionRequest } from "@peculiar/asn1-pkcs9";
 import { LinesignError } from "../../domain/errors.js";
 import { ATTRIBUTE_NAMES } from "../../domain/x500.js";
-import type { CsrFacts, DeviceKey, SubjectEntry } from "../../domain/csr-policy.js";
+import type { CsrFacts, SubjectEntry } from "../../domain/csr-policy.js";
+import { checkSetOrder, DerError, isUniversal, readDer, type DerNode } from "./der.js";
+import { decodePublicKey } from "./public-key.js";
 
 /** Largest request accepted, PEM or DER. */
 export const MAX_CSR_BYTES = 16 * 1024;
-
-const CURVES: Record<string, "P-256" | "P-384" | "P-521"> = {
-  "1.2.840.10045.3.1.7": "P-256",
-  "1.3.132.0.34": "P-384",
-  "1.3.132.0.35": "P-521",
-};
 
 /** Signature algorithms accepted on a request, and the hash each uses. */
 const SIGNATURE_HASHES: Record<string, string> = {
@@ -37,7 +32,7 @@ const SIGNATURE_HASHES: Record<string, string> = {
 /** A parsed request: the facts policy needs, plus what signing needs. */
 export interface ParsedCsr extends CsrFacts {
   der: Uint8Array;
-  /** DER SubjectPublicKeyInfo, copied into the certificate as is. */
+  /** The SubjectPublicKeyInfo as the station encodes the key (never the request's bytes). */
   spki: Uint8Array;
   /** The subjectPublicKey bits (for the subject key identifier). */
   publicKeyBits: Uint8Array;
@@ -72,30 +67,6 @@ function toDer(input: Uint8Array): Uint8Array {
   const der = Buffer.from(m[2]!.replace(/\s+/g, ""), "base64");
   if (der.length === 0) throw malformed("the PEM block is empty");
   return new Uint8Array(der);
-}
-
-function deviceKey(
-  spkiAlg: string,
-  params: ArrayBuffer | undefined,
-  subjectPublicKey: ArrayBuffer,
-): DeviceKey {
-  if (spkiAlg === id_ecPublicKey) {
-    if (!params) return { kind: "other", name: "EC key without a named curve" };
-    const ecp = AsnConvert.parse(params, ECParameters);
-    if (!ecp.namedCurve) return { kind: "other", name: "EC key with explicit curve parameters" };
-    const curve = CURVES[ecp.namedCurve];
-    return curve ? { kind: "ec", curve } : { kind: "other", name: `EC curve ${ecp.namedCurve}` };
-  }
-  if (spkiAlg === id_rsaEncryption) {
-    const rsa = AsnConvert.parse(subjectPublicKey, RSAPublicKey);
-    let n = new Uint8Array(rsa.modulus);
-    let i = 0;
-    while (i < n.length && n[i] === 0) i++;
-    n = n.subarray(i);
-    const bits = n.length === 0 ? 0 : (n.length - 1) * 8 + (32 - Math.clz32(n[0]!));
-    return { kind: "rsa", bits };
-  }
-  return { kind: "other", name: `key algorithm ${spkiAlg}` };
 }
 
 /** The subject as a list of (attribute, value), in order. */
@@ -133,10 +104,41 @@ function parseCsrStrictly(input: Uint8Array): ParsedCsr {
   }
   if (input.length === 0) throw malformed("it is empty");
   const der = toDer(input);
+  // Strict DER first: BER that other readers would take differently never gets further.
+  let top: DerNode;
+  try {
+    top = readDer(der);
+  } catch (e) {
+    if (e instanceof DerError) throw malformed(`it is not DER: ${e.message}`);
+    throw e;
+  }
+  const [infoNode, sigAlgNode, sigNode, ...extra] = top.children;
+  if (!isUniversal(top, 16) || !isUniversal(infoNode, 16) || !isUniversal(sigAlgNode, 16))
+    throw malformed("it is not a SEQUENCE of the request info, an algorithm and a signature");
+  if (!isUniversal(sigNode, 3) || extra.length > 0)
+    throw malformed("it is not a SEQUENCE of the request info, an algorithm and a signature");
+  const [versionNode, subjectNode, spkiNode, attrsNode, ...extraInfo] = infoNode.children;
+  if (
+    !isUniversal(versionNode, 2) ||
+    !isUniversal(subjectNode, 16) ||
+    !isUniversal(spkiNode, 16) ||
+    attrsNode === undefined ||
+    attrsNode.cls !== 2 ||
+    attrsNode.tag !== 0 ||
+    !attrsNode.constructed ||
+    extraInfo.length > 0
+  )
+    throw malformed(
+      "its request info is not exactly version, subject, public key and [0] attributes",
+    );
+  try {
+    checkSetOrder(der, attrsNode); // attributes are a SET OF, tagged [0] IMPLICIT
+  } catch (e) {
+    if (e instanceof DerError) throw malformed(`it is not DER: ${e.message}`);
+    throw e;
+  }
   const outer = asn1js.fromBER(der.slice().buffer);
-  if (outer.offset === -1) throw malformed("its ASN.1 encoding is broken (truncated or not DER)");
-  if (outer.offset !== der.length)
-    throw malformed(`${der.length - outer.offset} bytes of garbage follow it`);
+  if (outer.offset !== der.length) throw malformed("its ASN.1 encoding is broken");
   let request: CertificationRequest;
   try {
     // Map the tree already parsed above instead of parsing the bytes again.
@@ -147,20 +149,8 @@ function parseCsrStrictly(input: Uint8Array): ParsedCsr {
   const info = request.certificationRequestInfo;
   if (info.version !== 0) throw malformed(`version ${info.version} is not v1 (0)`);
   if (!request.certificationRequestInfoRaw) throw malformed("the signed part could not be located");
-  let key: DeviceKey;
-  try {
-    key = deviceKey(
-      info.subjectPKInfo.algorithm.algorithm,
-      info.subjectPKInfo.algorithm.parameters ?? undefined,
-      info.subjectPKInfo.subjectPublicKey,
-    );
-  } catch (cause) {
-    throw malformed("its public key cannot be read", cause);
-  }
-  // The mapping above checked the shape: version, subject, SPKI sit at fixed places in the info.
-  const infoBlocks = (outer.result as asn1js.Sequence).valueBlock.value[0] as asn1js.Sequence;
-  const spki = new Uint8Array(infoBlocks.valueBlock.value[2]!.valueBeforeDecodeView);
-  const subjectDerLength = infoBlocks.valueBlock.value[1]!.valueBeforeDecodeView.byteLength;
+  const decoded = decodePublicKey(der, spkiNode);
+  const subjectDerLength = subjectNode.end - subjectNode.start;
   const requestedExtensions: CsrFacts["requestedExtensions"] = [];
   for (const attr of info.attributes) {
     if (attr.type !== id_pkcs9_at_extensionRequest) continue;
@@ -186,11 +176,11 @@ function parseCsrStrictly(input: Uint8Array): ParsedCsr {
   }
   return {
     der,
-    spki,
-    publicKeyBits: new Uint8Array(info.subjectPKInfo.subjectPublicKey),
+    spki: decoded.spki,
+    publicKeyBits: decoded.publicKeyBits,
     sha256: sha256(der),
-    spkiSha256: sha256(spki),
-    key,
+    spkiSha256: sha256(decoded.spki),
+    key: decoded.key,
     subject: subjectEntries(info.subject),
     subjectDerLength,
     requestedExtensions,
@@ -233,14 +223,27 @@ export function verifyCsrSignature(csr: SignedRequest): void {
     );
   }
   const sigIsEc = csr.signatureAlgorithm.startsWith("1.2.840.10045");
+  let key: KeyObject;
+  try {
+    // The station's own encoding of the key, decoded and checked before (public-key.ts).
+    key = createPublicKey({ key: Buffer.from(csr.spki), format: "der", type: "spki" });
+  } catch {
+    throw new LinesignError(
+      "KEY_TYPE_NOT_ALLOWED",
+      "The device's key is of a kind the station cannot use: no profile accepts it.",
+    );
+  }
+  // The signature algorithm must fit the key's kind (no ECDSA OID over an RSA key).
+  const keyKind = key.asymmetricKeyType ?? "unknown";
+  if (keyKind !== (sigIsEc ? "ec" : "rsa")) {
+    throw new LinesignError(
+      "CSR_ALGORITHM_UNSUPPORTED",
+      `The request is signed with ${sigIsEc ? "ECDSA" : "RSA"} (${csr.signatureAlgorithm}), but its key is ${keyKind === "ec" ? "EC" : keyKind === "rsa" ? "RSA" : keyKind}: the device signs with the wrong algorithm.`,
+    );
+  }
   let ok: boolean;
   try {
-    // The signature algorithm must fit the key's kind (no ECDSA OID over an RSA key).
-    const key = createPublicKey({ key: Buffer.from(csr.spki), format: "der", type: "spki" });
-    const keyFits = sigIsEc ? key.asymmetricKeyType === "ec" : key.asymmetricKeyType === "rsa";
-    ok =
-      keyFits &&
-      verify(hash, csr.signed, sigIsEc ? { key, dsaEncoding: "der" } : key, csr.signature);
+    ok = verify(hash, csr.signed, sigIsEc ? { key, dsaEncoding: "der" } : key, csr.signature);
   } catch {
     ok = false;
   }

@@ -14,6 +14,7 @@ import { ATTRIBUTE_OIDS } from "../../domain/x500.js";
 import { isEc, type KeyType } from "../../domain/keys.js";
 import { keyAlgorithmFor } from "./signing-crypto.js";
 import { x509 } from "./x509.js";
+import { assertDer } from "./der.js";
 
 /** Turns WebCrypto r||s into the DER ECDSA-Sig-Value a certificate carries. */
 const ecFormatter = new x509.AsnEcSignatureFormatter();
@@ -144,7 +145,7 @@ function simpleExtension(oid: string, valueDer: ArrayBuffer): asn1js.Sequence {
 export interface LeafParams {
   serialHex: string;
   subject: SubjectEntry[];
-  /** DER SubjectPublicKeyInfo from the request, copied as is. */
+  /** The device key's SubjectPublicKeyInfo as the station encoded it (public-key.ts). */
   spki: Uint8Array;
   /** The subjectPublicKey bits inside it (the subject key identifier is their SHA-1). */
   publicKeyBits: Uint8Array;
@@ -157,8 +158,8 @@ export interface LeafParams {
 
 /**
  * Builds the to-be-signed certificate. Parts encoded once per CA (issuer
- * name, algorithm, AKI) and the constant extensions are reused; the request's
- * SPKI is copied as it came.
+ * name, algorithm, AKI) and the constant extensions are reused; the SPKI is
+ * the station's own encoding of the device's key, never the request's bytes.
  */
 export function buildTbs(
   issuer: IssuerEncoding,
@@ -217,9 +218,12 @@ export function assembleCertificate(
     ? ecFormatter.toAsnSignature(issuer.ecParams!, signature.slice().buffer)
     : signature.slice().buffer;
   if (!value) throw new Error("the token returned an ECDSA signature of the wrong size");
-  return new Uint8Array(
+  const der = new Uint8Array(
     new asn1js.Sequence({
       value: [tbs, issuer.algorithm, new asn1js.BitString({ valueHex: value })],
     }).toBER(),
   );
+  // Nothing leaves the station that a strict DER reader would refuse.
+  assertDer(der, "a device certificate");
+  return der;
 }

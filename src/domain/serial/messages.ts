@@ -352,6 +352,7 @@ export const WIRE_ERRORS = {
   KEY_REUSED: 0x010d,
   DEVICE_ALREADY_ISSUED: 0x010e,
   CONFIRMATION_MISMATCH: 0x010f,
+  KEY_INVALID: 0x0110,
   STATION_FAULT: 0x0200,
 } as const;
 export type WireErrorName = keyof typeof WIRE_ERRORS;
@@ -378,6 +379,7 @@ export function wireCodeOf(code: ErrorCode): number {
       return WIRE_ERRORS.ABORTED;
     case "CSR_TOO_LARGE":
     case "CSR_MALFORMED":
+    case "KEY_INVALID":
     case "CSR_ALGORITHM_UNSUPPORTED":
     case "CSR_SIGNATURE_INVALID":
     case "KEY_TYPE_NOT_ALLOWED":

@@ -95,7 +95,7 @@ describe("the same answers without worker threads", () => {
           }),
         ),
         file,
-      ).toBe(reason);
+      ).toBe(reason === "ISSUED" ? "ok" : reason);
     }
     expect(await code(s.issuance.issue({ csr: csrFor("inline-ok"), origin: "t" }))).toBe("ok");
   });

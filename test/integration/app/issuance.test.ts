@@ -13,6 +13,7 @@ import { verifyChain } from "../../../src/domain/event-log.js";
 import { csrPem, deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
 import { openssl } from "../../helpers/cli.js";
 import { engineStation, type EngineStation } from "../../helpers/engine.js";
+import { csrInfo, expectCanonicalCertificate } from "../../helpers/der.js";
 
 const corpusDir = fileURLToPath(new URL("../../../fixtures/csr-corpus/", import.meta.url));
 const manifest = JSON.parse(readFileSync(join(corpusDir, "manifest.json"), "utf8")) as {
@@ -57,6 +58,7 @@ beforeAll(async () => {
       ca: "dev-ica",
       validityDays: 365,
       keys: { ec: [], rsaMinBits: 2048 },
+      deviceIdRule: "^[a-z0-9-]{1,63}$",
       san: [{ type: "dns", template: "{deviceId}.devices.example" }],
     },
   });
@@ -69,10 +71,24 @@ afterAll(async () => {
 
 describe("issuance engine on a real token", () => {
   it.each(manifest)(
-    "refuses $file ($what) with $reason, records it, and issues nothing",
+    "answers $file ($what) with $reason, records it, and issues only when expected",
     async ({ file, reason }) => {
       const before = { issued: count("issuances"), rejected: count("rejections") };
       const input = new Uint8Array(readFileSync(join(corpusDir, file)));
+      if (reason === "ISSUED") {
+        const out = await s.issuance.issue({ csr: input, origin: `file:${file}` });
+        expect(count("issuances")).toBe(before.issued + 1);
+        expect(count("rejections")).toBe(before.rejected);
+        const cert = expectCanonicalCertificate(out.issuance.certDer);
+        // The certificate's key is the request's key, in the station's own encoding.
+        const asked = csrInfo(input).certificationRequestInfo.subjectPKInfo;
+        expect(Buffer.from(cert.tbsCertificate.subjectPublicKeyInfo.subjectPublicKey)).toEqual(
+          Buffer.from(asked.subjectPublicKey),
+        );
+        const ev = [...s.ctx.store.events()].at(-1)!;
+        expect(ev).toMatchObject({ action: "issuance.issue", outcome: "ok" });
+        return;
+      }
       const e = await rejected(s.issuance.issue({ csr: input, origin: `file:${file}` }));
       expect(e.code).toBe(reason);
       expect(count("issuances")).toBe(before.issued);
@@ -84,6 +100,13 @@ describe("issuance engine on a real token", () => {
       expect(ev).toMatchObject({ action: "issuance.reject", code: reason, outcome: "refused" });
     },
   );
+
+  it("holds at least 60 hostile requests, every layer and key encoding among them", () => {
+    expect(manifest.length).toBeGreaterThanOrEqual(60);
+    const reasons = new Set(manifest.map((m) => m.reason));
+    for (const r of ["CSR_MALFORMED", "KEY_INVALID", "KEY_REUSED", "KEY_TYPE_NOT_ALLOWED", "ISSUED"])
+      expect(reasons).toContain(r);
+  });
 
   it("issues an EC P-256 device certificate with exactly the profile's extensions, verifying with openssl", async () => {
     const out = await s.issuance.issue({
