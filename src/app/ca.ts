@@ -11,7 +11,9 @@ import { parseRegistrationCode } from "../domain/registration-code.js";
 import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
 import { act, type AppContext } from "./context.js";
 import {
+  checkCaSuitable,
   checkChain,
+  checkIssuerValid,
   createCaCertificate,
   createCaRequest,
   createVerificationCertificate,
@@ -198,6 +200,7 @@ export class CaService {
           : { signer: selfSigner!, certificate: null },
         days,
         pathLength: issuer ? 0 : undefined,
+        now: this.ctx.clock.now(),
       });
       ca = {
         ...base,
@@ -235,7 +238,7 @@ export class CaService {
    * Installs the certificate an offline root signed for a pending CA.
    * `chain` (PEM bundle, nearest issuer first) may be omitted when the issuer
    * is a CA the station knows.
-   * @throws LinesignError CA_UNKNOWN, CA_STATE, CA_CERT_UNREADABLE, CA_CERT_KEY_MISMATCH, CA_CERT_NOT_CA, CA_CHAIN_INVALID
+   * @throws LinesignError CA_UNKNOWN, CA_STATE, CA_CERT_UNREADABLE, CA_CERT_KEY_MISMATCH, CA_CERT_NOT_CA, CA_CERT_UNSUITABLE, CA_CHAIN_INVALID
    */
   async import(label: string, certBytes: Uint8Array, chainBytes?: Uint8Array): Promise<CaRecord> {
     return act(this.ctx, "ca.import", label, async () => {
@@ -266,6 +269,7 @@ export class CaService {
           `The certificate for "${label}" lacks basicConstraints CA:TRUE: it cannot sign devices. Ask the root's officer to sign it as a CA.`,
         );
       }
+      checkCaSuitable(cert, `The certificate for "${label}"`);
       let chain = chainBytes ? readCertificates(chainBytes, "The chain file") : [];
       if (!chainBytes) {
         const parent = this.ctx.store
@@ -284,6 +288,10 @@ export class CaService {
         );
       }
       await checkChain(cert, chain);
+      // The CAs above it must be able to sign CAs too.
+      chain.forEach((c, i) =>
+        checkCaSuitable(c, `Chain certificate ${i + 1} ("${c.subject}")`, { chain: true }),
+      );
       const fields = await this.certFields(cert);
       const chainDer = chain.map((c) => new Uint8Array(c.rawData));
       this.ctx.store.transaction(() => {
@@ -365,11 +373,14 @@ export class CaService {
           "CA_NO_CERTIFICATE",
           `CA "${label}" has no certificate yet: import the one the offline root signed first.`,
         );
+      const certificate = new x509.X509Certificate(ca.certDer);
+      checkIssuerValid(certificate, label, this.ctx.clock.now());
       const signer = await this.signerFor(ca);
-      const cert = await createVerificationCertificate(code, {
-        signer,
-        certificate: new x509.X509Certificate(ca.certDer),
-      });
+      const cert = await createVerificationCertificate(
+        code,
+        { signer, certificate, label },
+        this.ctx.clock.now(),
+      );
       this.ctx.store.appendEvent({
         actor: this.ctx.actor,
         action: "ca.verification-cert",
@@ -499,6 +510,8 @@ export class CaService {
       );
     }
     const certificate = new x509.X509Certificate(record.certDer);
+    // Checked before the new key is made: a refusal leaves nothing behind.
+    checkIssuerValid(certificate, rootLabel, this.ctx.clock.now());
     const bc = certificate.getExtension(x509.BasicConstraintsExtension);
     if (bc?.pathLength === 0) {
       throw new LinesignError(

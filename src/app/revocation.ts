@@ -5,15 +5,13 @@
  * signed by the CA key where it lives, with reason codes, the CA's key
  * identifier and a CRL number that only grows.
  */
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { CRLNumber, id_ce_cRLNumber } from "@peculiar/asn1-x509";
 import { x509 } from "./pki/x509.js";
+import { buildCrl } from "./pki/crl.js";
 import { LinesignError } from "../domain/errors.js";
 import type { IssuanceRecord } from "../domain/ports.js";
 import { REVOCATION_REASONS, type RevocationReason } from "../domain/revocation.js";
 import { act, type AppContext } from "./context.js";
 import type { CaService } from "./ca.js";
-import { keyAlgorithm, signingKeyPair } from "./pki/signing-crypto.js";
 import { pemOfDer } from "./pki/certificates.js";
 
 const DAY_MS = 86_400_000;
@@ -109,32 +107,23 @@ export class RevocationService {
       if (!ca.certDer)
         throw new LinesignError("CA_NO_CERTIFICATE", `CA "${caLabel}" has no certificate yet.`);
       const caCert = new x509.X509Certificate(ca.certDer);
-      const signer = await this.cas.signerFor(ca);
-      const { crypto, privateKey } = await signingKeyPair(signer);
-      const number = (this.ctx.store.lastCrl(caLabel)?.number ?? 0) + 1;
       const now = this.ctx.clock.now();
+      const signer = await this.cas.signerFor(ca);
+      const number = (this.ctx.store.lastCrl(caLabel)?.number ?? 0) + 1;
       const nextUpdate = new Date(now.getTime() + days * DAY_MS);
       const revoked = this.ctx.store.revokedUnder(caLabel);
-      const crl = await x509.X509CrlGenerator.create(
-        {
-          issuer: caCert.subjectName,
-          thisUpdate: now,
-          nextUpdate,
-          entries: revoked.map(({ issuance, revocation }) => ({
-            serialNumber: issuance.serial,
-            revocationDate: new Date(revocation.revokedAt),
-            reason: REVOCATION_REASONS[revocation.reason as RevocationReason] ?? 0,
-          })),
-          signingAlgorithm: keyAlgorithm(signer),
-          signingKey: privateKey,
-          extensions: [
-            await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto),
-            new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(number))),
-          ],
-        },
-        crypto,
-      );
-      const der = new Uint8Array(crl.rawData);
+      const der = await buildCrl({
+        issuer: caCert,
+        signer,
+        thisUpdate: now,
+        nextUpdate,
+        number,
+        entries: revoked.map(({ issuance, revocation }) => ({
+          serialHex: issuance.serial,
+          revokedAt: new Date(revocation.revokedAt),
+          reason: REVOCATION_REASONS[revocation.reason as RevocationReason] ?? 0,
+        })),
+      });
       this.ctx.store.transaction(() => {
         this.ctx.store.insertCrl({
           caLabel,

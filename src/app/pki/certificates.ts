@@ -3,8 +3,12 @@
  * Private keys are reached only through the Signer port.
  */
 import { createHash } from "node:crypto";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import * as asn1 from "@peculiar/asn1-x509";
 import { LinesignError } from "../../domain/errors.js";
+import type { KeyType } from "../../domain/keys.js";
 import type { Signer } from "../../domain/ports.js";
+import { assertDer } from "./der.js";
 import { keyAlgorithm, signingKeyPair } from "./signing-crypto.js";
 import { x509 } from "./x509.js";
 
@@ -47,6 +51,61 @@ export function parseSubject(dn: string): x509.Name {
   return name;
 }
 
+const SIGNATURE_OIDS: Record<KeyType, string> = {
+  "ec-p256": "1.2.840.10045.4.3.2",
+  "ec-p384": "1.2.840.10045.4.3.3",
+  "rsa-2048": "1.2.840.113549.1.1.11",
+  "rsa-3072": "1.2.840.113549.1.1.11",
+};
+
+/** The signature AlgorithmIdentifier a CA key signs with (ECDSA: no parameters; RSA: NULL). */
+export function signatureAlgorithmFor(keyType: KeyType): asn1.AlgorithmIdentifier {
+  const rsa = keyType.startsWith("rsa");
+  return new asn1.AlgorithmIdentifier({
+    algorithm: SIGNATURE_OIDS[keyType],
+    parameters: rsa ? null : undefined,
+  });
+}
+
+/**
+ * The key identifier to name an issuer by: its certificate's own subject key
+ * identifier, whatever method made it (an offline root's or an imported CA's
+ * may not be the SHA-1 of its key); RFC 5280's method 1 only when it has none.
+ */
+export function issuerKeyIdentifier(issuer: asn1.Certificate): ArrayBuffer {
+  const ski = issuer.tbsCertificate.extensions?.find(
+    (e) => e.extnID === asn1.id_ce_subjectKeyIdentifier,
+  );
+  if (ski) return AsnConvert.parse(ski.extnValue.buffer, asn1.SubjectKeyIdentifier).buffer;
+  return createHash("sha1")
+    .update(new Uint8Array(issuer.tbsCertificate.subjectPublicKeyInfo.subjectPublicKey))
+    .digest()
+    .slice().buffer;
+}
+
+/** The authority key identifier extension for certificates and CRLs `issuer` signs. */
+export function authorityKeyIdentifierFrom(
+  issuer: x509.X509Certificate,
+): x509.AuthorityKeyIdentifierExtension {
+  const id = issuerKeyIdentifier(AsnConvert.parse(issuer.rawData, asn1.Certificate));
+  return new x509.AuthorityKeyIdentifierExtension(Buffer.from(id).toString("hex"), false);
+}
+
+/**
+ * Refuses to sign under an issuer outside its validity: what it signed would
+ * start after it ends, or not chain. Throws CA_EXPIRED naming the CA.
+ */
+export function checkIssuerValid(issuer: x509.X509Certificate, label: string, now: Date): void {
+  if (now < issuer.notBefore || now >= issuer.notAfter) {
+    throw new LinesignError(
+      "CA_EXPIRED",
+      `CA "${label}" is outside its validity (${issuer.notBefore.toISOString()} to ${issuer.notAfter.toISOString()}), so it cannot sign: ` +
+        "use another CA, or have it certified again.",
+      { details: { ca: label, notAfter: issuer.notAfter.toISOString() } },
+    );
+  }
+}
+
 export interface CaCertificateParams {
   subject: x509.Name | string;
   /** SPKI DER of the new CA's key. */
@@ -57,12 +116,17 @@ export interface CaCertificateParams {
   days: number;
   /** 0 for intermediates that sign only end-entity certificates; undefined for roots. */
   pathLength?: number;
+  /** The station's clock; default the system's. */
+  now?: Date;
 }
 
 /** Creates a CA certificate with basicConstraints CA:TRUE and keyCertSign|cRLSign, both critical. */
 export async function createCaCertificate(p: CaCertificateParams): Promise<x509.X509Certificate> {
   const { crypto, privateKey } = await signingKeyPair(p.issuer.signer);
-  const now = Date.now();
+  const at = p.now ?? new Date();
+  if (p.issuer.certificate)
+    checkIssuerValid(p.issuer.certificate, p.issuer.certificate.subject, at);
+  const now = at.getTime();
   const notBefore = new Date(now - BACKDATE_MS);
   let notAfter = new Date(now + p.days * DAY_MS);
   if (p.issuer.certificate && notAfter > p.issuer.certificate.notAfter) {
@@ -71,13 +135,9 @@ export async function createCaCertificate(p: CaCertificateParams): Promise<x509.
   const subjectName = typeof p.subject === "string" ? parseSubject(p.subject) : p.subject;
   const issuerName = p.issuer.certificate ? p.issuer.certificate.subjectName : subjectName;
   const aki = p.issuer.certificate
-    ? await x509.AuthorityKeyIdentifierExtension.create(
-        p.issuer.certificate.publicKey,
-        false,
-        crypto,
-      )
+    ? authorityKeyIdentifierFrom(p.issuer.certificate)
     : await x509.AuthorityKeyIdentifierExtension.create(p.spki, false, crypto);
-  return x509.X509CertificateGenerator.create(
+  const cert = await x509.X509CertificateGenerator.create(
     {
       serialNumber: newSerialHex(),
       subject: subjectName,
@@ -99,6 +159,8 @@ export async function createCaCertificate(p: CaCertificateParams): Promise<x509.
     },
     crypto,
   );
+  assertDer(new Uint8Array(cert.rawData), "a CA certificate");
+  return cert;
 }
 
 /** A PKCS#10 request for a CA key, signed by that key, for an offline root to sign. */
@@ -131,8 +193,10 @@ export async function createCaRequest(
  */
 export async function createVerificationCertificate(
   registrationCode: string,
-  ca: { signer: Signer; certificate: x509.X509Certificate },
+  ca: { signer: Signer; certificate: x509.X509Certificate; label: string },
+  at: Date = new Date(),
 ): Promise<x509.X509Certificate> {
+  checkIssuerValid(ca.certificate, ca.label, at);
   const { crypto, privateKey } = await signingKeyPair(ca.signer);
   const throwaway = await globalThis.crypto.subtle.generateKey(
     { name: "ECDSA", namedCurve: "P-256" },
@@ -142,10 +206,10 @@ export async function createVerificationCertificate(
   const spki = new Uint8Array(
     await globalThis.crypto.subtle.exportKey("spki", throwaway.publicKey),
   );
-  const now = Date.now();
+  const now = at.getTime();
   let notAfter = new Date(now + 30 * DAY_MS);
   if (notAfter > ca.certificate.notAfter) notAfter = ca.certificate.notAfter;
-  return x509.X509CertificateGenerator.create(
+  const cert = await x509.X509CertificateGenerator.create(
     {
       serialNumber: newSerialHex(),
       subject: [{ CN: [registrationCode] }],
@@ -157,11 +221,14 @@ export async function createVerificationCertificate(
       signingAlgorithm: keyAlgorithm(ca.signer),
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
-        await x509.AuthorityKeyIdentifierExtension.create(ca.certificate.publicKey, false, crypto),
+        await x509.SubjectKeyIdentifierExtension.create(spki, false, crypto),
+        authorityKeyIdentifierFrom(ca.certificate),
       ],
     },
     crypto,
   );
+  assertDer(new Uint8Array(cert.rawData), "a verification certificate");
+  return cert;
 }
 
 /** Reads a certificate from PEM or DER bytes. Throws CA_CERT_UNREADABLE naming `what`. */
@@ -193,6 +260,63 @@ export function readCertificates(bytes: Uint8Array, what: string): x509.X509Cert
       { cause },
     );
   }
+}
+
+const STRONG_HASHES = ["SHA-256", "SHA-384", "SHA-512"];
+const ID_KP_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+const ANY_EKU = "2.5.29.37.0";
+
+/**
+ * Checks what a CA certificate needs to issue what the station issues:
+ * keyUsage keyCertSign and cRLSign, no extendedKeyUsage that leaves out
+ * clientAuth (validators apply a CA's EKU to what it signs), a signature with
+ * SHA-256 or stronger. Throws CA_CERT_UNSUITABLE naming the missing property.
+ */
+export function checkCaSuitable(
+  cert: x509.X509Certificate,
+  what: string,
+  opts: { chain?: boolean } = {},
+): void {
+  const refuse = (property: string, why: string): never => {
+    throw new LinesignError("CA_CERT_UNSUITABLE", `${what} ${why}`, { details: { property } });
+  };
+  const ku = cert.getExtension(x509.KeyUsagesExtension);
+  // Above the CA being installed only what is there is checked (many roots carry no keyUsage).
+  const flags = opts.chain
+    ? ([[x509.KeyUsageFlags.keyCertSign, "keyCertSign"]] as const)
+    : ([
+        [x509.KeyUsageFlags.keyCertSign, "keyCertSign"],
+        [x509.KeyUsageFlags.cRLSign, "cRLSign"],
+      ] as const);
+  if (!ku && !opts.chain)
+    refuse(
+      "keyUsage",
+      "has no keyUsage extension; a CA certificate needs keyCertSign and cRLSign (RFC 5280 4.2.1.3). Ask the root's officer to sign it again with them.",
+    );
+  for (const [flag, name] of ku ? flags : []) {
+    if ((ku!.usages & flag) === 0)
+      refuse(
+        `keyUsage.${name}`,
+        `lacks keyUsage ${name}: ${name === "keyCertSign" ? "device certificates it signs would not verify" : "its CRLs would not verify"}. Ask the root's officer to sign it again with keyCertSign and cRLSign.`,
+      );
+  }
+  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+  if (eku) {
+    const usages = eku.usages.map(String);
+    if (!usages.includes(ID_KP_CLIENT_AUTH) && !usages.includes(ANY_EKU))
+      refuse(
+        "extendedKeyUsage",
+        `restricts its extended key usage to ${usages.join(", ")}, without clientAuth: TLS clients would refuse the device certificates it signs. Ask for it without extendedKeyUsage, or with clientAuth.`,
+      );
+  }
+  if (opts.chain && cert.subject === cert.issuer) return; // a trust anchor's own signature is never checked
+  const alg = cert.signatureAlgorithm as { name?: string; hash?: { name?: string } };
+  const hash = alg.hash?.name ?? "unknown";
+  if (!STRONG_HASHES.includes(hash))
+    refuse(
+      "signatureAlgorithm",
+      `is signed with ${alg.name ?? "an unknown algorithm"} over ${hash}; AWS IoT and TLS stacks need SHA-256 or stronger. Ask the root's officer to sign it again with SHA-256 or stronger.`,
+    );
 }
 
 /** True when the certificate says CA:TRUE in basicConstraints. */
