@@ -104,7 +104,13 @@ describe("issuance engine on a real token", () => {
   it("holds at least 60 hostile requests, every layer and key encoding among them", () => {
     expect(manifest.length).toBeGreaterThanOrEqual(60);
     const reasons = new Set(manifest.map((m) => m.reason));
-    for (const r of ["CSR_MALFORMED", "KEY_INVALID", "KEY_REUSED", "KEY_TYPE_NOT_ALLOWED", "ISSUED"])
+    for (const r of [
+      "CSR_MALFORMED",
+      "KEY_INVALID",
+      "KEY_REUSED",
+      "KEY_TYPE_NOT_ALLOWED",
+      "ISSUED",
+    ])
       expect(reasons).toContain(r);
   });
 
