@@ -16,7 +16,7 @@ import type { ProfileInput } from "./domain/profile.js";
 import { LinesignError } from "./domain/errors.js";
 import type { Logger } from "./domain/logger.js";
 import type { ChainHash } from "./domain/event-log.js";
-import type { KeyStore } from "./domain/ports.js";
+import type { KeyStore, Signer } from "./domain/ports.js";
 import { Pkcs11KeyStore, type PinSource } from "./adapters/pkcs11/key-store.js";
 import { SqliteStationStore } from "./adapters/db/station-store.js";
 import { nodeChainHash } from "./adapters/crypto/chain-hash.js";
@@ -35,6 +35,7 @@ import {
 } from "./app/token.js";
 import { parseTokenSelector, selectorMatches } from "./domain/pkcs11-uri.js";
 import { Checkpointer } from "./app/checkpoint.js";
+import { StationHealth } from "./app/health.js";
 import { IssuanceEngine, type IssuanceHooks } from "./app/issuance.js";
 import { InlinePreparer, WorkerPreparer } from "./app/pki/preparer.js";
 import { Line, type LineOptions } from "./app/line/line.js";
@@ -144,6 +145,32 @@ export interface Station {
 
 /** The event log's hash step, for what checks a log without a station (an audit export). */
 export const chainHash: ChainHash = nodeChainHash;
+/**
+ * The station's keys, whose signers sign only while the database and the
+ * token's log head agree (checked once per process, then kept by every head move).
+ */
+function boundKeys(keys: Pkcs11KeyStore, ensureBound: () => Promise<void>): KeyStore {
+  return {
+    listTokens: () => keys.listTokens(),
+    generateKeyPair: (token, label, keyType) => keys.generateKeyPair(token, label, keyType),
+    findKey: (uri) => keys.findKey(uri),
+    adoptKey: (uri) => keys.adoptKey(uri),
+    destroyKey: (uri) => keys.destroyKey(uri),
+    login: (token) => keys.login(token),
+    logout: (token) => keys.logout(token),
+    close: () => keys.close(),
+    signer: async (uri: string): Promise<Signer> => {
+      const signer = await keys.signer(uri);
+      return {
+        key: signer.key,
+        sign: async (message: Uint8Array) => {
+          await ensureBound();
+          return signer.sign(message);
+        },
+      };
+    },
+  };
+}
 
 /** The repository's SoftHSM2 config template (softhsm.conf at the top level). */
 function softhsmTemplate(): string {
@@ -246,7 +273,7 @@ function buildStation(
   const ctx: AppContext = {
     store,
     chainHash: nodeChainHash,
-    keys: (): KeyStore => openKeys(),
+    keys: (): KeyStore => boundKeys(openKeys(), () => checkpointer.ensureBound()),
     tokenAdmin: () => openKeys(),
     tokenData: () => openKeys(),
     softKeys: new FileSoftwareKeyStore(),
@@ -264,6 +291,7 @@ function buildStation(
     get signing() {
       return signing;
     },
+    health: new StationHealth(),
   };
   const ca = new CaService(ctx);
   const checkpointer = new Checkpointer(ctx, config.audit.checkpointEvery, config.audit.keyLabel);
@@ -311,7 +339,11 @@ function buildStation(
       if (user.role === "officer") signing.openForProcess(user.name, () => fromProcess(tokenLabel));
       else directPin = user.role !== "operator";
     },
-    openToken: () => openKeys().login(tokenLabel),
+    openToken: async () => {
+      await openKeys().login(tokenLabel);
+      // A line does not start on a database the token's log head does not bind.
+      await checkpointer.ensureBound();
+    },
     asActor: (name, work) => actors.run(name, work),
     line: (o) => {
       // The line signs only in a signing session, against an open work order, with its profile.

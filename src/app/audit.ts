@@ -12,12 +12,18 @@ import {
 } from "../domain/event-log.js";
 import type { AuditQuery, CheckpointRecord } from "../domain/ports.js";
 import type { AppContext } from "./context.js";
-import { checkpointMessage, type Checkpointer } from "./checkpoint.js";
+import {
+  checkpointMessage,
+  describeBinding,
+  type AcceptedLoss,
+  type Checkpointer,
+  type HeadBinding,
+} from "./checkpoint.js";
 
 export type AuditProblem =
   | ChainBreak
   | { kind: "checkpoint"; seq: number; why: string }
-  | { kind: "truncated"; seq: number; why: string };
+  | { kind: "truncated"; seq: number; why: string; binding?: HeadBinding };
 
 export interface AuditVerdict {
   ok: boolean;
@@ -26,6 +32,10 @@ export interface AuditVerdict {
   head: { seq: number; hash: string } | null;
   firstBad: AuditProblem | null;
   checkpoints: { count: number; verified: number };
+  /** False when the check could not be recorded (a full or read-only home). */
+  recorded: boolean;
+  /** Losses an officer accepted: they stay visible in every verification. */
+  losses: AcceptedLoss[];
   /** Whether the token's head was compared, and why not when it was not. */
   token: { checked: boolean; headSeq: number | null; note: string | null };
   /** Plain words: what was found. */
@@ -239,10 +249,10 @@ export class AuditService {
 
     const token: AuditVerdict["token"] = { checked: false, headSeq: null, note: null };
     try {
-      const tokenHead = await this.checkpointer.tokenHead();
+      const binding = await this.checkpointer.binding();
       const auditSpki = await this.checkpointer.tokenAuditKeySpki();
       token.checked = true;
-      token.headSeq = tokenHead?.seq ?? null;
+      token.headSeq = binding.tokenSeq;
       if (!firstBad && auditSpki) {
         const foreign = cps.find(
           (cp) => Buffer.compare(Buffer.from(cp.spki), Buffer.from(auditSpki)) !== 0,
@@ -254,26 +264,12 @@ export class AuditService {
             why: `checkpoint ${foreign.id} was signed by a key that is not the token's audit key`,
           };
       }
-      if (!firstBad && tokenHead) {
-        const entry = this.ctx.store.eventAt(tokenHead.seq);
-        if (!head || head.seq < tokenHead.seq || !entry) {
-          firstBad = {
-            kind: "truncated",
-            seq: tokenHead.seq,
-            why: `the token says the log reached entry ${tokenHead.seq}, but the database ends at entry ${head?.seq ?? 0}: entries were cut off, or an older copy of the database was put back`,
-          };
-        } else if (entry.hash !== tokenHead.hash) {
-          firstBad = {
-            kind: "truncated",
-            seq: tokenHead.seq,
-            why: `entry ${tokenHead.seq} is not the entry the token recorded: the database was replaced or rewritten`,
-          };
-        }
-      } else if (!firstBad && !tokenHead && cps.length > 0) {
+      if (!firstBad && binding.state !== "bound") {
         firstBad = {
           kind: "truncated",
-          seq: cps.at(-1)!.seq,
-          why: "the database has checkpoints but the token holds no log head: this is not the station's token, or its head was removed",
+          seq: binding.state === "gap" ? binding.from : (binding.tokenSeq ?? binding.dbSeq),
+          why: describeBinding(binding),
+          binding,
         };
       }
     } catch (e) {
@@ -283,6 +279,14 @@ export class AuditService {
       }
       token.note = `the token's log head was not compared (${e.message})`;
     }
+    const losses = this.checkpointer.acceptedLosses();
+    const lossText = losses.length
+      ? ` ${losses.length} loss(es) were accepted by an officer and stay on record: ` +
+        losses
+          .map((l) => `${l.what} (accepted by ${l.actor} at ${l.ts}, entry ${l.seq}: ${l.reason})`)
+          .join("; ") +
+        "."
+      : "";
 
     const ok = firstBad === null;
     const verdict: AuditVerdict = {
@@ -291,14 +295,32 @@ export class AuditService {
       head: ok ? head : null,
       firstBad,
       checkpoints: { count: cps.length, verified },
+      losses,
+      recorded: true,
       token,
       message: ok
         ? `The event log is intact: ${chain.count} entries chain correctly, ${verified} signed checkpoint(s) verify` +
           (token.checked
             ? `, and the token's head ${token.headSeq === null ? "is not yet set" : `(entry ${token.headSeq}) matches`}.`
-            : `; ${token.note}.`)
-        : `The event log has been tampered with: ${describe(firstBad!)}.`,
+            : `; ${token.note}.`) +
+          lossText
+        : `The event log has been tampered with: ${describe(firstBad!)}.` + lossText,
     };
+    try {
+      this.recordVerify(verdict, firstBad, losses.length);
+    } catch (e) {
+      // Reading needs no room: on a full or read-only home the verdict stands, unrecorded.
+      if (!isLinesignError(e) || !["DB_FULL", "DB_READ_ONLY", "DB_LOCKED"].includes(e.code))
+        throw e;
+      verdict.recorded = false;
+      verdict.message += ` (This check could not be recorded: ${e.message})`;
+    }
+    if (!ok) this.ctx.logger.error({ firstBad }, verdict.message);
+    return verdict;
+  }
+
+  private recordVerify(verdict: AuditVerdict, firstBad: AuditProblem | null, losses: number): void {
+    const ok = verdict.ok;
     this.ctx.store.appendEvent({
       actor: this.ctx.actor,
       action: "audit.verify",
@@ -309,11 +331,10 @@ export class AuditService {
         checked: verdict.checked,
         firstBad,
         checkpoints: verdict.checkpoints,
-        tokenChecked: token.checked,
+        tokenChecked: verdict.token.checked,
+        acceptedLosses: losses,
       },
     });
-    if (!ok) this.ctx.logger.error({ firstBad }, verdict.message);
-    return verdict;
   }
 
   /**

@@ -1,18 +1,32 @@
 /**
- * Checkpoints make truncation visible. The hash chain shows an edited,
- * deleted or reordered entry, but not a tail cut off or an older copy of the
- * whole database swapped in. So every N entries and at shutdown the station
- * signs the log head (sequence, hash) with a dedicated audit key in the token
- * and writes the head into a private data object on the token: a database
- * that ends before, or disagrees with, the token's head has been cut.
+ * The log head on the token binds the database. The hash chain shows an
+ * edited, deleted or reordered entry, but not a tail cut off, a lost WAL or
+ * an older copy of the whole database put back. So the station keeps the
+ * head (station, sequence, hash) in a private data object on the token and
+ * moves it after every durable commit of the issuance path, before any
+ * certificate of that commit leaves the station: a database that ends before
+ * the token's head, or holds another entry at its sequence number, has lost
+ * entries, and the gap is named.
+ *
+ * The head moves only forward along the same chain. When the database and
+ * the token disagree, nothing that signs or checkpoints runs until an
+ * officer's recorded act (`audit accept-loss`) accepts the loss; the act
+ * stays in the log, and every later verification names the gap.
+ *
+ * Signed checkpoints (every N entries and at shutdown) add the audit key's
+ * signature over a head, so an export can be verified away from the token.
  */
 import { LinesignError } from "../domain/errors.js";
+import type { EventRecord } from "../domain/event-log.js";
 import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
 import type { Signer } from "../domain/ports.js";
 import type { AppContext } from "./context.js";
 
-/** Label of the token data object that holds the last checkpointed head. */
+/** Label of the token data object that holds the log head. */
 export const HEAD_OBJECT_LABEL = "linesign-log-head";
+
+/** The action under which an officer accepts a loss the token revealed. */
+export const LOSS_ACCEPT_ACTION = "audit.loss-accept";
 
 /** The head as written into the token. */
 export interface TokenHead {
@@ -22,6 +36,51 @@ export interface TokenHead {
   ts: string;
 }
 
+/** How the database stands against the token's head. */
+export type HeadBinding =
+  /** The token's head is an entry of this log (the log may have grown past it), or neither has one. */
+  | { state: "bound"; tokenSeq: number | null }
+  /** The log ends before the token's head: entries `from` to `to` are missing. */
+  | { state: "gap"; tokenSeq: number; dbSeq: number; from: number; to: number }
+  /** The log holds another entry at the token's head: the database was replaced or rewritten. */
+  | { state: "fork"; tokenSeq: number; dbSeq: number; seq: number }
+  /** The token's head names another station. */
+  | { state: "foreign"; tokenSeq: number; dbSeq: number; station: string }
+  /** The log has issued certificates but the token holds no head: it was removed, or this is not the station's token. */
+  | { state: "missing"; tokenSeq: null; dbSeq: number };
+
+/** A loss an officer accepted, as recorded. */
+export interface AcceptedLoss {
+  /** The entry that records the acceptance. */
+  seq: number;
+  ts: string;
+  actor: string;
+  kind: HeadBinding["state"];
+  /** Plain words for the gap. */
+  what: string;
+  reason: string;
+}
+
+/** Plain words for a binding that is not `bound`. */
+export function describeBinding(b: Exclude<HeadBinding, { state: "bound" }>): string {
+  switch (b.state) {
+    case "gap":
+      return b.from === b.to
+        ? `entry ${b.from} is missing: the token's head is entry ${b.tokenSeq}, the database ends at entry ${b.dbSeq} (its tail was cut off, its WAL file lost, or an older copy of the database put back)`
+        : `entries ${b.from} to ${b.to} are missing: the token's head is entry ${b.tokenSeq}, the database ends at entry ${b.dbSeq} (its tail was cut off, its WAL file lost, or an older copy of the database put back)`;
+    case "fork":
+      return `the log forks at entry ${b.seq}: the database holds another entry there than the one the token recorded (the database was replaced or rewritten)`;
+    case "foreign":
+      return `the token's log head belongs to station "${b.station}", not to this one`;
+    case "missing":
+      return `the token holds no log head although the database records issued certificates (entries 1 to ${b.dbSeq}): the head was removed, or this is not the station's token`;
+    default: {
+      const never: never = b;
+      return String(never);
+    }
+  }
+}
+
 /** The exact bytes the audit key signs for a checkpoint. */
 export function checkpointMessage(station: string, seq: number, hash: string): Uint8Array {
   return new TextEncoder().encode(
@@ -29,9 +88,34 @@ export function checkpointMessage(station: string, seq: number, hash: string): U
   );
 }
 
+function parseHead(bytes: Uint8Array): TokenHead | null {
+  try {
+    const v = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as unknown;
+    if (
+      v &&
+      typeof v === "object" &&
+      typeof (v as TokenHead).station === "string" &&
+      Number.isSafeInteger((v as TokenHead).seq) &&
+      (v as TokenHead).seq > 0 &&
+      typeof (v as TokenHead).hash === "string" &&
+      /^[0-9a-f]{64}$/.test((v as TokenHead).hash)
+    )
+      return v as TokenHead;
+  } catch {
+    // not a head: see below
+  }
+  return null;
+}
+
 export class Checkpointer {
   private lastSeq: number | undefined;
   private auditSigner: Promise<Signer> | null = null;
+  /** What this process last knew the token's head to be (written or read). */
+  private known: { seq: number; hash: string } | null | undefined;
+  /** Set once the binding was checked in this process; cleared on a mismatch. */
+  private bound = false;
+  /** Head moves and checkpoints run one at a time, in order. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   /**
    * @param every checkpoint when this many entries were added since the last one.
@@ -43,61 +127,154 @@ export class Checkpointer {
     private readonly keyLabel: string,
   ) {}
 
-  /** Checkpoints when `every` entries have been added since the last checkpoint. */
-  async maybe(): Promise<void> {
+  /** Runs `work` after everything queued before it; a failure does not block what follows. */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work, work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Checkpoints when `every` entries have been added since the last checkpoint (one checkpoint per mark). */
+  maybe(): Promise<void> {
     const head = this.ctx.store.head();
-    if (head && head.seq - this.last() >= this.every) await this.checkpoint();
+    if (!head || head.seq - this.last() < this.every) return Promise.resolve();
+    return this.serial(async () => {
+      // Callers that crossed the same mark at once share the first one's checkpoint.
+      const now = this.ctx.store.head();
+      if (now && now.seq - this.last() >= this.every) await this.checkpointNow();
+    });
   }
 
   /** Signs the current head and writes it to the token, unless it is already checkpointed. */
-  async checkpoint(): Promise<{ seq: number; hash: string } | null> {
+  checkpoint(): Promise<{ seq: number; hash: string } | null> {
+    return this.serial(() => this.checkpointNow());
+  }
+
+  /**
+   * Moves the token's head to the database's head, after a commit and before
+   * anything it committed leaves the station.
+   * @throws LinesignError AUDIT_HEAD_MISMATCH when the database and the token disagree;
+   *   AUDIT_HEAD_WRITE_FAILED (or the token's own error) when the head cannot be written.
+   */
+  advance(): Promise<void> {
     const head = this.ctx.store.head();
-    if (!head || head.seq === this.last()) return null;
-    const signer = await this.signer();
-    const signature = await signer.sign(checkpointMessage(this.ctx.stationId, head.seq, head.hash));
-    const ts = this.ctx.clock.now().toISOString();
-    this.ctx.store.insertCheckpoint({
-      seq: head.seq,
-      hash: head.hash,
-      ts,
-      keyUri: signer.key.uri,
-      spki: signer.key.spki,
-      signature,
+    if (!head || (this.known && this.known.seq >= head.seq)) return Promise.resolve();
+    return this.serial(async () => {
+      const now = this.ctx.store.head();
+      if (!now || (this.known && this.known.seq >= now.seq)) return;
+      await this.ensureBound();
+      await this.writeHead(now);
     });
-    const tokenHead: TokenHead = {
-      station: this.ctx.stationId,
-      seq: head.seq,
-      hash: head.hash,
-      ts,
-    };
-    await this.ctx
-      .tokenData()
-      .writeData(
-        this.ctx.tokenLabel,
-        HEAD_OBJECT_LABEL,
-        new TextEncoder().encode(JSON.stringify(tokenHead)),
-      );
-    this.lastSeq = head.seq;
-    return head;
+  }
+
+  /**
+   * Compares the database with the token's head (reading the token).
+   * @throws the token's errors (HSM_*), AUDIT_CHAIN_BROKEN when the head object is unreadable
+   */
+  async binding(): Promise<HeadBinding> {
+    return this.compare(await this.tokenHead());
+  }
+
+  private compare(token: TokenHead | null): HeadBinding {
+    const db = this.ctx.store.head();
+    const dbSeq = db?.seq ?? 0;
+    if (!token) {
+      if (db && this.ctx.store.checkpoints().length + this.ctx.store.issuanceCount() > 0)
+        return { state: "missing", tokenSeq: null, dbSeq };
+      return { state: "bound", tokenSeq: null };
+    }
+    if (token.station !== this.ctx.stationId)
+      return { state: "foreign", tokenSeq: token.seq, dbSeq, station: token.station };
+    if (dbSeq < token.seq)
+      return { state: "gap", tokenSeq: token.seq, dbSeq, from: dbSeq + 1, to: token.seq };
+    const entry = this.ctx.store.eventAt(token.seq);
+    if (!entry || entry.hash !== token.hash)
+      return { state: "fork", tokenSeq: token.seq, dbSeq, seq: token.seq };
+    return { state: "bound", tokenSeq: token.seq };
+  }
+
+  /**
+   * Refuses, naming the gap, when the database and the token disagree; checked
+   * once per process before the first signature, and again by every head move.
+   * @throws LinesignError AUDIT_HEAD_MISMATCH
+   */
+  async ensureBound(): Promise<void> {
+    if (this.bound) return;
+    const token = await this.tokenHead();
+    const b = this.compare(token);
+    if (b.state !== "bound") throw this.mismatch(b);
+    this.known = token ? { seq: token.seq, hash: token.hash } : null;
+    this.bound = true;
+  }
+
+  /**
+   * An officer's recorded act: accepts the loss the token revealed, records
+   * it with the reason, and binds the token to this log from here on. The
+   * entry stays in the log, so every later verification names the gap.
+   * @throws LinesignError USAGE when there is no loss to accept
+   */
+  acceptLoss(reason: string): Promise<AcceptedLoss> {
+    return this.serial(async () => {
+      const b = await this.binding();
+      if (b.state === "bound")
+        throw new LinesignError(
+          "USAGE",
+          "The database and the token's log head agree: there is no loss to accept.",
+        );
+      const what = describeBinding(b);
+      const entry = this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: LOSS_ACCEPT_ACTION,
+        subject: this.ctx.tokenLabel,
+        outcome: "ok",
+        message: `Loss accepted: ${what}.`,
+        details: { ...b, what, reason },
+      });
+      this.known = null; // the head moves back or across: the one case it may
+      await this.writeHead(entry, true);
+      this.bound = true;
+      return {
+        seq: entry.seq,
+        ts: entry.ts,
+        actor: entry.actor,
+        kind: b.state,
+        what,
+        reason,
+      };
+    });
+  }
+
+  /** The losses officers accepted, oldest first. */
+  acceptedLosses(): AcceptedLoss[] {
+    return this.ctx.store.queryEvents({ action: LOSS_ACCEPT_ACTION }).map(toLoss);
   }
 
   /** The head stored in the token, or null when none was ever written. */
   async tokenHead(): Promise<TokenHead | null> {
-    const values = await this.ctx.tokenData().readData(this.ctx.tokenLabel, HEAD_OBJECT_LABEL);
+    const data = this.ctx.tokenData();
+    const enc = new TextEncoder();
+    const values: Uint8Array[] = [
+      ...(await data.readRegister(this.ctx.tokenLabel, HEAD_OBJECT_LABEL))
+        .filter((v) => v !== "")
+        .map((v) => enc.encode(v)),
+      // A station made before the head became a register kept it in a data object's value.
+      ...(await data.readData(this.ctx.tokenLabel, HEAD_OBJECT_LABEL)),
+    ];
     let best: TokenHead | null = null;
+    let unreadable = 0;
     for (const bytes of values) {
-      let head: TokenHead;
-      try {
-        head = JSON.parse(new TextDecoder().decode(bytes)) as TokenHead;
-      } catch (cause) {
-        throw new LinesignError(
-          "AUDIT_CHAIN_BROKEN",
-          "The log head stored in the token is unreadable.",
-          { cause },
-        );
-      }
-      if (!best || head.seq > best.seq) best = head;
+      const head = parseHead(bytes);
+      if (!head) unreadable++;
+      else if (!best || head.seq > best.seq) best = head;
     }
+    // The register keeps the previous head beside the newest, so a write the token
+    // failed to store leaves a readable one; none readable is a fault.
+    if (!best && unreadable > 0)
+      throw new LinesignError(
+        "AUDIT_CHAIN_BROKEN",
+        "The log head stored in the token is unreadable.",
+        { details: { objects: values.length } },
+      );
     return best;
   }
 
@@ -105,15 +282,6 @@ export class Checkpointer {
   async tokenAuditKeySpki(): Promise<Uint8Array | null> {
     const key = await this.ctx.keys().findKey(this.keyUri());
     return key?.spki ?? null;
-  }
-
-  private keyUri(): string {
-    return formatPkcs11Uri({ token: this.ctx.tokenLabel, object: this.keyLabel, id: "" });
-  }
-
-  private last(): number {
-    if (this.lastSeq === undefined) this.lastSeq = this.ctx.store.checkpoints().at(-1)?.seq ?? 0;
-    return this.lastSeq;
   }
 
   /** The audit key in the token (made on first use). */
@@ -135,4 +303,87 @@ export class Checkpointer {
     this.auditSigner.catch(() => (this.auditSigner = null));
     return this.auditSigner;
   }
+
+  private async checkpointNow(): Promise<{ seq: number; hash: string } | null> {
+    const head = this.ctx.store.head();
+    if (!head || head.seq === this.last()) return null;
+    await this.ensureBound();
+    const signer = await this.signer();
+    // The key's creation may have added an entry: sign the head as it is now.
+    const signed = this.ctx.store.head()!;
+    const signature = await signer.sign(
+      checkpointMessage(this.ctx.stationId, signed.seq, signed.hash),
+    );
+    this.ctx.store.insertCheckpoint({
+      seq: signed.seq,
+      hash: signed.hash,
+      ts: this.ctx.clock.now().toISOString(),
+      keyUri: signer.key.uri,
+      spki: signer.key.spki,
+      signature,
+    });
+    this.lastSeq = signed.seq;
+    await this.writeHead(signed);
+    return signed;
+  }
+
+  /**
+   * Writes `head` as the token's head, forward only: a token that already
+   * holds this head or a later one (another process of the station moved it)
+   * is left as it is.
+   */
+  private async writeHead(head: { seq: number; hash: string }, force = false): Promise<void> {
+    if (!force && this.known && this.known.seq >= head.seq) return;
+    const value: TokenHead = {
+      station: this.ctx.stationId,
+      seq: head.seq,
+      hash: head.hash,
+      ts: this.ctx.clock.now().toISOString(),
+    };
+    try {
+      await this.ctx
+        .tokenData()
+        .writeRegister(this.ctx.tokenLabel, HEAD_OBJECT_LABEL, JSON.stringify(value));
+    } catch (cause) {
+      const code = cause instanceof LinesignError ? cause.code : null;
+      throw new LinesignError(
+        "AUDIT_HEAD_WRITE_FAILED",
+        `The log head could not be written to token "${this.ctx.tokenLabel}"${code ? ` (${code}: ${(cause as Error).message})` : ""}. ` +
+          "The records are kept; no certificate leaves until the head is written. Check that the token is present and has room, then resume.",
+        { cause, details: { token: this.ctx.tokenLabel, seq: head.seq } },
+      );
+    }
+    this.known = { seq: head.seq, hash: head.hash };
+  }
+
+  private mismatch(b: Exclude<HeadBinding, { state: "bound" }>): LinesignError {
+    this.bound = false;
+    return new LinesignError(
+      "AUDIT_HEAD_MISMATCH",
+      `The station database disagrees with the log head on token "${this.ctx.tokenLabel}": ${describeBinding(b)}. ` +
+        'Nothing is signed until a security officer has examined it (restore the right database, or record the loss with "linesign audit accept-loss --reason ...").',
+      { details: { ...b } },
+    );
+  }
+
+  private keyUri(): string {
+    return formatPkcs11Uri({ token: this.ctx.tokenLabel, object: this.keyLabel, id: "" });
+  }
+
+  private last(): number {
+    if (this.lastSeq === undefined) this.lastSeq = this.ctx.store.checkpoints().at(-1)?.seq ?? 0;
+    return this.lastSeq;
+  }
+}
+
+function toLoss(e: EventRecord): AcceptedLoss {
+  const d = e.details as { state?: HeadBinding["state"]; what?: string; reason?: string };
+  return {
+    seq: e.seq,
+    ts: e.ts,
+    actor: e.actor,
+    kind: d.state ?? "gap",
+    what: d.what ?? e.message ?? "",
+    reason: d.reason ?? "",
+  };
 }

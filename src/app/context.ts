@@ -11,9 +11,11 @@ import type {
   SoftwareKeyStore,
   StationStore,
   TokenDataStore,
+  TokenRegisterStore,
   TokenOfficer,
   TokenProvisioner,
 } from "../domain/ports.js";
+import type { StationHealth } from "./health.js";
 
 export interface AppContext {
   store: StationStore;
@@ -24,7 +26,7 @@ export interface AppContext {
   /** Token administration (same module session as `keys`). */
   tokenAdmin: () => TokenProvisioner & TokenOfficer;
   /** Data objects in the token (the checkpointed log head). */
-  tokenData: () => TokenDataStore;
+  tokenData: () => TokenDataStore & TokenRegisterStore;
   softKeys: SoftwareKeyStore;
   logger: Logger;
   clock: Clock;
@@ -36,6 +38,8 @@ export interface AppContext {
   development: boolean;
   /** The open signing session; issuance calls `use()` before it signs (refused outside one). */
   signing: { use(): void };
+  /** Faults of the station itself (storage, log head, token) that stop signing until they go. */
+  health: StationHealth;
 }
 
 /**

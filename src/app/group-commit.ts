@@ -3,9 +3,16 @@
  * one synchronous=FULL transaction, so many ports issuing at once pay for one
  * fsync instead of one each. Each piece of work runs in its own savepoint, so
  * one that throws (a race lost to another port) is rolled back alone; every
- * caller is answered only after the whole transaction has committed.
+ * caller is answered only after the whole transaction has committed and the
+ * token's log head covers it (`afterCommit`).
+ *
+ * A database locked by another process never blocks the event loop: the
+ * batch is tried again a little later, the station reports the lock as a
+ * fault (the line waits, saying why), and goes on when the lock goes.
  */
+import { LinesignError, isLinesignError } from "../domain/errors.js";
 import type { StationStore } from "../domain/ports.js";
+import type { StationHealth } from "./health.js";
 
 interface Pending {
   work: () => unknown;
@@ -16,6 +23,35 @@ interface Pending {
 /** Longest a commit waits for others to join its batch. */
 export const MAX_GROUP_WAIT_MS = 2;
 
+export interface GroupCommitOptions {
+  /**
+   * How many callers are on their way to commit(): a batch is flushed as soon
+   * as all of them have joined, or after MAX_GROUP_WAIT_MS.
+   */
+  inFlight?: () => number;
+  /** Runs after each durable commit, before any caller is answered (the log head's move). */
+  afterCommit?: () => Promise<void>;
+  /** Where a lock held by another process is reported while the batch waits. */
+  health?: StationHealth;
+  /** How long a batch waits for another process's lock before it fails with DB_LOCKED. Default 45 s. */
+  lockWaitMs?: number;
+}
+
+/**
+ * A failure after the batch was committed: the records are durable, but what
+ * they hold must not leave the station (the log head could not cover them).
+ */
+export function withheld(err: LinesignError): LinesignError {
+  return new LinesignError(err.code, err.message, {
+    cause: err.cause,
+    details: { ...err.details, committed: true },
+  });
+}
+
+/** True for an error raised after its work was committed (see withheld). */
+export const isWithheld = (e: unknown): boolean =>
+  isLinesignError(e) && e.details.committed === true;
+
 export class GroupCommitter {
   private queue: Pending[] = [];
   private scheduled = false;
@@ -23,14 +59,14 @@ export class GroupCommitter {
   /** Batches committed and items in them, for the bench. */
   readonly stats = { batches: 0, items: 0 };
 
-  /**
-   * @param inFlight how many callers are on their way to commit(): a batch is
-   *   flushed as soon as all of them have joined, or after MAX_GROUP_WAIT_MS.
-   */
+  private readonly inFlight: () => number;
+
   constructor(
     private readonly store: StationStore,
-    private readonly inFlight: () => number = () => 0,
-  ) {}
+    private readonly o: GroupCommitOptions = {},
+  ) {
+    this.inFlight = o.inFlight ?? (() => 0);
+  }
 
   /** Runs `work` inside the next group transaction; resolves after that transaction is durable. */
   commit<T>(work: () => T): Promise<T> {
@@ -57,9 +93,14 @@ export class GroupCommitter {
     const batch = this.queue;
     if (batch.length === 0) return;
     this.queue = [];
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    void this.run(batch, Date.now(), 0);
+  }
+
+  private async run(batch: Pending[], firstTry: number, tries: number): Promise<void> {
+    let outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     try {
       this.store.transaction(() => {
+        outcomes = [];
         for (const item of batch) {
           try {
             outcomes.push({ ok: true, value: this.store.savepoint(item.work) });
@@ -69,16 +110,43 @@ export class GroupCommitter {
         }
       });
     } catch (error) {
+      if (
+        isLinesignError(error, "DB_LOCKED") &&
+        Date.now() - firstTry < (this.o.lockWaitMs ?? 45_000)
+      ) {
+        // Another process holds the write lock: wait without blocking, say why, try again.
+        this.o.health?.report("database-lock", error);
+        const wait = Math.min(500, 10 * 2 ** tries);
+        setTimeout(() => void this.run(batch, firstTry, tries + 1), wait);
+        return;
+      }
+      this.o.health?.clear("database-lock");
       // The commit itself failed: nothing in the batch is durable, so nobody gets a certificate.
       for (const item of batch) item.reject(error);
       return;
     }
+    if (tries > 0) this.o.health?.clear("database-lock");
     this.stats.batches++;
     this.stats.items += batch.length;
+    let after: LinesignError | null = null;
+    if (this.o.afterCommit && outcomes.some((o) => o.ok)) {
+      try {
+        await this.o.afterCommit();
+      } catch (e) {
+        after = withheld(
+          isLinesignError(e)
+            ? e
+            : new LinesignError("AUDIT_HEAD_WRITE_FAILED", "The log head could not be moved.", {
+                cause: e,
+              }),
+        );
+      }
+    }
     batch.forEach((item, i) => {
       const o = outcomes[i]!;
-      if (o.ok) item.resolve(o.value);
-      else item.reject(o.error);
+      if (!o.ok) item.reject(o.error);
+      else if (after) item.reject(after);
+      else item.resolve(o.value);
     });
   }
 }

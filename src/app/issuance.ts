@@ -8,7 +8,14 @@
  * fails before that commit discards the signed bytes, which never left the
  * station.
  */
-import { LinesignError, outcomeOf, toLinesignError, type ErrorCode } from "../domain/errors.js";
+import {
+  LinesignError,
+  isLinesignError,
+  isStationFault,
+  outcomeOf,
+  toLinesignError,
+  type ErrorCode,
+} from "../domain/errors.js";
 import type { Profile } from "../domain/profile.js";
 import { checkWorkOrder, workOrderExhausted } from "../domain/work-order.js";
 import type {
@@ -21,7 +28,7 @@ import type {
 import { act, type AppContext } from "./context.js";
 import type { CaService } from "./ca.js";
 import type { Checkpointer } from "./checkpoint.js";
-import { GroupCommitter } from "./group-commit.js";
+import { GroupCommitter, isWithheld } from "./group-commit.js";
 import { newSerialHex, sha256Hex } from "./pki/certificates.js";
 import { fingerprintInput, verifyCsrSignature } from "./pki/csr.js";
 import { InlinePreparer, type PreparedJob, type Preparer } from "./pki/preparer.js";
@@ -99,7 +106,12 @@ export class IssuanceEngine {
     private readonly hooks: IssuanceHooks = {},
     private readonly preparer: Preparer = new InlinePreparer(),
   ) {
-    this.committer = new GroupCommitter(ctx.store, () => this.inFlight);
+    this.committer = new GroupCommitter(ctx.store, {
+      inFlight: () => this.inFlight,
+      // No certificate leaves before the token's log head covers its record.
+      afterCommit: () => checkpointer.advance(),
+      health: ctx.health,
+    });
   }
 
   /**
@@ -197,8 +209,12 @@ export class IssuanceEngine {
       const live = this.ctx.store.liveIssuanceForDevice(prep.deviceId);
       this.checkLive(live, profile, prep.deviceId);
       const ca = this.issuingCa(profile, caRecord);
-      // Nothing is signed outside a signing session an officer opened.
+      // Nothing is signed outside a signing session an officer opened,
       this.ctx.signing.use();
+      // nor while the station has a fault of its own (devices wait),
+      this.ctx.health.assertHealthy();
+      // nor against a database the token's log head does not bind.
+      await this.checkpointer.ensureBound();
       const signer = await this.signer(ca);
       if (!prep.tbsDer)
         throw new LinesignError(
@@ -287,7 +303,7 @@ export class IssuanceEngine {
         timings.commit += now() - t;
         timings.count++;
       }
-      await this.checkpointer.maybe();
+      await this.signedCheckpoint();
       return {
         issuance: { ...record, id },
         chainDer: [ca.certDer!, ...ca.chainDer],
@@ -296,9 +312,51 @@ export class IssuanceEngine {
     } catch (e) {
       job?.drop();
       const err = toLinesignError(e);
+      if (isWithheld(err)) {
+        // Recorded ISSUED, never handed over: not a rejection. The same request
+        // later gets this certificate; until the head moves, nothing is signed.
+        this.ctx.health.report("log-head", err, () => this.checkpointer.advance());
+        this.ctx.logger.error({ err: err.cause, code: err.code }, err.message);
+        throw err;
+      }
+      if (isStationFault(err.code)) this.reportFault(err);
       this.recordRejection(err, req, profileName, deviceId, csrSha256);
       throw err;
     }
+  }
+
+  /**
+   * The signed checkpoint at each mark. The token's head already covers the
+   * record, so the certificate still goes; a failure stops further signing
+   * until a checkpoint can be made again.
+   */
+  private async signedCheckpoint(): Promise<void> {
+    try {
+      await this.checkpointer.maybe();
+    } catch (e) {
+      const err = toLinesignError(e);
+      this.ctx.logger.error({ err: e, code: err.code }, "the signed checkpoint failed");
+      this.ctx.health.report(
+        "checkpoint",
+        new LinesignError(
+          err.code === "INTERNAL" ? "AUDIT_HEAD_WRITE_FAILED" : err.code,
+          `The log's signed checkpoint could not be made: ${err.message}`,
+        ),
+        () => this.checkpointer.maybe(),
+      );
+    }
+  }
+
+  /** A fault of the station's storage: reported so the line waits until it has gone. */
+  private reportFault(err: LinesignError): void {
+    const source = err.code.startsWith("AUDIT_HEAD") ? "log-head" : "database";
+    this.ctx.health.report(
+      source,
+      err,
+      source === "database"
+        ? async () => this.ctx.store.probe()
+        : () => this.checkpointer.ensureBound(),
+    );
   }
 
   /** Stops the worker threads, if any. */
@@ -512,7 +570,7 @@ export class IssuanceEngine {
   ): void {
     const csrSha256 = knownCsrSha256 ?? fingerprintInput(req.csr);
     const stamp = this.ctx.clock.now().toISOString();
-    try {
+    const write = (): void => {
       this.ctx.store.transaction(() => {
         this.ctx.store.insertRejection({
           reason: err.code,
@@ -536,8 +594,20 @@ export class IssuanceEngine {
           details: { csrSha256, profile, origin: req.origin, ...err.details },
         });
       });
+    };
+    try {
+      write();
     } catch (logErr) {
-      this.ctx.logger.error({ err: logErr, code: err.code }, "could not record a rejection");
+      if (isLinesignError(logErr, "DB_LOCKED")) {
+        // Another process holds the lock: recorded as soon as it goes, without blocking.
+        void this.committer
+          .commit(write)
+          .catch((e: unknown) =>
+            this.ctx.logger.error({ err: e, code: err.code }, "could not record a rejection"),
+          );
+      } else {
+        this.ctx.logger.error({ err: logErr, code: err.code }, "could not record a rejection");
+      }
     }
     this.ctx.logger.warn(
       { code: err.code, deviceId, origin: req.origin, err: err.cause },

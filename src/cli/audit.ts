@@ -6,6 +6,8 @@ import { eventsCsv, formatAuditTable, isoTime, toCsv } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
 import { chainHash, READ_LIMITS } from "../compose.js";
 
+import { LinesignError } from "../domain/errors.js";
+
 const AUDIT_STATUSES = [
   "ISSUED",
   "DELIVERED",
@@ -100,6 +102,30 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
         const verdict = await s.audit.verify();
         emit({ ...verdict }, verdict.message);
         if (!verdict.ok) d.setExitCode(1);
+      });
+    });
+  audit
+    .command("accept-loss")
+    .description(
+      "an officer's recorded act: accept the loss of entries the token's log head revealed (a lost WAL, an older database put back), so the station signs again; the loss stays in every later verification",
+    )
+    .requiredOption(
+      "--reason <text>",
+      "why the loss is accepted (what was examined, what was done)",
+    )
+    .action(async (o: { reason: string }) => {
+      const reason = o.reason.trim();
+      if (reason.length < 8)
+        throw new LinesignError(
+          "USAGE",
+          "Give the reason in a few words (--reason): what was examined and why the loss is accepted.",
+        );
+      await withStation(async (s) => {
+        const loss = await s.checkpointer.acceptLoss(reason);
+        emit(
+          { ok: true, loss },
+          `Loss accepted and recorded as entry ${loss.seq}: ${loss.what}. The station signs again; every later "audit verify" names this loss.`,
+        );
       });
     });
   audit

@@ -30,6 +30,10 @@ export function describeLineEvent(e: LineEvent): string {
       return `not available: ${e.message} [${e.code}]`;
     case "port.lost":
       return "port lost: waiting for it to come back";
+    case "port.paused":
+      return `PAUSED, devices wait: ${e.message} [${e.code}]`;
+    case "port.resumed":
+      return "resumed: waiting for a device";
     case "port.stopped":
       return "stopped";
     case "device.identified":
@@ -59,6 +63,7 @@ function summaryText(s: LineSummary): string {
     .map(([c, n]) => `${c} x${n}`)
     .join(", ");
   return [
+    ...(s.fault ? [`THE LINE WAS STOPPED: ${s.fault.message} [${s.fault.code}]`] : []),
     `Line stopped after ${(s.durationMs / 1000).toFixed(1)} s: ${s.devices} device(s), ${s.confirmed} confirmed, ${s.failed} failed${codes ? ` (${codes})` : ""}.`,
     ...Object.entries(s.perPort).map(
       ([p, c]) => `  ${p}: ${c.confirmed} confirmed, ${c.failed} failed`,
@@ -148,9 +153,12 @@ export function registerLineCommands(program: Command, d: LineCliDeps): void {
             await s.openToken();
             run.start();
             const summary = await run.finished();
-            if (json) d.io.out(JSON.stringify({ event: "summary", ok: true, ...summary }) + "\n");
+            if (json)
+              d.io.out(
+                JSON.stringify({ event: "summary", ok: summary.fault === null, ...summary }) + "\n",
+              );
             else d.io.out(summaryText(summary) + "\n");
-            if (summary.failed > 0) d.setExitCode(1);
+            if (summary.failed > 0 || summary.fault) d.setExitCode(1);
           } finally {
             process.off("SIGINT", onSigint);
             process.off("SIGTERM", onSigint);

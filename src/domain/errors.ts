@@ -98,7 +98,17 @@ export const ERROR_CODES = [
   // storage and audit
   "DB_NEWER_VERSION",
   "DB_ERROR",
+  "DB_FULL",
+  "DB_READ_ONLY",
+  "DB_IO",
+  "DB_CORRUPT",
+  "DB_LOCKED",
+  "DB_REPLACED",
+  "DB_NOT_A_STATION",
+  "STATION_ID_CHANGED",
   "AUDIT_CHAIN_BROKEN",
+  "AUDIT_HEAD_MISMATCH",
+  "AUDIT_HEAD_WRITE_FAILED",
   "FILE_WRITE_FAILED",
   "FILE_READ_FAILED",
   "INTERNAL",
@@ -156,6 +166,13 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "HSM_TOKEN_NOT_FOUND":
     case "HSM_ERROR":
     case "DB_ERROR":
+    case "DB_FULL":
+    case "DB_READ_ONLY":
+    case "DB_IO":
+    case "DB_CORRUPT":
+    case "DB_LOCKED":
+    case "DB_REPLACED":
+    case "AUDIT_HEAD_WRITE_FAILED":
     case "FILE_WRITE_FAILED":
     case "FILE_READ_FAILED":
     case "INTERNAL":
@@ -189,7 +206,10 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "KEY_TYPE_UNSUPPORTED":
     case "REGISTRATION_CODE_INVALID":
     case "DB_NEWER_VERSION":
+    case "DB_NOT_A_STATION":
+    case "STATION_ID_CHANGED":
     case "AUDIT_CHAIN_BROKEN":
+    case "AUDIT_HEAD_MISMATCH":
     case "PROFILE_UNKNOWN":
     case "CSR_TOO_LARGE":
     case "CSR_MALFORMED":
@@ -247,4 +267,23 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
       return never;
     }
   }
+}
+
+/**
+ * Faults of the station itself, not of a device or a person: its storage or
+ * its log head. While one stands the station signs nothing and the line
+ * waits, instead of failing every device that comes.
+ */
+export function isStationFault(code: ErrorCode): boolean {
+  return (
+    code === "DB_ERROR" ||
+    code === "DB_FULL" ||
+    code === "DB_READ_ONLY" ||
+    code === "DB_IO" ||
+    code === "DB_CORRUPT" ||
+    code === "DB_LOCKED" ||
+    code === "DB_REPLACED" ||
+    code === "AUDIT_HEAD_MISMATCH" ||
+    code === "AUDIT_HEAD_WRITE_FAILED"
+  );
 }

@@ -73,6 +73,8 @@ export const LineView = z.object({
   startedBy: z.string().nullable(),
   tiles: z.array(Tile),
   shift: z.object({ confirmed: z.number(), failed: z.number(), since: z.string().nullable() }),
+  /** A fault of the station itself (storage, log head): devices wait until it has gone. */
+  paused: z.object({ code: z.string(), message: z.string(), since: z.string() }).nullable(),
   workOrderCounts: z
     .object({ issued: z.number(), quantity: z.number(), remaining: z.number() })
     .nullable(),

@@ -267,6 +267,8 @@ export interface StationStore {
   setWorkOrderStatus(id: string, status: WorkOrder["status"]): void;
   /** Devices that got a certificate under a work order (a re-issued device counts once). */
   countIssuedFor(workOrder: string): number;
+  /** How many certificates the station has issued, in every state. */
+  issuanceCount(): number;
   workOrderHasDevice(workOrder: string, deviceId: string): boolean;
   insertUser(u: UserRecord): void;
   getUser(name: string): UserRecord | null;
@@ -293,6 +295,10 @@ export interface StationStore {
   savepoint<T>(fn: () => T): T;
   /** Runs `fn` in one durable transaction: all of it is committed, or none. */
   transaction<T>(fn: () => T): T;
+  /** Throws (DB_REPLACED, DB_READ_ONLY, DB_FULL, DB_LOCKED...) when a write could not be made now. */
+  probe(): void;
+  /** How long a write blocks waiting for another process's lock (0: not at all). */
+  setLockWait(ms: number): void;
   close(): void;
 }
 
@@ -302,6 +308,18 @@ export interface TokenDataStore {
   readData(tokenLabel: string, label: string): Promise<Uint8Array[]>;
   /** Replaces the object's value (creating it first, then removing the old). */
   writeData(tokenLabel: string, label: string, value: Uint8Array): Promise<void>;
+}
+
+/**
+ * Optional capability: a small named value on the token that is rewritten in
+ * place, cheaply enough to move with every commit (the log head). Two slots
+ * are kept, written in turn, so a write that fails leaves the previous value.
+ */
+export interface TokenRegisterStore {
+  /** The values the register's slots hold (none, one or two; an empty slot reads ""). */
+  readRegister(tokenLabel: string, name: string): Promise<string[]>;
+  /** Writes `value` into the slot not written last (creating the slots on first use). */
+  writeRegister(tokenLabel: string, name: string, value: string): Promise<void>;
 }
 
 export type IssuanceState =

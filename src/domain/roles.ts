@@ -55,6 +55,7 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "audit verify": ["auditor", "officer"],
   "audit report": ["auditor", "officer"],
   "audit export": ["auditor", "officer"],
+  "audit accept-loss": O,
   "user add": O,
   "user list": ["officer", "auditor"],
   "user disable": O,

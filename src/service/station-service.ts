@@ -51,6 +51,12 @@ export interface ServiceReply {
 type Handler = (args: never, who: Login | null, token: string | null) => Promise<unknown>;
 
 export class StationService {
+  /** The station's standing fault (storage, log head), also when no port has met it yet. */
+  private pausedView(): { code: string; message: string; since: string } | null {
+    const f = this.station.ctx.health.current();
+    return f ? { code: f.code, message: f.message, since: f.since } : null;
+  }
+
   private readonly logins = new Map<string, Login>();
   readonly board = new LineBoard();
   private line: Line | null = null;
@@ -74,6 +80,7 @@ export class StationService {
     this.board.reset(this.ports);
     // The session's state is part of what the operator sees.
     station.signing.onChange(() => this.board.bump());
+    station.ctx.health.onChange(() => this.board.bump());
     this.handlers = this.makeHandlers();
     this.refusals = new RefusalLog(station.ctx, {
       intervalMs: opts.refusalIntervalMs ?? 60_000,
@@ -282,6 +289,7 @@ export class StationService {
       startedBy: this.lineStartedBy,
       tiles: this.board.view(),
       shift: { ...this.board.shift },
+      paused: this.board.paused ?? this.pausedView(),
       workOrderCounts: wo
         ? { issued: wo.issued, quantity: wo.quantity, remaining: wo.remaining }
         : null,

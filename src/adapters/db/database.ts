@@ -3,8 +3,10 @@
  * survives power loss before a certificate leaves the station), foreign keys,
  * and the schema brought up to date by numbered transactional migrations.
  */
+import { existsSync, statSync } from "node:fs";
 import Database from "better-sqlite3";
 import { LinesignError } from "../../domain/errors.js";
+import { storageError } from "./storage-errors.js";
 import { MIGRATIONS, type Migration } from "./migrations/index.js";
 
 export type Db = Database.Database;
@@ -22,6 +24,15 @@ export function openDatabase(
   options: { create: boolean; migrations?: readonly Migration[] },
 ): Db {
   const migrations = options.migrations ?? MIGRATIONS;
+  if (!options.create && existsSync(path) && statSync(path).size === 0) {
+    // SQLite would take an empty file as a new database and migrate it into an empty log.
+    throw new LinesignError(
+      "DB_NOT_A_STATION",
+      `The station database ${path} is empty (0 bytes): the station's records are not there. ` +
+        "Nothing was changed. Put the station's own station.db back (from its backup); do not run init over it.",
+      { details: { path } },
+    );
+  }
   let db: Db;
   try {
     db = new Database(path, { fileMustExist: !options.create });
@@ -33,6 +44,8 @@ export function openDatabase(
         { cause, details: { path } },
       );
     }
+    const mapped = storageError(cause, path);
+    if (mapped instanceof LinesignError) throw mapped;
     throw new LinesignError("DB_ERROR", `Cannot open the station database ${path}.`, {
       cause,
       details: { path },
@@ -40,6 +53,14 @@ export function openDatabase(
   }
   try {
     const version = db.pragma("user_version", { simple: true }) as number;
+    if (!options.create && version === 0) {
+      throw new LinesignError(
+        "DB_NOT_A_STATION",
+        `${path} is not a Linesign station database (it has no Linesign schema). ` +
+          "Nothing was changed. Put the station's own station.db back (from its backup); do not run init over it.",
+        { details: { path } },
+      );
+    }
     if (version > migrations.length) {
       throw new LinesignError(
         "DB_NEWER_VERSION",
@@ -62,6 +83,8 @@ export function openDatabase(
   } catch (e) {
     db.close();
     if (e instanceof LinesignError) throw e;
+    const mapped = storageError(e, path);
+    if (mapped instanceof LinesignError) throw mapped;
     throw new LinesignError("DB_ERROR", `Cannot prepare the station database ${path}.`, {
       cause: e,
       details: { path },

@@ -13,6 +13,8 @@ import {
   type Outcome,
   type StoredEvent,
 } from "../../domain/event-log.js";
+import { accessSync, constants, statSync, statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
 import type { WorkOrder } from "../../domain/work-order.js";
@@ -148,6 +150,7 @@ const toCaRegistration = (r: CaRegistrationRow): CaRegistration => ({
   remoteStatus: r.remote_status,
   updatedAt: r.updated_at,
 });
+import { storageError } from "./storage-errors.js";
 import { openDatabase, type Db } from "./database.js";
 
 interface EventRow {
@@ -348,12 +351,16 @@ export class SqliteStationStore implements StationStore {
 
   private readonly storedPageStmt;
   private readonly encodedPageStmt;
+  /** The file the store was opened on (device and inode): a commit checks the path still names it. */
+  private readonly identity: { dev: number; ino: number };
 
   private constructor(
     readonly db: Db,
     private readonly clock: Clock,
     private readonly hash: ChainHash,
+    readonly path: string,
   ) {
+    this.identity = fileIdentity(path);
     this.insertEvent = db.prepare(
       `INSERT INTO events (seq, ts, actor, action, subject, outcome, code, message, details, prev_hash, hash)
        VALUES (@seq, @ts, @actor, @action, @subject, @outcome, @code, @message, @details, @prevHash, @hash)`,
@@ -397,17 +404,65 @@ export class SqliteStationStore implements StationStore {
 
   /**
    * Opens the store at `path`; `hash` is the event log's hash step. The clock
-   * defaults to the system's. See openDatabase for what it throws.
+   * defaults to the system's. See openDatabase for what it throws. Every
+   * method maps SQLite's and the OS's failures to a LinesignError naming the
+   * file, the cause and the fix (see storage-errors.ts).
    */
   static open(
     path: string,
     options: { create: boolean; hash: ChainHash; clock?: Clock },
   ): SqliteStationStore {
-    return new SqliteStationStore(
+    const store = new SqliteStationStore(
       openDatabase(path, { create: options.create }),
       options.clock ?? { now: () => new Date() },
       options.hash,
+      path,
     );
+    return mappingStorageErrors(store, path);
+  }
+
+  /**
+   * How long a write waits for another process's lock, blocking: a one-shot
+   * command may wait (5 s by default), the line and the service must not
+   * (0: they wait without blocking, see GroupCommitter).
+   */
+  setLockWait(ms: number): void {
+    this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
+  }
+
+  /**
+   * Throws, as a commit would, when the database cannot take a write now: the
+   * file deleted or replaced, its folder read-only, the disk full, another
+   * process holding the write lock.
+   */
+  probe(): void {
+    this.checkIdentity();
+    const dir = dirname(this.path);
+    accessSync(dir, constants.W_OK);
+    const fs = statfsSync(dir);
+    if (fs.bavail * fs.bsize < 256 * 1024) {
+      throw Object.assign(new Error(`no space left on ${dir}`), { code: "ENOSPC" });
+    }
+    this.db.exec("BEGIN IMMEDIATE");
+    this.db.exec("ROLLBACK");
+  }
+
+  /** @throws LinesignError DB_REPLACED when the path no longer names the file the store opened */
+  private checkIdentity(): void {
+    let now: { dev: number; ino: number } | null = null;
+    try {
+      now = fileIdentity(this.path);
+    } catch {
+      // deleted: now stays null
+    }
+    if (!now || now.dev !== this.identity.dev || now.ino !== this.identity.ino) {
+      throw new LinesignError(
+        "DB_REPLACED",
+        `The station database ${this.path} was ${now ? "replaced by another file" : "deleted"} while the station was running. ` +
+          'Nothing more is recorded or signed. Stop the station, put the station\'s own station.db back (from its backup if need be), start again and run "linesign audit verify".',
+        { details: { path: this.path } },
+      );
+    }
   }
 
   appendEvent(input: EventInput): EventRecord {
@@ -832,6 +887,10 @@ export class SqliteStationStore implements StationStore {
     ).n;
   }
 
+  issuanceCount(): number {
+    return (this.db.prepare("SELECT count(*) AS n FROM issuances").get() as { n: number }).n;
+  }
+
   workOrderHasDevice(workOrder: string, deviceId: string): boolean {
     return (
       this.db
@@ -1037,6 +1096,8 @@ export class SqliteStationStore implements StationStore {
 
   transaction<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
+    // A commit into a deleted or replaced file would be lost at exit.
+    this.checkIdentity();
     return this.db.transaction(fn).immediate();
   }
 
@@ -1075,4 +1136,28 @@ function toUploader(r: Record<string, unknown>): UploaderRecord {
     enrolledBy: r.enrolled_by as string,
     enrolledAt: r.enrolled_at as string,
   };
+}
+
+function fileIdentity(path: string): { dev: number; ino: number } {
+  const st = statSync(path);
+  return { dev: st.dev, ino: st.ino };
+}
+
+/** Wraps every method so that what escapes it is a LinesignError for storage faults. */
+function mappingStorageErrors(store: SqliteStationStore, path: string): SqliteStationStore {
+  const proto = Object.getPrototypeOf(store) as Record<string, unknown>;
+  for (const name of Object.getOwnPropertyNames(proto)) {
+    const fn = proto[name];
+    if (name === "constructor" || typeof fn !== "function") continue;
+    Object.defineProperty(store, name, {
+      value: function (this: SqliteStationStore, ...args: unknown[]) {
+        try {
+          return (fn as (...a: unknown[]) => unknown).apply(this, args);
+        } catch (e) {
+          throw storageError(e, path);
+        }
+      },
+    });
+  }
+  return store;
 }

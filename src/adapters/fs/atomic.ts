@@ -1,4 +1,4 @@
-/** Whole-or-nothing file writes: temp file, fsync, rename, fsync the folder. */
+/** Whole-or-nothing file writes: temp file, every byte written, fsync, rename, fsync the folder. */
 import {
   closeSync,
   existsSync,
@@ -11,10 +11,34 @@ import {
 import { dirname, basename, join } from "node:path";
 import { LinesignError } from "../../domain/errors.js";
 
+/** What to do about a write that failed with this OS code. */
+const FIXES: Record<string, string> = {
+  ENOSPC: "the disk is full: free space on it and try again",
+  EDQUOT: "the disk quota is used up: free space and try again",
+  EROFS: "the file system is read-only: write to a writable folder",
+  EACCES: "this user may not write there: choose a folder it may write to",
+  EPERM: "this user may not write there: choose a folder it may write to",
+  ENOENT: "the folder does not exist: create it or choose another",
+  ENOTDIR: "a part of the path is not a folder: check the path",
+  EIO: "the disk reported an I/O error: check the disk, and write elsewhere",
+  EISDIR: "the path is a folder: name a file",
+};
+
+/** Writes all of `bytes` to `fd`: writeSync may write fewer bytes than asked. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let off = 0;
+  while (off < bytes.length) {
+    const n = writeSync(fd, bytes, off, bytes.length - off);
+    if (n <= 0) throw Object.assign(new Error("the write made no progress"), { code: "EIO" });
+    off += n;
+  }
+}
+
 /**
- * Writes `data` to `path` so that a crash leaves either the old file or the
- * new one, never half of it. With `exclusive`, refuses to replace an existing file.
- * @throws LinesignError FILE_WRITE_FAILED
+ * Writes `data` to `path` so that a crash or a full disk leaves either the
+ * old file or the new one, never part of it. With `exclusive`, refuses to
+ * replace an existing file. The file is created 0600 unless `mode` says otherwise.
+ * @throws LinesignError FILE_WRITE_FAILED naming the path, the cause (ENOSPC, EROFS, EIO...) and the fix
  */
 export function writeFileAtomic(
   path: string,
@@ -29,15 +53,17 @@ export function writeFileAtomic(
     );
   }
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  let renamed = false;
   try {
-    const fd = openSync(tmp, "w", options.mode ?? 0o644);
+    const fd = openSync(tmp, "w", options.mode ?? 0o600);
     try {
-      writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
+      writeAll(fd, typeof data === "string" ? Buffer.from(data) : data);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, path);
+    renamed = true;
     const dir = openSync(dirname(path), "r");
     try {
       fsyncSync(dir);
@@ -45,15 +71,21 @@ export function writeFileAtomic(
       closeSync(dir);
     }
   } catch (cause) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // the temp file may not exist
+    if (!renamed) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // the temp file may not exist
+      }
     }
+    const code = (cause as { code?: string }).code ?? "unknown";
     throw new LinesignError(
       "FILE_WRITE_FAILED",
-      `Could not write ${path}. Check the folder exists and is writable.`,
-      { cause, details: { path } },
+      `Could not write ${path} (${code}): ${FIXES[code] ?? "check that the folder exists and is writable"}.` +
+        (renamed
+          ? " The file is in place but its folder could not be synced to disk."
+          : " Nothing was written."),
+      { cause, details: { path, cause: code } },
     );
   }
 }

@@ -34,6 +34,8 @@ export class LineBoard {
   private waiters: (() => void)[] = [];
   version = 0;
   shift = { confirmed: 0, failed: 0, since: null as string | null };
+  /** The station's own fault the line is waiting out (storage, log head), if any. */
+  paused: { code: string; message: string; since: string } | null = null;
 
   constructor(private readonly now: () => Date = () => new Date()) {}
 
@@ -64,6 +66,14 @@ export class LineBoard {
     switch (e.event) {
       case "port.open":
         t.state = "waiting";
+        break;
+      case "port.paused":
+        // The device waits; why is said once for the whole line.
+        if (t.state !== "failed") t.state = "waiting";
+        this.paused = { code: e.code, message: e.message, since: this.now().toISOString() };
+        break;
+      case "port.resumed":
+        this.paused = null;
         break;
       case "port.waiting":
       case "port.lost":

@@ -12,6 +12,9 @@ export type PortStage =
 export type LineEvent =
   | { event: "port.open"; port: string }
   | { event: "port.waiting"; port: string; code: ErrorCode; message: string }
+  /** The station has a fault of its own (storage, log head): no device is greeted until it goes. */
+  | { event: "port.paused"; port: string; code: ErrorCode; message: string }
+  | { event: "port.resumed"; port: string }
   | { event: "port.lost"; port: string }
   | { event: "port.stopped"; port: string }
   | {

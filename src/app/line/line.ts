@@ -4,6 +4,7 @@
  * `linesign line run` and the station service.
  */
 import { LinesignError, type ErrorCode } from "../../domain/errors.js";
+import type { StationFault } from "../health.js";
 import type { LineTimeouts } from "../../domain/config.js";
 import type { Profile } from "../../domain/profile.js";
 import type { SerialPorts } from "../../domain/ports.js";
@@ -38,7 +39,15 @@ export interface LineSummary {
   byCode: Partial<Record<ErrorCode, number>>;
   perPort: Record<string, PortSummary>;
   durationMs: number;
+  /** The station's own fault that stopped the line, if one did. */
+  fault: { code: ErrorCode; message: string } | null;
 }
+
+/** Faults the station cannot wait out: the line stops at once. */
+const STOPS_THE_LINE: readonly ErrorCode[] = ["DB_REPLACED", "AUDIT_HEAD_MISMATCH"];
+
+/** How long a one-shot command's write waits for another process's lock. */
+export const DEFAULT_LOCK_WAIT_MS = 5000;
 
 export class Line {
   private readonly portLines: PortLine[];
@@ -82,7 +91,9 @@ export class Line {
       byCode: {},
       perPort: Object.fromEntries(o.ports.map((p) => [p, { confirmed: 0, failed: 0 }])),
       durationMs: 0,
+      fault: null,
     };
+    ctx.health.onChange((f) => this.onFault(f));
     this.portLines = o.ports.map(
       (path) =>
         new PortLine(ctx, engine, ports, {
@@ -114,6 +125,8 @@ export class Line {
   }
 
   start(): void {
+    // Devices wait out another process's lock without the event loop blocking on it.
+    this.ctx.store.setLockWait(0);
     this.ctx.store.appendEvent({
       actor: this.ctx.actor,
       action: "line.start",
@@ -144,15 +157,29 @@ export class Line {
     await Promise.all(this.portLines.map((p) => p.done));
     if (this.summary.durationMs === 0) {
       this.summary.durationMs = Date.now() - this.startedAt;
-      this.ctx.store.appendEvent({
-        actor: this.ctx.actor,
-        action: "line.stop",
-        subject: null,
-        outcome: "ok",
-        details: { ...this.summary },
-      });
+      this.ctx.store.setLockWait(DEFAULT_LOCK_WAIT_MS);
+      const fault = this.summary.fault;
+      try {
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: "line.stop",
+          subject: null,
+          outcome: fault ? "failed" : "ok",
+          ...(fault ? { code: fault.code, message: fault.message } : {}),
+          details: { ...this.summary },
+        });
+      } catch (e) {
+        // The fault that stopped the line may be the database itself: the summary still goes out.
+        this.ctx.logger.error({ err: e }, "could not record the line's stop");
+      }
     }
     return this.summary;
+  }
+
+  private onFault(f: StationFault | null): void {
+    if (!f || !STOPS_THE_LINE.includes(f.code) || this.summary.fault) return;
+    this.summary.fault = { code: f.code, message: f.message };
+    void this.stop();
   }
 
   private claim(): boolean {

@@ -11,7 +11,12 @@
  * certificate; this class only moves bytes and keeps time.
  */
 import { randomBytes } from "node:crypto";
-import { outcomeOf, toLinesignError, type ErrorCode } from "../../domain/errors.js";
+import {
+  isLinesignError,
+  outcomeOf,
+  toLinesignError,
+  type ErrorCode,
+} from "../../domain/errors.js";
 import type { Profile } from "../../domain/profile.js";
 import { chooseDeviceKeyType } from "../../domain/profile.js";
 import type { LineTimeouts } from "../../domain/config.js";
@@ -75,6 +80,8 @@ export class PortLine {
   private helloTimer: ReturnType<typeof setTimeout> | null = null;
   private rearmTimer: ReturnType<typeof setTimeout> | null = null;
   private stopping = false;
+  /** The fault the port is waiting out, if any. */
+  private pausedFor: ErrorCode | null = null;
   private finished!: () => void;
   /** Resolves when the port has stopped (after stop() and the exchange in flight). */
   readonly done: Promise<void>;
@@ -227,6 +234,28 @@ export class PortLine {
     this.helloTimer = null;
     if (this.stage !== "idle" || !this.link) return;
     if (this.stopping) return void this.shutdown();
+    const fault = this.ctx.health.current();
+    if (fault) {
+      // Devices wait (no greeting) rather than fail one after another; look again shortly.
+      if (this.pausedFor !== fault.code) {
+        this.pausedFor = fault.code;
+        this.o.emit({
+          event: "port.paused",
+          port: this.o.path,
+          code: fault.code,
+          message: fault.message,
+        });
+      }
+      this.helloTimer = setTimeout(
+        () => void this.ctx.health.recheck().then(() => this.greet()),
+        this.o.rearmPollMs,
+      );
+      return;
+    }
+    if (this.pausedFor) {
+      this.pausedFor = null;
+      this.o.emit({ event: "port.resumed", port: this.o.path });
+    }
     void this.send(
       this.frame({
         type: "HELLO",
@@ -578,6 +607,15 @@ export class PortLine {
     try {
       this.ctx.store.appendEvent(entry);
     } catch (e) {
+      if (isLinesignError(e, "DB_LOCKED")) {
+        // Another process holds the lock: written as soon as it goes, without blocking.
+        void this.engine.committer
+          .commit(() => this.ctx.store.appendEvent(entry))
+          .catch((err: unknown) =>
+            this.ctx.logger.error({ err, port: this.o.path }, "could not record a line session"),
+          );
+        return;
+      }
       this.ctx.logger.error({ err: e, port: this.o.path }, "could not record a line session");
     }
   }
