@@ -233,6 +233,7 @@ export class Checkpointer {
       this.known = null; // the head moves back or across: the one case it may
       await this.writeHead(entry, true);
       this.bound = true;
+      this.ctx.health.clear("log-head");
       return {
         seq: entry.seq,
         ts: entry.ts,
