@@ -390,6 +390,28 @@ function buildStation(
 }
 
 /**
+ * A station's identity is set once, when its log begins: the checkpoints and
+ * the token's head are signed and kept under it, so a changed station.id
+ * would make every earlier checkpoint fail to verify.
+ * @throws LinesignError STATION_ID_CHANGED
+ */
+function checkStationIdentity(
+  store: SqliteStationStore,
+  config: Readonly<StationConfig>,
+  configPath: string,
+): void {
+  const first = store.eventAt(1);
+  if (first?.action !== "station.init" || !first.subject || first.subject === config.station.id)
+    return;
+  throw new LinesignError(
+    "STATION_ID_CHANGED",
+    `${configPath} names this station "${config.station.id}", but its log was begun as station "${first.subject}". ` +
+      `A station's identity is set once: put "station": { "id": "${first.subject}" } back in ${configPath}. Nothing was changed.`,
+    { details: { configured: config.station.id, recorded: first.subject } },
+  );
+}
+
+/**
  * Opens an existing station home.
  * @throws LinesignError HOME_NOT_INITIALISED, CONFIG_INVALID, DB_NEWER_VERSION, DB_ERROR
  */
@@ -399,6 +421,12 @@ export function openStation(opts: StationOptions = {}): Station {
   const config = home.readConfig();
   const logger = fileLogger(home.logPath);
   const store = SqliteStationStore.open(home.databasePath, { create: false, hash: nodeChainHash });
+  try {
+    checkStationIdentity(store, config, home.configPath);
+  } catch (e) {
+    store.close();
+    throw e;
+  }
   const station = buildStation(home, config, opts, logger, store);
   if (opts.officer) station.signInProcess({ name: opts.officer, role: "officer" });
   return station;
