@@ -11,7 +11,7 @@
  * development default) the first time the token is needed, and the session
  * ends with the process.
  */
-import { LinesignError } from "../domain/errors.js";
+import { isLinesignError, LinesignError } from "../domain/errors.js";
 import type { Role } from "../domain/roles.js";
 import { act, type AppContext } from "./context.js";
 
@@ -166,7 +166,14 @@ export class SigningSessions {
     if (c.pin === null && c.askPin) c.pin = await c.askPin();
     if (!c.recorded) {
       c.recorded = true;
-      this.record("signing.open", { kind: "process" });
+      try {
+        this.record("signing.open", { kind: "process" });
+      } catch (e) {
+        // A home that takes no writes (full, read-only) still lets a command read and verify;
+        // anything it would sign is refused at its own record.
+        if (!isLinesignError(e) || !["DB_FULL", "DB_READ_ONLY"].includes(e.code)) throw e;
+        this.ctx.logger.warn({ code: e.code }, "the signing session's start could not be recorded");
+      }
     }
     return c.pin ?? "";
   }

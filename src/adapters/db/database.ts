@@ -3,13 +3,35 @@
  * survives power loss before a certificate leaves the station), foreign keys,
  * and the schema brought up to date by numbered transactional migrations.
  */
-import { existsSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { LinesignError } from "../../domain/errors.js";
-import { storageError } from "./storage-errors.js";
+import { folderCause, storageError } from "./storage-errors.js";
 import { MIGRATIONS, type Migration } from "./migrations/index.js";
 
 export type Db = Database.Database;
+
+/**
+ * On a read-only file system SQLite cannot make the WAL's -shm file, so it
+ * cannot even read. The file cannot change there either: the log is read
+ * from a copy in a private temporary folder, opened read-only, so that
+ * reading commands (audit log, audit verify) still work; writes are refused
+ * as SQLITE_READONLY, named as the station's own file.
+ */
+function readOnlySnapshot(db: Db, path: string): Db {
+  db.close();
+  const dir = mkdtempSync(join(tmpdir(), "linesign-readonly-"));
+  for (const suffix of ["", "-wal"]) {
+    if (existsSync(path + suffix)) copyFileSync(path + suffix, join(dir, "station.db" + suffix));
+  }
+  const copy = new Database(join(dir, "station.db"), { fileMustExist: true });
+  // Fold the WAL in on the copy and leave WAL mode, so a read-only connection needs no -shm.
+  copy.pragma("journal_mode = DELETE");
+  copy.close();
+  return new Database(join(dir, "station.db"), { readonly: true, fileMustExist: true });
+}
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -36,6 +58,8 @@ export function openDatabase(
   let db: Db;
   try {
     db = new Database(path, { fileMustExist: !options.create });
+    // Reading a WAL database needs its -shm file: on a read-only or full disk, read a copy.
+    if (!options.create && folderCause(path) !== null) db = readOnlySnapshot(db, path);
   } catch (cause) {
     if (!options.create) {
       throw new LinesignError(
@@ -68,6 +92,15 @@ export function openDatabase(
           `Nothing was changed. Upgrade Linesign on this station, or restore the database that matches this version.`,
         { details: { path, version, supported: migrations.length } },
       );
+    }
+    if (db.readonly) {
+      if (version < migrations.length)
+        throw new LinesignError(
+          "DB_READ_ONLY",
+          `The station database ${path} is on a read-only file system and needs its schema brought up to date (schema ${version}, this build ${migrations.length}): mount it writable once.`,
+          { details: { path } },
+        );
+      return db;
     }
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");

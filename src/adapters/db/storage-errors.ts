@@ -3,7 +3,29 @@
  * file, what happened (the driver's code), and what to do. The adapter is
  * the only place that knows SQLite's codes.
  */
+import { accessSync, constants, statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import { LinesignError, type ErrorCode } from "../../domain/errors.js";
+
+/**
+ * What the folder of `path` says when SQLite only reports that it cannot
+ * open or write (a WAL or -shm file it could not create): read-only, or full.
+ */
+export function folderCause(path: string): "EROFS" | "ENOSPC" | null {
+  const dir = dirname(path);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    if ((e as { code?: string }).code === "EROFS") return "EROFS";
+  }
+  try {
+    const fs = statfsSync(dir);
+    if (fs.bavail * fs.bsize < 64 * 1024) return "ENOSPC";
+  } catch {
+    // no answer: keep SQLite's own code
+  }
+  return null;
+}
 
 /** The driver's or the OS's code of an error (SQLITE_FULL, ENOSPC...), if it has one. */
 export function causeCode(e: unknown): string | null {
@@ -61,8 +83,9 @@ const FIXES: Record<string, [ErrorCode, string]> = {
  */
 export function storageError(e: unknown, path: string): unknown {
   if (e instanceof LinesignError) return e;
-  const code = causeCode(e);
+  let code = causeCode(e);
   if (!code) return e;
+  if (/^SQLITE_(CANTOPEN|IOERR|READONLY)/.test(code)) code = folderCause(path) ?? code;
   // SQLite's extended codes (SQLITE_IOERR_WRITE, SQLITE_BUSY_SNAPSHOT) share their primary code's fix.
   const primary = Object.keys(FIXES).find((k) => code === k || code.startsWith(`${k}_`));
   if (!primary) {

@@ -73,6 +73,15 @@ export function acquireModule(path: string, libraryParameters?: string): Pkcs11 
       } catch {
         // the load failed half-way; nothing more to release
       }
+      const conf = process.env.SOFTHSM2_CONF;
+      if (conf && /softhsm/i.test(path) && !existsSync(conf)) {
+        throw new LinesignError(
+          "HSM_MODULE_INVALID",
+          `SoftHSM cannot start: SOFTHSM2_CONF names ${conf}, which does not exist. ` +
+            "Point SOFTHSM2_CONF at the token configuration (a development home has its own softhsm2.conf), or unset it.",
+          { cause, details: { module: path, conf } },
+        );
+      }
       throw mapPkcs11Error(cause, "initialising the PKCS#11 module");
     }
   }
