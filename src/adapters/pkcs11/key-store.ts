@@ -307,7 +307,7 @@ export class Pkcs11KeyStore
    * destroy (about ten times less on SoftHSM). Writes alternate between the
    * two, so a write the token fails to store leaves the other value readable.
    */
-  async readRegister(tokenLabel: string, name: string): Promise<string[]> {
+  async readRegister(tokenLabel: string, name: string, again = true): Promise<string[]> {
     const { session } = await this.open(tokenLabel);
     try {
       const { handles } = this.registerSlots(session, tokenLabel, name, false);
@@ -319,11 +319,18 @@ export class Pkcs11KeyStore
       return values;
     } catch (e) {
       this.registers.delete(`${tokenLabel}\n${name}`);
+      if (again && e instanceof pkcs11js.Pkcs11Error && LOSS.has(e.code))
+        return this.readRegister(tokenLabel, name, false);
       throw mapPkcs11Error(e, `reading register "${name}"`, tokenLabel);
     }
   }
 
-  async writeRegister(tokenLabel: string, name: string, value: string): Promise<void> {
+  async writeRegister(
+    tokenLabel: string,
+    name: string,
+    value: string,
+    again = true,
+  ): Promise<void> {
     const { session } = await this.open(tokenLabel);
     try {
       const reg = this.registerSlots(session, tokenLabel, name, true);
@@ -333,8 +340,10 @@ export class Pkcs11KeyStore
       ]);
       reg.last = slot;
     } catch (e) {
-      // Handles may be stale (a token re-plugged): found again on the next call.
+      // Handles may be stale (a new login, a token re-plugged): found again, once.
       this.registers.delete(`${tokenLabel}\n${name}`);
+      if (again && e instanceof pkcs11js.Pkcs11Error && LOSS.has(e.code))
+        return this.writeRegister(tokenLabel, name, value, false);
       throw mapPkcs11Error(e, `writing register "${name}"`, tokenLabel);
     }
   }
@@ -682,6 +691,8 @@ export class Pkcs11KeyStore
     token.loggedIn = false;
     // Private object handles end with the login; find them again after the next one.
     token.handles.clear();
+    for (const key of [...this.registers.keys()])
+      if (key.startsWith(`${tokenLabel}\n`)) this.registers.delete(key);
     try {
       this.lib.C_Logout(token.session);
     } catch (e) {
