@@ -269,7 +269,6 @@ export class CaService {
           `The certificate for "${label}" lacks basicConstraints CA:TRUE: it cannot sign devices. Ask the root's officer to sign it as a CA.`,
         );
       }
-      checkCaSuitable(cert, `The certificate for "${label}"`);
       let chain = chainBytes ? readCertificates(chainBytes, "The chain file") : [];
       if (!chainBytes) {
         const parent = this.ctx.store
@@ -288,6 +287,8 @@ export class CaService {
         );
       }
       await checkChain(cert, chain);
+      // A chain that does not verify is named first; then what the certificate itself lacks.
+      checkCaSuitable(cert, `The certificate for "${label}"`);
       // The CAs above it must be able to sign CAs too.
       chain.forEach((c, i) =>
         checkCaSuitable(c, `Chain certificate ${i + 1} ("${c.subject}")`, { chain: true }),

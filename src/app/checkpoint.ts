@@ -342,9 +342,17 @@ export class Checkpointer {
       ts: this.ctx.clock.now().toISOString(),
     };
     try {
-      await this.ctx
-        .tokenData()
-        .writeRegister(this.ctx.tokenLabel, HEAD_OBJECT_LABEL, JSON.stringify(value));
+      const text = JSON.stringify(value);
+      try {
+        await this.ctx.tokenData().writeRegister(this.ctx.tokenLabel, HEAD_OBJECT_LABEL, text);
+      } catch (first) {
+        // A register the token will not rewrite now: keep the head in a new data object
+        // instead (slower, made before the old one goes); the reader takes the highest.
+        this.ctx.logger.warn({ err: first }, "the log head register could not be written");
+        await this.ctx
+          .tokenData()
+          .writeData(this.ctx.tokenLabel, HEAD_OBJECT_LABEL, new TextEncoder().encode(text));
+      }
     } catch (cause) {
       const code = cause instanceof LinesignError ? cause.code : null;
       throw new LinesignError(

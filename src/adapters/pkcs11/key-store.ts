@@ -138,6 +138,9 @@ function ulong(buf: Buffer): number {
   return buf.length >= 8 ? Number(buf.readBigUInt64LE(0)) : buf.readUInt32LE(0);
 }
 
+/** CKR_OBJECT_HANDLE_INVALID: an object handle that ended with a login or a module restart. */
+const STALE_HANDLE = 0x82;
+
 /** The two slots of a register, named in the objects' CKA_VALUE (which tokens keep read-only). */
 const REGISTER_SLOTS = ["#1", "#2"] as const;
 
@@ -307,45 +310,45 @@ export class Pkcs11KeyStore
    * destroy (about ten times less on SoftHSM). Writes alternate between the
    * two, so a write the token fails to store leaves the other value readable.
    */
-  async readRegister(tokenLabel: string, name: string, again = true): Promise<string[]> {
-    const { session } = await this.open(tokenLabel);
-    try {
-      const { handles } = this.registerSlots(session, tokenLabel, name, false);
-      const values: string[] = [];
-      for (const h of handles) {
-        const [label] = this.lib.C_GetAttributeValue(session, h, [{ type: pkcs11js.CKA_LABEL }]);
-        values.push(trim((label?.value as Buffer).toString("utf8")));
+  async readRegister(tokenLabel: string, name: string): Promise<string[]> {
+    const key = `${tokenLabel}\n${name}`;
+    return this.withToken(tokenLabel, `reading register "${name}"`, (t) => {
+      try {
+        const { handles } = this.registerSlots(t.session, tokenLabel, name, false);
+        return handles.map((h) => {
+          const [label] = this.lib.C_GetAttributeValue(t.session, h, [
+            { type: pkcs11js.CKA_LABEL },
+          ]);
+          return trim((label?.value as Buffer).toString("utf8"));
+        });
+      } catch (e) {
+        // Handles may be stale (a new login, a token re-plugged): found again on the retry.
+        this.registers.delete(key);
+        throw e;
       }
-      return values;
-    } catch (e) {
-      this.registers.delete(`${tokenLabel}\n${name}`);
-      if (again && e instanceof pkcs11js.Pkcs11Error && LOSS.has(e.code))
-        return this.readRegister(tokenLabel, name, false);
-      throw mapPkcs11Error(e, `reading register "${name}"`, tokenLabel);
-    }
+    });
   }
 
-  async writeRegister(
-    tokenLabel: string,
-    name: string,
-    value: string,
-    again = true,
-  ): Promise<void> {
-    const { session } = await this.open(tokenLabel);
-    try {
-      const reg = this.registerSlots(session, tokenLabel, name, true);
-      const slot = (reg.last + 1) % reg.handles.length;
-      this.lib.C_SetAttributeValue(session, reg.handles[slot]!, [
-        { type: pkcs11js.CKA_LABEL, value },
-      ]);
-      reg.last = slot;
-    } catch (e) {
-      // Handles may be stale (a new login, a token re-plugged): found again, once.
-      this.registers.delete(`${tokenLabel}\n${name}`);
-      if (again && e instanceof pkcs11js.Pkcs11Error && LOSS.has(e.code))
-        return this.writeRegister(tokenLabel, name, value, false);
-      throw mapPkcs11Error(e, `writing register "${name}"`, tokenLabel);
-    }
+  async writeRegister(tokenLabel: string, name: string, value: string): Promise<void> {
+    const key = `${tokenLabel}\n${name}`;
+    await this.withToken(tokenLabel, `writing register "${name}"`, (t) => {
+      const write = (): void => {
+        const reg = this.registerSlots(t.session, tokenLabel, name, true);
+        const slot = (reg.last + 1) % reg.handles.length;
+        this.lib.C_SetAttributeValue(t.session, reg.handles[slot]!, [
+          { type: pkcs11js.CKA_LABEL, value },
+        ]);
+        reg.last = slot;
+      };
+      try {
+        write();
+      } catch (e) {
+        // Handles end with a login and with a module restart: find the slots again, once.
+        this.registers.delete(key);
+        if (!(e instanceof pkcs11js.Pkcs11Error && e.code === STALE_HANDLE)) throw e;
+        write();
+      }
+    });
   }
 
   private registerSlots(

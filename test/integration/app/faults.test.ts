@@ -47,11 +47,13 @@ function rows<T>(es: EngineStation, sql: string): T[] {
 /** The token's object files (SoftHSM keeps one file per object). */
 function tokenObjectFiles(es: EngineStation): string[] {
   const tokens = join(es.hsm.dir, "tokens");
-  return readdirSync(tokens).flatMap((t) =>
-    readdirSync(join(tokens, t))
+  return readdirSync(tokens).flatMap((t) => [
+    ...readdirSync(join(tokens, t))
       .filter((f) => f.endsWith(".object") && f !== "token.object")
       .map((f) => join(tokens, t, f)),
-  );
+    // and the token's folder: no new object can be stored either
+    join(tokens, t),
+  ]);
 }
 
 const open: Station[] = [];
