@@ -260,7 +260,7 @@ export async function startTpm2(): Promise<TokenImpl> {
     abrmd.stderr?.setEncoding("utf8").on("data", (d: string) => (abrmdErr += d));
     abrmd.on("exit", (code, signal) => (abrmdErr += ` (tpm2-abrmd exited: ${code ?? signal})`));
     // gdbus returns when the broker owns its name on the bus (asynchronously: the daemons' pipes keep draining).
-    const waiter = spawn("gdbus", ["wait", "--session", "--timeout", "30", busName], {
+    const waiter = spawn("gdbus", ["wait", "--session", "--timeout", "90", busName], {
       env: busEnv,
       stdio: ["ignore", "ignore", "pipe"],
     });
