@@ -42,10 +42,22 @@ if (!app.requestSingleInstanceLock()) {
 async function ensureService(socket: string): Promise<void> {
   if (existsSync(socket)) return;
   const entry = join(here, "..", "..", "bin", "linesign.js");
-  const child = spawn(process.env.LINESIGN_NODE ?? "node", [entry, "serve"], {
+  // An absolute Node (never one found on PATH) and only what the service needs: no secret, no Electron variable.
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of [
+    "PATH",
+    "HOME",
+    "LANG",
+    "TZ",
+    "LINESIGN_HOME",
+    "LINESIGN_SOCKET",
+    "SOFTHSM2_CONF",
+  ])
+    if (process.env[k] !== undefined) env[k] = process.env[k];
+  const child = spawn(process.env.LINESIGN_NODE ?? "/usr/bin/node", [entry, "serve"], {
     stdio: "ignore",
     detached: true,
-    env: { ...process.env, ELECTRON_RUN_AS_NODE: undefined },
+    env,
   });
   child.unref();
   for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));

@@ -41,8 +41,11 @@ export interface TokenLogin {
 interface Current {
   officer: string;
   kind: SessionKind;
-  /** The PIN, or (process sessions) how to get it when first needed. */
-  pin: string | null;
+  /**
+   * The PIN as bytes, overwritten with zeros when the session ends (a string
+   * cannot be wiped); or (process sessions) how to get it when first needed.
+   */
+  pin: Buffer | null;
   askPin: (() => Promise<string>) | null;
   openedAt: Date;
   lastUsedAt: Date;
@@ -118,7 +121,7 @@ export class SigningSessions {
       this.current = {
         officer: officer.name,
         kind: "kiosk",
-        pin,
+        pin: Buffer.from(pin, "utf8"),
         askPin: null,
         openedAt: now,
         lastUsedAt: now,
@@ -129,6 +132,7 @@ export class SigningSessions {
         this.token.logout();
         await this.token.login();
       } catch (e) {
+        this.current?.pin?.fill(0);
         this.current = null;
         throw e;
       }
@@ -163,7 +167,7 @@ export class SigningSessions {
    */
   async pin(): Promise<string> {
     const c = this.requireCurrent();
-    if (c.pin === null && c.askPin) c.pin = await c.askPin();
+    if (c.pin === null && c.askPin) c.pin = Buffer.from(await c.askPin(), "utf8");
     if (!c.recorded) {
       c.recorded = true;
       try {
@@ -175,7 +179,7 @@ export class SigningSessions {
         this.ctx.logger.warn({ code: e.code }, "the signing session's start could not be recorded");
       }
     }
-    return c.pin ?? "";
+    return c.pin ? c.pin.toString("utf8") : "";
   }
 
   /**
@@ -232,6 +236,7 @@ export class SigningSessions {
       this.ctx.logger.error({ err: e }, "the checkpoint at the end of a signing session failed");
     }
     this.current = null;
+    c.pin?.fill(0);
     c.pin = null;
     try {
       this.token.logout();

@@ -1,10 +1,22 @@
 /**
- * People and roles. Passphrases are kept only as scrypt hashes. A failed
- * sign-in waits longer each time (250 ms doubling, at most 4 s) and the
- * fifth in a row locks the account until an officer resets it. Every
- * sign-in, failure, lock and change is in the event log.
+ * People and roles. Passphrases are kept only as scrypt hashes (N = 2^17,
+ * r 8, p 1: OWASP's current guidance), computed off the event loop; a hash
+ * made with weaker parameters is replaced at its next successful sign-in.
+ *
+ * A failed sign-in waits longer each time (250 ms doubling, at most 4 s); the
+ * fifth failure in a row locks the account for `LOCK_MINUTES`, after which
+ * the lock lifts by itself. An officer's `user reset`, or anyone proving the
+ * token's SO PIN (`user unlock`, break-glass when every officer is locked),
+ * lifts it at once. Each attempt is counted before the passphrase is checked,
+ * in one transaction, so parallel guesses cannot share one count.
+ *
+ * Every failed sign-in is answered alike, in the same time: an unknown name
+ * is checked against a dummy hash, and the reply never says whether the name
+ * exists, is locked or is disabled. The log records the reason for auditors,
+ * and never an unrecognised name verbatim (it is often a passphrase typed in
+ * the wrong field). Every sign-in, failure, lock, unlock and change is logged.
  */
-import { randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
+import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { LinesignError } from "../domain/errors.js";
 import type { UserRecord } from "../domain/ports.js";
 import { isAllowed, ROLES, type Role, type Rule } from "../domain/roles.js";
@@ -13,26 +25,64 @@ import { act, recordChange, type AppContext } from "./context.js";
 /** The development station's officer, named in README; used when no user is named there. */
 export const DEV_OFFICER = { name: "dev-officer", passphrase: "linesign-dev-officer" } as const;
 export const MAX_FAILURES = 5;
+/** How long a lock lasts before it lifts by itself. */
+export const LOCK_MINUTES = 15;
 const NAME = /^[A-Za-z0-9._@-]{1,64}$/;
-const SCRYPT = { N: 16384, r: 8, p: 1 };
+const SCRYPT = { N: 2 ** 17, r: 8, p: 1 };
+/** scrypt needs 128 * N * r bytes; node's default cap (32 MiB) is below that. */
+const MAXMEM = 256 * 1024 * 1024;
+/** Every failed sign-in gets this reply. */
+export const SIGN_IN_FAILED =
+  "Sign-in failed: the name or passphrase is wrong, or this account cannot sign in now. Try again, or ask an officer.";
 
-export function hashPassphrase(passphrase: string): string {
+function scryptAsync(
+  passphrase: string,
+  salt: Buffer,
+  len: number,
+  o: { N: number; r: number; p: number },
+): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scrypt(passphrase, salt, len, { ...o, maxmem: MAXMEM }, (err, key) =>
+      err ? reject(err) : resolve(key),
+    ),
+  );
+}
+
+/** A new scrypt hash, computed in libuv's thread pool (not on the event loop). */
+export async function hashPassphrase(passphrase: string): Promise<string> {
   const salt = randomBytes(16);
-  const hash = scryptSync(passphrase, salt, 32, SCRYPT);
+  const hash = await scryptAsync(passphrase, salt, 32, SCRYPT);
   return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString("base64")}$${hash.toString("base64")}`;
 }
 
-export function passphraseMatches(passphrase: string, stored: string): boolean {
+/** Whether the passphrase matches the stored hash, and whether the hash is weaker than today's. */
+export async function passphraseMatches(
+  passphrase: string,
+  stored: string,
+): Promise<{ ok: boolean; weak: boolean }> {
   const [kind, n, r, p, salt, hash] = stored.split("$");
-  if (kind !== "scrypt" || !salt || !hash) return false;
+  const N = Number(n);
+  if (kind !== "scrypt" || !salt || !hash || !Number.isInteger(N) || N < 2 || N > 2 ** 20)
+    return { ok: false, weak: true };
   const want = Buffer.from(hash, "base64");
-  const got = scryptSync(passphrase, Buffer.from(salt, "base64"), want.length, {
-    N: Number(n),
-    r: Number(r),
-    p: Number(p),
-  });
-  return timingSafeEqual(got, want);
+  try {
+    const got = await scryptAsync(passphrase, Buffer.from(salt, "base64"), want.length, {
+      N,
+      r: Number(r),
+      p: Number(p),
+    });
+    return {
+      ok: timingSafeEqual(got, want),
+      weak: N < SCRYPT.N || Number(r) < SCRYPT.r,
+    };
+  } catch {
+    return { ok: false, weak: true };
+  }
 }
+
+/** A hash no passphrase matches, made once: unknown names are checked against it, at the same cost. */
+let dummyHash: Promise<string> | null = null;
+const dummy = () => (dummyHash ??= hashPassphrase(randomBytes(16).toString("base64")));
 
 export interface UserView {
   name: string;
@@ -58,6 +108,9 @@ function checkPassphrase(p: string): void {
 }
 
 export class UserService {
+  /** Failures in a row per unrecognised name (kept in memory, bounded), so they wait as a real user would. */
+  private readonly unknownFailures = new Map<string, number>();
+
   constructor(
     private readonly ctx: AppContext,
     private readonly sleep: (ms: number) => Promise<void> = (ms) =>
@@ -85,7 +138,7 @@ export class UserService {
       const u: UserRecord = {
         name,
         role: role as Role,
-        hash: hashPassphrase(passphrase),
+        hash: await hashPassphrase(passphrase),
         failures: 0,
         lockedAt: null,
         disabled: false,
@@ -99,18 +152,38 @@ export class UserService {
     });
   }
 
+  /** Stops a user from signing in; the station service ends their kiosk sign-ins at their next call. */
   disable(name: string): Promise<UserView> {
     return this.change(name, "user.disable", { disabled: true });
   }
 
-  /** A new passphrase; lifts a lock and clears the failures. */
-  reset(name: string, passphrase: string): Promise<UserView> {
+  /** A new passphrase; lifts a lock and clears the failures; the user's kiosk sign-ins end. */
+  async reset(name: string, passphrase: string): Promise<UserView> {
     checkPassphrase(passphrase);
     return this.change(name, "user.reset", {
-      hash: hashPassphrase(passphrase),
+      hash: await hashPassphrase(passphrase),
       failures: 0,
       lockedAt: null,
       disabled: false,
+    });
+  }
+
+  /**
+   * Break-glass: lifts a user's lock for whoever proves the station token's SO
+   * PIN (`prove` logs in as SO and throws HSM_PIN_INCORRECT otherwise), so a
+   * station whose every officer is locked is not stopped until the lock lifts.
+   * @throws LinesignError USAGE (no such user), HSM_PIN_INCORRECT
+   */
+  unlock(name: string, prove: () => void): Promise<UserView> {
+    return act(this.ctx, "user.unlock", name, async () => {
+      this.must(name);
+      prove();
+      recordChange(
+        this.ctx,
+        { action: "user.unlock", subject: name, details: { proof: "so-pin" } },
+        () => this.ctx.store.updateUser(name, { failures: 0, lockedAt: null }),
+      );
+      return view(this.must(name));
     });
   }
 
@@ -165,56 +238,89 @@ export class UserService {
   }
 
   private async login(name: string, passphrase: string): Promise<UserRecord> {
-    const refuse = (code: "AUTH_FAILED" | "AUTH_LOCKED" | "AUTH_DISABLED", message: string) => {
-      this.ctx.store.appendEvent({
-        actor: name,
-        action: "user.login",
-        subject: name,
-        outcome: "refused",
-        code,
-        message,
-        details: {},
-      });
-      return new LinesignError(code, message);
-    };
-    const u = this.ctx.store.getUser(name);
-    if (u?.disabled) throw refuse("AUTH_DISABLED", `User ${name} is disabled: ask an officer.`);
-    if (u?.lockedAt)
-      throw refuse(
-        "AUTH_LOCKED",
-        `User ${name} is locked after ${MAX_FAILURES} wrong passphrases: an officer must reset it ("linesign user reset --name ${name}").`,
-      );
-    if (!u || !passphraseMatches(passphrase, u.hash)) {
-      const failures = (u?.failures ?? 0) + 1;
-      // Each failure in a row waits longer before it is answered.
-      await this.sleep(Math.min(4000, 250 * 2 ** (failures - 1)));
-      if (u) {
-        const locked = failures >= MAX_FAILURES;
-        this.ctx.store.updateUser(name, {
-          failures,
-          lockedAt: locked ? this.ctx.clock.now().toISOString() : null,
-        });
-        if (locked) {
-          this.ctx.store.appendEvent({
-            actor: name,
-            action: "user.lock",
-            subject: name,
-            outcome: "refused",
-            code: "AUTH_LOCKED",
-            message: `locked after ${failures} wrong passphrases`,
-            details: { failures },
-          });
-        }
+    const store = this.ctx.store;
+    const now = this.ctx.clock.now();
+    const known = NAME.test(name) ? store.getUser(name) : null;
+    // Count this attempt before the slow check, in one transaction: parallel guesses see each other.
+    const counted = known
+      ? store.transaction(() => {
+          const u = store.getUser(name)!;
+          const lockedUntil = u.lockedAt
+            ? new Date(u.lockedAt).getTime() + LOCK_MINUTES * 60_000
+            : null;
+          if (lockedUntil !== null && now.getTime() >= lockedUntil) {
+            // The lock lifts by itself after its time.
+            store.updateUser(name, { failures: 0, lockedAt: null });
+            store.appendEvent({
+              actor: "station",
+              action: "user.unlock",
+              subject: name,
+              outcome: "ok",
+              details: { reason: "lock-expired", minutes: LOCK_MINUTES },
+            });
+            u.failures = 0;
+            u.lockedAt = null;
+          }
+          const attempt = u.failures + 1;
+          store.updateUser(name, { failures: attempt });
+          return { user: u, attempt, locked: u.lockedAt !== null };
+        })
+      : null;
+    const check = await passphraseMatches(passphrase, counted?.user.hash ?? (await dummy()));
+    const u = counted?.user ?? null;
+    const why = !u
+      ? "unknown-name"
+      : u.disabled
+        ? "disabled"
+        : counted!.locked
+          ? "locked"
+          : counted!.attempt > MAX_FAILURES
+            ? "too-many-at-once"
+            : !check.ok
+              ? "wrong-passphrase"
+              : null;
+    if (why !== null || !u) {
+      let attempt: number;
+      if (u) attempt = counted!.attempt;
+      else {
+        attempt = (this.unknownFailures.get(name) ?? 0) + 1;
+        if (this.unknownFailures.size >= 1000) this.unknownFailures.clear();
+        this.unknownFailures.set(name, attempt);
       }
-      throw refuse("AUTH_FAILED", "The user name or passphrase is wrong.");
+      if (u && why === "wrong-passphrase" && attempt >= MAX_FAILURES) {
+        store.updateUser(name, { lockedAt: now.toISOString() });
+        store.appendEvent({
+          actor: name,
+          action: "user.lock",
+          subject: name,
+          outcome: "refused",
+          code: "AUTH_LOCKED",
+          message: `locked for ${LOCK_MINUTES} minutes after ${attempt} wrong passphrases`,
+          details: { failures: attempt, minutes: LOCK_MINUTES },
+        });
+      }
+      // Each failure in a row waits longer before it is answered.
+      await this.sleep(Math.min(4000, 250 * 2 ** (Math.min(attempt, 5) - 1)));
+      // An unrecognised name is not logged: it is often a passphrase typed into the name field.
+      store.appendEvent({
+        actor: u ? name : "(unrecognised name)",
+        action: "user.login",
+        subject: u ? name : null,
+        outcome: "refused",
+        code: "AUTH_FAILED",
+        message: SIGN_IN_FAILED,
+        details: { reason: why, ...(u ? {} : { nameLength: name.length }) },
+      });
+      throw new LinesignError("AUTH_FAILED", SIGN_IN_FAILED);
     }
-    if (u.failures > 0) this.ctx.store.updateUser(name, { failures: 0 });
-    this.ctx.store.appendEvent({
+    const upgraded = check.weak ? await hashPassphrase(passphrase) : null;
+    store.updateUser(name, { failures: 0, ...(upgraded ? { hash: upgraded } : {}) });
+    store.appendEvent({
       actor: name,
       action: "user.login",
       subject: name,
       outcome: "ok",
-      details: { role: u.role },
+      details: { role: u.role, ...(upgraded ? { hashUpgraded: `scrypt N=${SCRYPT.N}` } : {}) },
     });
     return u;
   }

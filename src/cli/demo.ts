@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { openStation, type Station } from "../compose.js";
 import { LinesignError } from "../domain/errors.js";
 import { DEV_OFFICER } from "../app/users.js";
-import { startService } from "./serve.js";
+import { childEnv, startService } from "./serve.js";
 import type { LineSummary } from "../app/line/line.js";
 import type { LineEvent } from "../app/line/line-events.js";
 import { ptyPair, socatAvailable, startSim, type PtyPair, type RigChild } from "./sim-rig.js";
@@ -163,7 +163,7 @@ export async function openDemoKiosk(o: {
     if (bin) {
       shell = spawn(bin, [fileURLToPath(new URL("../../electron/main.js", import.meta.url))], {
         stdio: "ignore",
-        env: { ...o.env, LINESIGN_SOCKET: service.socket, LINESIGN_HOME: o.home },
+        env: childEnv(o.env, { LINESIGN_SOCKET: service.socket, LINESIGN_HOME: o.home }),
       });
     }
     return {

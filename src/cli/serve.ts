@@ -4,7 +4,16 @@
  * socket in the station home, and with --ui a browser reaches the kiosk page
  * on loopback (the address printed carries the per-start secret).
  */
-import { existsSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
@@ -39,7 +48,54 @@ export interface RunningService {
  * Opens the station in service mode and listens.
  * @throws LinesignError USAGE (no ports, a service already running, no built page for --ui)
  */
+/** Secrets a service must not keep in its environment (readable in /proc/PID/environ, inherited by children). */
+export const SECRET_VARIABLES = [
+  "LINESIGN_USER_PIN",
+  "LINESIGN_SO_PIN",
+  "LINESIGN_ROOT_PIN",
+  "LINESIGN_NEW_USER_PIN",
+  "LINESIGN_PASSPHRASE",
+  "LINESIGN_NEW_PASSPHRASE",
+] as const;
+
+/** Removes the secrets from `env` and from this process's own environment. */
+export function dropSecrets(env: NodeJS.ProcessEnv): void {
+  for (const k of SECRET_VARIABLES) {
+    delete env[k];
+    delete process.env[k];
+  }
+}
+
+/**
+ * The environment a child of the station starts with: only what it needs
+ * (where programs and the home are, the token configuration, the display),
+ * never a secret.
+ */
+export function childEnv(
+  env: NodeJS.ProcessEnv,
+  extra: Record<string, string> = {},
+): NodeJS.ProcessEnv {
+  const keep = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "LINESIGN_HOME",
+    "SOFTHSM2_CONF",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XDG_RUNTIME_DIR",
+    "XAUTHORITY",
+  ];
+  const out: NodeJS.ProcessEnv = {};
+  for (const k of keep) if (env[k] !== undefined) out[k] = env[k];
+  return { ...out, ...extra };
+}
+
 export async function startService(o: ServiceOptions): Promise<RunningService> {
+  // The service presents the token's PIN only from an officer's signing session, never from its environment.
+  dropSecrets(o.env);
   if (o.ui && !existsSync(join(UI_DIR, "index.html")))
     throw new LinesignError(
       "USAGE",
@@ -47,7 +103,9 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     );
   const station = openStation({ home: o.home, env: o.env, mode: "service" });
   const listeners: Listening[] = [];
+  let unlock: (() => void) | null = null;
   try {
+    unlock = lockHome(station.home.dir);
     const service = new StationService(station, { ports: o.ports });
     if (service.ports.length === 0)
       throw new LinesignError(
@@ -90,13 +148,59 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
           details: {},
         });
         await station.close();
+        unlock?.();
       },
     };
   } catch (e) {
     for (const l of listeners) await l.close();
     await station.close();
+    unlock?.();
     throw e;
   }
+}
+
+/**
+ * One service per station: `<home>/run/service.lock` holds the running
+ * service's process id. A lock left by a service that died is taken over.
+ * @throws LinesignError USAGE when a live service holds it
+ */
+export function lockHome(home: string): () => void {
+  const dir = join(home, "run");
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, "service.lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, "wx", 0o600);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(path, "utf8").trim() === String(process.pid)) unlinkSync(path);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const pid = Number(readFileSync(path, "utf8").slice(0, 20).trim());
+      let alive = false;
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+        try {
+          process.kill(pid, 0);
+          alive = true;
+        } catch (k) {
+          alive = (k as NodeJS.ErrnoException).code === "EPERM";
+        }
+      }
+      if (alive)
+        throw new LinesignError(
+          "USAGE",
+          `A station service (process ${pid}) is already running for ${home}: stop it first (one service per station).`,
+        );
+      unlinkSync(path);
+    }
+  }
+  throw new LinesignError("USAGE", `Cannot take the station's service lock ${path}.`);
 }
 
 /** Runs until SIGINT or SIGTERM, then stops the line (devices in flight finish) and closes. */

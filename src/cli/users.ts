@@ -1,9 +1,10 @@
 /** `linesign user ...`: people and their roles. */
 import { Option, type Command } from "commander";
+import { LinesignError } from "../domain/errors.js";
 import type { CommandDeps } from "./io.js";
 
 export function registerUserCommands(program: Command, d: CommandDeps): void {
-  const { withStation, emit, secret } = d;
+  const { withStation, emit, secret, io, prompt } = d;
   const user = program.command("user").description("people and their roles");
   user
     .command("add")
@@ -57,6 +58,28 @@ export function registerUserCommands(program: Command, d: CommandDeps): void {
         const pass = await secret("LINESIGN_NEW_PASSPHRASE", `New passphrase for ${o.name}: `);
         const v = await s.users.reset(o.name, pass);
         emit({ ok: true, user: v }, `User ${v.name} has a new passphrase and may sign in.`);
+      });
+    });
+  user
+    .command("unlock")
+    .description(
+      "break-glass: lift a user's sign-in lock by proving the station token's SO PIN (LINESIGN_SO_PIN or a prompt)",
+    )
+    .requiredOption("--name <name>", "the user")
+    .action(async (o: { name: string }) => {
+      await withStation(async (s) => {
+        const soPin =
+          io.env.LINESIGN_SO_PIN ??
+          (prompt ? await prompt(`SO PIN for token "${s.ctx.tokenLabel}": `) : undefined);
+        if (!soPin)
+          throw new LinesignError(
+            "HSM_PIN_REQUIRED",
+            "The SO PIN is needed: set LINESIGN_SO_PIN, or run on a terminal to be asked.",
+          );
+        const v = await s.users.unlock(o.name, () =>
+          s.ctx.tokenAdmin().officerReset(s.ctx.tokenLabel, soPin),
+        );
+        emit({ ok: true, user: v }, `User ${v.name} is unlocked and may sign in.`);
       });
     });
 }

@@ -111,6 +111,7 @@ export const ERROR_CODES = [
   "AUDIT_HEAD_WRITE_FAILED",
   "FILE_WRITE_FAILED",
   "FILE_READ_FAILED",
+  "HOME_UNSAFE",
   "INTERNAL",
 ] as const;
 
@@ -175,6 +176,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "AUDIT_HEAD_WRITE_FAILED":
     case "FILE_WRITE_FAILED":
     case "FILE_READ_FAILED":
+    case "HOME_UNSAFE":
     case "INTERNAL":
     case "SERIAL_PORT_UNAVAILABLE":
     case "SERIAL_PORT_LOST":

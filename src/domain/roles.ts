@@ -60,6 +60,8 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "user list": ["officer", "auditor"],
   "user disable": O,
   "user reset": O,
+  // Break-glass: whoever proves the token's SO PIN, so a station whose every officer is locked goes on.
+  "user unlock": "none",
 };
 
 export function isAllowed(rule: Rule, role: Role): boolean {

@@ -239,8 +239,9 @@ export async function listenUnix(service: StationService, socketPath: string): P
       "USAGE",
       `The socket path ${socketPath} is too long for a Unix socket (at most 100 bytes): choose a shorter one with --socket.`,
     );
-  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
-  chmodSync(dirname(socketPath), 0o700);
+  // A folder Linesign makes is 0700; one that exists (/tmp, a site's own) is never changed.
+  if (!existsSync(dirname(socketPath)))
+    mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
   if (existsSync(socketPath) && lstatSync(socketPath).isSocket()) {
     // A socket left by a service that died is replaced; a live one is not.
     const alive = await new Promise<boolean>((resolve) => {

@@ -24,12 +24,26 @@ import type { Line } from "../app/line/line.js";
 import { viewCa } from "../app/ca.js";
 import { countEvents, exportAudit } from "../app/audit-export.js";
 import { RefusalLog } from "../app/refusal-log.js";
+import { SIGN_IN_FAILED } from "../app/users.js";
 
 interface Login {
   name: string;
   role: Role;
+  /** The last act of the person (not a poll). */
   lastSeen: number;
+  /** The passphrase hash at sign-in: a reset (or a disable) ends the sign-in. */
+  hash: string;
 }
+
+/**
+ * Calls a page makes by itself, not by a person: they never extend a
+ * sign-in or a signing session (an officer who walks away is signed out on time).
+ */
+const PASSIVE: ReadonlySet<ChannelName> = new Set<ChannelName>([
+  "line.watch",
+  "auth.whoami",
+  "station.status",
+]);
 
 export interface ServiceOptions {
   /** The serial ports the line runs on (default: station.json's line.ports). */
@@ -133,7 +147,7 @@ export class StationService {
       );
     }
     const spec = CHANNELS[channel];
-    const who = this.loginFor(loginToken);
+    const who = this.loginFor(loginToken, !PASSIVE.has(channel));
     if (spec.rule !== "none") {
       if (!who)
         return this.refuse(
@@ -179,7 +193,7 @@ export class StationService {
         true,
         source,
       );
-    if (who?.role === "officer") this.station.signing.touch();
+    if (who?.role === "officer" && !PASSIVE.has(channel)) this.station.signing.touch();
     try {
       const run = () => this.handlers[channel](parsed.args as never, who, loginToken);
       const out = who ? await this.station.asActor(who.name, run) : await run();
@@ -222,21 +236,26 @@ export class StationService {
     this.refusals.close();
   }
 
-  private loginFor(token: string | null): Login | null {
+  /**
+   * The sign-in a token names, or null when it has none, has been idle too
+   * long, or its user was disabled or reset since (by the kiosk or the
+   * command line, which share the database). Only a person's act (`act`)
+   * counts as activity.
+   */
+  private loginFor(token: string | null, act = true): Login | null {
     if (!token) return null;
     const l = this.logins.get(token);
     if (!l) return null;
-    // An officer whose signing session is in use stays signed in while it is used.
-    const sessionUse = this.station.signing.view();
-    const lastUse =
-      sessionUse.open && sessionUse.officer === l.name && sessionUse.lastUsedAt
-        ? Math.max(l.lastSeen, Date.parse(sessionUse.lastUsedAt))
-        : l.lastSeen;
-    if (this.now() - lastUse > this.loginIdleMs) {
+    const u = this.station.ctx.store.getUser(l.name);
+    if (!u || u.disabled || u.hash !== l.hash) {
+      void this.endLogin(token, l, u && !u.disabled ? "reset" : "disabled");
+      return null;
+    }
+    if (this.now() - l.lastSeen > this.loginIdleMs) {
       void this.endLogin(token, l, "idle");
       return null;
     }
-    l.lastSeen = this.now();
+    if (act) l.lastSeen = this.now();
     return l;
   }
 
@@ -308,9 +327,11 @@ export class StationService {
     } = {
       "auth.login": async (a: { name: string; passphrase: string }) => {
         const user = await s.users.signIn(a, "any", "kiosk sign-in");
-        if (!user) throw new LinesignError("AUTH_FAILED", "Sign-in failed.");
+        if (!user) throw new LinesignError("AUTH_FAILED", SIGN_IN_FAILED);
         const token = randomBytes(32).toString("base64url");
-        this.logins.set(token, { name: user.name, role: user.role, lastSeen: this.now() });
+        // The hash as stored now (a sign-in may have just upgraded it).
+        const hash = s.ctx.store.getUser(user.name)?.hash ?? user.hash;
+        this.logins.set(token, { name: user.name, role: user.role, lastSeen: this.now(), hash });
         return { name: user.name, role: user.role, token };
       },
       "auth.logout": async (_a, who, token) => {

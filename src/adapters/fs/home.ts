@@ -3,7 +3,7 @@
  * logs, and (development stations only) the SoftHSM config, tokens and the
  * development root key.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { homedir } from "node:os";
 import { parseStationConfig, type StationConfig } from "../../domain/config.js";
@@ -48,6 +48,7 @@ export class StationHome {
 
   ensureDirs(): void {
     try {
+      process.umask(0o077);
       mkdirSync(join(this.dir, "logs"), { recursive: true, mode: 0o700 });
     } catch (cause) {
       throw new LinesignError("FILE_WRITE_FAILED", `Cannot create the station home ${this.dir}.`, {
@@ -56,8 +57,39 @@ export class StationHome {
     }
   }
 
-  /** Reads and validates station.json. @throws LinesignError HOME_NOT_INITIALISED, CONFIG_INVALID */
+  /**
+   * Makes every file this process creates private (umask 077: the database,
+   * its -wal and -shm, the log, the socket are 0600 whatever the folder), and
+   * refuses a home other users can read or write: the passphrase hashes and
+   * the log are in it.
+   * @throws LinesignError HOME_UNSAFE
+   */
+  checkPrivate(): void {
+    process.umask(0o077);
+    let st;
+    try {
+      st = statSync(this.dir);
+    } catch {
+      return; // a missing home is reported by whoever needs it
+    }
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid && uid !== 0)
+      throw new LinesignError(
+        "HOME_UNSAFE",
+        `The station home ${this.dir} belongs to another user: run Linesign as its owner, or choose another home.`,
+        { details: { home: this.dir } },
+      );
+    if ((st.mode & 0o077) !== 0)
+      throw new LinesignError(
+        "HOME_UNSAFE",
+        `The station home ${this.dir} can be read or written by other users (mode ${(st.mode & 0o777).toString(8)}): run "chmod 700 ${this.dir}" (and "chmod -R go= ${this.dir}"), then start again.`,
+        { details: { home: this.dir, mode: (st.mode & 0o777).toString(8) } },
+      );
+  }
+
+  /** Reads and validates station.json. @throws LinesignError HOME_NOT_INITIALISED, HOME_UNSAFE, CONFIG_INVALID */
   readConfig(): Readonly<StationConfig> {
+    this.checkPrivate();
     if (!this.exists()) {
       throw new LinesignError(
         "HOME_NOT_INITIALISED",

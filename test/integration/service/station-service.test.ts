@@ -225,6 +225,60 @@ describe("station service API", () => {
     });
   });
 
+  it("only a person's acts keep a sign-in and a signing session alive, not the page's polls", async () => {
+    const officer = await login("officer");
+    const opened = await service.call("signing.open", { pin: "246810" }, officer);
+    expect(opened.reply.ok).toBe(true);
+    const usedAt = s.signing.view().lastUsedAt;
+    // The Line screen polls every 10 s for 70 s: no act of the person.
+    for (let i = 0; i < 7; i++) {
+      clock += 10_000;
+      const w = await service.call("line.watch", { after: -1, waitMs: 0 }, officer);
+      if (i < 5) expect(w.reply.ok, `poll ${i}`).toBe(true);
+      await service.call("station.status", {}, officer);
+    }
+    expect(s.signing.view().lastUsedAt).toBe(usedAt);
+    const late = await service.call("workOrders.list", {}, officer);
+    expect(late.reply).toMatchObject({ ok: false, error: { code: "AUTH_REQUIRED" } });
+    // The officer's sign-in ended idle (and with it, the session they opened).
+    expect(
+      s.ctx.store.queryEvents({ action: "user.logout", actor: "officer-1" }).at(-1),
+    ).toMatchObject({
+      details: { reason: "idle" },
+    });
+    await s.signing.close("closed");
+  });
+
+  it("disabling or resetting a user ends their existing sign-ins at once", async () => {
+    await s.users.add("temp-op", "operator", "temp-op-pass");
+    await s.users.add("temp-op2", "operator", "temp-op2-pass");
+    const a = (
+      await service.call("auth.login", { name: "temp-op", passphrase: "temp-op-pass" }, null)
+    ).loginToken!;
+    const b = (
+      await service.call("auth.login", { name: "temp-op2", passphrase: "temp-op2-pass" }, null)
+    ).loginToken!;
+    expect((await service.call("auth.whoami", {}, a)).reply).toMatchObject({
+      ok: true,
+      result: { name: "temp-op" },
+    });
+    await s.users.disable("temp-op");
+    await s.users.reset("temp-op2", "another-pass-1");
+    expect((await service.call("line.watch", { after: -1, waitMs: 0 }, a)).reply).toMatchObject({
+      ok: false,
+      error: { code: "AUTH_REQUIRED" },
+    });
+    expect((await service.call("auth.whoami", {}, b)).reply).toEqual({ ok: true, result: null });
+    const ends = s.ctx.store
+      .queryEvents({ action: "user.logout" })
+      .filter((e) => e.actor.startsWith("temp-op"))
+      .map((e) => [e.actor, e.details.reason]);
+    expect(ends).toEqual([
+      ["temp-op", "disabled"],
+      ["temp-op2", "reset"],
+    ]);
+  });
+
   it("a hand-over signs the officer out but leaves their signing session to the line", async () => {
     const officer = await login("officer");
     await service.call("signing.open", { pin: "246810" }, officer);
