@@ -1,17 +1,35 @@
 /**
  * Crash safety of the line: the station is killed with SIGKILL at random
- * moments of a four-port run, 22 times, and restarted each time while the
- * simulated devices keep going. Afterwards nothing a device stored is missing
- * from the database, no serial repeats, the log verifies, and every device
- * caught mid-flight is either confirmed or shown as unconfirmed.
+ * moments of a four-port run, 22 times in the suite (`npm run soak:crash`:
+ * 100; LINESIGN_CRASH_KILLS sets any count), and restarted each time while
+ * the simulated devices keep going. Afterwards nothing a device stored is
+ * missing from the database, no serial repeats, the log verifies, and every
+ * device caught mid-flight is either confirmed or shown as unconfirmed.
+ *
+ * Then the faults a kill leaves room for, each found by the token's log
+ * head: the WAL deleted after a kill, an older copy of the database put
+ * back, and the head deleted from the token. Each is named by `audit verify`
+ * and stops `line run` before it signs; putting the right files back binds
+ * again; a head deleted from the token is accepted only by an officer's
+ * recorded act.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
-import { devStation } from "../helpers/station.js";
+import { devStation, type TestStation } from "../helpers/station.js";
+import { destroyStationData } from "../helpers/softhsm.js";
+import { csrPem, deviceKey, makeCsr } from "../../fixtures/csr-factory.js";
 import {
   exportChain,
   ptyPair,
@@ -23,8 +41,33 @@ import {
 } from "../helpers/serial.js";
 import { prng } from "../../fixtures/frame-fuzz.js";
 
-const KILLS = 22;
+const KILLS = Number(process.env.LINESIGN_CRASH_KILLS ?? 22);
 const PORTS = 4;
+const DB_FILES = ["station.db", "station.db-wal", "station.db-shm"];
+
+/** Copies the database and its WAL files as they lie (the station is not running). */
+function saveDb(st: TestStation, to: string): void {
+  rmSync(to, { recursive: true, force: true });
+  mkdirSync(to);
+  for (const f of DB_FILES)
+    if (existsSync(join(st.home, f))) copyFileSync(join(st.home, f), join(to, f));
+}
+
+function putDb(st: TestStation, from: string): void {
+  for (const f of DB_FILES) {
+    rmSync(join(st.home, f), { force: true });
+    if (existsSync(join(from, f))) copyFileSync(join(from, f), join(st.home, f));
+  }
+}
+
+interface Verdict {
+  ok: boolean;
+  message: string;
+  firstBad?: { binding?: { state: string; from?: number; to?: number } };
+  losses?: { kind: string; what: string }[];
+}
+const verify = (st: TestStation) =>
+  st.run(["audit", "verify", "--json"]).json as unknown as Verdict;
 
 describe("line crash safety", () => {
   const pairs: PtyPair[] = [];
@@ -83,6 +126,34 @@ describe("line crash safety", () => {
       const { signal } = await line.exited;
       expect(signal).toBe("SIGKILL");
       progress += line.lines.all.filter((e) => e.event === "device.confirmed").length;
+      if (k === Math.floor(KILLS / 2)) saveDb(st, join(dir, "older"));
+    }
+
+    // The WAL deleted after a kill: the records of the last commits go with it, and the token's
+    // head, moved before any of their certificates left, names them.
+    {
+      const line = startLine(st, stations);
+      await line.lines.waitFor((e) => e.event === "device.confirmed", "a device before the kill");
+      line.proc.kill("SIGKILL");
+      await line.exited;
+      saveDb(st, join(dir, "current"));
+      expect(existsSync(join(st.home, "station.db-wal"))).toBe(true);
+      rmSync(join(st.home, "station.db-wal"));
+      rmSync(join(st.home, "station.db-shm"), { force: true });
+      const v = verify(st);
+      expect(v.ok, v.message).toBe(false);
+      expect(v.firstBad?.binding?.state).toBe("gap");
+      const { from, to } = v.firstBad!.binding!;
+      expect(v.message).toContain(`entries ${from} to ${to} are missing`);
+      // Nothing signs over the gap: the line refuses before it greets a device.
+      const refused = startLine(st, stations);
+      const end = await refused.exited;
+      expect(end.code).not.toBe(0);
+      expect(refused.lines.all.some((e) => e.event === "device.issued")).toBe(false);
+      expect(JSON.stringify(refused.lines.all)).toContain("AUDIT_HEAD_MISMATCH");
+      // The WAL put back: the log is whole and bound again.
+      putDb(st, join(dir, "current"));
+      expect(verify(st).ok).toBe(true);
     }
     // A last, orderly run: every port confirms a device, then Ctrl-C finishes what is in flight.
     const last = startLine(st, stations);
@@ -150,7 +221,34 @@ describe("line crash safety", () => {
     // Devices caught mid-flight came back and were answered with the certificate already made.
     const redelivered = st.events().filter((e) => e.action === "issuance.redeliver").length;
     expect(redelivered).toBeGreaterThan(0);
-    const verify = st.run(["audit", "verify", "--json"]);
-    expect(verify.json.ok, verify.stdout).toBe(true);
-  }, 600_000);
+    const whole = verify(st);
+    expect(whole.ok, whole.message).toBe(true);
+
+    // An older copy of the database put back: the token's head is past its end.
+    saveDb(st, join(dir, "current"));
+    putDb(st, join(dir, "older"));
+    const older = verify(st);
+    expect(older.ok).toBe(false);
+    expect(older.firstBad?.binding?.state).toBe("gap");
+    const late = st.file(
+      "late.csr",
+      csrPem(makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", "after-the-copy"]] })),
+    );
+    const issue = st.run(["issue", "--csr", late, "--json"]);
+    expect(issue.code).not.toBe(0);
+    expect(issue.stdout + issue.stderr).toContain("AUDIT_HEAD_MISMATCH");
+    putDb(st, join(dir, "current"));
+    expect(verify(st).ok).toBe(true);
+
+    // The head deleted from the token: the log has certificates the token no longer vouches for.
+    expect(destroyStationData(st.hsm, "246810")).toBeGreaterThan(0);
+    const headless = verify(st);
+    expect(headless.ok).toBe(false);
+    expect(headless.firstBad?.binding?.state).toBe("missing");
+    const accept = st.run(["audit", "accept-loss", "--reason", "token head deleted in a test"]);
+    expect(accept.code, accept.stdout + accept.stderr).toBe(0);
+    const accepted = verify(st);
+    expect(accepted.ok, accepted.message).toBe(true);
+    expect(accepted.losses?.map((l) => l.kind)).toEqual(["missing"]);
+  }, 1_800_000);
 });
