@@ -880,6 +880,41 @@ export class Pkcs11KeyStore
     }
   }
 
+  /**
+   * Whether the token is there now, in one look (no waiting): the probe of a
+   * station paused because the token went away. When the module lost the
+   * token, it is initialised again first.
+   * @throws LinesignError HSM_TOKEN_NOT_FOUND while the token is away
+   */
+  async checkPresent(tokenLabel: string): Promise<void> {
+    await Promise.resolve();
+    const away = (cause?: unknown) =>
+      new LinesignError(
+        "HSM_TOKEN_NOT_FOUND",
+        `Token "${tokenLabel}" is still away. Reconnect the HSM (or restore its storage); the station resumes by itself.`,
+        { cause, details: { token: tokenLabel } },
+      );
+    if (this.recovering.has(tokenLabel)) throw away();
+    let slot: Handle;
+    try {
+      slot = this.findSlot(tokenLabel);
+    } catch {
+      try {
+        this.tokens.clear();
+        reinitialiseModule(this.modulePath);
+        this.mechs.delete(tokenLabel);
+        slot = this.findSlot(tokenLabel);
+      } catch (e) {
+        throw away(e);
+      }
+    }
+    try {
+      this.lib.C_CloseSession(this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION));
+    } catch (e) {
+      throw away(e);
+    }
+  }
+
   private forget(tokenLabel: string): void {
     const t = this.tokens.get(tokenLabel);
     this.tokens.delete(tokenLabel);
