@@ -57,7 +57,8 @@ export class GroupCommitter {
   private scheduled = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
   /** Batches committed and items in them, for the bench. */
-  readonly stats = { batches: 0, items: 0 };
+  /** Commits, issuances committed, and milliseconds spent moving the token's head after them. */
+  readonly stats = { batches: 0, items: 0, headMs: 0 };
 
   private readonly inFlight: () => number;
 
@@ -130,6 +131,7 @@ export class GroupCommitter {
     this.stats.items += batch.length;
     let after: LinesignError | null = null;
     if (this.o.afterCommit && outcomes.some((o) => o.ok)) {
+      const started = performance.now();
       try {
         await this.o.afterCommit();
       } catch (e) {
@@ -141,6 +143,7 @@ export class GroupCommitter {
               }),
         );
       }
+      this.stats.headMs += performance.now() - started;
     }
     batch.forEach((item, i) => {
       const o = outcomes[i]!;

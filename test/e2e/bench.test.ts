@@ -33,6 +33,7 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
     "build",
     "sign",
     "commit",
+    "head",
   ]);
   const line = j.line as unknown as Record<string, number>;
   for (const key of [
