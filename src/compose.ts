@@ -18,6 +18,7 @@ import type { Logger } from "./domain/logger.js";
 import type { ChainHash } from "./domain/event-log.js";
 import type { KeyStore, Signer } from "./domain/ports.js";
 import { Pkcs11KeyStore, type PinSource } from "./adapters/pkcs11/key-store.js";
+import { acquireModule, releaseModule } from "./adapters/pkcs11/module.js";
 import { SqliteStationStore } from "./adapters/db/station-store.js";
 import { nodeChainHash } from "./adapters/crypto/chain-hash.js";
 import { StationHome } from "./adapters/fs/home.js";
@@ -489,6 +490,22 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
       addedProfile = true;
     }
   } else {
+    const modulePath = opts.module ?? env.LINESIGN_PKCS11_MODULE ?? DEV_DEFAULTS.module;
+    // A module that cannot be loaded and initialised leaves nothing behind: checked before
+    // anything of the home is written. (A development home without SOFTHSM2_CONF brings its
+    // own SoftHSM configuration, so its module is checked once that is written.)
+    const tokenLabel =
+      opts.tokenLabel ?? env.LINESIGN_TOKEN_LABEL ?? (opts.dev ? DEV_DEFAULTS.tokenLabel : "");
+    if (!tokenLabel) {
+      throw new LinesignError(
+        "USAGE",
+        `Name the station's token: "linesign init --token-label LABEL" (or LINESIGN_TOKEN_LABEL).`,
+      );
+    }
+    if (!opts.dev || env.SOFTHSM2_CONF) {
+      acquireModule(modulePath);
+      releaseModule(modulePath);
+    }
     home.ensureDirs();
     const fresh: StationConfigInput = {
       version: 1,
@@ -500,20 +517,13 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
             .slice(0, 56)}`,
       },
       pkcs11: {
-        module: opts.module ?? env.LINESIGN_PKCS11_MODULE ?? DEV_DEFAULTS.module,
-        tokenLabel:
-          opts.tokenLabel ?? env.LINESIGN_TOKEN_LABEL ?? (opts.dev ? DEV_DEFAULTS.tokenLabel : ""),
+        module: modulePath,
+        tokenLabel,
         maxPinAttempts: DEFAULT_MAX_PIN_ATTEMPTS,
       },
       development: opts.dev,
       ...(opts.dev ? { profiles: { default: DEV_PROFILE } } : {}),
     };
-    if (!fresh.pkcs11.tokenLabel) {
-      throw new LinesignError(
-        "USAGE",
-        `Name the station's token: "linesign init --token-label LABEL" (or LINESIGN_TOKEN_LABEL).`,
-      );
-    }
     if (opts.dev && !env.SOFTHSM2_CONF) {
       home.writeFile(
         home.softhsmConfPath,

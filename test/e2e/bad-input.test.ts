@@ -1,8 +1,9 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { beforeAll, describe, expect, it } from "vitest";
-import { openssl } from "../helpers/cli.js";
+import { cleanEnv, linesign, openssl } from "../helpers/cli.js";
 import { devStation, makeOpensslRoot, type TestStation } from "../helpers/station.js";
 
 let s: TestStation;
@@ -112,6 +113,21 @@ describe("refusals: clear message, exit 1, a log entry, nothing changed", () => 
     expect(invalid.code).toBe(1);
     expect(invalid.json.error!.code).toBe("HSM_MODULE_INVALID");
     expect(invalid.json.error!.message).toContain("is not a PKCS#11 library");
+  });
+
+  it("init with a module that cannot be loaded writes no home at all", () => {
+    const home = join(mkdtempSync(join(tmpdir(), "linesign-init-")), "station");
+    const env = cleanEnv({ LINESIGN_HOME: home, SOFTHSM2_CONF: s.hsm.conf });
+    for (const [module, code] of [
+      ["/opt/nowhere/libvendor.so", "HSM_MODULE_NOT_FOUND"],
+      [s.file("not-a-module.so", "not a library"), "HSM_MODULE_INVALID"],
+    ] as const) {
+      const r = linesign(["--json", "init", "--module", module, "--token-label", "line-7"], env);
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      expect(r.json.error!.code).toBe(code);
+      expect(r.json.error!.message).toContain(module);
+      expect(existsSync(home), "a half-made home").toBe(false);
+    }
   });
 
   it("a token label that is not present lists the labels that are", () => {
