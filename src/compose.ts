@@ -21,11 +21,13 @@ import { Pkcs11KeyStore, type PinSource } from "./adapters/pkcs11/key-store.js";
 import { acquireModule, releaseModule } from "./adapters/pkcs11/module.js";
 import { SqliteStationStore } from "./adapters/db/station-store.js";
 import { nodeChainHash } from "./adapters/crypto/chain-hash.js";
+import { SCHEMA_VERSION } from "./adapters/db/database.js";
 import { StationHome } from "./adapters/fs/home.js";
 import { FileSoftwareKeyStore } from "./adapters/fs/software-keys.js";
 import { fileLogger } from "./adapters/log/logger.js";
 import type { AppContext } from "./app/context.js";
 import { CaService } from "./app/ca.js";
+import { ConfigRecord, ProfileService } from "./app/profiles.js";
 import { AuditService } from "./app/audit.js";
 import {
   assessToken,
@@ -93,6 +95,11 @@ export interface StationOptions {
   /** Test seams of the issuance engine. */
   hooks?: IssuanceHooks;
   /**
+   * Leave station.json's comparison with the recorded configuration to the
+   * caller ("linesign config accept" makes it after signing its officer in).
+   */
+  skipConfigCheck?: boolean;
+  /**
    * For in-process tools (the bench, tests): the process acts as this officer
    * and is its signing session. The CLI signs its caller in instead.
    */
@@ -103,6 +110,10 @@ export interface Station {
   home: StationHome;
   config: Readonly<StationConfig>;
   ctx: AppContext;
+  /** station.json under the log: hand edits found at start, the station's own changes recorded. */
+  configRecord: ConfigRecord;
+  /** Officers' acts on profiles (and CA rotation). */
+  profiles: ProfileService;
   ca: CaService;
   audit: AuditService;
   tokens: TokenService;
@@ -146,6 +157,7 @@ export interface Station {
 
 /** The event log's hash step, for what checks a log without a station (an audit export). */
 export const chainHash: ChainHash = nodeChainHash;
+
 /**
  * The station's keys, whose signers sign only while the database and the
  * token's log head agree (checked once per process, then kept by every head move).
@@ -171,6 +183,18 @@ function boundKeys(keys: Pkcs11KeyStore, ensureBound: () => Promise<void>): KeyS
       };
     },
   };
+}
+
+/** This release's version, from package.json ("unknown" if it cannot be read). */
+export function softwareVersion(): string {
+  try {
+    const pkg = JSON.parse(
+      readFileSync(fileURLToPath(new URL("../../package.json", import.meta.url)), "utf8"),
+    ) as { version?: unknown };
+    return typeof pkg.version === "string" ? pkg.version : "unknown";
+  } catch {
+    return "unknown";
+  }
 }
 
 /** The repository's SoftHSM2 config template (softhsm.conf at the top level). */
@@ -306,7 +330,12 @@ function buildStation(
     },
     health: new StationHealth(),
   };
-  const ca = new CaService(ctx);
+  const configRecord = new ConfigRecord(ctx, {
+    path: home.configPath,
+    read: () => home.readConfig(),
+    write: (c) => home.writeConfig(c),
+  });
+  const ca = new CaService(ctx, () => configRecord.file.read().profiles);
   const checkpointer = new Checkpointer(ctx, config.audit.checkpointEvery, config.audit.keyLabel);
   const workers =
     config.issuance.workers === "auto"
@@ -335,13 +364,16 @@ function buildStation(
   );
   const serialPorts = new NodeSerialPorts(logger);
   const workOrders = new WorkOrderService(ctx, () => Object.keys(config.profiles));
+  const revocation = new RevocationService(ctx, ca);
   return {
     home,
     config,
     ctx,
+    configRecord,
+    profiles: new ProfileService(ctx, configRecord),
     serialPorts,
     sync: new SyncService(ctx, ca, sdkIotGateway),
-    revocation: new RevocationService(ctx, ca),
+    revocation,
     workOrders,
     users: new UserService(ctx),
     reissue: new ReissueService(ctx),
@@ -367,6 +399,11 @@ function buildStation(
           "USAGE",
           `Work order ${wo.id} is for profile "${wo.profile}"; leave out --profile or choose another work order.`,
         );
+      // A line whose profile cannot issue would fail every device: it does not start.
+      const profile = config.profiles[wo.profile];
+      if (profile) ca.requireIssuing(profile.ca, wo.profile);
+      // Certificates out unconfirmed past their profile's grace period are revoked first.
+      revocation.revokeUnconfirmed(config.profiles);
       return new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
         ports: o.ports?.length ? o.ports : [...config.line.ports],
         baudRate: o.baudRate ?? config.line.baudRate,
@@ -383,7 +420,14 @@ function buildStation(
     issuance,
     workers,
     checkpointer,
-    status: () => stationStatus(ctx),
+    status: () => ({
+      ...stationStatus(ctx),
+      versions: {
+        software: softwareVersion(),
+        schema: store.schemaVersion(),
+        schemaSupported: SCHEMA_VERSION,
+      },
+    }),
     close: async () => {
       try {
         // A session ends with the station (its checkpoint included).
@@ -441,6 +485,13 @@ export function openStation(opts: StationOptions = {}): Station {
     throw e;
   }
   const station = buildStation(home, config, opts, logger, store);
+  try {
+    // A hand edit of station.json is recorded (or refused) before anything runs on it.
+    if (!opts.skipConfigCheck) station.configRecord.reconcile(config);
+  } catch (e) {
+    void station.close();
+    throw e;
+  }
   if (opts.officer) station.signInProcess({ name: opts.officer, role: "officer" });
   return station;
 }

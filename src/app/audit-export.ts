@@ -128,7 +128,10 @@ export function countEvents(events: EventRecord[]): AuditCounts {
     }
   }
   const all = [...state.values()];
-  const unconfirmed = all.filter((s) => s.state === "ISSUED" || s.state === "DELIVERED");
+  // DELIVERY_FAILED went out over the wire too: it is unconfirmed, not safe.
+  const unconfirmed = all.filter(
+    (s) => s.state === "ISSUED" || s.state === "DELIVERED" || s.state === "DELIVERY_FAILED",
+  );
   return {
     events: events.length,
     issued,

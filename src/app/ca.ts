@@ -9,7 +9,9 @@ import type { KeyType } from "../domain/keys.js";
 import type { CaKind, CaRecord, CaStatus, KeyInfo, Signer } from "../domain/ports.js";
 import { parseRegistrationCode } from "../domain/registration-code.js";
 import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
+import type { Profile } from "../domain/profile.js";
 import { act, type AppContext } from "./context.js";
+import { deviceCaProblem } from "./profiles.js";
 import {
   checkCaSuitable,
   checkChain,
@@ -75,6 +77,8 @@ export interface CaView {
   notBefore: string | null;
   notAfter: string | null;
   fingerprint: string | null;
+  /** When it stopped signing here (still ACTIVE at AWS IoT); null when it signs. */
+  retiredAt: string | null;
 }
 
 export function viewCa(ca: CaRecord): CaView {
@@ -91,11 +95,19 @@ export function viewCa(ca: CaRecord): CaView {
     notBefore: ca.notBefore,
     notAfter: ca.notAfter,
     fingerprint: ca.fingerprint,
+    retiredAt: ca.retiredAt ?? null,
   };
 }
 
 export class CaService {
-  constructor(private readonly ctx: AppContext) {}
+  /**
+   * @param profiles the profiles as station.json has them now (read when a CA
+   *   is about to stop signing); none by default.
+   */
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly profiles: () => Readonly<Record<string, Profile>> = () => ({}),
+  ) {}
 
   /**
    * Generates the CA key in the token, then certifies it as `signing` says.
@@ -322,14 +334,88 @@ export class CaService {
     return this.mustGet(label);
   }
 
-  /** Marks a CA active (it may sign). @throws LinesignError CA_UNKNOWN, CA_STATE */
+  /** Marks a CA active (it may sign; a retired one signs again). @throws LinesignError CA_UNKNOWN, CA_STATE */
   async activate(label: string): Promise<CaRecord> {
     return this.setStatus(label, "active", "ca.activate");
   }
 
-  /** Marks a CA inactive (it signs nothing until activated). @throws LinesignError CA_UNKNOWN, CA_STATE */
+  /**
+   * Marks a CA inactive: it signs nothing here, and the next sync marks it
+   * INACTIVE at AWS IoT (where devices it signed then fail just-in-time
+   * registration). Refused while a profile issues under it.
+   * @throws LinesignError CA_UNKNOWN, CA_STATE, CA_IN_USE
+   */
   async deactivate(label: string): Promise<CaRecord> {
     return this.setStatus(label, "inactive", "ca.deactivate");
+  }
+
+  /**
+   * Stops a CA signing here while it stays ACTIVE at AWS IoT, so devices it
+   * already signed keep registering; its CRLs are still signed. Refused while a
+   * profile issues under it (rotate the profile first).
+   * @throws LinesignError CA_UNKNOWN, CA_STATE, CA_IN_USE
+   */
+  async retire(label: string): Promise<CaRecord> {
+    return act(this.ctx, "ca.retire", label, async () => {
+      const ca = this.mustGet(label);
+      if (ca.status !== "active" || ca.retiredAt)
+        throw new LinesignError(
+          "CA_STATE",
+          `CA "${label}" is ${ca.retiredAt ? "retired" : ca.status} already; nothing was changed.`,
+        );
+      this.refuseInUse(label, "retire");
+      const at = this.ctx.clock.now().toISOString();
+      this.ctx.store.transaction(() => {
+        this.ctx.store.updateCa(label, { retiredAt: at });
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: "ca.retire",
+          subject: label,
+          outcome: "ok",
+          details: { at, aws: "stays ACTIVE" },
+        });
+      });
+      return this.mustGet(label);
+    });
+  }
+
+  /**
+   * Checks that a profile's CA can sign devices now: it exists with its
+   * certificate, is an intermediate for devices, is active and not retired.
+   * @throws LinesignError CA_UNKNOWN, CA_NOT_FOR_DEVICES, CA_INACTIVE
+   */
+  requireIssuing(label: string, profile: string): CaRecord {
+    const ca = this.ctx.store.getCa(label);
+    const problem = deviceCaProblem(label, ca, this.ctx.store.listCas());
+    if (problem)
+      throw new LinesignError(problem.code, `Profile "${profile}": ${problem.message}`, {
+        details: { ca: label, profile },
+      });
+    if (!ca!.certDer || ca!.status !== "active" || ca!.retiredAt)
+      throw new LinesignError(
+        "CA_INACTIVE",
+        `Profile "${profile}" issues under CA "${label}", which is ${ca!.retiredAt ? "retired" : ca!.status}: an officer activates it ("linesign ca activate --label ${label}") or moves the profile to another CA ("linesign ca rotate --profile ${profile} --to NEW").`,
+        { details: { ca: label, profile } },
+      );
+    return ca!;
+  }
+
+  /** Profiles that issue under `label` now. */
+  profilesUsing(label: string): string[] {
+    return Object.entries(this.profiles())
+      .filter(([, p]) => p.ca === label)
+      .map(([n]) => n);
+  }
+
+  private refuseInUse(label: string, verb: string): void {
+    const using = this.profilesUsing(label);
+    if (using.length === 0) return;
+    throw new LinesignError(
+      "CA_IN_USE",
+      `CA "${label}" still issues for profile${using.length > 1 ? "s" : ""} ${using.map((n) => `"${n}"`).join(", ")}: the line would fail every device with CA_INACTIVE. ` +
+        `Move ${using.length > 1 ? "them" : "it"} to another CA first ("linesign ca rotate --profile ${using[0]} --to NEW"), then ${verb} "${label}".`,
+      { details: { ca: label, profiles: using } },
+    );
   }
 
   /**
@@ -448,20 +534,21 @@ export class CaService {
           `CA "${label}" has no certificate yet: import it before changing its status.`,
         );
       }
-      if (ca.status === status) {
+      if (ca.status === status && !(status === "active" && ca.retiredAt)) {
         throw new LinesignError(
           "CA_STATE",
           `CA "${label}" is already ${status}; nothing was changed.`,
         );
       }
+      if (status === "inactive") this.refuseInUse(label, "deactivate");
       this.ctx.store.transaction(() => {
-        this.ctx.store.updateCa(label, { status });
+        this.ctx.store.updateCa(label, { status, retiredAt: null });
         this.ctx.store.appendEvent({
           actor: this.ctx.actor,
           action,
           subject: label,
           outcome: "ok",
-          details: { from: ca.status, to: status },
+          details: { from: ca.retiredAt ? "retired" : ca.status, to: status },
         });
       });
       return this.mustGet(label);

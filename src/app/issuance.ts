@@ -17,6 +17,7 @@ import {
   type ErrorCode,
 } from "../domain/errors.js";
 import type { Profile } from "../domain/profile.js";
+import { profileSha256 } from "./profiles.js";
 import { checkWorkOrder, workOrderExhausted } from "../domain/work-order.js";
 import type {
   CaRecord,
@@ -288,6 +289,7 @@ export class IssuanceEngine {
             spkiSha256: record.spkiSha256,
             keyType: record.keyType,
             profile: profileName,
+            profileSha256: profileSha256(profile),
             ca: ca.label,
             origin: req.origin,
             workOrder: record.workOrder,
@@ -388,7 +390,7 @@ export class IssuanceEngine {
     if (storedSha256Hex.toLowerCase() !== rec.fingerprint) {
       await this.transition(
         id,
-        "issuance.confirm",
+        "issuance.delivery-failed",
         ["ISSUED", "DELIVERED"],
         "DELIVERY_FAILED",
         "the device stored something else",
@@ -535,10 +537,15 @@ export class IssuanceEngine {
         `The profile's CA "${profile.ca}" does not exist or has no certificate yet.`,
       );
     }
-    if (ca.status !== "active") {
+    if (ca.kind === "root")
+      throw new LinesignError(
+        "CA_NOT_FOR_DEVICES",
+        `CA "${ca.label}" is a root: roots never sign device certificates. An officer moves the profile to an intermediate made for devices ("linesign ca rotate --profile NAME --to CA").`,
+      );
+    if (ca.status !== "active" || ca.retiredAt) {
       throw new LinesignError(
         "CA_INACTIVE",
-        `CA "${ca.label}" is ${ca.status}. An officer must activate it before devices can be issued under it.`,
+        `CA "${ca.label}" is ${ca.retiredAt ? "retired (it no longer signs here)" : ca.status}. An officer must activate it, or move the profile to another CA ("linesign ca rotate"), before devices can be issued under it.`,
       );
     }
     const t = this.ctx.clock.now();

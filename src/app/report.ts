@@ -24,7 +24,11 @@ export interface Report {
   byWorkOrder: Record<string, ReportGroup>;
   byOperator: Record<string, ReportGroup>;
   byPort: Record<string, ReportGroup>;
-  /** Delivered (or issued) and never confirmed: possibly on a device without confirmation. */
+  /**
+   * Left (or may have left) the station and never confirmed: ISSUED, DELIVERED
+   * and DELIVERY_FAILED (sent over the wire, then no confirmation). The
+   * station's open risk: possibly on a device nobody checked.
+   */
   unconfirmed: {
     serial: string;
     deviceId: string;
@@ -44,6 +48,9 @@ const empty = (): ReportGroup => ({
   revoked: 0,
   uploaded: {},
 });
+
+const unconfirmed = (i: IssuanceRecord): boolean =>
+  i.state === "ISSUED" || i.state === "DELIVERED" || i.state === "DELIVERY_FAILED";
 
 export function buildReport(ctx: AppContext, q: AuditQuery): Report {
   const report: Report = {
@@ -74,12 +81,12 @@ export function buildReport(ctx: AppContext, q: AuditQuery): Report {
     for (const g of groups(i.workOrder, i.operator, i.origin)) {
       g.issued++;
       if (i.state === "CONFIRMED") g.confirmed++;
-      if (i.state === "ISSUED" || i.state === "DELIVERED") g.unconfirmed++;
+      if (unconfirmed(i)) g.unconfirmed++;
       if (i.supersedes !== null) g.reissued++;
       if (i.state === "REVOKED") g.revoked++;
       for (const t of uploadedAt.get(i.id) ?? []) g.uploaded[t] = (g.uploaded[t] ?? 0) + 1;
     }
-    if (i.state === "ISSUED" || i.state === "DELIVERED")
+    if (unconfirmed(i))
       report.unconfirmed.push({
         serial: i.serial,
         deviceId: i.deviceId,

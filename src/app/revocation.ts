@@ -10,6 +10,7 @@ import { buildCrl } from "./pki/crl.js";
 import { LinesignError } from "../domain/errors.js";
 import type { IssuanceRecord } from "../domain/ports.js";
 import { REVOCATION_REASONS, type RevocationReason } from "../domain/revocation.js";
+import type { Profile } from "../domain/profile.js";
 import { act, type AppContext } from "./context.js";
 import type { CaService } from "./ca.js";
 import { pemOfDer } from "./pki/certificates.js";
@@ -67,34 +68,72 @@ export class RevocationService {
           );
       } else
         throw new LinesignError("USAGE", "Name the certificate: --serial S or --device-id ID.");
-      const at = this.ctx.clock.now().toISOString();
-      this.ctx.store.transaction(() => {
-        for (const i of victims) {
-          this.ctx.store.setIssuanceState(i.id, "REVOKED", reason);
-          this.ctx.store.insertRevocation({
-            issuanceId: i.id,
-            reason,
-            revokedAt: at,
-            actor: this.ctx.actor,
-          });
-          this.ctx.store.appendEvent({
-            actor: this.ctx.actor,
-            action: "issuance.revoke",
-            subject: i.deviceId,
-            outcome: "ok",
-            details: {
-              issuance: i.id,
-              serial: i.serial,
-              ca: i.caLabel,
-              reason,
-              previousState: i.state,
-            },
-          });
-        }
-      });
+      this.record(victims, reason, {});
       return {
         revoked: victims.map((i) => ({ serial: i.serial, deviceId: i.deviceId, ca: i.caLabel })),
       };
+    });
+  }
+
+  /**
+   * Revokes, under each profile that sets `revokeUnconfirmedAfterHours`, every
+   * certificate of it that left (or may have left) the station and was not
+   * confirmed within that grace period (ISSUED, DELIVERED, DELIVERY_FAILED).
+   * Reason "unspecified"; each entry says it was automatic and under which rule.
+   * @throws LinesignError DB_ERROR
+   */
+  revokeUnconfirmed(profiles: Readonly<Record<string, Profile>>): RevokeResult {
+    const now = this.ctx.clock.now().getTime();
+    const victims: { i: IssuanceRecord; hours: number }[] = [];
+    for (const [name, p] of Object.entries(profiles)) {
+      const hours = p.revokeUnconfirmedAfterHours;
+      if (hours === undefined) continue;
+      const until = new Date(now - hours * 3_600_000).toISOString();
+      for (const status of ["ISSUED", "DELIVERED", "DELIVERY_FAILED"])
+        for (const i of this.ctx.store.queryIssuances({ until, status }))
+          if (i.profile === name) victims.push({ i, hours });
+    }
+    for (const v of victims)
+      this.record([v.i], "unspecified", {
+        automatic: true,
+        rule: `profile "${v.i.profile}": not confirmed within ${v.hours} h`,
+      });
+    return {
+      revoked: victims.map(({ i }) => ({ serial: i.serial, deviceId: i.deviceId, ca: i.caLabel })),
+    };
+  }
+
+  /** Marks each REVOKED, queues it for the targets, and logs it: all in one transaction. */
+  private record(
+    victims: IssuanceRecord[],
+    reason: RevocationReason,
+    extra: Record<string, unknown>,
+  ): void {
+    const at = this.ctx.clock.now().toISOString();
+    this.ctx.store.transaction(() => {
+      for (const i of victims) {
+        this.ctx.store.setIssuanceState(i.id, "REVOKED", reason);
+        this.ctx.store.insertRevocation({
+          issuanceId: i.id,
+          reason,
+          revokedAt: at,
+          actor: this.ctx.actor,
+        });
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: "issuance.revoke",
+          subject: i.deviceId,
+          outcome: "ok",
+          details: {
+            issuance: i.id,
+            serial: i.serial,
+            ca: i.caLabel,
+            reason,
+            previousState: i.state,
+            ...extra,
+          },
+        });
+      }
     });
   }
 

@@ -105,6 +105,33 @@ export class TokenService {
       });
     });
   }
+
+  /**
+   * Changes a token's user or SO PIN, proving the current one; recorded (never
+   * the PINs). A new PIN must have 6 to 64 characters and differ from the old.
+   * @throws LinesignError USAGE, HSM_PIN_INCORRECT (nothing changed), HSM_TOKEN_NOT_FOUND
+   */
+  async changePin(
+    token: string,
+    who: "user" | "so",
+    oldPin: string,
+    newPin: string,
+  ): Promise<void> {
+    await act(this.ctx, "token.pin", token, async () => {
+      if (newPin.length < 6 || newPin.length > 64)
+        throw new LinesignError("USAGE", "A new PIN has 6 to 64 characters.");
+      if (newPin === oldPin)
+        throw new LinesignError("USAGE", "The new PIN is the current one; nothing was changed.");
+      this.ctx.tokenAdmin().changePin(token, who, oldPin, newPin);
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action: "token.pin",
+        subject: token,
+        outcome: "ok",
+        details: { pin: who === "so" ? "SO" : "user" },
+      });
+    });
+  }
 }
 
 /** A probe with the station's verdict: can this token hold a CA key, and the audit key? */

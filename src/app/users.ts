@@ -152,9 +152,35 @@ export class UserService {
     });
   }
 
-  /** Stops a user from signing in; the station service ends their kiosk sign-ins at their next call. */
+  /**
+   * Stops a user from signing in; the station service ends their kiosk sign-ins at their next call.
+   * @throws LinesignError USAGE (no such user), LAST_OFFICER (the last officer who can sign in)
+   */
   disable(name: string): Promise<UserView> {
-    return this.change(name, "user.disable", { disabled: true });
+    return this.change(name, "user.disable", { disabled: true }, () => {
+      if (this.lastOfficer(name))
+        throw new LinesignError(
+          "LAST_OFFICER",
+          `${name} is the last officer who can sign in: disabling them would leave no one to manage the station. Add another officer first ("linesign user add --role officer").`,
+        );
+    });
+  }
+
+  /**
+   * The signed-in user's own new passphrase (their sign-in proved the old one).
+   * @throws LinesignError PASSPHRASE_WEAK, USAGE
+   */
+  async changePassphrase(name: string, passphrase: string): Promise<UserView> {
+    checkPassphrase(passphrase);
+    return this.change(name, "user.passphrase", { hash: await hashPassphrase(passphrase) });
+  }
+
+  /** Whether `name` is an officer and no other officer can sign in. */
+  private lastOfficer(name: string): boolean {
+    const usable = (u: UserRecord) => u.role === "officer" && !u.disabled && !u.lockedAt;
+    const me = this.ctx.store.getUser(name);
+    if (!me || !usable(me)) return false;
+    return !this.ctx.store.listUsers().some((u) => u.name !== name && usable(u));
   }
 
   /** A new passphrase; lifts a lock and clears the failures; the user's kiosk sign-ins end. */
@@ -187,9 +213,15 @@ export class UserService {
     });
   }
 
-  private change(name: string, action: string, patch: Partial<UserRecord>): Promise<UserView> {
+  private change(
+    name: string,
+    action: string,
+    patch: Partial<UserRecord>,
+    check: () => void = () => {},
+  ): Promise<UserView> {
     return act(this.ctx, action, name, async () => {
       this.must(name);
+      check();
       recordChange(this.ctx, { action, subject: name, details: {} }, () =>
         this.ctx.store.updateUser(name, patch),
       );
@@ -287,7 +319,8 @@ export class UserService {
         if (this.unknownFailures.size >= 1000) this.unknownFailures.clear();
         this.unknownFailures.set(name, attempt);
       }
-      if (u && why === "wrong-passphrase" && attempt >= MAX_FAILURES) {
+      // The last officer who can sign in is slowed down, never locked out: no one could reset them.
+      if (u && why === "wrong-passphrase" && attempt >= MAX_FAILURES && !this.lastOfficer(name)) {
         store.updateUser(name, { lockedAt: now.toISOString() });
         store.appendEvent({
           actor: name,

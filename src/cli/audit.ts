@@ -5,6 +5,8 @@ import { buildReport, type ReportGroup } from "../app/report.js";
 import { eventsCsv, formatAuditTable, isoTime, toCsv } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
 import { chainHash, READ_LIMITS } from "../compose.js";
+import { LinesignError } from "../domain/errors.js";
+import { checkStationCertificate } from "../app/station-cert.js";
 
 import { LinesignError } from "../domain/errors.js";
 
@@ -62,17 +64,32 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
     )
     .option("--bundle <file>", "an export from 'linesign audit export' (no HSM or station needed)")
     .option("--trust <cert>", "with --bundle: the station certificate, to pin the audit key")
+    .option(
+      "--root <cert>",
+      "with --trust: the offline root's certificate; the station certificate must be issued by it",
+    )
     .addOption(
       new Option("--format <format>", "with --bundle: text, json, or the events as csv")
         .choices(["text", "json", "csv"])
         .default("text"),
     )
-    .action(async (o: { bundle?: string; trust?: string; format: string }) => {
+    .action(async (o: { bundle?: string; trust?: string; root?: string; format: string }) => {
       if (o.bundle) {
         const bytes = readInput(o.bundle, "the audit export", READ_LIMITS.bundle);
         const trust = o.trust
           ? Buffer.from(readInput(o.trust, "the station certificate")).toString("utf8")
           : undefined;
+        if (o.root) {
+          if (!trust)
+            throw new LinesignError(
+              "USAGE",
+              "--root checks the station certificate: give it with --trust STATION_CERT.pem.",
+            );
+          await checkStationCertificate(
+            trust,
+            Buffer.from(readInput(o.root, "the root certificate")).toString("utf8"),
+          );
+        }
         const verdict = await verifyAuditBundle(bytes, chainHash, trust);
         if (o.format === "csv") {
           const events = (JSON.parse(Buffer.from(bytes).toString("utf8")) as AuditBundle).events;
@@ -162,7 +179,7 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
           "By port:",
           ...Object.entries(r.byPort).map(([k, g]) => line(k, g)),
           r.unconfirmed.length
-            ? "Delivered but never confirmed (possibly on a device without confirmation):"
+            ? `Left the station and never confirmed (${r.unconfirmed.length}; possibly on a device nobody checked: revoke, or provision again):`
             : "Every certificate that left was confirmed.",
           ...r.unconfirmed.map(
             (u) => `  ${u.deviceId}  serial ${u.serial}  ${u.state}  ${u.origin}  ${u.at}`,

@@ -104,12 +104,13 @@ export function registerCaCommands(program: Command, d: CommandDeps): void {
       });
     });
 
-  for (const [name, verb] of [
-    ["activate", "active"],
-    ["deactivate", "inactive"],
-  ] as const) {
+  for (const name of ["activate", "deactivate"] as const) {
     ca.command(name)
-      .description(`mark a CA ${verb}`)
+      .description(
+        name === "activate"
+          ? "let a CA sign here again (a retired one too)"
+          : "stop a CA signing here AND mark it INACTIVE at AWS IoT at the next sync (devices it signed then fail just-in-time registration; to keep them registering use ca retire); refused while a profile issues under it",
+      )
       .requiredOption("--label <label>", "the CA")
       .action(async (o: { label: string }) => {
         await withStation(async (s) => {
@@ -119,6 +120,43 @@ export function registerCaCommands(program: Command, d: CommandDeps): void {
         });
       });
   }
+
+  ca.command("rotate")
+    .description(
+      "move a profile to another intermediate from its next device on (the old CA keeps its certificates and CRLs)",
+    )
+    .requiredOption("--profile <name>", "the profile")
+    .requiredOption("--to <label>", "the new issuing CA (an active intermediate for devices)")
+    .action(async (o: { profile: string; to: string }) => {
+      await withStation(async (s) => {
+        const before = s.profiles.show(o.profile);
+        const p = await s.profiles.rotate(o.profile, o.to);
+        const left = s.ca.profilesUsing(before.ca);
+        emit(
+          { ok: true, profile: p, from: before.ca, to: o.to },
+          `Profile "${p.name}" now issues under CA "${o.to}" (was "${before.ca}") from its next device on.
+` +
+            (left.length
+              ? `CA "${before.ca}" still issues for ${left.join(", ")}.`
+              : `CA "${before.ca}" issues for no profile now: "linesign ca retire --label ${before.ca}" stops it signing here and keeps it ACTIVE at AWS IoT for devices already shipped; "ca deactivate" also marks it INACTIVE there.`),
+        );
+      });
+    });
+
+  ca.command("retire")
+    .description(
+      "stop a CA signing here; it stays ACTIVE at AWS IoT so devices it signed keep registering (just-in-time)",
+    )
+    .requiredOption("--label <label>", "the CA")
+    .action(async (o: { label: string }) => {
+      await withStation(async (s) => {
+        const rec = await s.ca.retire(o.label);
+        emit(
+          { ok: true, ca: viewCa(rec) },
+          `CA "${rec.label}" no longer signs here; it stays ACTIVE at AWS IoT and still signs its CRLs.`,
+        );
+      });
+    });
 
   ca.command("export")
     .description("write a CA certificate (and with --chain its issuers up to the root) as PEM")

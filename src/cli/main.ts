@@ -23,6 +23,7 @@ import { registerAuditCommands } from "./audit.js";
 import { registerUserCommands } from "./users.js";
 import { registerWorkOrderCommands } from "./work-order.js";
 import { registerRevocationCommands } from "./revocation.js";
+import { registerProfileCommands } from "./profile.js";
 import { writeOutput } from "./output.js";
 import { defaultIo, type CliIo, type CommandDeps } from "./io.js";
 
@@ -57,7 +58,13 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     commandPath = names.join(" ");
   });
   const withStation = async <T>(fn: (s: Station) => Promise<T>): Promise<T> => {
-    const station = openStation({ home: globals().home, env: io.env, prompt });
+    const station = openStation({
+      home: globals().home,
+      env: io.env,
+      prompt,
+      // "config accept" compares station.json itself, once its officer is signed in.
+      skipConfigCheck: commandPath === "config accept",
+    });
     let signedIn: string | null = null;
     try {
       const rule = COMMAND_ROLES[commandPath];
@@ -134,6 +141,7 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
   registerLineCommands(program, { ...deps, liveTerminal: Boolean(io.terminal) });
   registerUserCommands(program, deps);
   registerWorkOrderCommands(program, deps);
+  registerProfileCommands(program, deps);
   registerRevocationCommands(program, deps);
   const uploader = registerOnlineCommands(program, deps);
   registerSyncCommands(program, { ...deps, uploader });

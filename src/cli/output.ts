@@ -36,7 +36,7 @@ export function formatCaTable(cas: CaView[]): string {
     rows.push([
       c.label,
       c.kind,
-      c.status,
+      c.retiredAt ? "retired" : c.status,
       c.development ? `${c.keyType} (software, DEVELOPMENT ONLY)` : `${c.keyType} (token)`,
       c.notAfter ? c.notAfter.slice(0, 10) : "-",
       c.subject,
@@ -50,6 +50,11 @@ export function formatStatus(s: StationStatus): string {
     `Station ${s.stationId}${s.development ? " (DEVELOPMENT station: not for production)" : ""}`,
     `Token "${s.token.label}": ${s.token.present ? "present" : "NOT PRESENT"}${s.token.others.length ? ` (also present: ${s.token.others.join(", ")})` : ""}`,
     `Event log: ${s.log.entries} entries${s.log.head ? `, head ${s.log.head.hash.slice(0, 16)}...` : ""}`,
+    ...(s.versions
+      ? [
+          `Software: linesign ${s.versions.software}; database schema ${s.versions.schema} (this software writes ${s.versions.schemaSupported})`,
+        ]
+      : []),
     "",
     formatCaTable(s.cas),
   ].join("\n");

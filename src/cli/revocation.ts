@@ -13,28 +13,56 @@ export function registerRevocationCommands(program: Command, d: CommandDeps): vo
     )
     .option("--serial <hex>", "the certificate's serial number")
     .option("--device-id <id>", "every certificate of this device that is not revoked yet")
-    .requiredOption(
-      "--reason <reason>",
-      `RFC 5280 reason: ${Object.keys(REVOCATION_REASONS).join(", ")}`,
+    .option(
+      "--unconfirmed",
+      "revoke what profiles with revokeUnconfirmedAfterHours say is overdue (also done when a line starts)",
     )
-    .action(async (o: { serial?: string; deviceId?: string; reason: string }) => {
-      if (Boolean(o.serial) === Boolean(o.deviceId))
-        throw new LinesignError("USAGE", "Give exactly one of --serial S or --device-id ID.");
-      const reason = parseRevocationReason(o.reason);
-      await withStation(async (s) => {
-        const r = await s.revocation.revoke(
-          o.serial ? { serial: o.serial } : { deviceId: o.deviceId! },
-          reason,
-        );
-        emit(
-          { ok: true, reason, ...r },
-          r.revoked
-            .map((x) => `Revoked ${x.deviceId} (serial ${x.serial}, CA ${x.ca}): ${reason}.`)
-            .join("\n") +
-            "\nIt goes to AWS IoT at the next sync, and into the next CRL (linesign crl --ca LABEL).",
-        );
-      });
-    });
+    .option("--reason <reason>", `RFC 5280 reason: ${Object.keys(REVOCATION_REASONS).join(", ")}`)
+    .action(
+      async (o: { serial?: string; deviceId?: string; unconfirmed?: boolean; reason?: string }) => {
+        if ([o.serial, o.deviceId, o.unconfirmed].filter(Boolean).length !== 1)
+          throw new LinesignError(
+            "USAGE",
+            "Give exactly one of --serial S, --device-id ID or --unconfirmed.",
+          );
+        if (o.unconfirmed) {
+          await withStation(async (s) => {
+            const r = s.revocation.revokeUnconfirmed(s.config.profiles);
+            emit(
+              { ok: true, ...r },
+              r.revoked.length
+                ? r.revoked
+                    .map(
+                      (x) =>
+                        `Revoked ${x.deviceId} (serial ${x.serial}, CA ${x.ca}): never confirmed.`,
+                    )
+                    .join("\n")
+                : "Nothing is overdue: no unconfirmed certificate is past its profile's grace period.",
+            );
+          });
+          return;
+        }
+        if (!o.reason)
+          throw new LinesignError(
+            "USAGE",
+            `Give the reason: --reason ${Object.keys(REVOCATION_REASONS).join("|")}.`,
+          );
+        const reason = parseRevocationReason(o.reason);
+        await withStation(async (s) => {
+          const r = await s.revocation.revoke(
+            o.serial ? { serial: o.serial } : { deviceId: o.deviceId! },
+            reason,
+          );
+          emit(
+            { ok: true, reason, ...r },
+            r.revoked
+              .map((x) => `Revoked ${x.deviceId} (serial ${x.serial}, CA ${x.ca}): ${reason}.`)
+              .join("\n") +
+              "\nIt goes to AWS IoT at the next sync, and into the next CRL (linesign crl --ca LABEL).",
+          );
+        });
+      },
+    );
 
   const reissue = program
     .command("reissue")

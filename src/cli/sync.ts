@@ -18,6 +18,7 @@ import {
   stationCertificate,
 } from "../app/sync/bundle.js";
 import { summaryText } from "./online.js";
+import { rootSignedStationCertificate } from "../app/station-cert.js";
 
 export interface SyncCliDeps {
   io: CliIo;
@@ -217,9 +218,15 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
       "the station's certificate (its audit key, in the token) for 'upload --trust' elsewhere",
     )
     .option("--out <file>", "write to a file instead of stdout")
-    .action(async (o: { out?: string }) => {
+    .option(
+      "--root <label>",
+      "key ceremony: have the offline root CA sign it (its token present, LINESIGN_ROOT_PIN), so auditors trust the audit key through the root",
+    )
+    .action(async (o: { out?: string; root?: string }) => {
       await d.withStation(async (s) => {
-        const pem = await stationCertificate(s.ctx, s.checkpointer);
+        const pem = o.root
+          ? await rootSignedStationCertificate(s.ctx, s.checkpointer, s.ca, o.root)
+          : await stationCertificate(s.ctx, s.checkpointer);
         if (o.out) {
           s.home.writeFile(o.out, pem, 0o644);
           d.emit({ ok: true, out: o.out }, `Wrote the station certificate to ${o.out}.`);

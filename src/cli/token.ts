@@ -82,4 +82,32 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
         );
       });
     });
+  token
+    .command("pin")
+    .description(
+      "security officer: change the token's user PIN (LINESIGN_USER_PIN, then LINESIGN_NEW_USER_PIN) or with --so its SO PIN (LINESIGN_SO_PIN, LINESIGN_NEW_SO_PIN); prompts on a terminal",
+    )
+    .option("--so", "change the SO PIN instead of the user PIN")
+    .option("--token <label>", "the token (default: the station's)")
+    .action(async (o: { so?: boolean; token?: string }) => {
+      await withStation(async (s) => {
+        const label = o.token ?? s.ctx.tokenLabel;
+        const kind = o.so ? "SO" : "user";
+        const current = o.so
+          ? "LINESIGN_SO_PIN"
+          : label === s.ctx.tokenLabel
+            ? "LINESIGN_USER_PIN"
+            : "LINESIGN_ROOT_PIN";
+        const oldPin = await secret(current, `Current ${kind} PIN of token "${label}": `);
+        const newPin = await secret(
+          o.so ? "LINESIGN_NEW_SO_PIN" : "LINESIGN_NEW_USER_PIN",
+          `New ${kind} PIN of token "${label}": `,
+        );
+        await s.tokens.changePin(label, o.so ? "so" : "user", oldPin, newPin);
+        emit(
+          { ok: true, token: label, pin: kind },
+          `The ${kind} PIN of token "${label}" is changed.${o.so ? "" : " Tell whoever opens signing sessions; the old PIN no longer works."}`,
+        );
+      });
+    });
 }

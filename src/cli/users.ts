@@ -82,4 +82,17 @@ export function registerUserCommands(program: Command, d: CommandDeps): void {
         emit({ ok: true, user: v }, `User ${v.name} is unlocked and may sign in.`);
       });
     });
+  user
+    .command("passphrase")
+    .description(
+      "change your own passphrase (sign in with the current one; the new one from LINESIGN_NEW_PASSPHRASE or a prompt)",
+    )
+    .action(async () => {
+      await withStation(async (s) => {
+        const name = s.ctx.actor;
+        const pass = await secret("LINESIGN_NEW_PASSPHRASE", `New passphrase for ${name}: `);
+        const v = await s.users.changePassphrase(name, pass);
+        emit({ ok: true, user: v }, `User ${v.name} has a new passphrase.`);
+      });
+    });
 }

@@ -72,6 +72,13 @@ export const StationConfigSchema = z
     profiles: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,32}$/), ProfileSchema).default({}),
     /** The profile used when none is named. */
     defaultProfile: z.string().default("default"),
+    /**
+     * What the station does when it finds station.json changed by hand (not by
+     * one of its own commands) since it last recorded it: "record" the change
+     * in the log and go on (default), or "refuse" to start until an officer
+     * accepts it ("linesign config accept").
+     */
+    handEdits: z.enum(["record", "refuse"]).default("record"),
     issuance: z
       .object({
         /** Worker threads for parsing, checking and building certificates: "auto" = cores - 1 (at most 4); 0 = in the main thread. */

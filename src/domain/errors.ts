@@ -32,11 +32,15 @@ export const ERROR_CODES = [
   "CA_CHAIN_INVALID",
   "CA_CERT_UNREADABLE",
   "CA_STATE",
+  "CA_NOT_FOR_DEVICES",
+  "CA_IN_USE",
   "SUBJECT_INVALID",
   "KEY_TYPE_UNSUPPORTED",
   "REGISTRATION_CODE_INVALID",
   // issuance: the rejection reasons, in the order the checks run
   "PROFILE_UNKNOWN",
+  "PROFILE_EXISTS",
+  "CONFIG_CHANGED",
   "CSR_TOO_LARGE",
   "CSR_MALFORMED",
   "KEY_INVALID",
@@ -69,6 +73,7 @@ export const ERROR_CODES = [
   "AUTH_DISABLED",
   "ROLE_FORBIDDEN",
   "PASSPHRASE_WEAK",
+  "LAST_OFFICER",
   "SIGNING_SESSION_REQUIRED",
   "SIGNING_SESSION_OPEN",
   // the station service's API
@@ -204,6 +209,8 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "CA_CHAIN_INVALID":
     case "CA_CERT_UNREADABLE":
     case "CA_STATE":
+    case "CA_NOT_FOR_DEVICES":
+    case "CA_IN_USE":
     case "SUBJECT_INVALID":
     case "KEY_TYPE_UNSUPPORTED":
     case "REGISTRATION_CODE_INVALID":
@@ -213,6 +220,8 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "AUDIT_CHAIN_BROKEN":
     case "AUDIT_HEAD_MISMATCH":
     case "PROFILE_UNKNOWN":
+    case "PROFILE_EXISTS":
+    case "CONFIG_CHANGED":
     case "CSR_TOO_LARGE":
     case "CSR_MALFORMED":
     case "KEY_INVALID":
@@ -244,6 +253,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "AUTH_DISABLED":
     case "ROLE_FORBIDDEN":
     case "PASSPHRASE_WEAK":
+    case "LAST_OFFICER":
     case "SIGNING_SESSION_REQUIRED":
     case "SIGNING_SESSION_OPEN":
     case "API_REQUEST_INVALID":

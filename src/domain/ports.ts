@@ -2,6 +2,7 @@
  * The interfaces through which use cases reach the world. Adapters implement
  * them; src/compose.ts picks which. Nothing here knows a driver.
  */
+import type { StationConfig } from "./config.js";
 import type { EncodedEvent, EventInput, EventRecord, StoredEvent } from "./event-log.js";
 import type { KeyType } from "./keys.js";
 import type { DecodeEvent } from "./serial/frame.js";
@@ -155,6 +156,11 @@ export interface TokenOfficer {
    * Throws HSM_PIN_INCORRECT for a wrong SO PIN.
    */
   officerReset(tokenLabel: string, soPin: string, newUserPin?: string): void;
+  /**
+   * Changes the user or SO PIN, proving the current one (C_SetPIN).
+   * Throws HSM_PIN_INCORRECT for a wrong current PIN (nothing changes).
+   */
+  changePin(tokenLabel: string, who: "user" | "so", oldPin: string, newPin: string): void;
 }
 
 /** A token's wrong-PIN record, as the station keeps it. */
@@ -192,6 +198,28 @@ export interface CaRecord {
   /** Hex SHA-256 of the certificate DER, when there is one. */
   fingerprint: string | null;
   createdAt: string;
+  /**
+   * When the CA stopped signing here (a rotation moved its profiles on); it
+   * stays ACTIVE at AWS IoT for the devices it already signed. Null or absent: it signs.
+   */
+  retiredAt?: string | null;
+}
+
+/** station.json: read fresh and validated, written whole or not at all. */
+export interface StationConfigFile {
+  readonly path: string;
+  /** @throws LinesignError CONFIG_INVALID, CONFIG_MISSING */
+  read(): Readonly<StationConfig>;
+  /** @throws LinesignError FILE_WRITE_FAILED */
+  write(config: StationConfig): void;
+}
+
+/** The station configuration as the station last wrote or accepted it. */
+export interface RecordedConfig {
+  /** Hex SHA-256 of the canonical JSON of the parsed configuration. */
+  sha256: string;
+  config: unknown;
+  recordedAt: string;
 }
 
 /** The station database: the tamper-evident log and the station's records. */
@@ -216,6 +244,9 @@ export interface StationStore {
   listCas(): CaRecord[];
   insertCa(ca: CaRecord): void;
   updateCa(label: string, patch: Partial<Omit<CaRecord, "label">>): void;
+  /** The configuration last recorded (null on a station made before it was kept). */
+  recordedConfig(): RecordedConfig | null;
+  setRecordedConfig(rec: RecordedConfig): void;
   insertIssuance(rec: Omit<IssuanceRecord, "id">): number;
   getIssuance(id: number): IssuanceRecord | null;
   getIssuanceBySerial(serial: string): IssuanceRecord | null;

@@ -94,6 +94,12 @@ export const ProfileSchema = z
     requestKeyTypes: z.array(z.enum(KEY_TYPES)).min(1).optional(),
     /** Whether a device id that has a live certificate may get another (the earlier is superseded). */
     allowReissue: z.boolean().default(false),
+    /**
+     * Revoke a certificate of this profile that left the station but was not
+     * confirmed by its device within this many hours (checked when a line
+     * starts, and by "linesign revoke --unconfirmed"). Absent: never automatically.
+     */
+    revokeUnconfirmedAfterHours: z.number().int().min(1).max(8760).optional(),
   })
   .strict()
   .superRefine((p, ctx) => {

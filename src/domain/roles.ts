@@ -27,6 +27,7 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "token probe": "none",
   "token init": O,
   "token unlock": O,
+  "token pin": O,
   "ca create": O,
   "ca import": O,
   "ca list": "any",
@@ -34,6 +35,13 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "ca deactivate": O,
   "ca export": "any",
   "ca verification-cert": O,
+  "ca rotate": O,
+  "ca retire": O,
+  "profile list": "any",
+  "profile show": "any",
+  "profile create": O,
+  "profile set": O,
+  "config accept": O,
   issue: O,
   revoke: O,
   "reissue approve": O,
@@ -62,6 +70,7 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "user reset": O,
   // Break-glass: whoever proves the token's SO PIN, so a station whose every officer is locked goes on.
   "user unlock": "none",
+  "user passphrase": "any",
 };
 
 export function isAllowed(rule: Rule, role: Role): boolean {

@@ -25,6 +25,7 @@ import type {
   CaKind,
   CaRecord,
   CaStatus,
+  RecordedConfig,
   CheckpointRecord,
   Clock,
   IssuanceRecord,
@@ -182,6 +183,7 @@ interface CaRow {
   not_after: string | null;
   fingerprint: string | null;
   created_at: string;
+  retired_at: string | null;
 }
 
 const toEvent = (r: EventRow): EventRecord => ({
@@ -215,6 +217,7 @@ const toCa = (r: CaRow): CaRecord => ({
   notAfter: r.not_after,
   fingerprint: r.fingerprint,
   createdAt: r.created_at,
+  retiredAt: r.retired_at,
 });
 
 interface IssuanceRow {
@@ -331,6 +334,7 @@ const CA_COLUMNS: Record<keyof Omit<CaRecord, "label">, string> = {
   notAfter: "not_after",
   fingerprint: "fingerprint",
   createdAt: "created_at",
+  retiredAt: "retired_at",
 };
 
 function caValue(key: keyof CaRecord, value: unknown): unknown {
@@ -338,7 +342,7 @@ function caValue(key: keyof CaRecord, value: unknown): unknown {
   if (key === "certDer") return value ? Buffer.from(value as Uint8Array) : null;
   if (key === "chainDer")
     return JSON.stringify((value as Uint8Array[]).map((d) => Buffer.from(d).toString("base64")));
-  return value;
+  return value ?? null;
 }
 
 export class SqliteStationStore implements StationStore {
@@ -1087,6 +1091,33 @@ export class SqliteStationStore implements StationStore {
          ON CONFLICT (token) DO UPDATE SET failures = excluded.failures, locked_at = excluded.locked_at`,
       )
       .run(token, state.failures, state.lockedAt);
+  }
+
+  /** The schema version of the open database (PRAGMA user_version). */
+  schemaVersion(): number {
+    return this.db.pragma("user_version", { simple: true }) as number;
+  }
+
+  recordedConfig(): RecordedConfig | null {
+    const row = this.db
+      .prepare("SELECT sha256, config, recorded_at FROM config_record WHERE id = 1")
+      .get() as { sha256: string; config: string; recorded_at: string } | undefined;
+    return row
+      ? {
+          sha256: row.sha256,
+          config: JSON.parse(row.config) as unknown,
+          recordedAt: row.recorded_at,
+        }
+      : null;
+  }
+
+  setRecordedConfig(rec: RecordedConfig): void {
+    this.db
+      .prepare(
+        `INSERT INTO config_record (id, sha256, config, recorded_at) VALUES (1, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET sha256 = excluded.sha256, config = excluded.config, recorded_at = excluded.recorded_at`,
+      )
+      .run(rec.sha256, JSON.stringify(rec.config), rec.recordedAt);
   }
 
   savepoint<T>(fn: () => T): T {

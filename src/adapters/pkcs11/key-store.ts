@@ -282,6 +282,39 @@ export class Pkcs11KeyStore
     }
   }
 
+  changePin(tokenLabel: string, who: "user" | "so", oldPin: string, newPin: string): void {
+    const slot = this.findSlot(tokenLabel);
+    let session: Handle | null = null;
+    try {
+      session = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      // C_SetPIN changes the PIN of whoever the session is logged in as; a public session's is the user's.
+      if (who === "so") this.lib.C_Login(session, pkcs11js.CKU_SO, oldPin);
+      this.lib.C_SetPIN(session, oldPin, newPin);
+      if (who === "so") this.lib.C_Logout(session);
+    } catch (e) {
+      const err = mapPkcs11Error(
+        e,
+        `changing the ${who === "so" ? "SO" : "user"} PIN of token "${tokenLabel}"`,
+        tokenLabel,
+      );
+      if (err.code === "HSM_PIN_INCORRECT")
+        throw new LinesignError(
+          "HSM_PIN_INCORRECT",
+          `The current ${who === "so" ? "SO" : "user"} PIN of token "${tokenLabel}" is incorrect; nothing was changed. Check ${who === "so" ? "LINESIGN_SO_PIN" : "LINESIGN_USER_PIN"}.`,
+          { cause: e, details: err.details },
+        );
+      throw err;
+    } finally {
+      if (session) {
+        try {
+          this.lib.C_CloseSession(session);
+        } catch {
+          // the session is gone either way
+        }
+      }
+    }
+  }
+
   async readData(tokenLabel: string, label: string): Promise<Uint8Array[]> {
     return this.withToken(tokenLabel, `reading data object "${label}"`, (t) =>
       this.findData(t.session, label).map((obj) => {

@@ -12,6 +12,7 @@ import type { AppContext } from "../context.js";
 import type { IssuanceEngine } from "../issuance.js";
 import type { LineEvent, PortStage } from "./line-events.js";
 import { PortLine } from "./port-line.js";
+import { profileSha256 } from "../profiles.js";
 
 export interface LineOptions {
   ports: string[];
@@ -56,6 +57,8 @@ export class Line {
   private readonly startedAt = Date.now();
   private readonly summary: LineSummary;
   private stopRequested = false;
+  /** Content hash of the profile the line issues under, in its line.start entry. */
+  private readonly profileSha256: string;
 
   constructor(
     private readonly ctx: AppContext,
@@ -80,6 +83,7 @@ export class Line {
         "PROFILE_UNKNOWN",
         `No profile is named "${profileName}". Profiles: ${Object.keys(profiles).join(", ") || 'none (add one under "profiles" in station.json)'}.`,
       );
+    this.profileSha256 = profileSha256(profile);
     if (o.count !== undefined && (!Number.isInteger(o.count) || o.count < 1))
       throw new LinesignError("USAGE", "The device count must be a whole number of at least 1.");
     this.summary = {
@@ -135,6 +139,7 @@ export class Line {
       details: {
         ports: this.o.ports,
         profile: this.summary.profile,
+        profileSha256: this.profileSha256,
         workOrder: this.o.workOrder ?? null,
         count: this.o.count ?? null,
         baudRate: this.o.baudRate,

@@ -12,6 +12,7 @@ import { migration as m006 } from "./006_work_orders.js";
 import { migration as m007 } from "./007_users.js";
 import { migration as m008 } from "./008_reissue_approvals.js";
 import { migration as m009 } from "./009_uploaders_and_receipts.js";
+import { migration as m010 } from "./010_station_records.js";
 
 export interface Migration {
   version: number;
@@ -29,4 +30,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m007,
   m008,
   m009,
+  m010,
 ];
