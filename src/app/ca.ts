@@ -342,11 +342,13 @@ export class CaService {
   /**
    * Marks a CA inactive: it signs nothing here, and the next sync marks it
    * INACTIVE at AWS IoT (where devices it signed then fail just-in-time
-   * registration). Refused while a profile issues under it.
+   * registration). Refused while a profile issues under it, unless
+   * `stopProfiles` (a compromised CA: those profiles stop issuing, recorded,
+   * and a line on them does not start until they are rotated).
    * @throws LinesignError CA_UNKNOWN, CA_STATE, CA_IN_USE
    */
-  async deactivate(label: string): Promise<CaRecord> {
-    return this.setStatus(label, "inactive", "ca.deactivate");
+  async deactivate(label: string, opts: { stopProfiles?: boolean } = {}): Promise<CaRecord> {
+    return this.setStatus(label, "inactive", "ca.deactivate", Boolean(opts.stopProfiles));
   }
 
   /**
@@ -413,7 +415,10 @@ export class CaService {
     throw new LinesignError(
       "CA_IN_USE",
       `CA "${label}" still issues for profile${using.length > 1 ? "s" : ""} ${using.map((n) => `"${n}"`).join(", ")}: the line would fail every device with CA_INACTIVE. ` +
-        `Move ${using.length > 1 ? "them" : "it"} to another CA first ("linesign ca rotate --profile ${using[0]} --to NEW"), then ${verb} "${label}".`,
+        `Move ${using.length > 1 ? "them" : "it"} to another CA first ("linesign ca rotate --profile ${using[0]} --to NEW"), then ${verb} "${label}"` +
+        (verb === "deactivate"
+          ? `; or, if it must stop now (its key is compromised), "linesign ca deactivate --label ${label} --stop-profiles".`
+          : "."),
       { details: { ca: label, profiles: using } },
     );
   }
@@ -525,6 +530,7 @@ export class CaService {
     label: string,
     status: "active" | "inactive",
     action: string,
+    stopProfiles = false,
   ): Promise<CaRecord> {
     return act(this.ctx, action, label, async () => {
       const ca = this.mustGet(label);
@@ -540,7 +546,8 @@ export class CaService {
           `CA "${label}" is already ${status}; nothing was changed.`,
         );
       }
-      if (status === "inactive") this.refuseInUse(label, "deactivate");
+      const stopped = status === "inactive" ? this.profilesUsing(label) : [];
+      if (status === "inactive" && !stopProfiles) this.refuseInUse(label, "deactivate");
       this.ctx.store.transaction(() => {
         this.ctx.store.updateCa(label, { status, retiredAt: null });
         this.ctx.store.appendEvent({
@@ -548,7 +555,11 @@ export class CaService {
           action,
           subject: label,
           outcome: "ok",
-          details: { from: ca.retiredAt ? "retired" : ca.status, to: status },
+          details: {
+            from: ca.retiredAt ? "retired" : ca.status,
+            to: status,
+            ...(stopped.length ? { profilesStopped: stopped } : {}),
+          },
         });
       });
       return this.mustGet(label);

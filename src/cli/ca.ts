@@ -112,10 +112,16 @@ export function registerCaCommands(program: Command, d: CommandDeps): void {
           : "stop a CA signing here AND mark it INACTIVE at AWS IoT at the next sync (devices it signed then fail just-in-time registration; to keep them registering use ca retire); refused while a profile issues under it",
       )
       .requiredOption("--label <label>", "the CA")
-      .action(async (o: { label: string }) => {
+      .option(
+        "--stop-profiles",
+        "deactivate: even though profiles issue under it (they stop until rotated; for a compromised CA)",
+      )
+      .action(async (o: { label: string; stopProfiles?: boolean }) => {
         await withStation(async (s) => {
           const rec =
-            name === "activate" ? await s.ca.activate(o.label) : await s.ca.deactivate(o.label);
+            name === "activate"
+              ? await s.ca.activate(o.label)
+              : await s.ca.deactivate(o.label, { stopProfiles: Boolean(o.stopProfiles) });
           emit({ ok: true, ca: viewCa(rec) }, `CA "${rec.label}" is now ${rec.status}.`);
         });
       });

@@ -204,7 +204,8 @@ describe("AWS IoT sync", { timeout: 600_000 }, () => {
     await issue("a", 3, "one");
     await issue("b", 2, "two");
     // The second CA is inactive when it is registered.
-    expect((await run(["ca", "deactivate", "--label", "line-b"])).code).toBe(0);
+    // Profile "b" still names it: the officer stops it anyway (see "ca deactivate --stop-profiles").
+    expect((await run(["ca", "deactivate", "--label", "line-b", "--stop-profiles"])).code).toBe(0);
     await addTarget("seed1", "acct-a", "us-east-1", [
       "--ca-mode",
       "DEFAULT",
@@ -261,7 +262,7 @@ describe("AWS IoT sync", { timeout: 600_000 }, () => {
       expect(u.last_error).toContain("linesign ca activate --label line-b");
     }
     // CA one deactivated at the station: INACTIVE at AWS, its devices stay ACTIVE.
-    expect((await run(["ca", "deactivate", "--label", "dev-ica"])).code).toBe(0);
+    expect((await run(["ca", "deactivate", "--label", "dev-ica", "--stop-profiles"])).code).toBe(0);
     const again = await run(["sync", "--target", "seed1"]);
     expect(
       jsonLines(again.stdout).some((l) => l.kind === "ca-status" && l.outcome === "updated"),

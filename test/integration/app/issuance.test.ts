@@ -281,7 +281,7 @@ describe("issuance engine on a real token", () => {
   });
 
   it("refuses when the profile's CA is inactive, and names the profile when unknown", async () => {
-    await s.ca.deactivate("dev-ica");
+    await s.ca.deactivate("dev-ica", { stopProfiles: true });
     expect((await rejected(s.issuance.issue({ csr: csrFor("ca-off"), origin: "t" }))).code).toBe(
       "CA_INACTIVE",
     );
