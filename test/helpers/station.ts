@@ -27,6 +27,14 @@ export interface TestStation {
 
 /** Creates the station with `linesign init --dev` (throws if that fails). */
 export function devStation(): TestStation {
+  const station = emptyStation();
+  const r = station.run(["init", "--dev", "--json"]);
+  if (r.code !== 0) throw new Error(`init --dev failed: ${r.stdout}${r.stderr}`);
+  return station;
+}
+
+/** A temporary home and SoftHSM token store with nothing made in them yet. */
+export function emptyStation(): TestStation {
   const hsm = tempSoftHsm();
   const home = mkdtempSync(join(tmpdir(), "linesign-home-"));
   const env = cleanEnv({ SOFTHSM2_CONF: hsm.conf, LINESIGN_HOME: home });
@@ -53,8 +61,6 @@ export function devStation(): TestStation {
       return p;
     },
   };
-  const r = station.run(["init", "--dev", "--json"]);
-  if (r.code !== 0) throw new Error(`init --dev failed: ${r.stdout}${r.stderr}`);
   return station;
 }
 
