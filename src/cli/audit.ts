@@ -8,8 +8,6 @@ import { chainHash, READ_LIMITS } from "../compose.js";
 import { LinesignError } from "../domain/errors.js";
 import { checkStationCertificate } from "../app/station-cert.js";
 
-import { LinesignError } from "../domain/errors.js";
-
 const AUDIT_STATUSES = [
   "ISSUED",
   "DELIVERED",

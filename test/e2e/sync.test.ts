@@ -904,7 +904,7 @@ describe("AWS IoT sync", { timeout: 600_000 }, () => {
 
     // Round 2: new devices, then dev-ica deactivated at the station before the export.
     await issue("a", 2, "round2");
-    expect((await run(["ca", "deactivate", "--label", "dev-ica"])).code).toBe(0);
+    expect((await run(["ca", "deactivate", "--label", "dev-ica", "--stop-profiles"])).code).toBe(0);
     for (const mode of ["DEFAULT", "SNI_ONLY"] as const) {
       const codeBefore = emu.requests.filter((q) => q.op === "GetRegistrationCode").length;
       const r = await round(mode, 2);
