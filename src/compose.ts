@@ -404,7 +404,7 @@ function buildStation(
       if (profile) ca.requireIssuing(profile.ca, wo.profile);
       // Certificates out unconfirmed past their profile's grace period are revoked first.
       revocation.revokeUnconfirmed(config.profiles);
-      return new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
+      const line = new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
         ports: o.ports?.length ? o.ports : [...config.line.ports],
         baudRate: o.baudRate ?? config.line.baudRate,
         timeouts: o.timeouts ?? config.line.timeouts,
@@ -413,6 +413,17 @@ function buildStation(
         ...(o.count !== undefined ? { count: o.count } : {}),
         ...(o.rearmPollMs !== undefined ? { rearmPollMs: o.rearmPollMs } : {}),
       });
+      // When the session ends devices wait on their ports instead of failing; they go on when one opens.
+      const off = signing.onChange((v) =>
+        v.open
+          ? line.release("signing")
+          : line.hold(
+              "signing",
+              "The signing session ended; devices wait until an officer opens one.",
+            ),
+      );
+      void line.finished().then(off);
+      return line;
     },
     ca,
     audit: new AuditService(ctx, checkpointer),

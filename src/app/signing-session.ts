@@ -69,9 +69,13 @@ export class SigningSessions {
     private readonly beforeLogout: () => Promise<void> = async () => {},
   ) {}
 
-  /** Told whenever a session opens or ends (the kiosk redraws). */
-  onChange(listener: (v: SigningSessionView) => void): void {
+  /** Told whenever a session opens or ends (the kiosk redraws, the line holds). Returns how to stop. */
+  onChange(listener: (v: SigningSessionView) => void): () => void {
     this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
   }
 
   isOpen(): boolean {

@@ -72,6 +72,8 @@ export const LineView = z.object({
   workOrder: z.string().nullable(),
   startedBy: z.string().nullable(),
   tiles: z.array(Tile),
+  /** Why the line holds new devices (they wait on their ports), or null. */
+  held: z.string().nullable(),
   shift: z.object({ confirmed: z.number(), failed: z.number(), since: z.string().nullable() }),
   /** A fault of the station itself (storage, log head): devices wait until it has gone. */
   paused: z.object({ code: z.string(), message: z.string(), since: z.string() }).nullable(),
@@ -145,6 +147,20 @@ export const CHANNELS = {
   // Signs out but leaves a signing session the caller opened running, for the operator who takes over.
   "auth.handover": channel("any", "hand the kiosk over", None, Ok),
   "auth.whoami": channel("none", "who is signed in", None, User.nullable()),
+  // What the sign-in screen says before anyone signs in: the station, and a session left open at hand-over.
+  "kiosk.welcome": channel(
+    "none",
+    "greet the kiosk",
+    None,
+    z.object({
+      stationId: z.string(),
+      signing: z.object({
+        open: z.boolean(),
+        officer: z.string().nullable(),
+        idleEndsAt: z.string().nullable(),
+      }),
+    }),
+  ),
   "station.status": channel(
     "any",
     "the station at a glance",
@@ -155,6 +171,10 @@ export const CHANNELS = {
       token: z.string(),
       ports: z.array(z.string()),
       signing: SigningView,
+      profiles: z.array(z.object({ name: z.string(), ca: z.string() })),
+      defaultProfile: z.string(),
+      /** The station's wrong-PIN guard for the token: attempts left before it stops presenting PINs. */
+      pin: z.object({ failures: z.number(), maxAttempts: z.number(), attemptsLeft: z.number() }),
     }),
   ),
   "signing.open": channel(
@@ -273,6 +293,38 @@ export const CHANNELS = {
     None,
     z.object({ fileName: z.string(), base64: z.string(), events: z.number() }),
   ),
+  "certificates.find": channel(
+    READERS,
+    "look a device or a certificate up",
+    z
+      .object({
+        serial: z
+          .string()
+          .regex(/^[0-9A-Fa-f]{2,64}$/, "hexadecimal")
+          .optional(),
+        deviceId: z.string().min(1).max(64).optional(),
+      })
+      .strict()
+      .refine((a) => (a.serial === undefined) !== (a.deviceId === undefined), {
+        message: "name either a serial or a device id",
+      }),
+    z.object({
+      certificates: z.array(
+        z.object({
+          serial: z.string(),
+          deviceId: z.string(),
+          state: z.string(),
+          ca: z.string(),
+          profile: z.string(),
+          workOrder: z.string().nullable(),
+          operator: z.string(),
+          issuedAt: z.string(),
+        }),
+      ),
+      /** Everything the log records about the device and its certificates, newest first (at most 500). */
+      events: z.array(EventView),
+    }),
+  ),
   "revocation.revoke": channel(
     OFFICER,
     "revoke a certificate",
@@ -293,6 +345,10 @@ export const CHANNELS = {
       }),
     z.object({
       revoked: z.array(z.object({ serial: z.string(), deviceId: z.string(), ca: z.string() })),
+      /** Targets the certificate was registered with: their next sync revokes it there. */
+      targets: z.array(z.string()),
+      /** The CRL each revocation goes into when it is next published. */
+      crls: z.array(z.object({ ca: z.string(), number: z.number() })),
     }),
   ),
   "reissue.approve": channel(

@@ -9,6 +9,7 @@ export const CHANNEL_NAMES = [
   "auth.logout",
   "auth.handover",
   "auth.whoami",
+  "kiosk.welcome",
   "station.status",
   "signing.open",
   "signing.close",
@@ -24,6 +25,7 @@ export const CHANNEL_NAMES = [
   "audit.verify",
   "audit.log",
   "audit.export",
+  "certificates.find",
   "revocation.revoke",
   "reissue.approve",
 ] as const;

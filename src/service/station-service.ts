@@ -307,6 +307,7 @@ export class StationService {
       workOrder: this.lineWorkOrder,
       startedBy: this.lineStartedBy,
       tiles: this.board.view(),
+      held: this.line?.heldFor() ?? null,
       shift: { ...this.board.shift },
       paused: this.board.paused ?? this.pausedView(),
       workOrderCounts: wo
@@ -343,13 +344,31 @@ export class StationService {
         return { done: true };
       },
       "auth.whoami": async (_a, who) => (who ? { name: who.name, role: who.role } : null),
-      "station.status": async () => ({
-        stationId: s.config.station.id,
-        development: s.config.development,
-        token: s.ctx.tokenLabel,
-        ports: this.ports,
-        signing: s.signing.view(),
-      }),
+      "kiosk.welcome": async () => {
+        const v = s.signing.view();
+        return {
+          stationId: s.config.station.id,
+          signing: { open: v.open, officer: v.officer, idleEndsAt: v.idleEndsAt },
+        };
+      },
+      "station.status": async () => {
+        const guard = s.ctx.store.pinGuard(s.ctx.tokenLabel);
+        const max = s.config.pkcs11.maxPinAttempts;
+        return {
+          stationId: s.config.station.id,
+          development: s.config.development,
+          token: s.ctx.tokenLabel,
+          ports: this.ports,
+          signing: s.signing.view(),
+          profiles: Object.entries(s.config.profiles).map(([name, p]) => ({ name, ca: p.ca })),
+          defaultProfile: s.config.defaultProfile,
+          pin: {
+            failures: guard.failures,
+            maxAttempts: max,
+            attemptsLeft: guard.lockedAt ? 0 : Math.max(0, max - guard.failures),
+          },
+        };
+      },
       "signing.open": async (a: { pin: string }, who) => s.signing.open(who!, a.pin),
       "signing.close": async () => s.signing.close("closed"),
       "workOrders.list": async () => s.workOrders.list(),
@@ -459,8 +478,48 @@ export class StationService {
       },
       "reissue.approve": async (a: { deviceId: string; reason: string }) =>
         s.reissue.approve(a.deviceId, a.reason),
-      "revocation.revoke": async (a: { serial?: string; deviceId?: string; reason: never }) =>
-        s.revocation.revoke(a, a.reason),
+      "certificates.find": async (a: { serial?: string; deviceId?: string }) => {
+        const store = s.ctx.store;
+        const found = a.serial
+          ? [store.getIssuanceBySerial(a.serial.toLowerCase())].filter((i) => i !== null)
+          : store.queryIssuances({ deviceId: a.deviceId! });
+        const device = a.deviceId ?? found[0]?.deviceId;
+        const serials = new Set(found.map((i) => i.serial));
+        const about = (e: { subject: string | null; details: Record<string, unknown> }) =>
+          (device !== undefined && e.subject === device) ||
+          (e.subject !== null && serials.has(e.subject)) ||
+          (typeof e.details.serial === "string" && serials.has(e.details.serial)) ||
+          (device !== undefined && e.details.deviceId === device);
+        return {
+          certificates: found.map((i) => ({
+            serial: i.serial,
+            deviceId: i.deviceId,
+            state: i.state,
+            ca: i.caLabel,
+            profile: i.profile,
+            workOrder: i.workOrder,
+            operator: i.operator,
+            issuedAt: i.createdAt,
+          })),
+          events: [...store.events()].filter(about).reverse().slice(0, 500),
+        };
+      },
+      "revocation.revoke": async (a: { serial?: string; deviceId?: string; reason: never }) => {
+        const r = await s.revocation.revoke(a, a.reason);
+        const serials = new Set(r.revoked.map((x) => x.serial));
+        const targets = s.sync
+          .listTargets()
+          .filter((t) =>
+            s.ctx.store.revocationsDue(t.name).some((d) => serials.has(d.issuance.serial)),
+          )
+          .map((t) => t.name);
+        const cas = [...new Set(r.revoked.map((x) => x.ca))];
+        return {
+          ...r,
+          targets,
+          crls: cas.map((ca) => ({ ca, number: (s.ctx.store.lastCrl(ca)?.number ?? 0) + 1 })),
+        };
+      },
     };
     return h as Record<ChannelName, Handler>;
   }

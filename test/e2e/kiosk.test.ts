@@ -302,7 +302,12 @@ describe("kiosk", () => {
     await officer.fill("#rv-device", "kiosk-dev-1");
     await officer.selectOption("#rv-reason", "keyCompromise");
     await officer.click("#revoke-form button[type=submit]");
+    // The confirmation names the device and its serial before anything changes.
+    const confirm = await officer.waitForSelector("[role=alertdialog]");
+    expect(await confirm.textContent()).toContain("kiosk-dev-1");
+    await officer.click("[data-focus=rv-confirm]");
     await officer.waitForSelector("text=Revoked:");
+    expect(await officer.textContent("[data-crl]")).toContain("number 1 of dev-ica");
     await officer.fill("#ri-device", "kiosk-dev-2");
     await officer.fill("#ri-reason", "board replaced at rework");
     await officer.click("#reissue-form button[type=submit]");

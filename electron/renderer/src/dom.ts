@@ -78,8 +78,26 @@ export function shortPort(path: string): string {
   return path.split("/").pop() ?? path;
 }
 
+const pad = (n: number, w = 2) => String(n).padStart(w, "0");
+
+/**
+ * A time as people on the floor read it: ISO 8601 date and 24-hour time in
+ * the station's local time ("2026-12-01 14:05:09"), the same on every screen
+ * whatever the browser's locale. Empty for none; the text as given when it
+ * is not a time.
+ */
 export function when(iso: string | null): string {
   if (!iso) return "";
   const d = new Date(iso);
-  return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+  if (Number.isNaN(d.getTime())) return iso;
+  return (
+    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+  );
+}
+
+/** Seconds as m:ss (a countdown). */
+export function minutes(seconds: number): string {
+  const s = Math.max(0, Math.ceil(seconds));
+  return `${Math.floor(s / 60)}:${pad(s % 60)}`;
 }

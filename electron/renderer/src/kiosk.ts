@@ -11,8 +11,10 @@ import type {
   Reply,
   Result,
 } from "../../../src/domain/kiosk-api.js";
+import { refusalText } from "../../../src/domain/operator-text.js";
 import { httpBridge } from "./bridge.js";
 import { h } from "./dom.js";
+import { knowSigning, officerActed } from "./signing-clock.js";
 
 declare global {
   interface Window {
@@ -44,7 +46,16 @@ export async function call<K extends ChannelName>(
   name: K,
   args: Args<K>,
 ): Promise<Reply<Result<K>>> {
+  const startedAt = Date.now();
   const reply = await api[name](args);
+  if (reply.ok) {
+    const r = reply.result as { signing?: Result<"signing.open"> } | null;
+    if (name === "signing.open" || name === "signing.close")
+      knowSigning(reply.result as Result<"signing.open">);
+    else if (name !== "kiosk.welcome" && r && typeof r === "object" && r.signing)
+      knowSigning(r.signing);
+  }
+  if (session.user?.role === "officer") officerActed(startedAt);
   if (!reply.ok && reply.error.code === "AUTH_REQUIRED" && name !== "auth.login") {
     session.user = null;
     onSignedOut();
@@ -52,13 +63,41 @@ export async function call<K extends ChannelName>(
   return reply;
 }
 
+/**
+ * A refusal as the signed-in person should read it. An operator (or a
+ * kiosk nobody has signed in to) gets plain words and one thing to do; the
+ * station's own message, which may name a command, a file or a setting, and
+ * the code are for officers and auditors.
+ */
 export function errorBox(message: string, code?: string): HTMLElement {
+  // Without a code the words are the page's own.
+  if (!code)
+    return h(
+      "div",
+      { class: "alert", role: "alert" },
+      h("span", { class: "icon", "aria-hidden": "true" }, "⚠"),
+      h("span", {}, message),
+    );
+  const words = refusalText(code);
+  const expert = session.user !== null && session.user.role !== "operator";
   return h(
     "div",
-    { class: "alert", role: "alert" },
+    { class: "alert", role: "alert", "data-code": code },
     h("span", { class: "icon", "aria-hidden": "true" }, "⚠"),
-    h("span", {}, message),
-    code ? h("span", { class: "code" }, ` (${code})`) : null,
+    h(
+      "div",
+      { class: "alert-text" },
+      h("p", { class: "alert-title" }, words.title),
+      h(
+        "p",
+        { class: "alert-action" },
+        h("strong", {}, "What to do: "),
+        expert ? words.officer : words.action,
+      ),
+      expert
+        ? h("p", { class: "alert-detail" }, message, h("span", { class: "code" }, ` (${code})`))
+        : null,
+    ),
   );
 }
 

@@ -14,12 +14,15 @@ import { casScreen } from "./screens/cas.js";
 import { targetsScreen } from "./screens/targets.js";
 import { auditScreen } from "./screens/audit.js";
 import { revokeScreen } from "./screens/revoke.js";
+import { mountSigningStrip, signingFor } from "./signing-clock.js";
 
 type OfficerTab = "line" | "session" | "work-orders" | "cas" | "targets" | "audit" | "revoke";
 
 const bar = document.getElementById("bar")!;
 const app = document.getElementById("app")!;
 const announce = document.getElementById("announce")!;
+// Any officer call counts as use of the session, so "Keep it open" is a read of the station.
+mountSigningStrip(document.getElementById("signing-strip")!, () => void call("station.status", {}));
 
 const screens: Record<OfficerTab, Screen> = {
   line: lineScreen(announce),
@@ -137,6 +140,7 @@ function screenFor(): Screen {
 
 function render(): void {
   renderBar();
+  signingFor(session.user?.role ?? null);
   current?.leave?.();
   current = screenFor();
   current.show(app);

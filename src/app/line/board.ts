@@ -102,6 +102,8 @@ export class LineBoard {
         t.serial = e.serial;
         t.confirmed++;
         this.shift.confirmed++;
+        // The device that failed here got through on a re-try: its failure is no longer news.
+        if (t.failure && t.failure.deviceId === e.deviceId) t.failure = null;
         break;
       case "device.failed": {
         const text = operatorText(e.code);

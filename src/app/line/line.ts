@@ -59,6 +59,9 @@ export class Line {
   private stopRequested = false;
   /** Content hash of the profile the line issues under, in its line.start entry. */
   private readonly profileSha256: string;
+  /** Why the line takes no devices now, by who holds it (a signing session's end, a fault). */
+  private readonly holds = new Map<string, string>();
+  private released: (() => void)[] = [];
 
   constructor(
     private readonly ctx: AppContext,
@@ -109,6 +112,7 @@ export class Line {
           timeouts: o.timeouts,
           rearmPollMs: o.rearmPollMs ?? 500,
           claim: () => this.claim(),
+          ready: () => this.ready(),
           emit: (e) => this.emit(e),
         }),
     );
@@ -148,10 +152,48 @@ export class Line {
     for (const p of this.portLines) p.start();
   }
 
+  /**
+   * Holds the line: a device that identifies itself from now on waits,
+   * unanswered, until every hold is released (or the line stops); devices
+   * in flight finish. Any part of the station may hold it under its own key
+   * ("signing" for the end of a signing session); holding twice is one hold.
+   */
+  hold(key: string, why: string): void {
+    if (this.holds.has(key)) return;
+    this.holds.set(key, why);
+    this.ctx.store.appendEvent({
+      actor: this.ctx.actor,
+      action: "line.hold",
+      subject: key,
+      outcome: "ok",
+      message: why,
+      details: { workOrder: this.o.workOrder ?? null },
+    });
+  }
+
+  /** Releases a hold; with none left, waiting devices go on. */
+  release(key: string): void {
+    if (!this.holds.delete(key)) return;
+    this.ctx.store.appendEvent({
+      actor: this.ctx.actor,
+      action: "line.release",
+      subject: key,
+      outcome: "ok",
+      details: { workOrder: this.o.workOrder ?? null },
+    });
+    if (this.holds.size === 0) this.wake();
+  }
+
+  /** Why the line is held (the first hold's words), or null when it takes devices. */
+  heldFor(): string | null {
+    return this.holds.values().next().value ?? null;
+  }
+
   /** Takes no new devices; resolves with the summary once every exchange in flight has ended. */
   async stop(): Promise<LineSummary> {
     if (!this.stopRequested) {
       this.stopRequested = true;
+      this.wake();
       for (const p of this.portLines) p.stop();
     }
     return this.finished();
@@ -185,6 +227,17 @@ export class Line {
     if (!f || !STOPS_THE_LINE.includes(f.code) || this.summary.fault) return;
     this.summary.fault = { code: f.code, message: f.message };
     void this.stop();
+  }
+
+  private ready(): Promise<void> {
+    if (this.holds.size === 0 || this.stopRequested) return Promise.resolve();
+    return new Promise((resolve) => this.released.push(resolve));
+  }
+
+  private wake(): void {
+    const w = this.released;
+    this.released = [];
+    for (const f of w) f();
   }
 
   private claim(): boolean {

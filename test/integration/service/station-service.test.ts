@@ -84,6 +84,7 @@ describe("station service API", () => {
           "audit.verify",
           "audit.log",
           "audit.export",
+          "certificates.find",
         ]).toContain(name);
       if (rule.includes("operator")) expect(name.startsWith("line.")).toBe(true);
     }

@@ -92,3 +92,34 @@ describe("the line board", () => {
     await b.waitFor(at, 60_000); // already past: returns at once
   });
 });
+
+describe("a re-try on the board", () => {
+  it("takes a failure down when the same device then gets through, and keeps another device's", () => {
+    const b = new LineBoard(() => new Date("2026-11-23T10:00:00Z"));
+    b.reset(["/dev/a"]);
+    const fail = (deviceId: string) =>
+      b.apply({
+        event: "device.failed",
+        port: "/dev/a",
+        deviceId,
+        stage: "injecting",
+        code: "SERIAL_TIMEOUT",
+        message: `${deviceId} went silent.`,
+        serial: null,
+      });
+    const confirm = (deviceId: string) =>
+      b.apply({
+        event: "device.confirmed",
+        port: "/dev/a",
+        deviceId,
+        serial: "ab",
+        ms: 1,
+        wireBytes: 1,
+      });
+    fail("d1");
+    confirm("d2");
+    expect(b.view()[0]!.failure).toMatchObject({ deviceId: "d1" });
+    confirm("d1");
+    expect(b.view()[0]).toMatchObject({ state: "confirmed", failure: null, failed: 1 });
+  });
+});

@@ -5,6 +5,7 @@
  */
 import type { Result } from "../../../../src/domain/kiosk-api.js";
 import { h, replace, shortPort } from "../dom.js";
+import { refusalText } from "../../../../src/domain/operator-text.js";
 import { act, call, errorBox, session, type Screen } from "../kiosk.js";
 
 type LineView = Result<"line.watch">;
@@ -62,35 +63,52 @@ export function lineScreen(announce: HTMLElement): Screen {
           ),
         ),
       ),
-      t.failure
+      t.failure ? failureView(t.failure, t.port) : null,
+      h("p", { class: "counts" }, `${t.confirmed} confirmed · ${t.failed} failed`),
+    );
+  }
+
+  /**
+   * One failure, one instruction: the title and what to do. The station's
+   * own message (which may say what an officer or a developer would do) and
+   * the code are shown to officers only.
+   */
+  function failureView(f: NonNullable<Tile["failure"]>, port: string): HTMLElement {
+    const words = refusalText(f.code);
+    const expert = session.user?.role !== "operator";
+    return h(
+      "div",
+      { class: "failure", role: "alert", "data-code": f.code },
+      h(
+        "p",
+        { class: "failure-title" },
+        h("span", { class: "icon", "aria-hidden": "true" }, "⚠ "),
+        words.title,
+      ),
+      h("p", { class: "failure-device" }, f.deviceId ? `Device ${f.deviceId}` : ""),
+      h(
+        "p",
+        { class: "failure-action" },
+        h("strong", {}, "What to do: "),
+        expert ? words.officer : words.action,
+      ),
+      expert
         ? h(
-            "div",
-            { class: "failure", role: "alert" },
-            h(
-              "p",
-              { class: "failure-title" },
-              h("span", { class: "icon", "aria-hidden": "true" }, "⚠ "),
-              t.failure.title,
-            ),
-            h(
-              "p",
-              { class: "failure-device" },
-              t.failure.deviceId ? `Device ${t.failure.deviceId}` : "",
-            ),
-            h("p", { class: "failure-message" }, t.failure.message),
-            h("p", { class: "failure-action" }, h("strong", {}, "What to do: "), t.failure.action),
-            h(
-              "button",
-              {
-                class: "primary ack",
-                "data-focus": `ack-${t.port}`,
-                onclick: () => void acknowledge(t.port),
-              },
-              `Acknowledge ${shortPort(t.port)}`,
-            ),
+            "p",
+            { class: "failure-message" },
+            f.message,
+            h("span", { class: "code" }, ` (${f.code})`),
           )
         : null,
-      h("p", { class: "counts" }, `${t.confirmed} confirmed · ${t.failed} failed`),
+      h(
+        "button",
+        {
+          class: "primary ack",
+          "data-focus": `ack-${port}`,
+          onclick: () => void acknowledge(port),
+        },
+        `Acknowledge ${shortPort(port)}`,
+      ),
     );
   }
 
@@ -108,21 +126,11 @@ export function lineScreen(announce: HTMLElement): Screen {
         !before?.tiles.find((b) => b.port === t.port && b.failure?.at === t.failure?.at),
     );
     for (const t of fresh)
-      announce.textContent = `Port ${shortPort(t.port)} failed: ${t.failure!.title}`;
+      announce.textContent = `Port ${shortPort(t.port)} failed: ${refusalText(t.failure!.code).title}`;
+    // A notice of a failure nobody has left on screen any more is stale: take it back.
+    if (!fresh.length && !v.tiles.some((t) => t.failure)) announce.textContent = "";
     const msg = h("div", { class: "messages" });
-    const banner = v.signing.open
-      ? h(
-          "p",
-          { class: "banner ok" },
-          h("span", { "aria-hidden": "true" }, "✓ "),
-          `Signing session open (${v.signing.officer})`,
-        )
-      : h(
-          "p",
-          { class: "banner warn", role: "status" },
-          h("span", { "aria-hidden": "true" }, "⚠ "),
-          "No signing session: the security officer must open one before devices can be signed.",
-        );
+    const banner = sessionBanner(v);
     if (!v.running) {
       replace(lineRoot, banner, msg, h("p", { class: "muted" }, "Loading work orders…"));
       void call("workOrders.list", {}).then((r) => {
@@ -207,6 +215,43 @@ export function lineScreen(announce: HTMLElement): Screen {
       ),
       msg,
       h("div", { class: "tiles" }, ...v.tiles.map(tileView)),
+    );
+  }
+
+  function sessionBanner(v: LineView): HTMLElement {
+    if (v.running && v.held)
+      return h(
+        "div",
+        { class: "banner bad held", role: "status", "data-line": "held" },
+        h("p", {}, h("span", { "aria-hidden": "true" }, "⏸ "), h("strong", {}, "Line paused. ")),
+        h(
+          "p",
+          {},
+          v.signing.open
+            ? "Devices wait on their ports; none is failed."
+            : "The signing session ended. Devices wait on their ports; none is failed.",
+        ),
+        h(
+          "p",
+          {},
+          h("strong", {}, "What to do: "),
+          v.signing.open
+            ? refusalText("USAGE").action
+            : refusalText("SIGNING_SESSION_REQUIRED").action,
+        ),
+      );
+    if (v.signing.open)
+      return h(
+        "p",
+        { class: "banner ok", "data-session": "open" },
+        h("span", { "aria-hidden": "true" }, "✓ "),
+        `Signing session open (${v.signing.officer})`,
+      );
+    return h(
+      "p",
+      { class: "banner warn", role: "status", "data-session": "closed" },
+      h("span", { "aria-hidden": "true" }, "⚠ "),
+      `No signing session is open. ${refusalText("SIGNING_SESSION_REQUIRED").action}`,
     );
   }
 

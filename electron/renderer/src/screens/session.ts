@@ -3,11 +3,24 @@ import { field, form, h, replace, takeSecret, when } from "../dom.js";
 import { act, call, errorBox, section, type Screen } from "../kiosk.js";
 
 export function sessionScreen(): Screen {
-  function show(root: HTMLElement): void {
-    const msg = h("div", { class: "messages" });
+  function show(root: HTMLElement, refusal: HTMLElement | null = null): void {
+    const msg = h("div", { class: "messages" }, refusal);
     void call("station.status", {}).then((r) => {
       if (!r.ok) return replace(root, errorBox(r.error.message, r.error.code));
       const s = r.result.signing;
+      const pin = r.result.pin;
+      const attempts = h(
+        "p",
+        {
+          class: `banner ${pin.failures ? "bad" : "muted"}`,
+          "data-pin-attempts": pin.attemptsLeft,
+        },
+        pin.attemptsLeft === 0
+          ? "The station has stopped presenting this token's PIN after too many wrong attempts: unlock it with the SO PIN (linesign token unlock)."
+          : pin.failures
+            ? `${pin.failures} wrong PIN${pin.failures === 1 ? "" : "s"} in a row: ${pin.attemptsLeft} attempt${pin.attemptsLeft === 1 ? "" : "s"} left before the station stops presenting the PIN.`
+            : `${pin.attemptsLeft} attempts allowed before the station stops presenting the PIN.`,
+      );
       const pinForm = form(
         { class: "row" },
         [
@@ -50,6 +63,7 @@ export function sessionScreen(): Screen {
                 "Close signing session",
               )
             : pinForm,
+          s.open ? null : attempts,
           msg,
         ),
       );

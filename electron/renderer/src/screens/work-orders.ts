@@ -5,15 +5,31 @@ import { act, call, errorBox, section, table, type Screen } from "../kiosk.js";
 export function workOrdersScreen(): Screen {
   function show(root: HTMLElement): void {
     const msg = h("div", { class: "messages" });
-    void call("workOrders.list", {}).then((r) => {
+    void Promise.all([call("workOrders.list", {}), call("station.status", {})]).then(([r, st]) => {
       if (!r.ok) return replace(root, errorBox(r.error.message, r.error.code));
+      if (!st.ok) return replace(root, errorBox(st.error.message, st.error.code));
+      // The station's own profiles, by name and CA; the default first and chosen.
+      const profiles = [...st.result.profiles].sort(
+        (a, b) =>
+          Number(b.name === st.result.defaultProfile) - Number(a.name === st.result.defaultProfile),
+      );
       const create = form(
         { class: "grid-form" },
         [
           ...field("Id (optional)", h("input", { id: "wo-id", name: "id" })),
           ...field(
             "Profile",
-            h("input", { id: "wo-profile", name: "profile", required: true, value: "default" }),
+            h(
+              "select",
+              { id: "wo-profile", name: "profile", required: true },
+              ...profiles.map((p) =>
+                h(
+                  "option",
+                  { value: p.name, selected: p.name === st.result.defaultProfile },
+                  `${p.name} (CA ${p.ca})`,
+                ),
+              ),
+            ),
           ),
           ...field(
             "Quantity",
