@@ -229,8 +229,8 @@ export class Line {
     void this.stop();
   }
 
-  private ready(): Promise<void> {
-    if (this.holds.size === 0 || this.stopRequested) return Promise.resolve();
+  private ready(): Promise<void> | null {
+    if (this.holds.size === 0 || this.stopRequested) return null;
     return new Promise((resolve) => this.released.push(resolve));
   }
 

@@ -49,8 +49,8 @@ export interface PortLineOptions {
   rearmPollMs: number;
   /** Asked when a device identifies itself; false when the line has taken all the devices it will. */
   claim: () => boolean;
-  /** Resolves when the line takes devices (at once unless it is held); a device waits for it. */
-  ready?: () => Promise<void>;
+  /** Null when the line takes devices; while it is held, a promise a device waits on. */
+  ready?: () => Promise<void> | null;
   emit: (e: LineEvent) => void;
 }
 
@@ -412,7 +412,8 @@ export class PortLine {
     alreadyClaimed = false,
   ): Promise<void> {
     // A held line keeps the device waiting, unanswered, instead of failing it.
-    if (!alreadyClaimed && this.o.ready) await this.o.ready();
+    const held = alreadyClaimed ? null : (this.o.ready?.() ?? null);
+    if (held) await held;
     if (!alreadyClaimed && (this.stopping || !this.o.claim())) {
       // The line takes no more devices: let this one wait for the next run.
       this.answered = null;
