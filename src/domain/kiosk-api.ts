@@ -74,6 +74,8 @@ export const LineView = z.object({
   tiles: z.array(Tile),
   /** Why the line holds new devices (they wait on their ports), or null. */
   held: z.string().nullable(),
+  /** Devices that identified themselves while the line was held: they wait, unanswered. */
+  waiting: z.array(z.object({ port: z.string(), deviceId: z.string() })),
   shift: z.object({ confirmed: z.number(), failed: z.number(), since: z.string().nullable() }),
   /** A fault of the station itself (storage, log head): devices wait until it has gone. */
   paused: z.object({ code: z.string(), message: z.string(), since: z.string() }).nullable(),

@@ -205,8 +205,8 @@ const TEXT: Record<KioskCode, RefusalText> = {
     "The certificate's state does not allow this (already revoked, or not yet delivered).",
   ),
   CONFIRMATION_MISMATCH: t(
-    "The device stored something else",
-    SET_ASIDE,
+    "The certificate was damaged on its way to the device",
+    "Plug the device in again to provision it once more; if it fails again, set it aside and tell the line lead.",
     "The device confirmed a different certificate than it was sent; look it up on the Audit screen.",
   ),
   WORK_ORDER_UNKNOWN: t(

@@ -308,6 +308,7 @@ export class StationService {
       startedBy: this.lineStartedBy,
       tiles: this.board.view(),
       held: this.line?.heldFor() ?? null,
+      waiting: this.line?.waitingDevices() ?? [],
       shift: { ...this.board.shift },
       paused: this.board.paused ?? this.pausedView(),
       workOrderCounts: wo
@@ -391,6 +392,7 @@ export class StationService {
         const line = s.line({ ports: this.ports, workOrder: a.workOrder ?? null });
         this.board.reset(this.ports);
         line.onEvent((e) => this.board.apply(e));
+        line.onHoldChange(() => this.board.bump());
         this.line = line;
         this.lineWorkOrder = line.workOrder;
         this.lineStartedBy = who!.name;

@@ -10,7 +10,8 @@
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "../helpers/chromium.js";
 import Database from "better-sqlite3";
 import { devStation, type TestStation } from "../helpers/station.js";
 import { cleanEnv, linesign } from "../helpers/cli.js";
@@ -34,23 +35,6 @@ const ARTIFACTS = fileURLToPath(new URL("../../test-artifacts/kiosk", import.met
 const PIN = "246810"; // the development token's user PIN (README)
 const OPERATOR = { name: "op-anna", passphrase: "anna-runs-line-3" };
 const OFFICER = { name: "dev-officer", passphrase: "linesign-dev-officer" };
-
-/** Chromium as the machine has it: no downloads, no background traffic. */
-export function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-}
 
 async function signIn(page: Page, url: string, who: { name: string; passphrase: string }) {
   await page.goto(url);

@@ -123,11 +123,16 @@ export function table(
   rows: (string | number | Node)[][],
   label: string,
 ): HTMLElement {
+  // A wide table scrolls inside its card instead of pushing the page sideways.
   return h(
-    "table",
-    { "aria-label": label },
-    h("thead", {}, h("tr", {}, ...headers.map((x) => h("th", { scope: "col" }, x)))),
-    h("tbody", {}, ...rows.map((r) => h("tr", {}, ...r.map((c) => h("td", {}, c))))),
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { "aria-label": label },
+      h("thead", {}, h("tr", {}, ...headers.map((x) => h("th", { scope: "col" }, x)))),
+      h("tbody", {}, ...rows.map((r) => h("tr", {}, ...r.map((c) => h("td", {}, c))))),
+    ),
   );
 }
 

@@ -62,6 +62,9 @@ export class Line {
   /** Why the line takes no devices now, by who holds it (a signing session's end, a fault). */
   private readonly holds = new Map<string, string>();
   private released: (() => void)[] = [];
+  /** Devices waiting on a held line, by port. */
+  private readonly waiting = new Map<string, string>();
+  private readonly holdListeners: (() => void)[] = [];
 
   constructor(
     private readonly ctx: AppContext,
@@ -112,7 +115,7 @@ export class Line {
           timeouts: o.timeouts,
           rearmPollMs: o.rearmPollMs ?? 500,
           claim: () => this.claim(),
-          ready: () => this.ready(),
+          ready: (deviceId) => this.ready(path, deviceId),
           emit: (e) => this.emit(e),
         }),
     );
@@ -169,6 +172,7 @@ export class Line {
       message: why,
       details: { workOrder: this.o.workOrder ?? null },
     });
+    this.holdChanged();
   }
 
   /** Releases a hold; with none left, waiting devices go on. */
@@ -182,11 +186,22 @@ export class Line {
       details: { workOrder: this.o.workOrder ?? null },
     });
     if (this.holds.size === 0) this.wake();
+    else this.holdChanged();
   }
 
   /** Why the line is held (the first hold's words), or null when it takes devices. */
   heldFor(): string | null {
     return this.holds.values().next().value ?? null;
+  }
+
+  /** The devices waiting on a held line, by port. */
+  waitingDevices(): { port: string; deviceId: string }[] {
+    return [...this.waiting].map(([port, deviceId]) => ({ port, deviceId }));
+  }
+
+  /** Told when the line is held or released, and when a device starts or stops waiting. */
+  onHoldChange(listener: () => void): void {
+    this.holdListeners.push(listener);
   }
 
   /** Takes no new devices; resolves with the summary once every exchange in flight has ended. */
@@ -229,15 +244,29 @@ export class Line {
     void this.stop();
   }
 
-  private ready(): Promise<void> | null {
+  private ready(port: string, deviceId: string): Promise<void> | null {
     if (this.holds.size === 0 || this.stopRequested) return null;
+    this.waiting.set(port, deviceId);
+    this.holdChanged();
     return new Promise((resolve) => this.released.push(resolve));
   }
 
   private wake(): void {
     const w = this.released;
     this.released = [];
+    this.waiting.clear();
     for (const f of w) f();
+    this.holdChanged();
+  }
+
+  private holdChanged(): void {
+    for (const l of this.holdListeners) {
+      try {
+        l();
+      } catch (err) {
+        this.ctx.logger.error({ err }, "a line hold listener failed");
+      }
+    }
   }
 
   private claim(): boolean {

@@ -50,7 +50,7 @@ export interface PortLineOptions {
   /** Asked when a device identifies itself; false when the line has taken all the devices it will. */
   claim: () => boolean;
   /** Null when the line takes devices; while it is held, a promise a device waits on. */
-  ready?: () => Promise<void> | null;
+  ready?: (deviceId: string) => Promise<void> | null;
   emit: (e: LineEvent) => void;
 }
 
@@ -412,7 +412,7 @@ export class PortLine {
     alreadyClaimed = false,
   ): Promise<void> {
     // A held line keeps the device waiting, unanswered, instead of failing it.
-    const held = alreadyClaimed ? null : (this.o.ready?.() ?? null);
+    const held = alreadyClaimed ? null : (this.o.ready?.(m.deviceId) ?? null);
     if (held) await held;
     if (!alreadyClaimed && (this.stopping || !this.o.claim())) {
       // The line takes no more devices: let this one wait for the next run.

@@ -11,17 +11,7 @@ import {
   operatorText,
   refusalText,
 } from "../../../src/domain/operator-text.js";
-
-/** What an operator must never read: developer's words. */
-export const DEVELOPER_WORDS = [
-  /\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b/, // an environment variable or an error code
-  /\blinesign\b/i, // a command
-  /(^|\s)--?[a-z]/, // a command-line option
-  /\$\{?\w/, // a shell variable
-  /\.json\b|\.conf\b|\/[a-z]/i, // a file or a path
-  /\bat \S+ \(|\bError:|\bstack\b/i, // a stack
-  /\bPKCS|\bCSR\b|\bCKR_/, // driver words
-];
+import { DEVELOPER_WORDS } from "../../helpers/developer-words.js";
 
 describe("operator text", () => {
   it("has words of its own for every code the kiosk can receive", () => {

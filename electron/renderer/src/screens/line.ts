@@ -33,15 +33,16 @@ export function lineScreen(announce: HTMLElement): Screen {
   let line: LineView | null = null;
   let watching = 0;
 
-  function tileView(t: Tile): HTMLElement {
+  function tileView(t: Tile, waits: string | undefined): HTMLElement {
     const at = STEPS.findIndex(([s]) => s === t.state);
-    const [icon, text] = STATE_TEXT[t.state];
+    const [icon, text] = waits ? ["⏸", "Device waits for the line"] : STATE_TEXT[t.state];
     return h(
       "section",
       {
         class: `tile state-${t.state}${t.failure ? " has-failure" : ""}`,
         "aria-label": `Port ${shortPort(t.port)}`,
         "data-port": t.port,
+        "data-waiting": waits,
       },
       h("h3", {}, shortPort(t.port)),
       h(
@@ -51,7 +52,7 @@ export function lineScreen(announce: HTMLElement): Screen {
         " ",
         text,
       ),
-      h("p", { class: "device" }, t.deviceId ?? "—"),
+      h("p", { class: "device" }, waits ?? t.deviceId ?? "—"),
       h(
         "ol",
         { class: "steps" },
@@ -214,7 +215,11 @@ export function lineScreen(announce: HTMLElement): Screen {
         ),
       ),
       msg,
-      h("div", { class: "tiles" }, ...v.tiles.map(tileView)),
+      h(
+        "div",
+        { class: "tiles" },
+        ...v.tiles.map((t) => tileView(t, v.waiting.find((w) => w.port === t.port)?.deviceId)),
+      ),
     );
   }
 

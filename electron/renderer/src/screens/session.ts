@@ -37,7 +37,11 @@ export function sessionScreen(): Screen {
           ),
           h("button", { type: "submit", class: "primary" }, "Open signing session"),
         ],
-        (_v, f) => void act(msg, "signing.open", { pin: takeSecret(f, "pin") }, () => show(root)),
+        (_v, f) =>
+          void call("signing.open", { pin: takeSecret(f, "pin") }).then((o) => {
+            // Drawn again either way: a wrong PIN changes the attempts left.
+            show(root, o.ok ? null : errorBox(o.error.message, o.error.code));
+          }),
       );
       replace(
         root,
