@@ -112,6 +112,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     CALL_OFFICER,
     "The token does not support this key type or algorithm; choose another (see hsm/README.md).",
   ),
+  HSM_KEY_CUSTODY: t(
+    "The security token will not keep the key safely",
+    CALL_OFFICER,
+    "The token refused every key template that keeps the key on it; make the key with the vendor's tool and adopt it (see hsm/README.md).",
+  ),
   HSM_ERROR: t("The station cannot sign", CALL_OFFICER, STATION_FAULT),
   CA_LABEL_EXISTS: t("That CA name is taken", ASK_OFFICER, "Choose another label for the new CA."),
   CA_UNKNOWN: t(
