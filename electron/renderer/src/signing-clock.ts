@@ -59,7 +59,7 @@ function draw(): void {
     h(
       "div",
       { class: "banner warn countdown", role: "timer", "aria-live": "polite" },
-      h("span", { "aria-hidden": "true" }, "⏳ "),
+      h("span", { "aria-hidden": "true" }, "⌛ "),
       h(
         "span",
         {},

@@ -35,7 +35,7 @@ export function lineScreen(announce: HTMLElement): Screen {
 
   function tileView(t: Tile, waits: string | undefined): HTMLElement {
     const at = STEPS.findIndex(([s]) => s === t.state);
-    const [icon, text] = waits ? ["⏸", "Device waits for the line"] : STATE_TEXT[t.state];
+    const [icon, text] = waits ? ["‖", "Device waits for the line"] : STATE_TEXT[t.state];
     return h(
       "section",
       {
@@ -228,7 +228,7 @@ export function lineScreen(announce: HTMLElement): Screen {
       return h(
         "div",
         { class: "banner bad held", role: "status", "data-line": "held" },
-        h("p", {}, h("span", { "aria-hidden": "true" }, "⏸ "), h("strong", {}, "Line paused. ")),
+        h("p", {}, h("span", { "aria-hidden": "true" }, "‖ "), h("strong", {}, "Line paused. ")),
         h(
           "p",
           {},
