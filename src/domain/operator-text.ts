@@ -144,6 +144,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     CALL_OFFICER,
     "Import a CA certificate (basicConstraints cA true).",
   ),
+  CA_CERT_UNSUITABLE: t(
+    "That certificate cannot serve as this CA",
+    CALL_OFFICER,
+    "Have the CA certificate issued again with keyCertSign and cRLSign and SHA-256 or stronger; the message names what it lacks.",
+  ),
   CA_CHAIN_INVALID: t(
     "The CA's chain does not check out",
     CALL_OFFICER,
@@ -391,10 +396,60 @@ const TEXT: Record<KioskCode, RefusalText> = {
     "Update the station software to the version that wrote the database.",
   ),
   DB_ERROR: t("The station cannot record", CALL_OFFICER, STATION_FAULT),
+  DB_FULL: t(
+    "The station's disk is full",
+    "Wait: the line goes on by itself once the station can record again. If it does not, call the security officer.",
+    "Free space on the disk named in the message; the line goes on by itself.",
+  ),
+  DB_READ_ONLY: t(
+    "The station cannot write its records",
+    "Wait: the line goes on by itself once the station can record again. If it does not, call the security officer.",
+    "Make the station's home writable again (the message names it); the line goes on by itself.",
+  ),
+  DB_IO: t(
+    "The station's disk is failing",
+    "Wait: the line goes on by itself once the station can record again. If it does not, call the security officer.",
+    "Check the disk named in the message; the line goes on once it can be written again.",
+  ),
+  DB_CORRUPT: t(
+    "The station's records are damaged",
+    CALL_OFFICER,
+    "Keep the station as it is, restore station.db from the last backup and follow the site's incident procedure.",
+  ),
+  DB_LOCKED: t(
+    "The station is busy",
+    "Wait: the line goes on by itself in a moment.",
+    "Another program on the station holds its records; let it finish or stop it.",
+  ),
+  DB_REPLACED: t(
+    "The station's records were moved or replaced",
+    CALL_OFFICER,
+    "The line has stopped. Put the station's own station.db back, then restart the service.",
+  ),
+  DB_NOT_A_STATION: t(
+    "The station's records are missing",
+    CALL_OFFICER,
+    "The file named in the message is not a station database: put the station's own station.db back.",
+  ),
+  STATION_ID_CHANGED: t(
+    "The station is not set up correctly",
+    CALL_OFFICER,
+    "Put back the station id the message names in station.json, then restart the service.",
+  ),
   AUDIT_CHAIN_BROKEN: t(
     "The station's log does not check out",
     CALL_OFFICER,
     "The event log was changed: keep the station as it is and follow the site's incident procedure.",
+  ),
+  AUDIT_HEAD_MISMATCH: t(
+    "The station's log and its token disagree",
+    CALL_OFFICER,
+    "Signing has stopped: the message names the missing entries. Restore them, or record the loss with linesign audit accept-loss.",
+  ),
+  AUDIT_HEAD_WRITE_FAILED: t(
+    "The station's token cannot keep the log",
+    CALL_OFFICER,
+    "Check the token named in the message; the certificate waits and is handed out once the token takes the log again.",
   ),
   FILE_WRITE_FAILED: t(
     "The station could not save a file",
