@@ -419,7 +419,8 @@ function buildStation(
           ? line.release("signing")
           : line.hold(
               "signing",
-              "The signing session ended; devices wait until an officer opens one.",
+              "SIGNING_SESSION_REQUIRED",
+              "The signing session ended; devices wait on their ports until an officer opens one.",
             ),
       );
       void line.finished().then(off);

@@ -72,13 +72,17 @@ export const LineView = z.object({
   workOrder: z.string().nullable(),
   startedBy: z.string().nullable(),
   tiles: z.array(Tile),
-  /** Why the line holds new devices (they wait on their ports), or null. */
-  held: z.string().nullable(),
-  /** Devices that identified themselves while the line was held: they wait, unanswered. */
+  /** Devices that identified themselves as the line paused: they wait, unanswered. */
   waiting: z.array(z.object({ port: z.string(), deviceId: z.string() })),
   shift: z.object({ confirmed: z.number(), failed: z.number(), since: z.string().nullable() }),
-  /** A fault of the station itself (storage, log head): devices wait until it has gone. */
-  paused: z.object({ code: z.string(), message: z.string(), since: z.string() }).nullable(),
+  /**
+   * Why the line waits (devices are not greeted, none is failed): a fault of the
+   * station itself (storage, log head; `by` "station") or a hold such as the end
+   * of the signing session (`by` "signing"). Null when it takes devices.
+   */
+  paused: z
+    .object({ by: z.string(), code: z.string(), message: z.string(), since: z.string() })
+    .nullable(),
   workOrderCounts: z
     .object({ issued: z.number(), quantity: z.number(), remaining: z.number() })
     .nullable(),

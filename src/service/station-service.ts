@@ -66,9 +66,9 @@ type Handler = (args: never, who: Login | null, token: string | null) => Promise
 
 export class StationService {
   /** The station's standing fault (storage, log head), also when no port has met it yet. */
-  private pausedView(): { code: string; message: string; since: string } | null {
+  private pausedView(): { by: string; code: string; message: string; since: string } | null {
     const f = this.station.ctx.health.current();
-    return f ? { code: f.code, message: f.message, since: f.since } : null;
+    return f ? { by: "station", code: f.code, message: f.message, since: f.since } : null;
   }
 
   private readonly logins = new Map<string, Login>();
@@ -307,10 +307,9 @@ export class StationService {
       workOrder: this.lineWorkOrder,
       startedBy: this.lineStartedBy,
       tiles: this.board.view(),
-      held: this.line?.heldFor() ?? null,
       waiting: this.line?.waitingDevices() ?? [],
       shift: { ...this.board.shift },
-      paused: this.board.paused ?? this.pausedView(),
+      paused: this.line?.pausedFor() ?? this.pausedView(),
       workOrderCounts: wo
         ? { issued: wo.issued, quantity: wo.quantity, remaining: wo.remaining }
         : null,

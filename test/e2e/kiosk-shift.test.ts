@@ -12,11 +12,13 @@
  * (audit paging and lookup, revocation with its confirmation and result),
  * and screenshots of each screen at 1280x800 and 1024x768.
  */
+import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Browser, Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { devStation, type TestStation } from "../helpers/station.js";
 import {
   exportChain,
@@ -27,7 +29,7 @@ import {
   type PtyPair,
 } from "../helpers/serial.js";
 import { developerWord } from "../helpers/developer-words.js";
-import { launchChromium } from "../helpers/chromium.js";
+import { launchChromium, signIn } from "../helpers/chromium.js";
 
 declare const document: {
   querySelector(selector: string): { textContent: string | null } | null;
@@ -40,14 +42,7 @@ const PIN = "246810";
 const OPERATOR = { name: "op-berit", passphrase: "berit-runs-line-4" };
 const OFFICER = { name: "dev-officer", passphrase: "linesign-dev-officer" };
 const IDLE_SECONDS = 24;
-
-async function signIn(page: Page, who: { name: string; passphrase: string }) {
-  await page.waitForSelector("#login-name");
-  await page.fill("#login-name", who.name);
-  await page.fill("#login-pass", who.passphrase);
-  await page.click("button[type=submit]");
-  await page.waitForSelector(`text=${who.name} (`);
-}
+const require = createRequire(import.meta.url);
 
 describe("the kiosk through a shift", () => {
   let st: TestStation;
@@ -183,25 +178,65 @@ describe("the kiosk through a shift", () => {
     expect(await page.textContent("#announce")).toBe("");
     expect(await page.textContent('[data-count="shift-confirmed"]')).toBe("2");
 
+    // A fault of the station itself: another process holds the database. The line pauses and
+    // says what is wrong and what to do, in the operator's words; the device is not failed.
+    const holder = spawn(
+      process.execPath,
+      [
+        "-e",
+        `const D = require(${JSON.stringify(require.resolve("better-sqlite3"))});
+         const db = new D(process.argv[1]); db.exec("BEGIN EXCLUSIVE");
+         process.stdout.write("locked\\n");
+         process.stdin.once("data", () => { db.exec("ROLLBACK"); db.close(); process.exit(0); });`,
+        join(st.home, "station.db"),
+      ],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    await new Promise<void>((resolve) =>
+      holder.stdout.on("data", (d: Buffer) => d.toString().includes("locked") && resolve()),
+    );
+    sim(0, "shift-lock");
+    const fault = await page.waitForSelector('[data-line="paused"][data-paused-by="station"]', {
+      timeout: 60_000,
+    });
+    expect(await fault.getAttribute("data-code")).toBe("DB_LOCKED");
+    const faultWords = (await fault.textContent()) ?? "";
+    expect(faultWords).toContain("The station is busy");
+    expect(faultWords).toContain("the line goes on by itself");
+    expect(developerWord(faultWords)).toBeNull();
+    await page.screenshot({ path: join(ARTIFACTS, "shift-station-fault-1280x800.png") });
+    holder.stdin.write("go\n");
+    await page.waitForFunction(
+      () => document.querySelector('[data-count="shift-confirmed"]')?.textContent === "3",
+      null,
+      { timeout: 60_000 },
+    );
+    await page.waitForSelector('[data-line="paused"]', { state: "detached" });
+    expect(await page.locator(".failure").count()).toBe(0);
+
     // No signing for a while: the countdown shows, then the session ends and the line holds.
     await page.waitForSelector('[data-countdown="signing"]', { timeout: IDLE_SECONDS * 1000 });
     expect(await page.textContent("#signing-strip")).toContain("Call an officer now");
     await page.screenshot({ path: join(ARTIFACTS, "shift-countdown-1280x800.png") });
-    const held = await page.waitForSelector('[data-line="held"]', {
+    const held = await page.waitForSelector('[data-line="paused"][data-paused-by="signing"]', {
       timeout: IDLE_SECONDS * 1000,
     });
+    expect(await held.getAttribute("data-code")).toBe("SIGNING_SESSION_REQUIRED");
     expect(await held.textContent()).toContain("Call an officer to reopen the signing session.");
     expect(developerWord((await held.textContent()) ?? "")).toBeNull();
     expect(await page.locator("#signing-strip .countdown").count()).toBe(0);
 
-    // A device that arrives now waits on its port; it is not failed.
+    // A device that arrives now waits on its port, ungreeted; it is not failed (had it been
+    // greeted, it would have been refused for want of a session and the simulator would fail).
     const late = sim(2, "shift-c");
-    await page.waitForSelector(`.tile[data-waiting="shift-c"]`, { timeout: 30_000 });
+    await late.lines.waitFor((e) => e.event === "ready", "the late device's port");
+    await page.waitForSelector(`.tile[data-port="${pairs[2]!.station}"] [data-state="waiting"]`);
     await page.screenshot({ path: join(ARTIFACTS, "shift-held-1280x800.png") });
     expect(await page.locator(".failure").count()).toBe(0);
     const ended = st.events().findLast((e) => e.action === "signing.close");
     expect(JSON.parse(ended!.details)).toMatchObject({ reason: "idle", kind: "kiosk" });
-    expect(st.events().some((e) => e.action === "line.hold" && e.subject === "signing")).toBe(true);
+    const hold = st.events().find((e) => e.action === "line.hold" && e.subject === "signing");
+    expect(hold?.code).toBe("SIGNING_SESSION_REQUIRED");
 
     // An officer reopens the session: the waiting device goes on and is signed.
     await page.click("text=Sign out");

@@ -10,8 +10,8 @@
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Browser, Page } from "playwright-core";
-import { launchChromium } from "../helpers/chromium.js";
+import type { Browser } from "playwright-core";
+import { launchChromium, signIn } from "../helpers/chromium.js";
 import Database from "better-sqlite3";
 import { devStation, type TestStation } from "../helpers/station.js";
 import { cleanEnv, linesign } from "../helpers/cli.js";
@@ -35,14 +35,6 @@ const ARTIFACTS = fileURLToPath(new URL("../../test-artifacts/kiosk", import.met
 const PIN = "246810"; // the development token's user PIN (README)
 const OPERATOR = { name: "op-anna", passphrase: "anna-runs-line-3" };
 const OFFICER = { name: "dev-officer", passphrase: "linesign-dev-officer" };
-
-async function signIn(page: Page, url: string, who: { name: string; passphrase: string }) {
-  await page.goto(url);
-  await page.fill("#login-name", who.name);
-  await page.fill("#login-pass", who.passphrase);
-  await page.click("button[type=submit]");
-  await page.waitForSelector(`text=${who.name} (`);
-}
 
 describe("kiosk", () => {
   let st: TestStation;
@@ -110,11 +102,40 @@ describe("kiosk", () => {
     expect(api.status).toBe(401);
   });
 
+  it("draws the sign-in screen once, so a form being filled is never replaced; a refused sign-in says why", async () => {
+    const page = await (await browser.newContext()).newPage();
+    // Counts every sign-in form the page puts on screen, from before its own script runs.
+    await page.addInitScript(() => {
+      const g = globalThis as unknown as {
+        loginForms: number;
+        MutationObserver: new (f: (r: { addedNodes: ArrayLike<unknown> }[]) => void) => {
+          observe(n: unknown, o: unknown): void;
+        };
+        document: unknown;
+      };
+      g.loginForms = 0;
+      new g.MutationObserver((records) => {
+        for (const r of records)
+          for (const n of Array.from(r.addedNodes) as { querySelector?(s: string): unknown }[])
+            if (n.querySelector?.("#login-name")) g.loginForms++;
+      }).observe(g.document, { childList: true, subtree: true });
+    });
+    await expect(
+      signIn(page, { name: OFFICER.name, passphrase: "not-the-passphrase" }, url),
+    ).rejects.toThrow(
+      "signing in as dev-officer was refused: ⚠ Sign-in failed What to do: Check your name and passphrase",
+    );
+    expect(
+      await page.evaluate(() => (globalThis as unknown as { loginForms: number }).loginForms),
+    ).toBe(1);
+    await page.close();
+  });
+
   it("an officer opens a signing session and a work order; an operator provisions; a failure is explained", async () => {
     const officer = await (
       await browser.newContext({ viewport: { width: 1280, height: 860 } })
     ).newPage();
-    await signIn(officer, url, OFFICER);
+    await signIn(officer, OFFICER, url);
     await officer.click("nav >> text=Signing session");
     await officer.waitForSelector('[data-session="closed"]');
     await officer.fill("#pin", PIN);
@@ -249,7 +270,7 @@ describe("kiosk", () => {
 
     // The officer comes back, verifies the log and sees the counts.
     await operator.click("text=Sign out");
-    await signIn(officer, url, OFFICER);
+    await signIn(officer, OFFICER, url);
     await officer.click("nav >> text=Audit");
     await officer.click("text=Verify now");
     const verdict = await officer.waitForSelector("[data-verdict]");

@@ -1,5 +1,5 @@
 /** Chromium as the machine has it (Debian's), through playwright-core: no downloads, no background traffic. */
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type Page } from "playwright-core";
 
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
@@ -15,4 +15,28 @@ export function launchChromium(): Promise<Browser> {
       "--disable-sync",
     ],
   });
+}
+
+/**
+ * Signs in on the kiosk's sign-in screen (already on screen, or reached by
+ * `url`). A refused sign-in fails at once with the words the page shows,
+ * so a failure says why instead of timing out.
+ */
+export async function signIn(
+  page: Page,
+  who: { name: string; passphrase: string },
+  url?: string,
+): Promise<void> {
+  if (url) await page.goto(url);
+  await page.waitForSelector("#login-name");
+  await page.fill("#login-name", who.name);
+  await page.fill("#login-pass", who.passphrase);
+  await page.click("button[type=submit]");
+  const outcome = await Promise.race([
+    page.waitForSelector(`text=${who.name} (`).then(() => null),
+    page
+      .waitForSelector(".login [role=alert]")
+      .then(async (alert) => (await alert.innerText()).replace(/\s+/g, " ").trim()),
+  ]);
+  if (outcome !== null) throw new Error(`signing in as ${who.name} was refused: ${outcome}`);
 }

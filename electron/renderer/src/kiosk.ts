@@ -56,7 +56,8 @@ export async function call<K extends ChannelName>(
       knowSigning(r.signing);
   }
   if (session.user?.role === "officer") officerActed(startedAt);
-  if (!reply.ok && reply.error.code === "AUTH_REQUIRED" && name !== "auth.login") {
+  // Only a sign-in that was there and has gone redraws: nobody signed in is already the sign-in screen.
+  if (!reply.ok && reply.error.code === "AUTH_REQUIRED" && name !== "auth.login" && session.user) {
     session.user = null;
     onSignedOut();
   }

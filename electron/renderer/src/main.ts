@@ -37,6 +37,11 @@ const login = loginScreen((u) => {
   session.user = u;
   tab = "line";
   render();
+  void call("station.status", {}).then((s) => {
+    if (!s.ok) return;
+    session.station = s.result;
+    renderBar();
+  });
 });
 const noScreens: Screen = {
   show: (root) => replace(root, errorBox("The sync service has no kiosk screens.")),
@@ -148,11 +153,17 @@ function render(): void {
 
 whenSignedOut(render);
 
+/**
+ * Who is signed in first, then the station (which needs a sign-in): the
+ * screen is drawn once, so a sign-in form being filled is never replaced.
+ */
 async function start(): Promise<void> {
-  const s = await call("station.status", {});
-  if (s.ok) session.station = s.result;
   const who = await call("auth.whoami", {});
   session.user = who.ok ? who.result : null;
+  if (session.user) {
+    const s = await call("station.status", {});
+    if (s.ok) session.station = s.result;
+  }
   render();
 }
 

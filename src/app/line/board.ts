@@ -34,8 +34,6 @@ export class LineBoard {
   private waiters: (() => void)[] = [];
   version = 0;
   shift = { confirmed: 0, failed: 0, since: null as string | null };
-  /** The station's own fault the line is waiting out (storage, log head), if any. */
-  paused: { code: string; message: string; since: string } | null = null;
 
   constructor(private readonly now: () => Date = () => new Date()) {}
 
@@ -68,12 +66,10 @@ export class LineBoard {
         t.state = "waiting";
         break;
       case "port.paused":
-        // The device waits; why is said once for the whole line.
+        // The device waits; why is said once for the whole line (LineView.paused).
         if (t.state !== "failed") t.state = "waiting";
-        this.paused = { code: e.code, message: e.message, since: this.now().toISOString() };
         break;
       case "port.resumed":
-        this.paused = null;
         break;
       case "port.waiting":
       case "port.lost":

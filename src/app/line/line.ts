@@ -47,6 +47,21 @@ export interface LineSummary {
 /** Faults the station cannot wait out: the line stops at once. */
 const STOPS_THE_LINE: readonly ErrorCode[] = ["DB_REPLACED", "AUDIT_HEAD_MISMATCH"];
 
+/**
+ * Why the line waits: devices are not greeted (and one that identified itself
+ * just before waits unanswered) until it goes. A station fault (storage, log
+ * head) and a hold (the end of a signing session) are the same state with
+ * different causes; the fault is named first, since it is the one to fix.
+ */
+export interface LinePause {
+  /** "station" for a station fault, else the key of the hold ("signing"). */
+  by: string;
+  code: ErrorCode;
+  /** Plain words: what is wrong and what to do. */
+  message: string;
+  since: string;
+}
+
 /** How long a one-shot command's write waits for another process's lock. */
 export const DEFAULT_LOCK_WAIT_MS = 5000;
 
@@ -59,8 +74,8 @@ export class Line {
   private stopRequested = false;
   /** Content hash of the profile the line issues under, in its line.start entry. */
   private readonly profileSha256: string;
-  /** Why the line takes no devices now, by who holds it (a signing session's end, a fault). */
-  private readonly holds = new Map<string, string>();
+  /** Why the line takes no devices now, by who holds it (a signing session's end). */
+  private readonly holds = new Map<string, LinePause>();
   private released: (() => void)[] = [];
   /** Devices waiting on a held line, by port. */
   private readonly waiting = new Map<string, string>();
@@ -115,6 +130,7 @@ export class Line {
           timeouts: o.timeouts,
           rearmPollMs: o.rearmPollMs ?? 500,
           claim: () => this.claim(),
+          paused: () => this.pausedFor(),
           ready: (deviceId) => this.ready(path, deviceId),
           emit: (e) => this.emit(e),
         }),
@@ -156,45 +172,35 @@ export class Line {
   }
 
   /**
-   * Holds the line: a device that identifies itself from now on waits,
-   * unanswered, until every hold is released (or the line stops); devices
-   * in flight finish. Any part of the station may hold it under its own key
-   * ("signing" for the end of a signing session); holding twice is one hold.
+   * Holds the line: no device is greeted from now on, and one that identifies
+   * itself (greeted just before) waits unanswered, until every hold is
+   * released (or the line stops); devices in flight finish. Any part of the
+   * station may hold it under its own key ("signing" for the end of a signing
+   * session), with the code and words the kiosk shows; holding twice is one hold.
    */
-  hold(key: string, why: string): void {
+  hold(key: string, code: ErrorCode, why: string): void {
     if (this.holds.has(key)) return;
-    this.holds.set(key, why);
-    this.ctx.store.appendEvent({
-      actor: this.ctx.actor,
-      action: "line.hold",
-      subject: key,
-      outcome: "ok",
-      message: why,
-      details: { workOrder: this.o.workOrder ?? null },
-    });
+    this.holds.set(key, { by: key, code, message: why, since: new Date().toISOString() });
+    this.record("line.hold", key, { code, message: why });
     this.holdChanged();
   }
 
-  /** Releases a hold; with none left, waiting devices go on. */
+  /** Releases a hold; with none left (and no station fault), waiting devices go on. */
   release(key: string): void {
     if (!this.holds.delete(key)) return;
-    this.ctx.store.appendEvent({
-      actor: this.ctx.actor,
-      action: "line.release",
-      subject: key,
-      outcome: "ok",
-      details: { workOrder: this.o.workOrder ?? null },
-    });
+    this.record("line.release", key, {});
     if (this.holds.size === 0) this.wake();
     else this.holdChanged();
   }
 
-  /** Why the line is held (the first hold's words), or null when it takes devices. */
-  heldFor(): string | null {
+  /** Why the line waits (a station fault first, then the first hold), or null when it takes devices. */
+  pausedFor(): LinePause | null {
+    const f = this.ctx.health.current();
+    if (f) return { by: "station", code: f.code, message: f.message, since: f.since };
     return this.holds.values().next().value ?? null;
   }
 
-  /** The devices waiting on a held line, by port. */
+  /** The devices that identified themselves as the line was held: they wait, unanswered. */
   waitingDevices(): { port: string; deviceId: string }[] {
     return [...this.waiting].map(([port, deviceId]) => ({ port, deviceId }));
   }
@@ -202,6 +208,22 @@ export class Line {
   /** Told when the line is held or released, and when a device starts or stops waiting. */
   onHoldChange(listener: () => void): void {
     this.holdListeners.push(listener);
+  }
+
+  private record(action: string, key: string, more: { code?: ErrorCode; message?: string }): void {
+    try {
+      this.ctx.store.appendEvent({
+        actor: this.ctx.actor,
+        action,
+        subject: key,
+        outcome: "ok",
+        ...more,
+        details: { workOrder: this.o.workOrder ?? null },
+      });
+    } catch (err) {
+      // A hold that cannot be recorded (the database's own fault) still holds.
+      this.ctx.logger.error({ err, action }, "could not record the line's hold");
+    }
   }
 
   /** Takes no new devices; resolves with the summary once every exchange in flight has ended. */
@@ -256,6 +278,8 @@ export class Line {
     this.released = [];
     this.waiting.clear();
     for (const f of w) f();
+    // Ports that waited greet again now rather than at their next look.
+    if (!this.stopRequested) for (const p of this.portLines) p.resume();
     this.holdChanged();
   }
 

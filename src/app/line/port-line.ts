@@ -49,7 +49,9 @@ export interface PortLineOptions {
   rearmPollMs: number;
   /** Asked when a device identifies itself; false when the line has taken all the devices it will. */
   claim: () => boolean;
-  /** Null when the line takes devices; while it is held, a promise a device waits on. */
+  /** Why the line waits (no device is greeted), or null when it takes devices. */
+  paused?: () => { code: ErrorCode; message: string } | null;
+  /** Null when the line takes devices; while it is held, a promise a device that identified itself waits on. */
   ready?: (deviceId: string) => Promise<void> | null;
   emit: (e: LineEvent) => void;
 }
@@ -82,7 +84,7 @@ export class PortLine {
   private helloTimer: ReturnType<typeof setTimeout> | null = null;
   private rearmTimer: ReturnType<typeof setTimeout> | null = null;
   private stopping = false;
-  /** The fault the port is waiting out, if any. */
+  /** Why the port is waiting (a station fault, a hold), if it is. */
   private pausedFor: ErrorCode | null = null;
   private finished!: () => void;
   /** Resolves when the port has stopped (after stop() and the exchange in flight). */
@@ -123,6 +125,11 @@ export class PortLine {
     if (this.stopping) return;
     this.stopping = true;
     if (this.stage === "idle" || this.stage === "closed") void this.shutdown();
+  }
+
+  /** The line no longer waits: a port that was waiting greets at once. */
+  resume(): void {
+    if (this.pausedFor && this.stage === "idle" && this.link && !this.stopping) this.greet();
   }
 
   private async arm(first: boolean): Promise<void> {
@@ -236,7 +243,7 @@ export class PortLine {
     this.helloTimer = null;
     if (this.stage !== "idle" || !this.link) return;
     if (this.stopping) return void this.shutdown();
-    const fault = this.ctx.health.current();
+    const fault = this.o.paused ? this.o.paused() : this.ctx.health.current();
     if (fault) {
       // Devices wait (no greeting) rather than fail one after another; look again shortly.
       if (this.pausedFor !== fault.code) {

@@ -4,7 +4,7 @@
  * service with `line.watch` while it is on screen.
  */
 import type { Result } from "../../../../src/domain/kiosk-api.js";
-import { h, replace, shortPort } from "../dom.js";
+import { h, replace, shortPort, when } from "../dom.js";
 import { refusalText } from "../../../../src/domain/operator-text.js";
 import { act, call, errorBox, session, type Screen } from "../kiosk.js";
 
@@ -223,28 +223,46 @@ export function lineScreen(announce: HTMLElement): Screen {
     );
   }
 
+  /**
+   * The line waits: a station fault (what is wrong and what to do) or the end
+   * of the signing session. Devices are not failed meanwhile. Operators get
+   * the title and one next step; officers also the station's message and code.
+   */
+  function pausedBanner(p: NonNullable<LineView["paused"]>, running: boolean): HTMLElement {
+    const words = refusalText(p.code);
+    const expert = session.user?.role !== "operator";
+    return h(
+      "div",
+      {
+        class: "banner bad held",
+        role: "status",
+        "data-line": "paused",
+        "data-paused-by": p.by,
+        "data-code": p.code,
+      },
+      h(
+        "p",
+        {},
+        h("span", { "aria-hidden": "true" }, "‖ "),
+        h("strong", {}, running ? "Line paused: " : "The line cannot run: "),
+        words.title,
+      ),
+      running ? h("p", {}, "Devices wait on their ports; none is failed.") : null,
+      h("p", {}, h("strong", {}, "What to do: "), expert ? words.officer : words.action),
+      expert
+        ? h(
+            "p",
+            { class: "failure-message" },
+            p.message,
+            h("span", { class: "code" }, ` (${p.code})`),
+          )
+        : null,
+      h("p", { class: "muted" }, `Since ${when(p.since)}`),
+    );
+  }
+
   function sessionBanner(v: LineView): HTMLElement {
-    if (v.running && v.held)
-      return h(
-        "div",
-        { class: "banner bad held", role: "status", "data-line": "held" },
-        h("p", {}, h("span", { "aria-hidden": "true" }, "‖ "), h("strong", {}, "Line paused. ")),
-        h(
-          "p",
-          {},
-          v.signing.open
-            ? "Devices wait on their ports; none is failed."
-            : "The signing session ended. Devices wait on their ports; none is failed.",
-        ),
-        h(
-          "p",
-          {},
-          h("strong", {}, "What to do: "),
-          v.signing.open
-            ? refusalText("USAGE").action
-            : refusalText("SIGNING_SESSION_REQUIRED").action,
-        ),
-      );
+    if (v.paused) return pausedBanner(v.paused, v.running);
     if (v.signing.open)
       return h(
         "p",
