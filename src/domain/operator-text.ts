@@ -149,6 +149,16 @@ const TEXT: Record<KioskCode, RefusalText> = {
     CALL_OFFICER,
     "Have the CA certificate issued again with keyCertSign and cRLSign and SHA-256 or stronger; the message names what it lacks.",
   ),
+  CA_NOT_FOR_DEVICES: t(
+    "That CA does not sign devices",
+    CALL_OFFICER,
+    "Choose an intermediate CA made for devices for the profile; roots and CAs that sign other CAs never sign devices.",
+  ),
+  CA_IN_USE: t(
+    "The CA still issues for a profile",
+    CALL_OFFICER,
+    "Move the profiles the message names to another CA first (rotate), then change this one.",
+  ),
   CA_CHAIN_INVALID: t(
     "The CA's chain does not check out",
     CALL_OFFICER,
@@ -175,6 +185,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     "The work order names no known profile",
     "Stop the line and ask the security officer for another work order.",
     "Choose one of the station's profiles for the work order.",
+  ),
+  PROFILE_EXISTS: t(
+    "That profile already exists",
+    ASK_OFFICER,
+    "Choose another name, or change the existing profile.",
   ),
   CSR_TOO_LARGE: t("The device's request was refused", SET_ASIDE, DEVICE_OFFICER),
   CSR_MALFORMED: t("The device's request was refused", SET_ASIDE, DEVICE_OFFICER),
@@ -273,6 +288,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     "That is not part of your role",
     "Ask the security officer to do it.",
     "Sign in with an account that has the role the message names.",
+  ),
+  LAST_OFFICER: t(
+    "That would leave no officer",
+    ASK_OFFICER,
+    "Add another officer before disabling or locking this one.",
   ),
   PASSPHRASE_WEAK: t(
     "That passphrase is too weak",
@@ -435,6 +455,16 @@ const TEXT: Record<KioskCode, RefusalText> = {
     "The station is not set up correctly",
     CALL_OFFICER,
     "Put back the station id the message names in station.json, then restart the service.",
+  ),
+  CONFIG_CHANGED: t(
+    "The station's setup was changed",
+    CALL_OFFICER,
+    "station.json was edited outside the station: check the change the message names, then accept it (linesign config accept) or put the file back.",
+  ),
+  HOME_UNSAFE: t(
+    "The station is not set up safely",
+    CALL_OFFICER,
+    "The station's home can be reached by other users or belongs to another: fix its owner and mode as the message says, then start again.",
   ),
   AUDIT_CHAIN_BROKEN: t(
     "The station's log does not check out",
