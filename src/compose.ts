@@ -553,6 +553,8 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
       addedProfile = true;
     }
   } else {
+    // A folder an administrator made beforehand must be private before anything goes into it.
+    home.checkPrivate();
     const modulePath = opts.module ?? env.LINESIGN_PKCS11_MODULE ?? DEV_DEFAULTS.module;
     // A module that cannot be loaded and initialised leaves nothing behind: checked before
     // anything of the home is written. (A development home without SOFTHSM2_CONF brings its

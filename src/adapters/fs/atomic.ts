@@ -2,6 +2,7 @@
 import {
   closeSync,
   existsSync,
+  fchmodSync,
   fsyncSync,
   openSync,
   renameSync,
@@ -57,6 +58,8 @@ export function writeFileAtomic(
   try {
     const fd = openSync(tmp, "w", options.mode ?? 0o600);
     try {
+      // The mode asked for, whatever the umask (the station runs under 077): a certificate export is 0644.
+      fchmodSync(fd, options.mode ?? 0o600);
       writeAll(fd, typeof data === "string" ? Buffer.from(data) : data);
       fsyncSync(fd);
     } finally {
