@@ -9,17 +9,19 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { app, BrowserWindow, ipcMain, Menu, protocol, session } from "electron";
+import { app, BrowserWindow, ipcMain, Menu, protocol } from "electron";
 import { CHANNEL_NAMES } from "../src/domain/kiosk-api.js";
 import {
-  allowNavigation,
   APP_ORIGIN,
   APP_SCHEME,
-  denyPermission,
   ELECTRON_CSP,
+  exportDir,
+  guardEveryContents,
   kioskWindowOptions,
+  makeContentsGuard,
   makeRelay,
   resolveAppFile,
+  serviceLaunch,
   serviceSocket,
   socketForward,
 } from "./shell.js";
@@ -29,36 +31,42 @@ const rendererDir = join(here, "..", "renderer");
 const preload = join(here, "preload.cjs");
 const devTools = !app.isPackaged && process.env.LINESIGN_KIOSK_DEVTOOLS === "1";
 
+const warn = (entry: Record<string, unknown>) =>
+  console.error(JSON.stringify({ level: "warn", msg: "kiosk refused", ...entry }));
+
 if (!app.requestSingleInstanceLock()) {
   app.quit();
 } else {
+  // Every web contents, not only the kiosk window's, gets the rules the moment it is created.
+  guardEveryContents(
+    app,
+    makeContentsGuard({ exportDir: () => exportDir(process.env), log: warn }),
+  );
   protocol.registerSchemesAsPrivileged([
     { scheme: APP_SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: false } },
   ]);
   void app.whenReady().then(start);
 }
 
-/** Starts `linesign serve` with the system's Node (never Electron's) when no service answers. */
+/** Starts `linesign serve` with an absolute Node (never Electron's) when no service answers. */
 async function ensureService(socket: string): Promise<void> {
   if (existsSync(socket)) return;
-  const entry = join(here, "..", "..", "bin", "linesign.js");
-  // An absolute Node (never one found on PATH) and only what the service needs: no secret, no Electron variable.
-  const env: NodeJS.ProcessEnv = {};
-  for (const k of [
-    "PATH",
-    "HOME",
-    "LANG",
-    "TZ",
-    "LINESIGN_HOME",
-    "LINESIGN_SOCKET",
-    "SOFTHSM2_CONF",
-  ])
-    if (process.env[k] !== undefined) env[k] = process.env[k];
-  const child = spawn(process.env.LINESIGN_NODE ?? "/usr/bin/node", [entry, "serve"], {
+  const launch = serviceLaunch({
+    packaged: app.isPackaged,
+    resourcesPath: process.resourcesPath,
+    mainDir: here,
+    env: process.env,
+  });
+  if ("refused" in launch) {
+    warn({ refused: "SERVICE_START", why: launch.refused });
+    return;
+  }
+  const child = spawn(launch.command, launch.args, {
     stdio: "ignore",
     detached: true,
-    env,
+    env: launch.env,
   });
+  child.on("error", (e) => warn({ refused: "SERVICE_START", why: e.message }));
   child.unref();
   for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
 }
@@ -67,9 +75,6 @@ async function start(): Promise<void> {
   Menu.setApplicationMenu(null);
   const socket = serviceSocket(process.env);
   await ensureService(socket);
-  const ses = session.defaultSession;
-  ses.setPermissionRequestHandler((_wc, _permission, callback) => callback(denyPermission()));
-  ses.setPermissionCheckHandler(() => denyPermission());
   protocol.handle(APP_SCHEME, (request) => {
     const file = resolveAppFile(rendererDir, request.url);
     if (!file || !existsSync(file.path)) return new Response("Not found", { status: 404 });
@@ -84,20 +89,11 @@ async function start(): Promise<void> {
 
   const win = new BrowserWindow(kioskWindowOptions(preload, { devTools }));
   const wc = win.webContents;
-  wc.on("will-navigate", (e, url) => {
-    if (!allowNavigation(url)) e.preventDefault();
-  });
-  wc.on("will-redirect", (e, url) => {
-    if (!allowNavigation(url)) e.preventDefault();
-  });
-  wc.on("will-attach-webview", (e) => e.preventDefault());
-  wc.setWindowOpenHandler(() => ({ action: "deny" }));
 
   const relay = makeRelay({
     forward: socketForward(socket),
     kioskWebContentsId: () => (win.isDestroyed() ? null : wc.id),
-    log: (entry) =>
-      console.error(JSON.stringify({ level: "warn", msg: "kiosk call refused", ...entry })),
+    log: warn,
   });
   for (const channel of CHANNEL_NAMES)
     ipcMain.handle(channel, (event, args: unknown) =>

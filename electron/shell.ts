@@ -4,9 +4,10 @@
  * checked before it is relayed to the station service, and which file the
  * app:// protocol may serve. electron/main.ts only wires these to Electron.
  */
+import { existsSync, mkdirSync } from "node:fs";
 import { request } from "node:http";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { isChannel, parseArgs, type Reply } from "../src/domain/kiosk-api.js";
 import { resolveStaticFile } from "../src/service/static-files.js";
 import { cut, wellFormed } from "../src/domain/text.js";
@@ -203,4 +204,177 @@ export function allowNavigation(url: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** An Electron event that can be refused (navigation, webview, download). */
+export interface Refusable {
+  preventDefault(): void;
+  /** Electron passes the target in the event (will-frame-navigate) or as the second argument. */
+  url?: string;
+}
+
+/** What the guard needs of a session (Electron's Session, narrowed). */
+export interface GuardedSession {
+  setPermissionRequestHandler(h: (wc: unknown, p: string, cb: (ok: boolean) => void) => void): void;
+  setPermissionCheckHandler(h: () => boolean): void;
+  setDevicePermissionHandler?(h: () => boolean): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Electron's overloaded on()
+  on(event: string, listener: (...args: any[]) => void): unknown;
+}
+
+/** What the guard needs of a web contents (Electron's WebContents, narrowed). */
+export interface GuardedContents {
+  readonly session: GuardedSession;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Electron's overloaded on()
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  setWindowOpenHandler(h: (details: { url: string }) => { action: "deny" }): void;
+}
+
+/** What the guard needs of a download (Electron's DownloadItem, narrowed). */
+export interface GuardedDownload {
+  getURL(): string;
+  getFilename(): string;
+  setSavePath(path: string): void;
+}
+
+/** Where the kiosk saves exports: <home>/exports (the station home is the operator account's own, 0700). */
+export function exportDir(env: NodeJS.ProcessEnv): string {
+  return join(env.LINESIGN_HOME ?? join(homedir(), ".linesign"), "exports");
+}
+
+/**
+ * Where a download from the page is saved, chosen here so that no native
+ * file dialog opens (a dialog is a way out of the kiosk to the file system):
+ * only an audit export the page made itself (a blob: of our origin), under a
+ * name of ours, in `dir`, never over an existing file. Anything else: null.
+ */
+export function downloadPath(dir: string, url: string, fileName: string): string | null {
+  if (!url.startsWith(`blob:${APP_ORIGIN}/`)) return null;
+  const m = /^(linesign-audit-[A-Za-z0-9._-]{1,160})\.json$/.exec(fileName);
+  if (!m || m[1]!.includes("..")) return null;
+  for (let i = 0; i < 1000; i++) {
+    const path = join(dir, `${m[1]}${i ? `-${i}` : ""}.json`);
+    if (!existsSync(path)) return path;
+  }
+  return null;
+}
+
+/**
+ * The rules every web contents gets, the kiosk window's and any other
+ * (a devtools page, a frame's, one made by a future feature): no navigation
+ * away from our page, no new window, no webview, no permission, and
+ * downloads saved without a dialog (or cancelled). Each session once.
+ */
+export function makeContentsGuard(deps: {
+  exportDir: () => string;
+  log: (entry: { refused: string; what: string; url: string }) => void;
+}) {
+  const sessions = new WeakSet<GuardedSession>();
+  const refuseNav = (what: string) => (e: Refusable, url?: string) => {
+    const target = e.url ?? url ?? "";
+    if (allowNavigation(target)) return;
+    e.preventDefault();
+    deps.log({ refused: "NAVIGATION", what, url: wellFormed(cut(target, 200)) });
+  };
+  return (wc: GuardedContents): void => {
+    wc.on("will-navigate", refuseNav("will-navigate"));
+    wc.on("will-frame-navigate", refuseNav("will-frame-navigate"));
+    wc.on("will-redirect", refuseNav("will-redirect"));
+    wc.on("will-attach-webview", (e: Refusable) => {
+      e.preventDefault();
+      deps.log({ refused: "WEBVIEW", what: "will-attach-webview", url: "" });
+    });
+    wc.setWindowOpenHandler((d) => {
+      deps.log({ refused: "WINDOW_OPEN", what: "window-open", url: wellFormed(cut(d.url, 200)) });
+      return { action: "deny" };
+    });
+    const ses = wc.session;
+    if (sessions.has(ses)) return;
+    sessions.add(ses);
+    ses.setPermissionRequestHandler((_wc, _permission, callback) => callback(denyPermission()));
+    ses.setPermissionCheckHandler(() => denyPermission());
+    ses.setDevicePermissionHandler?.(() => denyPermission());
+    for (const chooser of ["select-serial-port", "select-hid-device", "select-usb-device"])
+      ses.on(chooser, (e: Refusable, ...rest: unknown[]) => {
+        e.preventDefault();
+        const cb = rest.find((x): x is (id: string) => void => typeof x === "function");
+        cb?.("");
+      });
+    ses.on("will-download", (e: Refusable, item: GuardedDownload) => {
+      const dir = deps.exportDir();
+      let path: string | null;
+      try {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        path = downloadPath(dir, item.getURL(), item.getFilename());
+      } catch {
+        path = null;
+      }
+      if (path === null) {
+        e.preventDefault();
+        deps.log({
+          refused: "DOWNLOAD",
+          what: "will-download",
+          url: wellFormed(cut(item.getURL(), 200)),
+        });
+        return;
+      }
+      // A save path set here means Electron asks nobody: no dialog opens.
+      item.setSavePath(path);
+    });
+  };
+}
+
+/** What main starts as the station service: an absolute Node, an absolute entry, a minimal environment. */
+export interface ServiceLaunch {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+/** Variables the service is given (nothing else: no secret, no ELECTRON_*, no NODE_OPTIONS). */
+export const SERVICE_ENV = [
+  "HOME",
+  "LANG",
+  "TZ",
+  "LINESIGN_HOME",
+  "LINESIGN_SOCKET",
+  "SOFTHSM2_CONF",
+];
+
+/**
+ * How the kiosk starts its service. Packaged, the service (bin/, dist/src and
+ * its node_modules, built for the system's Node) is in the application's
+ * resources, outside the asar: `<resources>/service/bin/linesign.js`.
+ * Unpackaged, it is the repository's bin/. Node is LINESIGN_NODE when that is
+ * an absolute path, else /usr/bin/node; never one found on PATH, never Electron.
+ * @returns the launch, or a refusal naming the fix
+ */
+export function serviceLaunch(o: {
+  packaged: boolean;
+  resourcesPath: string;
+  /** The folder main.js is in (dist/electron when unpackaged). */
+  mainDir: string;
+  env: NodeJS.ProcessEnv;
+}): ServiceLaunch | { refused: string } {
+  const node = o.env.LINESIGN_NODE ?? "/usr/bin/node";
+  if (!isAbsolute(node))
+    return {
+      refused: `LINESIGN_NODE must be an absolute path to Node (it is "${wellFormed(cut(node, 200))}"): a Node found on PATH is not started.`,
+    };
+  const entry = o.packaged
+    ? join(o.resourcesPath, "service", "bin", "linesign.js")
+    : join(o.mainDir, "..", "..", "bin", "linesign.js");
+  const env: NodeJS.ProcessEnv = { PATH: "/usr/local/bin:/usr/bin:/bin" };
+  for (const k of SERVICE_ENV) if (o.env[k] !== undefined) env[k] = o.env[k];
+  return { command: node, args: [entry, "serve"], env };
+}
+
+/** Installs `guard` on every web contents the application creates (Electron's app, narrowed). */
+export function guardEveryContents(
+  app: {
+    on(event: "web-contents-created", listener: (e: unknown, wc: GuardedContents) => void): unknown;
+  },
+  guard: (wc: GuardedContents) => void,
+): void {
+  app.on("web-contents-created", (_e, wc) => guard(wc));
 }

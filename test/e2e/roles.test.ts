@@ -22,7 +22,8 @@ const PASS: Record<Role, string> = {
   sync: "sync-service-passphrase",
 };
 
-describe("roles", () => {
+// scrypt at N=2^17 costs a second or more per sign-in on a loaded machine.
+describe("roles", { timeout: 240_000 }, () => {
   let st: TestStation;
   const as = (role: Role, args: string[]) =>
     st.run(["--json", ...args], { LINESIGN_USER: `${role}-1`, LINESIGN_PASSPHRASE: PASS[role] });
@@ -166,7 +167,7 @@ describe("roles", () => {
     } finally {
       await s.close();
     }
-  }, 240_000);
+  });
 
   it("answers every failed sign-in alike and never logs an unrecognised name", async () => {
     const es = await engineStation();
@@ -256,7 +257,7 @@ describe("roles", () => {
         .filter((e) => e.action === "user.unlock")
         .map((e) => e.outcome),
     ).toEqual(["refused", "ok"]);
-  }, 240_000);
+  });
 
   it("an officer's command is its own signing session; an operator's line never presents the PIN", () => {
     const before = st.events().length;

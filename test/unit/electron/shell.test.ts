@@ -4,18 +4,26 @@
  * allow-list and argument validation, the preload's API, the app:// file
  * resolution, the packaging configuration and its fuses.
  */
-import { readFileSync } from "node:fs";
+import { EventEmitter } from "node:events";
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CHANNEL_NAMES } from "../../../src/domain/kiosk-api.js";
 import {
   allowNavigation,
   APP_ORIGIN,
+  downloadPath,
   ELECTRON_CSP,
+  guardEveryContents,
   isTrustedSender,
   kioskWindowOptions,
+  makeContentsGuard,
   makeRelay,
   resolveAppFile,
+  serviceLaunch,
   type CallSender,
+  type GuardedContents,
   type Forward,
 } from "../../../electron/shell.js";
 import { buildApi } from "../../../electron/preload-api.js";
@@ -221,19 +229,232 @@ describe("packaging", () => {
     expect(cfg.extraMetadata).toEqual({ main: "dist/electron/main.js" });
   });
 
-  it("main wires every contract channel and the hardening hooks", () => {
+  it("main wires every contract channel, the guard on every web contents, and the service launch", () => {
     const main = readFileSync(new URL("../../../electron/main.ts", import.meta.url), "utf8");
     for (const hook of [
       "requestSingleInstanceLock",
-      "setPermissionRequestHandler",
-      "setPermissionCheckHandler",
-      "setWindowOpenHandler",
-      '"will-navigate"',
-      '"will-attach-webview"',
+      "guardEveryContents(",
+      "makeContentsGuard(",
+      "serviceLaunch(",
+      "app.isPackaged",
+      "process.resourcesPath",
       "Menu.setApplicationMenu(null)",
       "for (const channel of CHANNEL_NAMES)",
     ])
       expect(main, hook).toContain(hook);
+    // The guard is installed before any window exists, not inside start().
+    expect(main.indexOf("guardEveryContents(")).toBeLessThan(main.indexOf("async function start"));
     expect(main).not.toMatch(/better-sqlite3|pkcs11js|serialport|compose/);
+    expect(main).not.toMatch(/spawn\([^)]*"node"/);
+  });
+
+  it("carries the service the packaged kiosk starts, where main looks for it, and pins electron-builder", () => {
+    const pkg = JSON.parse(
+      readFileSync(new URL("../../../package.json", import.meta.url), "utf8"),
+    ) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    const extra = cfg.extraResources as { from: string; to: string; filter: string[] }[];
+    const code = extra.find((e) => e.from === ".")!;
+    expect(code.to).toBe("service");
+    expect(code.filter).toEqual(
+      expect.arrayContaining(["package.json", "bin/linesign.js", "dist/src/**/*.js"]),
+    );
+    const modules = extra.find((e) => e.from === "node_modules")!;
+    expect(modules.to).toBe("service/node_modules");
+    // Every production dependency goes along (none is excluded); Electron and the build tools do not.
+    for (const dep of Object.keys(pkg.dependencies))
+      expect(
+        modules.filter
+          .filter((f) => f.startsWith("!"))
+          .map((f) => f.slice(1).replace(/\/\*\*$/, ""))
+          .some((p) => dep === p || dep.startsWith(`${p}/`)),
+        dep,
+      ).toBe(false);
+    for (const tool of ["electron", "electron-builder", "vitest", "playwright-core", "typescript"])
+      expect(modules.filter, tool).toContain(`!${tool}/**`);
+    // Where the packaging puts the entry is where main starts it from.
+    const launch = serviceLaunch({
+      packaged: true,
+      resourcesPath: "/opt/Linesign Kiosk/resources",
+      mainDir: "/opt/Linesign Kiosk/resources/app.asar/dist/electron",
+      env: {},
+    });
+    expect(launch).toMatchObject({
+      command: "/usr/bin/node",
+      args: [`/opt/Linesign Kiosk/resources/${code.to}/bin/linesign.js`, "serve"],
+    });
+    // electron-builder is pinned to one exact version.
+    expect(pkg.devDependencies["electron-builder"]).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});
+
+describe("the service main starts", () => {
+  const env = {
+    PATH: "/home/op/bin:/usr/bin",
+    HOME: "/home/op",
+    LINESIGN_HOME: "/srv/station",
+    SOFTHSM2_CONF: "/srv/softhsm2.conf",
+    LINESIGN_USER_PIN: "246810",
+    LINESIGN_SO_PIN: "13572468",
+    NODE_OPTIONS: "--require /tmp/evil.js",
+    ELECTRON_RUN_AS_NODE: "1",
+    LD_PRELOAD: "/tmp/evil.so",
+  };
+
+  it("is the repository's bin/ under an absolute Node when unpackaged, with only what it needs", () => {
+    const launch = serviceLaunch({
+      packaged: false,
+      resourcesPath: "/unused",
+      mainDir: "/src/linesign/dist/electron",
+      env,
+    });
+    expect(launch).toEqual({
+      command: "/usr/bin/node",
+      args: ["/src/linesign/bin/linesign.js", "serve"],
+      env: {
+        PATH: "/usr/local/bin:/usr/bin:/bin",
+        HOME: "/home/op",
+        LINESIGN_HOME: "/srv/station",
+        SOFTHSM2_CONF: "/srv/softhsm2.conf",
+      },
+    });
+    const own = serviceLaunch({
+      packaged: true,
+      resourcesPath: "/r",
+      mainDir: "/r/app.asar/dist/electron",
+      env: { ...env, LINESIGN_NODE: "/opt/node/bin/node" },
+    });
+    expect("command" in own && own.command).toBe("/opt/node/bin/node");
+  });
+
+  it("refuses a Node that would be found on PATH", () => {
+    const r = serviceLaunch({
+      packaged: true,
+      resourcesPath: "/r",
+      mainDir: "/r",
+      env: { LINESIGN_NODE: "node" },
+    });
+    expect(r).toMatchObject({ refused: expect.stringContaining("absolute path") });
+  });
+});
+
+/** A web contents and its session as Electron's emit them, recording what the guard set. */
+function fakeContents(session = fakeSession()) {
+  const wc = new EventEmitter() as EventEmitter & GuardedContents & { opened?: unknown };
+  Object.assign(wc, {
+    session,
+    setWindowOpenHandler: (h: (d: { url: string }) => unknown) =>
+      (wc.opened = h({ url: "https://example.com/" })),
+  });
+  return wc;
+}
+function fakeSession() {
+  const ses = new EventEmitter() as EventEmitter & {
+    request?: (wc: unknown, p: string, cb: (ok: boolean) => void) => void;
+    check?: () => boolean;
+    device?: () => boolean;
+    setPermissionRequestHandler(h: unknown): void;
+    setPermissionCheckHandler(h: unknown): void;
+    setDevicePermissionHandler(h: unknown): void;
+  };
+  Object.assign(ses, {
+    setPermissionRequestHandler: (h: never) => (ses.request = h),
+    setPermissionCheckHandler: (h: never) => (ses.check = h),
+    setDevicePermissionHandler: (h: never) => (ses.device = h),
+  });
+  return ses;
+}
+const refusable = (url?: string) => {
+  const e = { prevented: false, url, preventDefault: () => void (e.prevented = true) };
+  return e;
+};
+
+describe("every web contents", () => {
+  function guarded() {
+    const dir = mkdtempSync(join(tmpdir(), "linesign-exports-"));
+    const logged: { refused: string; what: string; url: string }[] = [];
+    const app = new EventEmitter();
+    guardEveryContents(
+      app as never,
+      makeContentsGuard({ exportDir: () => join(dir, "exports"), log: (e) => logged.push(e) }),
+    );
+    return { app, dir, logged };
+  }
+
+  it("gets the navigation, window-open, webview and permission rules, not only the kiosk window", () => {
+    const { app, logged } = guarded();
+    const ses = fakeSession();
+    // Two contents (the window's and another, e.g. a frame's or one a later feature makes) on one session.
+    for (const wc of [fakeContents(ses), fakeContents(ses)]) {
+      app.emit("web-contents-created", {}, wc);
+      for (const ev of ["will-navigate", "will-frame-navigate", "will-redirect"]) {
+        const away = refusable();
+        wc.emit(ev, away, "https://evil.example/");
+        expect(away.prevented, ev).toBe(true);
+        const inside = refusable(`${APP_ORIGIN}/index.html`);
+        wc.emit(ev, inside);
+        expect(inside.prevented, ev).toBe(false);
+        const file = refusable("file:///etc/passwd");
+        wc.emit(ev, file);
+        expect(file.prevented, ev).toBe(true);
+      }
+      const webview = refusable();
+      wc.emit("will-attach-webview", webview, {}, {});
+      expect(webview.prevented).toBe(true);
+      expect(wc.opened).toEqual({ action: "deny" });
+    }
+    let granted: boolean | null = null;
+    ses.request!(null, "media", (ok) => (granted = ok));
+    expect(granted).toBe(false);
+    expect(ses.check!()).toBe(false);
+    expect(ses.device!()).toBe(false);
+    const port = refusable();
+    let chosen: string | null = null;
+    ses.emit("select-serial-port", port, [{ portId: "1" }], {}, (id: string) => (chosen = id));
+    expect(port.prevented).toBe(true);
+    expect(chosen).toBe("");
+    // One session is set up once: one will-download listener, however many contents share it.
+    expect(ses.listenerCount("will-download")).toBe(1);
+    expect(logged.map((l) => l.refused)).toContain("NAVIGATION");
+    expect(logged.map((l) => l.refused)).toContain("WEBVIEW");
+    expect(logged.map((l) => l.refused)).toContain("WINDOW_OPEN");
+  });
+
+  it("saves the audit export without a dialog, in the exports folder, never over a file; refuses other downloads", () => {
+    const { app, dir, logged } = guarded();
+    const ses = fakeSession();
+    const wc = fakeContents(ses);
+    app.emit("web-contents-created", {}, wc);
+    const name = "linesign-audit-dev-st-1-20261201T190000Z.json";
+    const download = (url: string, fileName: string) => {
+      const item = { saved: null as string | null };
+      const e = refusable();
+      ses.emit("will-download", e, {
+        getURL: () => url,
+        getFilename: () => fileName,
+        setSavePath: (p: string) => (item.saved = p),
+      });
+      return { prevented: e.prevented, saved: item.saved };
+    };
+    const first = download(`blob:${APP_ORIGIN}/5e1c`, name);
+    // A save path set in will-download is what keeps Electron from asking with a dialog.
+    expect(first).toEqual({ prevented: false, saved: join(dir, "exports", name) });
+    expect((statSync(join(dir, "exports")).mode & 0o777).toString(8)).toBe("700");
+    writeFileSync(first.saved!, "{}");
+    expect(download(`blob:${APP_ORIGIN}/77aa`, name).saved).toBe(
+      join(dir, "exports", name.replace(/\.json$/, "-1.json")),
+    );
+    for (const [url, fileName] of [
+      ["https://evil.example/x.json", name],
+      ["blob:https://evil.example/1", name],
+      [`blob:${APP_ORIGIN}/1`, "../../.bashrc"],
+      [`blob:${APP_ORIGIN}/1`, "linesign-audit-x.sh"],
+      [`blob:${APP_ORIGIN}/1`, "linesign-audit-../../x.json"],
+    ]) {
+      const r = download(url!, fileName!);
+      expect(r, `${url} ${fileName}`).toEqual({ prevented: true, saved: null });
+    }
+    expect(logged.filter((l) => l.refused === "DOWNLOAD")).toHaveLength(5);
+    expect(existsSync(join(dir, ".bashrc"))).toBe(false);
+    expect(downloadPath("/d", `blob:${APP_ORIGIN}/1`, name)).toBe(`/d/${name}`);
   });
 });
