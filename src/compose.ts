@@ -13,7 +13,7 @@ import {
   type StationConfigInput,
 } from "./domain/config.js";
 import type { ProfileInput } from "./domain/profile.js";
-import { LinesignError } from "./domain/errors.js";
+import { LinesignError, toLinesignError } from "./domain/errors.js";
 import type { Logger } from "./domain/logger.js";
 import type { ChainHash } from "./domain/event-log.js";
 import type { KeyStore, Signer } from "./domain/ports.js";
@@ -24,6 +24,7 @@ import { nodeChainHash } from "./adapters/crypto/chain-hash.js";
 import { SCHEMA_VERSION } from "./adapters/db/database.js";
 import { StationHome } from "./adapters/fs/home.js";
 import { FileSoftwareKeyStore } from "./adapters/fs/software-keys.js";
+import type { KeyType } from "./domain/keys.js";
 import { fileLogger } from "./adapters/log/logger.js";
 import type { AppContext } from "./app/context.js";
 import { CaService } from "./app/ca.js";
@@ -151,8 +152,13 @@ export interface Station {
   /** The serial line over the given ports (defaults from station.json's "line"). */
   line(opts: Partial<LineOptions>): Line;
   status(): StationStatus;
-  /** Checkpoints the log head if the token is open and the head moved, then closes everything. */
-  close(): Promise<void>;
+  /**
+   * Checkpoints the log head if the token is open and the head moved, then
+   * closes everything. A closing checkpoint that could not be made is
+   * recorded (audit.checkpoint, failed) and returned, so that a person who
+   * ran the command hears of it.
+   */
+  close(): Promise<{ checkpointFailed: LinesignError | null }>;
 }
 
 /** The event log's hash step, for what checks a log without a station (an audit export). */
@@ -336,7 +342,12 @@ function buildStation(
     write: (c) => home.writeConfig(c),
   });
   const ca = new CaService(ctx, () => configRecord.file.read().profiles);
-  const checkpointer = new Checkpointer(ctx, config.audit.checkpointEvery, config.audit.keyLabel);
+  const checkpointer = new Checkpointer(
+    ctx,
+    config.audit.checkpointEvery,
+    config.audit.keyLabel,
+    config.audit.keyType,
+  );
   const workers =
     config.issuance.workers === "auto"
       ? Math.min(4, availableParallelism() - 1)
@@ -350,6 +361,37 @@ function buildStation(
     opts.hooks,
     workers > 0 ? new WorkerPreparer(workers) : new InlinePreparer(),
   );
+  // A closing checkpoint (a signing session's end, the station's) that fails is recorded and told.
+  let checkpointFailed: LinesignError | null = null;
+  const closingCheckpoint = async (): Promise<void> => {
+    try {
+      await checkpointer.checkpoint();
+    } catch (e) {
+      const cause = toLinesignError(e);
+      checkpointFailed = new LinesignError(
+        "AUDIT_CHECKPOINT_FAILED",
+        `The log's closing checkpoint could not be made (${cause.code}: ${cause.message.replace(/\.$/, "")}). ` +
+          "What this command did is recorded, but no signed checkpoint covers it yet: check the audit key " +
+          '(audit.keyType must be a key type the token supports) and the token, then run "linesign audit verify".',
+        { cause: e, details: { cause: cause.code } },
+      );
+      logger.error({ err: e, code: cause.code }, checkpointFailed.message);
+      try {
+        store.appendEvent({
+          actor: ctx.actor,
+          action: "audit.checkpoint",
+          subject: config.audit.keyLabel,
+          outcome: "failed",
+          code: "AUDIT_CHECKPOINT_FAILED",
+          message: checkpointFailed.message,
+          details: { cause: cause.code },
+        });
+      } catch {
+        // the log itself cannot be written: the message still reaches the person
+      }
+      throw checkpointFailed;
+    }
+  };
   const signing: SigningSessions = new SigningSessions(
     ctx,
     {
@@ -358,9 +400,7 @@ function buildStation(
       loggedIn: () => keys?.loggedIn(tokenLabel) ?? false,
     },
     config.sessions.signingIdleSeconds * 1000,
-    async () => {
-      await checkpointer.checkpoint();
-    },
+    () => closingCheckpoint(),
   );
   const serialPorts = new NodeSerialPorts(logger);
   const workOrders = new WorkOrderService(ctx, () => Object.keys(config.profiles));
@@ -427,7 +467,7 @@ function buildStation(
       return line;
     },
     ca,
-    audit: new AuditService(ctx, checkpointer),
+    audit: new AuditService(ctx, checkpointer, config.audit.checkpointEvery),
     tokens: new TokenService(ctx),
     issuance,
     workers,
@@ -445,15 +485,16 @@ function buildStation(
         // A session ends with the station (its checkpoint included).
         await signing.close("shutdown");
         // The shutdown checkpoint: only when this process already holds a login (never asks for a PIN).
-        if (keys?.loggedIn(tokenLabel)) await checkpointer.checkpoint();
-      } catch (e) {
-        logger.error({ err: e }, "the shutdown checkpoint failed");
+        if (keys?.loggedIn(tokenLabel)) await closingCheckpoint();
+      } catch {
+        // recorded and kept in checkpointFailed by closingCheckpoint
       } finally {
         await issuance.close();
         keys?.close();
         keys = null;
         store.close();
       }
+      return { checkpointFailed };
     },
   };
 }
@@ -513,6 +554,8 @@ export interface InitOptions extends StationOptions {
   module?: string;
   tokenLabel?: string;
   stationId?: string;
+  /** The audit key's type (default ec-p256; a token without EC needs an RSA one). */
+  auditKeyType?: KeyType;
 }
 
 export interface InitResult {
@@ -587,6 +630,7 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
         maxPinAttempts: DEFAULT_MAX_PIN_ATTEMPTS,
       },
       development: opts.dev,
+      ...(opts.auditKeyType ? { audit: { keyType: opts.auditKeyType } } : {}),
       ...(opts.dev ? { profiles: { default: DEV_PROFILE } } : {}),
     };
     if (opts.dev && !env.SOFTHSM2_CONF) {

@@ -234,8 +234,7 @@ export async function verifyAuditBundle(
     };
   const counts = countEvents(b.events);
   const ok = firstBad === null;
-  const describe = (p: AuditProblem) =>
-    p.kind === "checkpoint" || p.kind === "truncated" ? p.why : describeBreak(p);
+  const describe = (p: AuditProblem) => ("why" in p ? p.why : describeBreak(p));
   return {
     ok,
     station: b.station,

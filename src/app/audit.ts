@@ -23,7 +23,19 @@ import {
 export type AuditProblem =
   | ChainBreak
   | { kind: "checkpoint"; seq: number; why: string }
-  | { kind: "truncated"; seq: number; why: string; binding?: HeadBinding };
+  | { kind: "truncated"; seq: number; why: string; binding?: HeadBinding }
+  /** Entries past the configured checkpoint interval that no signed checkpoint covers. */
+  | { kind: "uncovered"; seq: number; why: string }
+  /** The token's head could not be compared, and nobody said that was expected. */
+  | { kind: "token"; seq: number; why: string };
+
+export interface VerifyOptions {
+  /**
+   * The token is not expected here (a copy verified away from the station):
+   * its head is not compared and the verdict says so instead of failing.
+   */
+  withoutToken?: boolean;
+}
 
 export interface AuditVerdict {
   ok: boolean;
@@ -43,10 +55,17 @@ export interface AuditVerdict {
 }
 
 function describe(p: AuditProblem): string {
-  return p.kind === "checkpoint" || p.kind === "truncated" ? p.why : describeBreak(p);
+  return "why" in p ? p.why : describeBreak(p);
 }
 
-/** ECDSA P-256 / SHA-256 check of a checkpoint signature (WebCrypto form). */
+/** Problems that say the log could not be fully checked, not that it was changed. */
+const unverified = (p: AuditProblem): boolean => p.kind === "uncovered" || p.kind === "token";
+
+/**
+ * Checks a checkpoint signature (WebCrypto form) by whatever key type the
+ * station's audit key is (audit.keyType): ECDSA P-256 with SHA-256, P-384
+ * with SHA-384 (r || s), or RSASSA-PKCS1-v1_5 with SHA-256.
+ */
 export async function verifySignature(
   spki: Uint8Array,
   message: Uint8Array,
@@ -55,21 +74,40 @@ export async function verifySignature(
   return verifyWith(importAuditKey(spki), message, signature);
 }
 
-type AuditKey = Awaited<ReturnType<typeof globalThis.crypto.subtle.importKey>>;
+type CryptoKeyOf = Awaited<ReturnType<typeof globalThis.crypto.subtle.importKey>>;
+interface AuditKey {
+  key: CryptoKeyOf;
+  params: { name: "ECDSA"; hash: string } | { name: "RSASSA-PKCS1-v1_5" };
+}
 
-/** The audit key for WebCrypto, or null when the SPKI is not an EC P-256 key. */
+const AUDIT_KEY_FORMS = [
+  {
+    importAs: { name: "ECDSA", namedCurve: "P-256" },
+    params: { name: "ECDSA", hash: "SHA-256" },
+  },
+  {
+    importAs: { name: "ECDSA", namedCurve: "P-384" },
+    params: { name: "ECDSA", hash: "SHA-384" },
+  },
+  {
+    importAs: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+    params: { name: "RSASSA-PKCS1-v1_5" },
+  },
+] as const;
+
+/** The audit key for WebCrypto, or null when the SPKI is none of the audit key types. */
 async function importAuditKey(spki: Uint8Array): Promise<AuditKey | null> {
-  try {
-    return await globalThis.crypto.subtle.importKey(
-      "spki",
-      spki,
-      { name: "ECDSA", namedCurve: "P-256" },
-      false,
-      ["verify"],
-    );
-  } catch {
-    return null;
+  for (const form of AUDIT_KEY_FORMS) {
+    try {
+      const key = await globalThis.crypto.subtle.importKey("spki", spki, form.importAs, false, [
+        "verify",
+      ]);
+      return { key, params: form.params };
+    } catch {
+      // not this type: try the next
+    }
   }
+  return null;
 }
 
 async function verifyWith(
@@ -80,13 +118,7 @@ async function verifyWith(
   try {
     const k = await key;
     return (
-      k !== null &&
-      (await globalThis.crypto.subtle.verify(
-        { name: "ECDSA", hash: "SHA-256" },
-        k,
-        signature,
-        message,
-      ))
+      k !== null && (await globalThis.crypto.subtle.verify(k.params, k.key, signature, message))
     );
   } catch {
     return false;
@@ -155,6 +187,8 @@ export class AuditService {
   constructor(
     private readonly ctx: AppContext,
     private readonly checkpointer: Checkpointer,
+    /** The configured checkpoint interval: more uncovered entries than this fail verification. */
+    private readonly checkpointEvery: number,
   ) {}
 
   /**
@@ -210,7 +244,7 @@ export class AuditService {
    * Verifies the chain, each checkpoint's signature and entry, and the token's
    * head (when the token can be read); records the result as `audit.verify`.
    */
-  async verify(): Promise<AuditVerdict> {
+  async verify(opts: VerifyOptions = {}): Promise<AuditVerdict> {
     const cps = this.ctx.store.checkpoints();
     const signatures = checkSignatures(cps, this.ctx.stationId);
     // The hash of the entry at each checkpoint's sequence, as the walk meets it.
@@ -278,7 +312,25 @@ export class AuditService {
         firstBad = { kind: "truncated", seq: head?.seq ?? 0, why: e.message.replace(/\.$/, "") };
       }
       token.note = `the token's log head was not compared (${e.message})`;
+      if (!firstBad && !opts.withoutToken)
+        firstBad = {
+          kind: "token",
+          seq: head?.seq ?? 0,
+          why:
+            `the token's log head could not be compared (${e.message.replace(/\.$/, "")}), so a cut-off tail or an older ` +
+            'copy of the database would not show. Verify where the token is (with its user PIN), or say that it is not expected with "--without-token"',
+        };
     }
+    // Entries no signed checkpoint covers, beyond the interval: a checkpoint that could not be made.
+    const lastCovered = cps.at(-1)?.seq ?? 0;
+    if (!firstBad && head && head.seq - lastCovered > this.checkpointEvery)
+      firstBad = {
+        kind: "uncovered",
+        seq: lastCovered + 1,
+        why:
+          `entries ${lastCovered + 1} to ${head.seq} are covered by no signed checkpoint (the interval is ${this.checkpointEvery}): ` +
+          "the station's checkpoints are failing. Check the audit key (audit.keyType must be a type the token supports) and the token",
+      };
     const losses = this.checkpointer.acceptedLosses();
     const lossText = losses.length
       ? ` ${losses.length} loss(es) were accepted by an officer and stay on record: ` +
@@ -304,7 +356,9 @@ export class AuditService {
             ? `, and the token's head ${token.headSeq === null ? "is not yet set" : `(entry ${token.headSeq}) matches`}.`
             : `; ${token.note}.`) +
           lossText
-        : `The event log has been tampered with: ${describe(firstBad!)}.` + lossText,
+        : unverified(firstBad!)
+          ? `The event log could not be fully verified: ${describe(firstBad!)}.` + lossText
+          : `The event log has been tampered with: ${describe(firstBad!)}.` + lossText,
     };
     try {
       this.recordVerify(verdict, firstBad, losses.length);
@@ -325,7 +379,7 @@ export class AuditService {
       actor: this.ctx.actor,
       action: "audit.verify",
       outcome: ok ? "ok" : "refused",
-      code: ok ? null : "AUDIT_CHAIN_BROKEN",
+      code: ok ? null : unverified(firstBad!) ? "AUDIT_INCOMPLETE" : "AUDIT_CHAIN_BROKEN",
       message: verdict.message,
       details: {
         checked: verdict.checked,

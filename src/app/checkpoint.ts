@@ -19,6 +19,7 @@
 import { LinesignError } from "../domain/errors.js";
 import type { EventRecord } from "../domain/event-log.js";
 import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
+import type { KeyType } from "../domain/keys.js";
 import type { Signer } from "../domain/ports.js";
 import type { AppContext } from "./context.js";
 
@@ -120,11 +121,13 @@ export class Checkpointer {
   /**
    * @param every checkpoint when this many entries were added since the last one.
    * @param keyLabel label of the audit key in the station's token (made on first use).
+   * @param keyType the audit key's type when it is made (a token without EC needs an RSA one).
    */
   constructor(
     private readonly ctx: AppContext,
     private readonly every: number,
     private readonly keyLabel: string,
+    private readonly keyType: KeyType = "ec-p256",
   ) {}
 
   /** Runs `work` after everything queued before it; a failure does not block what follows. */
@@ -291,13 +294,13 @@ export class Checkpointer {
       const keys = this.ctx.keys();
       const existing = await keys.findKey(this.keyUri());
       if (existing) return keys.signer(existing.uri);
-      const made = await keys.generateKeyPair(this.ctx.tokenLabel, this.keyLabel, "ec-p256");
+      const made = await keys.generateKeyPair(this.ctx.tokenLabel, this.keyLabel, this.keyType);
       this.ctx.store.appendEvent({
         actor: this.ctx.actor,
         action: "audit.key-create",
         subject: this.keyLabel,
         outcome: "ok",
-        details: { keyUri: made.uri },
+        details: { keyUri: made.uri, keyType: this.keyType },
       });
       return keys.signer(made.uri);
     })();

@@ -66,59 +66,71 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
       "--root <cert>",
       "with --trust: the offline root's certificate; the station certificate must be issued by it",
     )
+    .option(
+      "--without-token",
+      "the token is not here (a copy checked elsewhere): do not fail because its log head cannot be compared",
+    )
     .addOption(
       new Option("--format <format>", "with --bundle: text, json, or the events as csv")
         .choices(["text", "json", "csv"])
         .default("text"),
     )
-    .action(async (o: { bundle?: string; trust?: string; root?: string; format: string }) => {
-      if (o.bundle) {
-        const bytes = readInput(o.bundle, "the audit export", READ_LIMITS.bundle);
-        const trust = o.trust
-          ? Buffer.from(readInput(o.trust, "the station certificate")).toString("utf8")
-          : undefined;
-        if (o.root) {
-          if (!trust)
-            throw new LinesignError(
-              "USAGE",
-              "--root checks the station certificate: give it with --trust STATION_CERT.pem.",
+    .action(
+      async (o: {
+        bundle?: string;
+        trust?: string;
+        root?: string;
+        format: string;
+        withoutToken?: boolean;
+      }) => {
+        if (o.bundle) {
+          const bytes = readInput(o.bundle, "the audit export", READ_LIMITS.bundle);
+          const trust = o.trust
+            ? Buffer.from(readInput(o.trust, "the station certificate")).toString("utf8")
+            : undefined;
+          if (o.root) {
+            if (!trust)
+              throw new LinesignError(
+                "USAGE",
+                "--root checks the station certificate: give it with --trust STATION_CERT.pem.",
+              );
+            await checkStationCertificate(
+              trust,
+              Buffer.from(readInput(o.root, "the root certificate")).toString("utf8"),
             );
-          await checkStationCertificate(
-            trust,
-            Buffer.from(readInput(o.root, "the root certificate")).toString("utf8"),
-          );
+          }
+          const verdict = await verifyAuditBundle(bytes, chainHash, trust);
+          if (o.format === "csv") {
+            const events = (JSON.parse(Buffer.from(bytes).toString("utf8")) as AuditBundle).events;
+            io.out(eventsCsv(events));
+          } else if (d.json() || o.format === "json") io.out(JSON.stringify(verdict) + "\n");
+          else {
+            const c = verdict.counts;
+            io.out(
+              [
+                verdict.message,
+                `  issued ${c.issued}, confirmed ${c.confirmed}, unconfirmed ${c.unconfirmed}, revoked ${c.revoked}`,
+                `  rejected: ${
+                  Object.entries(c.rejectedByReason)
+                    .map(([k, v]) => `${k} ${v}`)
+                    .join(", ") || "none"
+                }`,
+                ...c.unconfirmedList.map(
+                  (u) => `  unconfirmed: ${u.deviceId} serial ${u.serial} (${u.state})`,
+                ),
+              ].join("\n") + "\n",
+            );
+          }
+          if (!verdict.ok) d.setExitCode(1);
+          return;
         }
-        const verdict = await verifyAuditBundle(bytes, chainHash, trust);
-        if (o.format === "csv") {
-          const events = (JSON.parse(Buffer.from(bytes).toString("utf8")) as AuditBundle).events;
-          io.out(eventsCsv(events));
-        } else if (d.json() || o.format === "json") io.out(JSON.stringify(verdict) + "\n");
-        else {
-          const c = verdict.counts;
-          io.out(
-            [
-              verdict.message,
-              `  issued ${c.issued}, confirmed ${c.confirmed}, unconfirmed ${c.unconfirmed}, revoked ${c.revoked}`,
-              `  rejected: ${
-                Object.entries(c.rejectedByReason)
-                  .map(([k, v]) => `${k} ${v}`)
-                  .join(", ") || "none"
-              }`,
-              ...c.unconfirmedList.map(
-                (u) => `  unconfirmed: ${u.deviceId} serial ${u.serial} (${u.state})`,
-              ),
-            ].join("\n") + "\n",
-          );
-        }
-        if (!verdict.ok) d.setExitCode(1);
-        return;
-      }
-      await withStation(async (s) => {
-        const verdict = await s.audit.verify();
-        emit({ ...verdict }, verdict.message);
-        if (!verdict.ok) d.setExitCode(1);
-      });
-    });
+        await withStation(async (s) => {
+          const verdict = await s.audit.verify({ withoutToken: Boolean(o.withoutToken) });
+          emit({ ...verdict }, verdict.message);
+          if (!verdict.ok) d.setExitCode(1);
+        });
+      },
+    );
   audit
     .command("accept-loss")
     .description(

@@ -106,7 +106,14 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
           outcome: "ok",
           details: { command: commandPath },
         });
-      await station.close();
+      const { checkpointFailed } = await station.close();
+      if (checkpointFailed) {
+        // Loud: on stderr (stdout keeps the command's own answer) and in the exit code.
+        io.err(`linesign: ${checkpointFailed.message} [${checkpointFailed.code}]\n`);
+        // A home that is full or read-only keeps no checkpoint anyway, and the command said so.
+        const cause = (checkpointFailed.details as { cause?: string } | undefined)?.cause;
+        if (exitCode === 0 && cause !== "DB_FULL" && cause !== "DB_READ_ONLY") exitCode = 1;
+      }
     }
   };
   /** A secret from the environment, else asked on the terminal. */

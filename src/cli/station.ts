@@ -1,6 +1,7 @@
 /** `linesign init`, `linesign demo` and `linesign status`: the station as a whole. */
 import { basename } from "node:path";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
+import { KEY_TYPES, type KeyType } from "../domain/keys.js";
 import { initStation } from "../compose.js";
 import { DEV_OFFICER } from "../app/users.js";
 import { describeLineEvent } from "./line.js";
@@ -25,8 +26,20 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
       "--station-id <id>",
       "name of this station in logs and exports (default from the host name)",
     )
+    .addOption(
+      new Option(
+        "--audit-key-type <type>",
+        "type of the audit key the token makes for signed checkpoints (a token without elliptic curves needs rsa-2048)",
+      ).choices([...KEY_TYPES]),
+    )
     .action(
-      async (o: { dev?: boolean; module?: string; tokenLabel?: string; stationId?: string }) => {
+      async (o: {
+        dev?: boolean;
+        module?: string;
+        tokenLabel?: string;
+        stationId?: string;
+        auditKeyType?: KeyType;
+      }) => {
         const result = await initStation({
           home: d.home(),
           env: io.env,
@@ -35,6 +48,7 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
           module: o.module,
           tokenLabel: o.tokenLabel,
           stationId: o.stationId,
+          auditKeyType: o.auditKeyType,
         });
         const changed = result.createdHome || (result.dev?.created.length ?? 0) > 0;
         const lines = [

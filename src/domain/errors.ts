@@ -114,6 +114,8 @@ export const ERROR_CODES = [
   "AUDIT_CHAIN_BROKEN",
   "AUDIT_HEAD_MISMATCH",
   "AUDIT_HEAD_WRITE_FAILED",
+  "AUDIT_CHECKPOINT_FAILED",
+  "AUDIT_INCOMPLETE",
   "FILE_WRITE_FAILED",
   "FILE_READ_FAILED",
   "HOME_UNSAFE",
@@ -179,6 +181,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "DB_LOCKED":
     case "DB_REPLACED":
     case "AUDIT_HEAD_WRITE_FAILED":
+    case "AUDIT_CHECKPOINT_FAILED":
     case "FILE_WRITE_FAILED":
     case "FILE_READ_FAILED":
     case "HOME_UNSAFE":
@@ -219,6 +222,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "STATION_ID_CHANGED":
     case "AUDIT_CHAIN_BROKEN":
     case "AUDIT_HEAD_MISMATCH":
+    case "AUDIT_INCOMPLETE":
     case "PROFILE_UNKNOWN":
     case "PROFILE_EXISTS":
     case "CONFIG_CHANGED":

@@ -481,6 +481,16 @@ const TEXT: Record<KioskCode, RefusalText> = {
     CALL_OFFICER,
     "Check the token named in the message; the certificate waits and is handed out once the token takes the log again.",
   ),
+  AUDIT_CHECKPOINT_FAILED: t(
+    "The station could not sign its log",
+    CALL_OFFICER,
+    "Check the audit key (audit.keyType must be a type the token supports) and the token, then verify the log.",
+  ),
+  AUDIT_INCOMPLETE: t(
+    "The station's log could not be fully checked",
+    CALL_OFFICER,
+    "Nothing was found changed, but part of the log is not covered: verify where the token is, or see why checkpoints fail.",
+  ),
   FILE_WRITE_FAILED: t(
     "The station could not save a file",
     CALL_OFFICER,

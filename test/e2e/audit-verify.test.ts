@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -80,5 +80,44 @@ describe("linesign audit verify", () => {
     const r = s.run(["audit", "verify", "--json"], { LINESIGN_HOME: home });
     expect(r.code).toBe(1);
     expect((r.json.firstBad as { seq: number }).seq).toBe(3);
+  });
+
+  it("fails when entries past the checkpoint interval have no signed checkpoint, and says why", () => {
+    // Checkpoints every 2 entries; then the checkpoints vanish (as when none could be made).
+    const home = tampered((db) => db.prepare("DELETE FROM checkpoints").run());
+    const cfgPath = join(home, "station.json");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as { audit?: Record<string, unknown> };
+    cfg.audit = { ...cfg.audit, checkpointEvery: 2 };
+    writeFileSync(cfgPath, JSON.stringify(cfg));
+    const r = s.run(["audit", "verify", "--json"], { LINESIGN_HOME: home });
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({ ok: false, firstBad: { kind: "uncovered", seq: 1 } });
+    expect(r.json.message).toContain("could not be fully verified");
+    expect(r.json.message).toMatch(/entries 1 to \d+ are covered by no signed checkpoint/);
+    const db = new Database(join(home, "station.db"), { readonly: true });
+    const last = db
+      .prepare("SELECT outcome, code FROM events WHERE action = 'audit.verify' ORDER BY seq DESC")
+      .get();
+    db.close();
+    expect(last).toEqual({ outcome: "refused", code: "AUDIT_INCOMPLETE" });
+  });
+
+  it("fails when the token's head cannot be compared, unless told the token is not expected", () => {
+    // The token is not there: its store is empty.
+    const elsewhere = mkdtempSync(join(tmpdir(), "linesign-no-token-"));
+    mkdirSync(join(elsewhere, "tokens"));
+    writeFileSync(
+      join(elsewhere, "softhsm2.conf"),
+      `directories.tokendir = ${join(elsewhere, "tokens")}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+    );
+    const env = { SOFTHSM2_CONF: join(elsewhere, "softhsm2.conf") };
+    const r = s.run(["audit", "verify", "--json"], env);
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({ ok: false, firstBad: { kind: "token" } });
+    expect(r.json.message).toContain("--without-token");
+    const told = s.run(["audit", "verify", "--without-token", "--json"], env);
+    expect(told.code, told.stdout + told.stderr).toBe(0);
+    expect(told.json).toMatchObject({ ok: true, token: { checked: false } });
+    expect(told.json.message).toContain("the token's log head was not compared");
   });
 });

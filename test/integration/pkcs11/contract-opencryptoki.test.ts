@@ -6,6 +6,6 @@ tokenContract("opencryptoki", {
   // No CKM_SHA256_RSA_PKCS: the station builds the DigestInfo and the token signs it with CKM_RSA_PKCS.
   signWith: { "rsa-2048": "CKM_RSA_PKCS", "rsa-3072": "CKM_RSA_PKCS" },
   engineLogin: true,
-  productionPath: false,
   caKey: "rsa-2048",
+  auditKey: "rsa-2048",
 });

@@ -10,6 +10,6 @@ tokenContract("softhsm2", {
     "rsa-3072": "CKM_SHA256_RSA_PKCS",
   },
   engineLogin: true,
-  productionPath: true,
   caKey: "ec-p256",
+  auditKey: "ec-p256",
 });

@@ -9,6 +9,6 @@ tokenContract("tpm2-pkcs11", {
     "rsa-3072": "CKM_SHA256_RSA_PKCS",
   },
   engineLogin: false,
-  productionPath: true,
   caKey: "ec-p256",
+  auditKey: "ec-p256",
 });

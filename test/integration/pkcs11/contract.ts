@@ -6,6 +6,7 @@
  * probe and refused by name; everything else must work.
  */
 import { spawnSync } from "node:child_process";
+import Database from "better-sqlite3";
 import { createPublicKey, verify } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,8 +29,10 @@ export interface ContractExpectations {
   unfit: Partial<Record<KeyType, string>>;
   /** The mechanism each fit key type signs with (combined where offered, raw otherwise). */
   signWith: Partial<Record<KeyType, string>>;
-  /** The key type the production path's CAs and audit key use here. */
+  /** The key type the production path's CAs use here. */
   caKey: KeyType;
+  /** The audit key type the production path's station is made with (`init --audit-key-type`). */
+  auditKey: KeyType;
   /**
    * Whether openssl's pkcs11 engine can log in to this token. tpm2-pkcs11
    * cannot: the engine, made OpenSSL's default by `-engine`, takes over the
@@ -37,8 +40,6 @@ export interface ContractExpectations {
    * object and id, `type=public`) is resolved by the engine on every token.
    */
   engineLogin: boolean;
-  /** Whether the production path runs here (opencryptoki's waits for an audit key that is not EC). */
-  productionPath: boolean;
 }
 
 async function caught(p: Promise<unknown>): Promise<LinesignError> {
@@ -271,7 +272,7 @@ export function tokenContract(name: TokenImplName, expected: ContractExpectation
     });
   });
 
-  if (expected.productionPath) productionPath(name, expected, () => impl);
+  productionPath(name, expected, () => impl);
 }
 
 /** The station's production path end to end through the CLI, on a fresh token of `impl`. */
@@ -306,6 +307,8 @@ function productionPath(
         tokenLabel,
         "--station-id",
         `contract-${name}`,
+        "--audit-key-type",
+        expected.auditKey,
       ]);
       cli(["token", "init", "--label", tokenLabel]);
       // What the officer checks first: the token can hold the CA keys and the audit key.
@@ -423,6 +426,29 @@ function productionPath(
       expect(p11toolPublicKey(impl, keyUri)).toBe(spkiPem);
       expect(enginePublicKey(impl, home, keyUri, true)).toBe(spkiPem);
       if (expected.engineLogin) expect(enginePublicKey(impl, home, keyUri)).toBe(spkiPem);
+
+      // An audit key the token cannot make: the command's closing checkpoint fails loudly
+      // (stderr, exit 1, an event) instead of into the log file alone.
+      const unfitAudit = unfitKey ?? null;
+      if (unfitAudit) {
+        const c = JSON.parse(readFileSync(cfgPath, "utf8")) as { audit?: Record<string, unknown> };
+        c.audit = { ...c.audit, keyLabel: "audit-unfit", keyType: unfitAudit };
+        writeFileSync(cfgPath, JSON.stringify(c));
+        const r = linesign(
+          ["issue", "--csr", csr, "--out", join(home, "again.pem"), "--json"],
+          env,
+        );
+        expect(r.code, r.stdout + r.stderr).toBe(1);
+        expect(r.json.ok, "the certificate itself was issued").toBe(true);
+        expect(r.stderr).toContain("AUDIT_CHECKPOINT_FAILED");
+        expect(r.stderr).toContain("audit.keyType");
+        const db = new Database(join(home, "station.db"), { readonly: true });
+        const ev = db
+          .prepare("SELECT outcome, code FROM events WHERE action = 'audit.checkpoint'")
+          .all();
+        db.close();
+        expect(ev).toContainEqual({ outcome: "failed", code: "AUDIT_CHECKPOINT_FAILED" });
+      }
     }, 300_000);
   });
 }
