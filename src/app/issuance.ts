@@ -16,6 +16,7 @@ import {
   toLinesignError,
   type ErrorCode,
 } from "../domain/errors.js";
+import type { KeyType } from "../domain/keys.js";
 import type { Profile } from "../domain/profile.js";
 import { profileSha256 } from "./profiles.js";
 import { checkWorkOrder, workOrderExhausted } from "../domain/work-order.js";
@@ -44,6 +45,8 @@ export interface IssueRequest {
   /** Where the certificate goes: `serial:/dev/ttyUSB0`, `file:/path/out.pem`, ... */
   origin: string;
   workOrder?: string | null;
+  /** The key type the station asked the device for (serial line): a request for another is refused. */
+  keyType?: KeyType;
 }
 
 export interface Issued {
@@ -186,6 +189,12 @@ export class IssuanceEngine {
       const prep = job.result.prepared;
       csrSha256 = prep.csrSha256;
       deviceId = prep.deviceId;
+      if (req.keyType && prep.keyType !== req.keyType)
+        throw new LinesignError(
+          "KEY_TYPE_MISMATCH",
+          `The station asked device ${deviceId} for a key of type ${req.keyType} and received a request for ${prep.keyType}. Its firmware does not make the key it is asked for: set it aside.`,
+          { details: { asked: req.keyType, received: prep.keyType } },
+        );
       if (timings) {
         timings.parse += BigInt(prep.timings.parse);
         timings.verify += BigInt(prep.timings.verify);

@@ -10,9 +10,14 @@ import { ptyPair, socatAvailable, startSim } from "./sim-rig.js";
 export interface LineBenchResult {
   baud: number;
   devicesPerPort: number;
-  /** Mean bytes on the wire per device, both directions (greeting to DONE). */
+  /**
+   * Mean bytes on the wire per device, both directions, as the device counts them: every byte
+   * from the first of the HELLO it answered to the last of DONE, delimiters, repeats and
+   * damaged frames included (the same bytes as `wireBytes` in the station's line.session;
+   * docs/serial-protocol.md, "What the station records").
+   */
   wireBytesPerDevice: number;
-  /** Mean pure wire time of those bytes at the baud rate (8N1), ms. */
+  /** Mean pure wire time of those bytes at the baud rate (8N1: 10 bits a byte), ms. */
   wireMsPerDevice: number;
   /** Mean cycle per device seen by the device, from the greeting it answered to DONE (key generation excluded), ms. */
   cycleMsPerDevice: number;

@@ -287,7 +287,7 @@ export async function runBench(
           : `  manual openssl flow: ${result.opensslManualMsPerDevice} ms/device; the station issues ${result.speedupOverManualOpenssl}x faster (EC P-256 CA)`,
         result.line === null
           ? "  serial line: not measured (--line-devices 0, or socat missing)"
-          : `  serial line at ${result.line.baud} baud: ${result.line.wireBytesPerDevice} bytes/device on the wire = ${result.line.wireMsPerDevice} ms; cycle ${result.line.cycleMsPerDevice} ms = ${result.line.cycleToWire}x wire time\n` +
+          : `  serial line at ${result.line.baud} baud: ${result.line.wireBytesPerDevice} bytes/device on the wire (every byte from the answered HELLO to DONE, both directions) = ${result.line.wireMsPerDevice} ms; cycle ${result.line.cycleMsPerDevice} ms = ${result.line.cycleToWire}x wire time\n` +
             `           1 port ${result.line.devicesPerMinute1} devices/min; 16 ports ${result.line.devicesPerMinute16} devices/min = ${result.line.ports16To1}x`,
         result.sync === null
           ? "  AWS IoT sync: not measured (--sync-certs 0)"

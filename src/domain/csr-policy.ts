@@ -134,6 +134,16 @@ export function resolveDeviceId(profile: Profile, csr: CsrFacts, given?: string 
       "The request has no CN and no device id was given: the station cannot tell which device this is.",
     );
   }
+  checkDeviceId(profile, id);
+  return id;
+}
+
+/**
+ * The profile's rule for device ids, applied as soon as a device names itself
+ * (the serial line checks it at IDENTIFY, before the device makes a key).
+ * Throws DEVICE_ID_INVALID.
+ */
+export function checkDeviceId(profile: Profile, id: string): void {
   if (CONTROL.test(id)) {
     throw new LinesignError(
       "DEVICE_ID_INVALID",
@@ -159,7 +169,6 @@ export function resolveDeviceId(profile: Profile, csr: CsrFacts, given?: string 
       },
     );
   }
-  return id;
 }
 
 /**

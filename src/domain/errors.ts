@@ -47,6 +47,7 @@ export const ERROR_CODES = [
   "CSR_ALGORITHM_UNSUPPORTED",
   "CSR_SIGNATURE_INVALID",
   "KEY_TYPE_NOT_ALLOWED",
+  "KEY_TYPE_MISMATCH",
   "DEVICE_ID_MISSING",
   "DEVICE_ID_MISMATCH",
   "DEVICE_ID_INVALID",
@@ -232,6 +233,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "CSR_ALGORITHM_UNSUPPORTED":
     case "CSR_SIGNATURE_INVALID":
     case "KEY_TYPE_NOT_ALLOWED":
+    case "KEY_TYPE_MISMATCH":
     case "DEVICE_ID_MISSING":
     case "DEVICE_ID_MISMATCH":
     case "DEVICE_ID_INVALID":

@@ -197,6 +197,7 @@ const TEXT: Record<KioskCode, RefusalText> = {
   CSR_ALGORITHM_UNSUPPORTED: t("The device's request was refused", SET_ASIDE, DEVICE_OFFICER),
   CSR_SIGNATURE_INVALID: t("The device's request was refused", SET_ASIDE, DEVICE_OFFICER),
   KEY_TYPE_NOT_ALLOWED: t("The device's request was refused", SET_ASIDE, DEVICE_OFFICER),
+  KEY_TYPE_MISMATCH: t("The device's request was refused", SET_ASIDE, DEVICE_OFFICER),
   DEVICE_ID_MISSING: t("The device's id is not acceptable", SET_ASIDE, DEVICE_OFFICER),
   DEVICE_ID_MISMATCH: t("The device's id is not acceptable", SET_ASIDE, DEVICE_OFFICER),
   DEVICE_ID_INVALID: t("The device's id is not acceptable", SET_ASIDE, DEVICE_OFFICER),

@@ -121,6 +121,7 @@ export interface SimResult {
   txBytes: number;
   rxBytes: number;
   wireMs: number;
+  resentBytes: number;
   stored?: string;
 }
 

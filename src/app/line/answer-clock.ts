@@ -13,8 +13,18 @@ export interface Awaiting {
   expect: MessageName;
   deadlineMs: number;
   resends: number;
+  /** When the frame first went out, and when it last went out (first time or a repeat). */
+  firstSentAt: number;
+  lastSentAt: number;
 }
 
+/**
+ * A repeat goes out after `retryMs` of silence, counted from the later of the
+ * frame's last sending (first or repeat) and the last byte received, at most
+ * `retries` times. The deadline is `deadlineMs` of silence counted from the
+ * later of the first sending and the last byte received: repeats do not
+ * restart it.
+ */
 export class AnswerClock {
   private awaiting: Awaiting | null = null;
   private lastRx = 0;
@@ -35,8 +45,8 @@ export class AnswerClock {
 
   /** Starts waiting for `expect` in answer to `bytes`, which are about to be sent. */
   wait(bytes: Uint8Array, expect: MessageName, deadlineMs: number): void {
-    this.awaiting = { bytes, expect, deadlineMs, resends: 0 };
-    this.lastRx = Date.now();
+    const now = Date.now();
+    this.awaiting = { bytes, expect, deadlineMs, resends: 0, firstSentAt: now, lastSentAt: now };
     this.arm();
   }
 
@@ -53,15 +63,22 @@ export class AnswerClock {
     this.awaiting = null;
   }
 
+  /** When the next repeat is due and when the deadline passes (ms since the epoch). */
+  private due(a: Awaiting): { retryAt: number; deadlineAt: number } {
+    const t = this.timeouts;
+    return {
+      retryAt: a.resends < t.retries ? Math.max(a.lastSentAt, this.lastRx) + t.retryMs : Infinity,
+      deadlineAt: Math.max(a.firstSentAt, this.lastRx) + a.deadlineMs,
+    };
+  }
+
   private arm(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const a = this.awaiting;
     if (!a) return;
-    const t = this.timeouts;
-    const quiet = Date.now() - this.lastRx;
-    const nextRetry = a.resends < t.retries ? t.retryMs * (a.resends + 1) : Infinity;
-    const wait = Math.max(0, Math.min(nextRetry, a.deadlineMs) - quiet);
+    const { retryAt, deadlineAt } = this.due(a);
+    const wait = Math.max(0, Math.min(retryAt, deadlineAt) - Date.now());
     this.timer = setTimeout(() => this.onSilence(), wait);
   }
 
@@ -69,15 +86,16 @@ export class AnswerClock {
     this.timer = null;
     const a = this.awaiting;
     if (!a) return;
-    const t = this.timeouts;
-    const quiet = Date.now() - this.lastRx;
-    if (quiet >= a.deadlineMs) {
+    const now = Date.now();
+    const { retryAt, deadlineAt } = this.due(a);
+    if (now >= deadlineAt) {
       this.cancel();
       this.expired(a.expect, a.deadlineMs);
       return;
     }
-    if (a.resends < t.retries && quiet >= t.retryMs * (a.resends + 1)) {
+    if (now >= retryAt) {
       a.resends++;
+      a.lastSentAt = now;
       this.resend(a.bytes);
     }
     this.arm();

@@ -9,7 +9,7 @@ import type { EventInput } from "../../domain/event-log.js";
 
 export interface Session {
   id: number;
-  deviceId: string;
+  deviceId: string | null;
   startedAt: number;
   keyType: KeyType | null;
   issuanceId: number | null;

@@ -19,14 +19,17 @@ import {
 } from "../../domain/errors.js";
 import type { Profile } from "../../domain/profile.js";
 import { chooseDeviceKeyType } from "../../domain/profile.js";
+import { checkDeviceId } from "../../domain/csr-policy.js";
 import type { LineTimeouts } from "../../domain/config.js";
 import type { SerialLink, SerialPorts } from "../../domain/ports.js";
 import { encodeFrame, MAX_FRAME_BYTES, type DecodeEvent } from "../../domain/serial/frame.js";
 import {
   decodeMessage,
   encodeMessage,
+  MESSAGE_TYPES,
   PROTOCOL_MAX,
   PROTOCOL_MIN,
+  WIRE_ERRORS,
   wireCodeOf,
   wireErrorName,
   type Message,
@@ -79,6 +82,14 @@ export class PortLine {
   } | null = null;
   private session: Session | null = null;
   private sessions = 0;
+  /**
+   * For the exchange's byte count: the size of the last greeting sent, and every byte
+   * received since (the device's answer to it among them).
+   */
+  private helloBytes = 0;
+  private rxSinceHello = 0;
+  /** The port's last exchange ended with the device refusing our versions, and nothing came since. */
+  private versionRefused = false;
   /** New each time the port is opened: a device restarts only for a greeting from a new boot. */
   private bootId = new Uint8Array(8);
   private helloTimer: ReturnType<typeof setTimeout> | null = null;
@@ -265,16 +276,17 @@ export class PortLine {
       this.pausedFor = null;
       this.o.emit({ event: "port.resumed", port: this.o.path });
     }
-    void this.send(
-      this.frame({
-        type: "HELLO",
-        protocolMin: PROTOCOL_MIN,
-        protocolMax: PROTOCOL_MAX,
-        maxFrame: MAX_FRAME_BYTES,
-        stationId: this.ctx.stationId,
-        bootId: this.bootId,
-      }),
-    );
+    const hello = this.frame({
+      type: "HELLO",
+      protocolMin: PROTOCOL_MIN,
+      protocolMax: PROTOCOL_MAX,
+      maxFrame: MAX_FRAME_BYTES,
+      stationId: this.ctx.stationId,
+      bootId: this.bootId,
+    });
+    this.helloBytes = hello.length;
+    this.rxSinceHello = 0;
+    void this.send(hello);
     this.helloTimer = setTimeout(() => this.greet(), this.o.timeouts.helloMs);
   }
 
@@ -297,12 +309,14 @@ export class PortLine {
 
   // ---- receiving -----------------------------------------------------------
 
-  private onData(link: SerialLink, bytes: number, events: DecodeEvent[]): void {
+  private onData(link: SerialLink, _bytes: number, events: DecodeEvent[]): void {
     if (link !== this.link) return;
-    if (this.session) this.session.wireBytes += bytes;
     this.clock.heard();
     for (const e of events) {
       if (link !== this.link) return;
+      // Every byte received, counted as the decoder accounts for it (delimiters and damage included).
+      if (this.session) this.session.wireBytes += e.wireBytes;
+      else this.rxSinceHello += e.wireBytes;
       switch (e.kind) {
         case "frame":
           this.onFrame(e.frame.type, e.frame.seq, e.frame.payload);
@@ -315,7 +329,7 @@ export class PortLine {
           if (!this.session) break;
           this.endSession(
             "SERIAL_FRAME_TOO_LARGE",
-            `The device sent a message of more than ${MAX_FRAME_BYTES} bytes, which the protocol does not allow. Its firmware is faulty: set it aside.`,
+            `The device sent a frame of more than ${MAX_FRAME_BYTES} bytes, which the protocol does not allow. Its firmware is faulty: set it aside.`,
             true,
           );
           break;
@@ -365,15 +379,38 @@ export class PortLine {
     }
     const decoded = decodeMessage(type, payload);
     if (!decoded.ok) {
-      if (this.session)
+      if (this.session) {
         this.endSession(
           "SERIAL_PROTOCOL",
           `The device sent a message the station cannot read (${decoded.reason}). Its firmware does not follow the protocol: set it aside.`,
           true,
         );
+      } else if (type === MESSAGE_TYPES.IDENTIFY) {
+        // Every IDENTIFY gets an answer: a device whose greeting is ignored waits for ever.
+        this.versionRefused = false;
+        this.answered = { seq, type, payload, reply: null, resends: 0, at: Date.now() };
+        if (!this.startSession(null)) return;
+        if (decoded.missing === "DEVICE_ID")
+          this.endSession(
+            "DEVICE_ID_MISSING",
+            `The device answered the greeting without its device id (${decoded.reason}). Its firmware does not follow the protocol: set it aside.`,
+            true,
+          );
+        else
+          this.endSession(
+            "SERIAL_PROTOCOL",
+            `The device answered the greeting with an IDENTIFY the station cannot read (${decoded.reason}). Its firmware does not follow the protocol: set it aside.`,
+            true,
+          );
+      }
       return;
     }
     const m = decoded.message;
+    if (!this.session && m.type === "ERROR") {
+      this.unidentifiedError(m.code, m.message);
+      return;
+    }
+    this.versionRefused = false;
     if (m.type === "IDENTIFY") {
       const same = this.session?.deviceId === m.deviceId;
       if (this.session && !same) {
@@ -385,11 +422,11 @@ export class PortLine {
       } else if (same) {
         // The same device started over (it restarted, or missed our answer): same claim, new exchange.
         this.ctx.logger.info({ port: this.o.path, deviceId: m.deviceId }, "device started over");
-        this.session = null;
         this.clock.cancel();
       }
+      const carried = same ? this.session : null;
       this.answered = { seq, type, payload, reply: null, resends: 0, at: Date.now() };
-      void this.identified(m, same);
+      void this.identified(m, carried);
       return;
     }
     if (!this.session) return; // stray frame between devices: the greeting restarts the device
@@ -414,33 +451,53 @@ export class PortLine {
 
   // ---- the exchange --------------------------------------------------------
 
-  private async identified(
-    m: Extract<Message, { type: "IDENTIFY" }>,
-    alreadyClaimed = false,
-  ): Promise<void> {
-    // A held line keeps the device waiting, unanswered, instead of failing it.
-    const held = alreadyClaimed ? null : (this.o.ready?.(m.deviceId) ?? null);
-    if (held) await held;
-    if (!alreadyClaimed && (this.stopping || !this.o.claim())) {
-      // The line takes no more devices: let this one wait for the next run.
-      this.answered = null;
-      return;
+  /**
+   * A device answered the greeting: the line takes it (false, with an ERROR ABORTED sent, when
+   * it takes no more devices) and its exchange starts. `carried`: the same device started over,
+   * its exchange goes on under the same claim and its counts carry on.
+   */
+  private startSession(deviceId: string | null, carried: Session | null = null): boolean {
+    if (!carried && (this.stopping || !this.o.claim())) {
+      // Answered all the same: a device must not wait for ever for a station that took no notice.
+      void this.reply({
+        type: "ERROR",
+        code: wireCodeOf("LINE_STOPPED"),
+        message: "The line takes no more devices now.",
+      });
+      return false;
     }
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.helloTimer = null;
     this.sessions++;
     this.session = {
       id: this.sessions,
-      deviceId: m.deviceId,
-      startedAt: Date.now(),
+      deviceId,
+      startedAt: carried?.startedAt ?? Date.now(),
       keyType: null,
       issuanceId: null,
       serial: null,
-      wireBytes: 0,
-      badFrames: 0,
-      resends: 0,
+      // From the first byte of the greeting the device answered.
+      wireBytes: carried ? carried.wireBytes : this.helloBytes + this.rxSinceHello,
+      badFrames: carried?.badFrames ?? 0,
+      resends: carried?.resends ?? 0,
     };
     this.stage = "identified";
+    return true;
+  }
+
+  private async identified(
+    m: Extract<Message, { type: "IDENTIFY" }>,
+    carried: Session | null,
+  ): Promise<void> {
+    // A held line keeps the device waiting, unanswered, instead of failing it; it is answered
+    // when the hold ends.
+    const held = carried ? null : (this.o.ready?.(m.deviceId) ?? null);
+    if (held) {
+      const link = this.link;
+      await held;
+      if (this.link !== link || this.stage !== "idle") return;
+    }
+    if (!this.startSession(m.deviceId, carried)) return;
     this.o.emit({
       event: "device.identified",
       port: this.o.path,
@@ -457,6 +514,18 @@ export class PortLine {
       );
       return;
     }
+    // The id is checked before the device is asked to make a key for it.
+    try {
+      checkDeviceId(this.o.profile, m.deviceId);
+    } catch (e) {
+      const err = toLinesignError(e);
+      this.endSession(
+        err.code,
+        `${err.message} Check the device's id (its label or its configuration), or use a profile whose rule it follows.`,
+        true,
+      );
+      return;
+    }
     const keyType = chooseDeviceKeyType(this.o.profile, m.keyTypes);
     if (!keyType) {
       this.endSession(
@@ -466,7 +535,7 @@ export class PortLine {
       );
       return;
     }
-    this.session.keyType = keyType;
+    this.session!.keyType = keyType;
     this.o.emit({
       event: "device.csr-requested",
       port: this.o.path,
@@ -478,11 +547,12 @@ export class PortLine {
 
   private async signCsr(csr: Uint8Array): Promise<void> {
     const session = this.session!;
+    const deviceId = session.deviceId!;
     this.stage = "signing";
     this.o.emit({
       event: "device.signing",
       port: this.o.path,
-      deviceId: session.deviceId,
+      deviceId,
       csrBytes: csr.length,
     });
     let issued;
@@ -490,9 +560,10 @@ export class PortLine {
       issued = await this.engine.issue({
         csr,
         profile: this.o.profileName,
-        deviceId: session.deviceId,
+        deviceId,
         origin: `serial:${this.o.path}`,
         workOrder: this.o.workOrder,
+        ...(session.keyType ? { keyType: session.keyType } : {}),
       });
       session.issuanceId = issued.issuance.id;
       session.serial = issued.issuance.serial;
@@ -507,7 +578,7 @@ export class PortLine {
     this.o.emit({
       event: "device.injecting",
       port: this.o.path,
-      deviceId: session.deviceId,
+      deviceId,
       serial: issued.issuance.serial,
       redelivery: issued.redelivery,
     });
@@ -533,7 +604,7 @@ export class PortLine {
     this.o.emit({
       event: "device.confirmed",
       port: this.o.path,
-      deviceId: session.deviceId,
+      deviceId: session.deviceId!,
       serial: rec.serial,
       ms,
       wireBytes: session.wireBytes,
@@ -543,6 +614,23 @@ export class PortLine {
     const done = this.answered;
     this.backToIdle();
     this.answered = done;
+  }
+
+  /**
+   * An ERROR outside an exchange. A device that speaks none of the greeting's versions answers
+   * it so: that is recorded (once, until the port hears anything else); any other is ignored.
+   */
+  private unidentifiedError(code: number, text: string): void {
+    if (code !== WIRE_ERRORS.VERSION_UNSUPPORTED || this.versionRefused) return;
+    if (!this.startSession(null)) return;
+    this.versionRefused = true;
+    this.stage = "idle";
+    this.endSession(
+      "SERIAL_VERSION_UNSUPPORTED",
+      `The device speaks none of this station's protocol versions (${PROTOCOL_MIN} to ${PROTOCOL_MAX})${text ? `: "${text}"` : ""}. Update the device firmware or the station.`,
+      false,
+      { wireCode: "VERSION_UNSUPPORTED" },
+    );
   }
 
   private deviceError(code: number, text: string): void {

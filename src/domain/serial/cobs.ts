@@ -5,12 +5,20 @@
  * the next 0x00, whatever garbage came before.
  */
 
-/** Largest encoded size of `n` bytes. */
+/**
+ * Largest encoded size of `n` bytes: one code byte to start, and one more
+ * after every full run of 254 non-zero bytes (a zero costs nothing: its code
+ * byte takes its place). 16,384 bytes stuff to at most 16,449.
+ */
 export function cobsMaxEncodedLength(n: number): number {
-  return n + Math.ceil(n / 254) + 1;
+  return n + Math.floor(n / 254) + 1;
 }
 
-/** Encodes `data` (which may contain any byte); the result has no 0x00. */
+/**
+ * Encodes `data` (which may contain any byte); the result has no 0x00. A
+ * block that ends on a full run of 254 non-zero bytes ends with the code
+ * byte 0x01 (an empty last piece); the decoder also accepts it without.
+ */
 export function cobsEncode(data: Uint8Array): Uint8Array {
   const out = new Uint8Array(cobsMaxEncodedLength(data.length));
   let codeAt = 0;

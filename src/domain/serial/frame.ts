@@ -15,7 +15,7 @@ export const FRAME_VERSION = 1;
 export const MAX_FRAME_BYTES = 16_384;
 export const FRAME_OVERHEAD = 7;
 export const MAX_PAYLOAD_BYTES = MAX_FRAME_BYTES - FRAME_OVERHEAD;
-/** Largest stuffed frame between two delimiters. */
+/** Largest stuffed frame between two delimiters (16,449: the COBS cost of a full frame). */
 export const MAX_ENCODED_FRAME_BYTES = cobsMaxEncodedLength(MAX_FRAME_BYTES);
 
 export interface Frame {
@@ -24,11 +24,21 @@ export interface Frame {
   payload: Uint8Array;
 }
 
+/**
+ * What a delimited block turned out to be. `wireBytes` is every byte the
+ * decoder took since the previous event, up to and including this block's
+ * closing 0x00 (so a frame's leading delimiter, and empty blocks before it,
+ * count towards it): the events of a stream add up to all of its bytes but
+ * those still buffered.
+ */
 export type DecodeEvent =
   | { kind: "frame"; frame: Frame; wireBytes: number }
   /** A delimited block that is not a frame: garbage, or a frame damaged on the line. */
   | { kind: "bad"; reason: "cobs" | "short" | "version" | "crc"; wireBytes: number }
-  /** More than MAX_ENCODED_FRAME_BYTES without a delimiter: discarded up to the next 0x00. */
+  /**
+   * A frame larger than MAX_FRAME_BYTES: more than MAX_ENCODED_FRAME_BYTES without a
+   * delimiter (discarded up to the next 0x00), or a block that decodes to more.
+   */
   | { kind: "oversize"; wireBytes: number };
 
 export interface EncodeOptions {
@@ -65,6 +75,8 @@ export function decodeBlock(block: Uint8Array): DecodeEvent {
   const wireBytes = block.length + 1;
   const raw = cobsDecode(block);
   if (!raw) return { kind: "bad", reason: "cobs", wireBytes };
+  // The limit is on the frame itself, however well it happened to stuff.
+  if (raw.length > MAX_FRAME_BYTES) return { kind: "oversize", wireBytes };
   if (raw.length < FRAME_OVERHEAD) return { kind: "bad", reason: "short", wireBytes };
   if (raw[0] !== FRAME_VERSION) return { kind: "bad", reason: "version", wireBytes };
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -86,6 +98,8 @@ export class FrameDecoder {
   private len = 0;
   /** Bytes discarded since the buffer overflowed; -1 when not skipping. */
   private skipped = -1;
+  /** Bytes taken since the last event (delimiters of empty blocks included). */
+  private since = 0;
 
   constructor(readonly capacity: number = MAX_ENCODED_FRAME_BYTES) {
     this.buf = new Uint8Array(capacity);
@@ -114,11 +128,13 @@ export class FrameDecoder {
   reset(): void {
     this.len = 0;
     this.skipped = -1;
+    this.since = 0;
   }
 
   private take(chunk: Uint8Array, start: number, end: number): void {
     const n = end - start;
     if (n === 0) return;
+    this.since += n;
     if (this.skipped >= 0) {
       this.skipped += n;
       return;
@@ -133,11 +149,14 @@ export class FrameDecoder {
   }
 
   private delimit(events: DecodeEvent[]): void {
+    this.since++;
     if (this.skipped >= 0) {
-      events.push({ kind: "oversize", wireBytes: this.skipped + 1 });
+      events.push({ kind: "oversize", wireBytes: this.since });
       this.skipped = -1;
+      this.since = 0;
     } else if (this.len > 0) {
-      events.push(decodeBlock(this.buf.subarray(0, this.len)));
+      events.push({ ...decodeBlock(this.buf.subarray(0, this.len)), wireBytes: this.since });
+      this.since = 0;
     }
     this.len = 0;
   }

@@ -177,7 +177,10 @@ function truncateUtf8(s: string, max: number): Uint8Array {
   return b.subarray(0, end);
 }
 
-export type DecodeResult = { ok: true; message: Message } | { ok: false; reason: string };
+export type DecodeResult =
+  | { ok: true; message: Message }
+  /** `missing`: the message lacks this field (or has it empty), rather than being garbled. */
+  | { ok: false; reason: string; missing?: "DEVICE_ID" };
 
 /** Splits a payload into fields; null when a length runs past the end. */
 function parseFields(payload: Uint8Array): Map<number, Uint8Array[]> | null {
@@ -197,7 +200,14 @@ function parseFields(payload: Uint8Array): Map<number, Uint8Array[]> | null {
   return fields;
 }
 
-class Missing extends Error {}
+class Missing extends Error {
+  constructor(
+    message: string,
+    readonly field?: "DEVICE_ID",
+  ) {
+    super(message);
+  }
+}
 
 function nameOfTag(tag: number): string {
   for (const [k, v] of Object.entries(TAGS)) if (v === tag) return k;
@@ -260,8 +270,10 @@ export function decodeMessage(type: number, payload: Uint8Array): DecodeResult {
           },
         };
       case MESSAGE_TYPES.IDENTIFY: {
+        if (!fields.has(TAGS.DEVICE_ID))
+          throw new Missing("field DEVICE_ID is missing", "DEVICE_ID");
         const deviceId = text(fields, TAGS.DEVICE_ID);
-        if (deviceId.length === 0) throw new Missing("field DEVICE_ID is empty");
+        if (deviceId.length === 0) throw new Missing("field DEVICE_ID is empty", "DEVICE_ID");
         const keyTypes: KeyType[] = [];
         for (const code of one(fields, TAGS.KEY_TYPES)) {
           const k = keyTypeOfWire(code);
@@ -316,7 +328,8 @@ export function decodeMessage(type: number, payload: Uint8Array): DecodeResult {
         return { ok: false, reason: `message type 0x${type.toString(16)} is unknown` };
     }
   } catch (e) {
-    if (e instanceof Missing) return { ok: false, reason: e.message };
+    if (e instanceof Missing)
+      return { ok: false, reason: e.message, ...(e.field ? { missing: e.field } : {}) };
     throw e;
   }
 }
@@ -353,6 +366,7 @@ export const WIRE_ERRORS = {
   DEVICE_ALREADY_ISSUED: 0x010e,
   CONFIRMATION_MISMATCH: 0x010f,
   KEY_INVALID: 0x0110,
+  KEY_TYPE_MISMATCH: 0x0111,
   STATION_FAULT: 0x0200,
 } as const;
 export type WireErrorName = keyof typeof WIRE_ERRORS;
@@ -393,6 +407,7 @@ export function wireCodeOf(code: ErrorCode): number {
     case "KEY_REUSED":
     case "DEVICE_ALREADY_ISSUED":
     case "CONFIRMATION_MISMATCH":
+    case "KEY_TYPE_MISMATCH":
       return WIRE_ERRORS[code];
     case "WORK_ORDER_DEVICE":
     case "WORK_ORDER_EXHAUSTED":

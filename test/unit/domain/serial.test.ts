@@ -8,6 +8,7 @@ import {
   encodeFrame,
   FrameDecoder,
   MAX_ENCODED_FRAME_BYTES,
+  MAX_FRAME_BYTES,
   MAX_PAYLOAD_BYTES,
   type DecodeEvent,
 } from "../../../src/domain/serial/frame.js";
@@ -62,6 +63,15 @@ describe("COBS", () => {
       expect(enc.length).toBeLessThanOrEqual(c.length + Math.ceil(c.length / 254) + 1);
       expect(toHex(cobsDecode(enc)!)).toBe(toHex(c));
     }
+  });
+
+  it("ends a block that ends on a full 254-byte run with 0x01, and decodes it with or without", () => {
+    const run = new Uint8Array(254).fill(0x11);
+    const enc = cobsEncode(run);
+    expect(enc.length).toBe(256);
+    expect([enc[0], enc[255]]).toEqual([0xff, 0x01]);
+    expect(cobsDecode(enc)).toEqual(run);
+    expect(cobsDecode(enc.subarray(0, 255))).toEqual(run);
   });
 
   it("refuses blocks that are not COBS", () => {
@@ -152,6 +162,52 @@ describe("frame decoder", () => {
     expect(() => encodeFrame(4, 0, new Uint8Array(MAX_PAYLOAD_BYTES + 1))).toThrow(RangeError);
   });
 
+  it("takes a frame of exactly 16,384 bytes however it stuffs, and refuses 16,385 however it stuffs", () => {
+    expect(MAX_FRAME_BYTES).toBe(16_384);
+    expect(MAX_PAYLOAD_BYTES).toBe(16_377);
+    // 16,384 bytes with no zero stuff to the most a frame can take: 1 + 16,384 + 64 code bytes.
+    expect(MAX_ENCODED_FRAME_BYTES).toBe(16_449);
+    for (const fill of [0x00, 0x5a]) {
+      const atLimit = encodeFrame(4, 1, new Uint8Array(MAX_PAYLOAD_BYTES).fill(fill));
+      const got = new FrameDecoder().push(atLimit);
+      expect(got.map((e) => e.kind)).toEqual(["frame"]);
+      expect(got[0]!.wireBytes).toBe(atLimit.length);
+      if (fill) expect(atLimit.length).toBe(MAX_ENCODED_FRAME_BYTES + 2);
+      const over = encodeFrame(4, 1, new Uint8Array(MAX_PAYLOAD_BYTES + 1).fill(fill), {
+        allowOversize: true,
+      });
+      // With zeros the stuffed block is small (16,386 bytes) and fits; the frame is still too big.
+      const refused = new FrameDecoder().push(Uint8Array.from([...over, ...sampleFrame(2, 7)]));
+      expect(refused.map((e) => e.kind)).toEqual(["oversize", "frame"]);
+      expect(refused[0]!.wireBytes).toBe(over.length);
+    }
+  });
+
+  it("accounts for every byte of a stream in its events: delimiters, empty blocks and damage", () => {
+    const junk = Uint8Array.of(0x41, 0x54, 0x0d, 0x0a, 0x00, 0x00, 0x13, 0x37);
+    const rnd = prng(11);
+    for (let c = 0; c < 200; c++) {
+      const parts: number[] = [];
+      for (let f = 0; f < 6; f++) {
+        if (rnd() < 0.3) parts.push(...junk.subarray(0, 1 + Math.floor(rnd() * junk.length)));
+        parts.push(...sampleFrame(f, f));
+      }
+      const stream = Uint8Array.from(parts);
+      const d = new FrameDecoder();
+      let counted = 0;
+      for (let i = 0; i < stream.length;) {
+        const n = 1 + Math.floor(rnd() * 40);
+        for (const e of d.push(stream.subarray(i, i + n))) counted += e.wireBytes;
+        i += n;
+      }
+      expect(counted + d.buffered).toBe(stream.length);
+    }
+    // A frame sent as the protocol says (0x00, block, 0x00) accounts for all of its bytes.
+    const one = sampleFrame(1, 0);
+    const again = new FrameDecoder().push(Uint8Array.from([...one, ...one]));
+    expect(again.map((e) => e.wireBytes)).toEqual([one.length, one.length]);
+  });
+
   it("survives 100,000 random and mutated streams: no throw, bounded, resynchronised", () => {
     const r = runFrameFuzz(100_000, 20261123);
     expect(r.failures).toEqual([]);
@@ -207,6 +263,21 @@ describe("messages", () => {
       const r = decodeMessage(type, Uint8Array.from(payload));
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.reason).toMatch(reason);
+    }
+  });
+
+  it("tells an IDENTIFY without a device id from a garbled one", () => {
+    const base = [...field(TAGS.PROTOCOL, [1]), ...field(TAGS.KEY_TYPES, [1])];
+    const id = field(TAGS.DEVICE_ID, [0x61]);
+    const cases: [number[], "DEVICE_ID" | undefined, RegExp][] = [
+      [base, "DEVICE_ID", /DEVICE_ID is missing/],
+      [[...base, ...field(TAGS.DEVICE_ID, [])], "DEVICE_ID", /DEVICE_ID is empty/],
+      [[...base, ...id, ...id], undefined, /DEVICE_ID appears 2 times/],
+    ];
+    for (const [payload, missing, reason] of cases) {
+      const r = decodeMessage(MESSAGE_TYPES.IDENTIFY, Uint8Array.from(payload));
+      expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(reason) });
+      expect(r.ok ? "decoded" : r.missing).toBe(missing);
     }
   });
 
