@@ -93,6 +93,10 @@ describe("serial line", () => {
         "ec-p256",
         "--count",
         "2",
+        // Its first STORED is repeated once more after the second greeting arrived: that repeat,
+        // and the station's answer to it, belong to the first exchange, not the second.
+        "--fault",
+        "late-repeat",
         "--root",
         chain.chain,
         "--store",
@@ -144,7 +148,8 @@ describe("serial line", () => {
       expect(v.code).toBe(0);
       // Bytes on the wire: every byte from the greeting the device answered to DONE, both
       // directions, as the device counted them itself. Only a repeat the device sent while DONE
-      // was on its way reaches the station after the exchange ended, and is not counted there.
+      // was on its way reaches the station after the exchange ended, and is not counted there;
+      // a late repeat of the previous exchange is in neither count.
       const confirmed = line.lines.all.find(
         (e) => e.event === "device.confirmed" && e.deviceId === r.deviceId,
       )!;

@@ -84,7 +84,8 @@ export class PortLine {
   private sessions = 0;
   /**
    * For the exchange's byte count: the size of the last greeting sent, and every byte
-   * received since (the device's answer to it among them).
+   * received since (the device's answer to it among them), less the frames that started no
+   * exchange (a late repeat of the previous exchange's last frame belongs to that exchange).
    */
   private helloBytes = 0;
   private rxSinceHello = 0;
@@ -318,9 +319,14 @@ export class PortLine {
       if (this.session) this.session.wireBytes += e.wireBytes;
       else this.rxSinceHello += e.wireBytes;
       switch (e.kind) {
-        case "frame":
+        case "frame": {
+          const outside = !this.session;
           this.onFrame(e.frame.type, e.frame.seq, e.frame.payload);
+          // A frame between devices that started no exchange (a stray, or a late repeat of the
+          // previous exchange's last frame) is not in the next exchange's count.
+          if (outside && !this.session) this.rxSinceHello -= e.wireBytes;
           break;
+        }
         case "bad":
           this.onBadFrame(e.reason);
           break;
