@@ -304,6 +304,8 @@ describe("serial line", () => {
         deviceCode: "DEVICE_ID_MISSING",
       },
       { name: "lost-identify", fault: "lost-identify", code: null },
+      // A CSR frame of exactly 16,384 bytes (padded with a field the station skips) is taken.
+      { name: "frame-max", fault: "frame-max", code: null },
       {
         name: "frame-over",
         fault: "frame-over",
@@ -400,6 +402,11 @@ describe("serial line", () => {
     );
     // The device that lost its IDENTIFY on the line identified again and got through.
     expect(rows.find((r) => r.deviceId === "rule-lost-identify")!.state).toBe("CONFIRMED");
+    // Both sides of the frame limit over a pty: 16,384 bytes taken, 16,385 refused.
+    const at = (name: string) => results[cases.findIndex((c) => c.name === name)]!.results[0]!;
+    expect(at("frame-max").txBytes).toBeGreaterThan(16_384);
+    expect(rows.find((r) => r.deviceId === "rule-frame-max")!.state).toBe("CONFIRMED");
+    expect(rows.some((r) => r.deviceId === "rule-frame-over")).toBe(false);
     expect(st.run(["audit", "verify", "--json"]).json.ok).toBe(true);
   }, 180_000);
 
