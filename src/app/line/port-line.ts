@@ -84,13 +84,15 @@ export class PortLine {
   private sessions = 0;
   /**
    * For the exchange's byte count: the size of the last greeting sent, and every byte
-   * received since (the device's answer to it among them), less the frames that started no
-   * exchange (a late repeat of the previous exchange's last frame belongs to that exchange).
+   * received since (the device's answer to it among them), less the stray frames (a late
+   * repeat of the previous exchange's last frame belongs to that exchange).
    */
   private helloBytes = 0;
   private rxSinceHello = 0;
   /** The port's last exchange ended with the device refusing our versions, and nothing came since. */
   private versionRefused = false;
+  /** The frame just handled was a stray between devices (set by onFrame). */
+  private stray = false;
   /** New each time the port is opened: a device restarts only for a greeting from a new boot. */
   private bootId = new Uint8Array(8);
   private helloTimer: ReturnType<typeof setTimeout> | null = null;
@@ -319,14 +321,13 @@ export class PortLine {
       if (this.session) this.session.wireBytes += e.wireBytes;
       else this.rxSinceHello += e.wireBytes;
       switch (e.kind) {
-        case "frame": {
-          const outside = !this.session;
+        case "frame":
+          this.stray = false;
           this.onFrame(e.frame.type, e.frame.seq, e.frame.payload);
-          // A frame between devices that started no exchange (a stray, or a late repeat of the
-          // previous exchange's last frame) is not in the next exchange's count.
-          if (outside && !this.session) this.rxSinceHello -= e.wireBytes;
+          // A stray frame between devices (a late repeat of the previous exchange's last frame
+          // among them) is not in the next exchange's count.
+          if (this.stray) this.rxSinceHello -= e.wireBytes;
           break;
-        }
         case "bad":
           this.onBadFrame(e.reason);
           break;
@@ -376,6 +377,7 @@ export class PortLine {
         prev.reply === null ||
         Date.now() - prev.at <= t.retryMs * (t.retries + 2))
     ) {
+      this.stray = !this.session;
       if (prev.reply && prev.resends < this.o.timeouts.retries) {
         prev.resends++;
         if (this.session) this.session.resends++;
@@ -435,7 +437,11 @@ export class PortLine {
       void this.identified(m, carried);
       return;
     }
-    if (!this.session) return; // stray frame between devices: the greeting restarts the device
+    if (!this.session) {
+      // A stray frame between devices: the greeting restarts the device.
+      this.stray = true;
+      return;
+    }
     if (m.type === "ERROR") {
       this.deviceError(m.code, m.message);
       return;
