@@ -115,6 +115,8 @@ export class Checkpointer {
   private known: { seq: number; hash: string } | null | undefined;
   /** Set once the binding was checked in this process; cleared on a mismatch. */
   private bound = false;
+  /** When set, this process moves the token's head no further than this entry (see holdAt). */
+  private held: number | undefined;
   /** Head moves and checkpoints run one at a time, in order. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -135,6 +137,20 @@ export class Checkpointer {
     const run = this.queue.then(work, work);
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * This process moves the token's head no further than entry `seq` from now
+   * on: a backup's command ends (its session's close is recorded) without
+   * taking the token past the head the backup covers, so restoring the
+   * newest backup with this token finds it whole. The next command moves it on.
+   */
+  holdAt(seq: number): void {
+    this.held = seq;
+  }
+
+  private beyondHold(seq: number): boolean {
+    return this.held !== undefined && seq > this.held;
   }
 
   /** Checkpoints when `every` entries have been added since the last checkpoint (one checkpoint per mark). */
@@ -164,23 +180,25 @@ export class Checkpointer {
     if (!head || (this.known && this.known.seq >= head.seq)) return Promise.resolve();
     return this.serial(async () => {
       const now = this.ctx.store.head();
-      if (!now || (this.known && this.known.seq >= now.seq)) return;
+      if (!now || (this.known && this.known.seq >= now.seq) || this.beyondHold(now.seq)) return;
       await this.ensureBound();
       await this.writeHead(now);
     });
   }
 
   /**
-   * Compares the database with the token's head (reading the token).
+   * Compares the database with the token's head (reading the token). With
+   * `upTo`, the database as it stood at that entry (a restore: the backup's
+   * head, before the restored station's own entries).
    * @throws the token's errors (HSM_*), AUDIT_CHAIN_BROKEN when the head object is unreadable
    */
-  async binding(): Promise<HeadBinding> {
-    return this.compare(await this.tokenHead());
+  async binding(upTo?: number): Promise<HeadBinding> {
+    return this.compare(await this.tokenHead(), upTo);
   }
 
-  private compare(token: TokenHead | null): HeadBinding {
+  private compare(token: TokenHead | null, upTo?: number): HeadBinding {
     const db = this.ctx.store.head();
-    const dbSeq = db?.seq ?? 0;
+    const dbSeq = upTo === undefined ? (db?.seq ?? 0) : Math.min(upTo, db?.seq ?? 0);
     if (!token) {
       if (db && this.ctx.store.checkpoints().length + this.ctx.store.issuanceCount() > 0)
         return { state: "missing", tokenSeq: null, dbSeq };
@@ -310,7 +328,7 @@ export class Checkpointer {
 
   private async checkpointNow(): Promise<{ seq: number; hash: string } | null> {
     const head = this.ctx.store.head();
-    if (!head || head.seq === this.last()) return null;
+    if (!head || head.seq === this.last() || this.beyondHold(head.seq)) return null;
     await this.ensureBound();
     const signer = await this.signer();
     // The key's creation may have added an entry: sign the head as it is now.

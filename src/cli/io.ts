@@ -33,8 +33,11 @@ export interface CommandDeps {
   home: () => string | undefined;
   /** Asks on the terminal without echo; undefined when no person can be asked. */
   prompt: ((question: string) => Promise<string>) | undefined;
-  /** Opens the station, signs the caller in for the command's role rule, closes it after `fn`. */
-  withStation: <T>(fn: (s: Station) => Promise<T>) => Promise<T>;
+  /**
+   * Opens the station (the --home one, or `at.home`), signs the caller in for
+   * the command's role rule, closes it after `fn`.
+   */
+  withStation: <T>(fn: (s: Station) => Promise<T>, at?: { home: string }) => Promise<T>;
   /** One JSON object with --json, else the text. */
   emit: (value: Record<string, unknown>, text: string) => void;
   /** A secret from the environment variable, else asked; throws HSM_PIN_REQUIRED/AUTH_REQUIRED. */

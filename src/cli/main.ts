@@ -24,6 +24,7 @@ import { registerUserCommands } from "./users.js";
 import { registerWorkOrderCommands } from "./work-order.js";
 import { registerRevocationCommands } from "./revocation.js";
 import { registerProfileCommands } from "./profile.js";
+import { registerBackupCommands } from "./backup.js";
 import { writeOutput } from "./output.js";
 import { defaultIo, type CliIo, type CommandDeps } from "./io.js";
 
@@ -57,9 +58,12 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     for (let c: Command | null = action; c && c.parent; c = c.parent) names.unshift(c.name());
     commandPath = names.join(" ");
   });
-  const withStation = async <T>(fn: (s: Station) => Promise<T>): Promise<T> => {
+  const withStation = async <T>(
+    fn: (s: Station) => Promise<T>,
+    at?: { home: string },
+  ): Promise<T> => {
     const station = openStation({
-      home: globals().home,
+      home: at?.home ?? globals().home,
       env: io.env,
       prompt,
       // "config accept" compares station.json itself, once its officer is signed in.
@@ -149,6 +153,7 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
   registerUserCommands(program, deps);
   registerWorkOrderCommands(program, deps);
   registerProfileCommands(program, deps);
+  registerBackupCommands(program, deps);
   registerRevocationCommands(program, deps);
   const uploader = registerOnlineCommands(program, deps);
   registerSyncCommands(program, { ...deps, uploader });

@@ -101,6 +101,10 @@ export const ERROR_CODES = [
   "AWS_CA_INACTIVE",
   "BUNDLE_INVALID",
   "RECEIPT_INVALID",
+  "BACKUP_INVALID",
+  "RESTORE_TARGET_EXISTS",
+  "RESTORE_BEHIND_TOKEN",
+  "RESTORE_TOKEN_MISMATCH",
   // storage and audit
   "DB_NEWER_VERSION",
   "DB_ERROR",
@@ -279,6 +283,10 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "AWS_CA_INACTIVE":
     case "BUNDLE_INVALID":
     case "RECEIPT_INVALID":
+    case "BACKUP_INVALID":
+    case "RESTORE_TARGET_EXISTS":
+    case "RESTORE_BEHIND_TOKEN":
+    case "RESTORE_TOKEN_MISMATCH":
       return "refused";
     default: {
       const never: never = code;

@@ -238,6 +238,11 @@ export interface StationStore {
   /** The same page as storedEvents(), each entry encoded for the walk (see EncodedEvent). */
   encodedEvents(after: number, limit: number): EncodedEvent[];
   head(): { seq: number; hash: string } | null;
+  /**
+   * A consistent copy of the whole database written to `path` (SQLite's online
+   * backup, so the line may go on writing), and the log head the copy ends at.
+   */
+  backupTo(path: string): Promise<{ seq: number; hash: string } | null>;
   /** Entries matching every given filter, oldest first; `limit` keeps the newest ones. */
   queryEvents(q: EventQuery): EventRecord[];
   getCa(label: string): CaRecord | null;

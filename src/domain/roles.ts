@@ -71,6 +71,9 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   // Break-glass: whoever proves the token's SO PIN, so a station whose every officer is locked goes on.
   "user unlock": "none",
   "user passphrase": "any",
+  backup: ["officer", "sync"],
+  // The officer signs in against the restored users (and proves the token's PIN).
+  restore: O,
 };
 
 export function isAllowed(rule: Rule, role: Role): boolean {

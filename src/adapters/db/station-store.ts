@@ -14,6 +14,7 @@ import {
   type StoredEvent,
 } from "../../domain/event-log.js";
 import { accessSync, constants, statSync, statfsSync } from "node:fs";
+import Database from "better-sqlite3";
 import { dirname } from "node:path";
 import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
@@ -449,6 +450,24 @@ export class SqliteStationStore implements StationStore {
     }
     this.db.exec("BEGIN IMMEDIATE");
     this.db.exec("ROLLBACK");
+  }
+
+  async backupTo(path: string): Promise<{ seq: number; hash: string } | null> {
+    try {
+      // One step copies every page under one read lock: a consistent snapshot even while
+      // another process commits (a step-wise copy restarts on each of its writes).
+      await this.db.backup(path, { progress: () => 0x7fffffff });
+      const copy = new Database(path, { readonly: true, fileMustExist: true });
+      try {
+        const row = copy.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").get() as
+          { seq: number; hash: string } | undefined;
+        return row ?? null;
+      } finally {
+        copy.close();
+      }
+    } catch (e) {
+      throw storageError(e, path);
+    }
   }
 
   /** @throws LinesignError DB_REPLACED when the path no longer names the file the store opened */
