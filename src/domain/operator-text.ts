@@ -406,6 +406,26 @@ const TEXT: Record<KioskCode, RefusalText> = {
     ASK_OFFICER,
     "Use a bundle exported by this station, unchanged.",
   ),
+  BACKUP_INVALID: t(
+    "The backup file is not valid",
+    ASK_OFFICER,
+    "Use a backup written by linesign backup, unchanged; the message names what does not match.",
+  ),
+  RESTORE_TARGET_EXISTS: t(
+    "A station is already there",
+    ASK_OFFICER,
+    "Restore into an empty folder: a restore never writes over a station.",
+  ),
+  RESTORE_BEHIND_TOKEN: t(
+    "The restored records end before the token's",
+    CALL_OFFICER,
+    "The message names the missing entries: restore a newer backup, or examine them and run linesign audit accept-loss.",
+  ),
+  RESTORE_TOKEN_MISMATCH: t(
+    "This is not the station's token",
+    CALL_OFFICER,
+    "Connect the token whose audit key signed the backup, then restore again.",
+  ),
   RECEIPT_INVALID: t(
     "The receipt file is not valid",
     ASK_OFFICER,
