@@ -3,6 +3,8 @@
  * the kiosk's station service) asks this module for a Station and never
  * touches a driver.
  */
+import { join } from "node:path";
+import { loadKioskKey } from "./adapters/fs/kiosk-key.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { mkdirSync, readFileSync } from "node:fs";
 import { availableParallelism, hostname, userInfo } from "node:os";
@@ -159,6 +161,15 @@ export interface Station {
    * ran the command hears of it.
    */
   close(): Promise<{ checkpointFailed: LinesignError | null }>;
+}
+
+/**
+ * The loopback kiosk's pairing key, kept in <home>/run/kiosk.key (0600), so a
+ * paired kiosk browser reconnects after the service restarts.
+ * @throws LinesignError FILE_READ_FAILED, FILE_WRITE_FAILED (naming the file)
+ */
+export function kioskPairingKey(station: Station): string {
+  return loadKioskKey(join(station.home.dir, "run", "kiosk.key"));
 }
 
 /** The event log's hash step, for what checks a log without a station (an audit export). */

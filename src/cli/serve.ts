@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
-import { openStation, type Station } from "../compose.js";
+import { kioskPairingKey, openStation, type Station } from "../compose.js";
 import { StationService } from "../service/station-service.js";
 import { listenLoopback, listenUnix, type Listening } from "../service/http.js";
 import type { CliIo } from "./io.js";
@@ -116,7 +116,13 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     listeners.push(await listenUnix(service, socket));
     let url: string | null = null;
     if (o.ui) {
-      const lb = await listenLoopback(service, { port: o.httpPort ?? 0, uiDir: UI_DIR });
+      // Kept in the home, so a paired kiosk browser reconnects by itself after a restart.
+      const pairingKey = kioskPairingKey(station);
+      const lb = await listenLoopback(service, {
+        port: o.httpPort ?? 0,
+        uiDir: UI_DIR,
+        pairingKey,
+      });
       listeners.push(lb);
       url = lb.url;
       // For a Chromium kiosk started beside the service: readable by this user only.

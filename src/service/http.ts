@@ -125,6 +125,7 @@ async function handleCall(
   transport: string,
   req: IncomingMessage,
   res: ServerResponse,
+  extraHeaders: Record<string, string> = {},
 ): Promise<void> {
   const source = sourceOf(transport, req);
   const fail = (o: Outcome) => {
@@ -158,7 +159,10 @@ async function handleCall(
     typeof token === "string" ? token : null,
     source,
   );
-  send(res, 200, out.reply, out.loginToken ? { [LOGIN_HEADER]: out.loginToken } : {});
+  send(res, 200, out.reply, {
+    ...extraHeaders,
+    ...(out.loginToken ? { [LOGIN_HEADER]: out.loginToken } : {}),
+  });
 }
 
 /**
@@ -280,13 +284,42 @@ export async function listenUnix(service: StationService, socketPath: string): P
   return { close: closer(server) };
 }
 
-/** Listens on 127.0.0.1 with a per-start secret; with `uiDir`, also serves the kiosk page. */
+/** The cookie that carries a paired kiosk's key (see adapters/fs/kiosk-key.ts). */
+export const PAIRING_COOKIE = "linesign-kiosk";
+const PAIRING_MAX_AGE_S = 400 * 24 * 3600; // the longest a browser keeps a cookie
+
+function sameSecret(got: string, expected: Buffer): boolean {
+  const b = Buffer.from(got);
+  return b.length === expected.length && timingSafeEqual(b, expected);
+}
+
+function cookie(req: IncomingMessage, name: string): string {
+  const header = String(req.headers.cookie ?? "");
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return "";
+}
+
+/**
+ * Listens on 127.0.0.1 with a per-start secret; with `uiDir`, also serves the
+ * kiosk page. With `pairingKey`, a call carrying the secret also pairs the
+ * browser (a cookie with the key), and later calls carrying that cookie are
+ * taken without the secret, also after a restart.
+ */
 export async function listenLoopback(
   service: StationService,
-  opts: { port?: number; uiDir?: string | null },
+  opts: { port?: number; uiDir?: string | null; pairingKey?: string },
 ): Promise<LoopbackListening> {
   const secret = randomBytes(32).toString("base64url");
   const expected = Buffer.from(`Bearer ${secret}`);
+  const paired = opts.pairingKey ? Buffer.from(opts.pairingKey) : null;
+  const pairing: Record<string, string> = opts.pairingKey
+    ? {
+        "set-cookie": `${PAIRING_COOKIE}=${opts.pairingKey}; Path=/api; HttpOnly; SameSite=Strict; Max-Age=${PAIRING_MAX_AGE_S}`,
+      }
+    : {};
   let origin = "";
   const server = boundary(service, "loopback", (req, res) => {
     // Only this address: a page elsewhere that rebinds a name to 127.0.0.1 sends another Host.
@@ -303,18 +336,19 @@ export async function listenLoopback(
           error: { code: "API_REQUEST_INVALID", message: "Wrong origin." },
         });
       }
-      const got = Buffer.from(String(req.headers.authorization ?? ""));
-      if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
-        service.refuseRequest("A call without the service's secret.", "loopback", "AUTH_REQUIRED");
-        return send(res, 401, {
-          ok: false,
-          error: {
-            code: "AUTH_REQUIRED",
-            message: "Open the kiosk from the address the service printed.",
-          },
-        });
-      }
-      return handleCall(service, "loopback", req, res);
+      if (sameSecret(String(req.headers.authorization ?? ""), expected))
+        return handleCall(service, "loopback", req, res, pairing);
+      if (paired && sameSecret(cookie(req, PAIRING_COOKIE), paired))
+        return handleCall(service, "loopback", req, res);
+      service.refuseRequest("A call without the service's secret.", "loopback", "AUTH_REQUIRED");
+      return send(res, 401, {
+        ok: false,
+        error: {
+          code: "AUTH_REQUIRED",
+          message:
+            "This browser is not paired with the station service: open the kiosk once from the address the service printed.",
+        },
+      });
     }
     if (req.method === "GET" && opts.uiDir) return serveStatic(opts.uiDir, req, res);
     return send(res, 404, {

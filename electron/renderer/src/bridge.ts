@@ -45,7 +45,8 @@ export function httpBridge(): LinesignApi {
         ok: false,
         error: {
           code: "SERVICE_UNREACHABLE",
-          message: "The station service does not answer. Check that it is running, then reload.",
+          message:
+            "The station service does not answer. The kiosk reconnects by itself once it does; check that it is running.",
         },
       };
     }

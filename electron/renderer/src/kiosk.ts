@@ -30,12 +30,24 @@ export type User = NonNullable<Result<"auth.whoami">>;
 export type StationStatus = Result<"station.status">;
 
 /** The signed-in user and the station, shared by the frame and the screens. */
-export const session: { user: User | null; station: StationStatus | null } = {
+export const session: {
+  user: User | null;
+  station: StationStatus | null;
+  /** Said on the sign-in screen once (the service restarted and the sign-in went with it). */
+  notice: string | null;
+} = {
   user: null,
   station: null,
+  notice: null,
 };
 
 let onSignedOut: () => void = () => {};
+let onUnreachable: () => void = () => {};
+
+/** Told when a call finds the service gone (restarting, stopped): the page reconnects. */
+export function whenUnreachable(f: () => void): void {
+  onUnreachable = f;
+}
 
 /** Told when a call finds the sign-in gone (timed out, service restarted). */
 export function whenSignedOut(f: () => void): void {
@@ -56,6 +68,7 @@ export async function call<K extends ChannelName>(
       knowSigning(r.signing);
   }
   if (session.user?.role === "officer") officerActed(startedAt);
+  if (!reply.ok && reply.error.code === "SERVICE_UNREACHABLE") onUnreachable();
   // Only a sign-in that was there and has gone redraws: nobody signed in is already the sign-in screen.
   if (!reply.ok && reply.error.code === "AUTH_REQUIRED" && name !== "auth.login" && session.user) {
     session.user = null;

@@ -5,7 +5,7 @@
  * them talk only to `window.linesign` through kiosk.ts.
  */
 import { h, replace } from "./dom.js";
-import { call, errorBox, session, whenSignedOut, type Screen } from "./kiosk.js";
+import { call, errorBox, session, whenSignedOut, whenUnreachable, type Screen } from "./kiosk.js";
 import { loginScreen } from "./screens/login.js";
 import { lineScreen } from "./screens/line.js";
 import { sessionScreen } from "./screens/session.js";
@@ -152,6 +152,43 @@ function render(): void {
 }
 
 whenSignedOut(render);
+whenUnreachable(() => void reconnect());
+
+let reconnecting = false;
+/**
+ * The service went away (a restart, a stop): say so and ask again, more
+ * slowly each time, until it answers; then draw the screen again. Its
+ * sign-ins went with it, so whoever was signed in signs in again, told why.
+ * A browser paired with the service (adapters/fs/kiosk-key.ts) and Electron's
+ * main process reach the new service by themselves: nobody reloads the page.
+ */
+async function reconnect(): Promise<void> {
+  if (reconnecting) return;
+  reconnecting = true;
+  current?.leave?.();
+  current = null;
+  const was = session.user;
+  replace(
+    app,
+    h(
+      "div",
+      { class: "banner warn", role: "status", "data-reconnect": "waiting" },
+      h("p", {}, h("strong", {}, "The station service is not answering.")),
+      h("p", {}, "The kiosk reconnects by itself as soon as it answers; nothing is lost."),
+    ),
+  );
+  for (let wait = 250; ; wait = Math.min(wait * 2, 4000)) {
+    await new Promise((r) => setTimeout(r, wait));
+    const who = await call("auth.whoami", {});
+    if (!who.ok && who.error.code === "SERVICE_UNREACHABLE") continue;
+    session.user = who.ok ? who.result : null;
+    break;
+  }
+  reconnecting = false;
+  if (was && !session.user)
+    session.notice = "The station service restarted, so everyone was signed out: sign in again.";
+  render();
+}
 
 /**
  * Who is signed in first, then the station (which needs a sign-in): the

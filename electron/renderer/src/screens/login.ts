@@ -1,11 +1,20 @@
 /** Sign-in: a name and a passphrase, read raw and cleared from the page at once. */
 import { field, form, h, replace, takeSecret } from "../dom.js";
-import { act, call, type Screen, type User } from "../kiosk.js";
+import { act, call, session, type Screen, type User } from "../kiosk.js";
 
 export function loginScreen(signedIn: (u: User) => void): Screen {
   return {
     show(root) {
       const msg = h("div", { class: "messages" });
+      // Said once: why the kiosk is back at the sign-in (the service restarted).
+      const notice = session.notice
+        ? h(
+            "p",
+            { class: "banner warn", role: "status", "data-notice": "restarted" },
+            session.notice,
+          )
+        : null;
+      session.notice = null;
       const welcome = h("div", { class: "welcome", "aria-live": "polite" });
       // After a hand-over the officer is gone but the session is not: say so, and who opened it.
       void call("kiosk.welcome", {}).then((r) => {
@@ -32,6 +41,7 @@ export function loginScreen(signedIn: (u: User) => void): Screen {
         { class: "card login", "aria-labelledby": "login-title" },
         [
           h("h2", { id: "login-title" }, "Sign in"),
+          notice,
           welcome,
           ...field(
             "Name",
