@@ -746,6 +746,13 @@ export { DEV };
 
 /** Writes a file atomically (temporary file, fsync, rename): for commands that run without a station home. */
 export { writeFileAtomic } from "./adapters/fs/atomic.js";
+
+/** The station home a command names (--home, LINESIGN_HOME, ~/.linesign), checked private. */
+export function privateHome(explicit: string | undefined, env: NodeJS.ProcessEnv): string {
+  const home = StationHome.locate(explicit, env);
+  home.checkPrivate();
+  return home.dir;
+}
 export { readFileBounded, readTextBounded, READ_LIMITS } from "./adapters/fs/bounded-read.js";
 
 export interface ProbeOptions {

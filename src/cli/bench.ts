@@ -15,6 +15,7 @@ import type { CliIo, CommandDeps } from "./io.js";
 import { benchLine, type LineBenchResult } from "./bench-line.js";
 import { benchSync, type SyncBenchResult } from "./bench-sync.js";
 import { benchKiosk, type KioskBenchResult } from "./bench-kiosk.js";
+import { benchSignIn, type SignInBenchResult } from "./bench-signin.js";
 import { benchAudit, type AuditBenchResult } from "./bench-audit.js";
 
 type CaKey = "ec-p256" | "rsa-2048";
@@ -47,6 +48,8 @@ export interface BenchResult {
   sync: SyncBenchResult | null;
   /** The kiosk's station service: call rates and how soon a tile hears of a step. */
   kiosk: KioskBenchResult | null;
+  /** A sign-in's check and the event loop while a user loops sign-ins, before and after N=2^17 off the loop. */
+  signIn: SignInBenchResult | null;
   /** `audit verify` over a long log (--audit-events); null when skipped. */
   audit: AuditBenchResult | null;
 }
@@ -175,6 +178,7 @@ export async function runBench(
       line: null,
       sync: null,
       kiosk: null,
+      signIn: null,
       audit: null,
     };
     for (const [caKey, label] of [
@@ -254,6 +258,7 @@ export async function runBench(
     if (opts.syncCerts > 0) result.sync = await benchSync(s, opts.syncCerts, log);
     // Against one device's wire time on the line (measured above, or 2,169 bytes at 115200 8N1).
     result.kiosk = await benchKiosk(s, 1000, result.line?.wireMsPerDevice ?? 188.3, log);
+    result.signIn = await benchSignIn(log);
     // Last: the other figures are measured on the log they always were.
     if (opts.auditEvents > 0) result.audit = await benchAudit(s, opts.auditEvents, log);
     await s.close();
@@ -296,6 +301,10 @@ export async function runBench(
           ? "  kiosk: not measured"
           : `  kiosk service: ${result.kiosk.socketCallsPerSec} calls/s over the socket, ${result.kiosk.loopbackCallsPerSec}/s over loopback; ` +
             `a step reaches a watching tile in ${result.kiosk.watchLagMsMedian} ms (p99 ${result.kiosk.watchLagMsP99}) = ${result.kiosk.lagOfWireTime}x one device's wire time`,
+        result.signIn === null
+          ? "  sign-in: not measured"
+          : `  sign-in check: ${result.signIn.msPerSignIn.before} ms before (scryptSync N=2^14 on the event loop), ${result.signIn.msPerSignIn.after} ms after (scrypt N=2^17 off it) = ${result.signIn.afterToBefore}x; ` +
+            `while a user loops sign-ins the event loop turns ${result.signIn.ofIdle.before}x of idle before, ${result.signIn.ofIdle.after}x after (1 ms timer p99 late ${result.signIn.loopLagMsP99.before} ms before, ${result.signIn.loopLagMsP99.after} ms after, ${result.signIn.loopLagMsP99.idle} ms idle)`,
         result.audit === null
           ? "  audit verify: not measured (--audit-events 0)"
           : `  audit verify of ${result.audit.events} entries (${result.audit.checkpoints} checkpoints): ${result.audit.verifyMs} ms = ${result.audit.auditVerifyPerSec}/s; ` +

@@ -13,6 +13,7 @@ import { promptSecret } from "./prompt.js";
 import { registerBenchCommand } from "./bench.js";
 import { registerLineCommands } from "./line.js";
 import { registerServeCommand } from "./serve.js";
+import { registerKioskCommand } from "./kiosk.js";
 import { registerSyncCommands } from "./sync.js";
 import { registerOnlineCommands } from "./online.js";
 import { registerStationCommands } from "./station.js";
@@ -149,6 +150,7 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
   registerIssueCommand(program, deps);
   registerAuditCommands(program, deps);
   registerServeCommand(program, deps);
+  registerKioskCommand(program, deps);
   registerLineCommands(program, { ...deps, liveTerminal: Boolean(io.terminal) });
   registerUserCommands(program, deps);
   registerWorkOrderCommands(program, deps);

@@ -11,7 +11,6 @@ import {
   openSync,
   readFileSync,
   unlinkSync,
-  writeFileSync,
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -20,7 +19,7 @@ import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
 import { kioskPairingKey, openStation, type Station } from "../compose.js";
 import { StationService } from "../service/station-service.js";
-import { listenLoopback, listenUnix, type Listening } from "../service/http.js";
+import { KioskTickets, listenLoopback, listenUnix, type Listening } from "../service/http.js";
 import type { CliIo } from "./io.js";
 
 /** The built kiosk page (vite build of electron/renderer). */
@@ -33,6 +32,8 @@ export interface ServiceOptions {
   ui: boolean;
   httpPort?: number;
   socket?: string;
+  /** Told when a browser has exchanged a one-time kiosk ticket. */
+  onKioskOpened?: () => void;
 }
 
 export interface RunningService {
@@ -113,7 +114,9 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
         'Name the line\'s serial ports: --port PATH (repeatable), or "line.ports" in station.json.',
       );
     const socket = o.socket ?? join(station.home.dir, "run", "station.sock");
-    listeners.push(await listenUnix(service, socket));
+    // One-time tickets for a Chromium kiosk ("linesign kiosk"): the secret is never written anywhere.
+    const tickets = o.ui ? new KioskTickets() : undefined;
+    listeners.push(await listenUnix(service, socket, tickets ? { tickets } : {}));
     let url: string | null = null;
     if (o.ui) {
       // Kept in the home, so a paired kiosk browser reconnects by itself after a restart.
@@ -122,11 +125,20 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
         port: o.httpPort ?? 0,
         uiDir: UI_DIR,
         pairingKey,
+        ...(tickets ? { tickets } : {}),
+        onRedeemed: () => {
+          station.ctx.store.appendEvent({
+            actor: station.ctx.actor,
+            action: "kiosk.open",
+            subject: station.config.station.id,
+            outcome: "ok",
+            details: { transport: "loopback", by: "one-time ticket" },
+          });
+          o.onKioskOpened?.();
+        },
       });
       listeners.push(lb);
       url = lb.url;
-      // For a Chromium kiosk started beside the service: readable by this user only.
-      writeFileSync(join(station.home.dir, "run", "kiosk.url"), `${url}\n`, { mode: 0o600 });
     }
     station.ctx.store.appendEvent({
       actor: station.ctx.actor,
@@ -253,6 +265,9 @@ export function registerServeCommand(
         env: d.io.env,
         ports: o.port,
         ui: Boolean(o.ui),
+        onKioskOpened: () => {
+          if (d.json()) d.io.out(JSON.stringify({ event: "kiosk.opened" }) + "\n");
+        },
         ...(httpPort !== undefined ? { httpPort } : {}),
         ...(o.socket ? { socket: o.socket } : {}),
       });

@@ -119,12 +119,12 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
         return;
       }
       const how = [
-        `The kiosk (${kiosk.shell === "electron" ? "opened in Electron's window" : "Electron's runtime is not installed here: open this address in Chromium"}):`,
-        `  ${kiosk.url}`,
+        `The kiosk (${kiosk.shell === "electron" ? "opened in Electron's window" : "Electron's runtime is not installed here: open it in Chromium with npx linesign kiosk"}):`,
+        `  npx linesign kiosk   (Chromium's kiosk mode on a one-time address: the service's secret is on no command line and in no browser profile)`,
+        `  The page is served at ${new URL(kiosk.url).origin}/ (it answers calls only once opened that way).`,
         `  ${kiosk.ports.length} serial ports with simulated devices attached (${kiosk.ports.map((p) => basename(p)).join(", ")}).`,
         `  1. Sign in as ${DEV_OFFICER.name} / ${DEV_OFFICER.passphrase}; Signing session: enter the token PIN (development: 246810).`,
         `  2. Hand over (the session stays open), sign in as ${DEMO_OPERATOR.name} / ${DEMO_OPERATOR.passphrase}; start the line on work order "dev".`,
-        `  Chromium's own kiosk mode: chromium --kiosk "$(cat ${result.home}/run/kiosk.url)"`,
       ];
       try {
         if (keepOpen) {

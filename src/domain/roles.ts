@@ -21,6 +21,8 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "uploader list": "any",
   // The service signs in each kiosk caller itself, per call, against src/domain/kiosk-api.ts.
   serve: "none",
+  // The station's own account starts the browser; the kiosk signs its users in itself.
+  kiosk: "none",
   status: "any",
   "token list": "any",
   // Reads a token's facts (any module, with or without a station); the PIN is the token's own gate.

@@ -7,6 +7,12 @@
  *   run Chromium's own kiosk mode. Host and Origin must be this address, so a
  *   web page elsewhere cannot reach it through DNS rebinding.
  * The caller's login token travels in the x-linesign-login header.
+ *
+ * A browser kiosk gets the loopback secret without it ever being on a
+ * command line or in a browser profile: `linesign kiosk` asks the socket
+ * (POST /api/kiosk-ticket, owner only) for a one-time ticket, the page
+ * exchanges it once on loopback (POST /api/kiosk-redeem) for the secret and
+ * keeps that in memory. A ticket read later (from a file, a profile) is spent.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomBytes, timingSafeEqual } from "node:crypto";
@@ -27,6 +33,41 @@ export const KIOSK_CSP =
 
 export interface Listening {
   close(): Promise<void>;
+}
+
+/** How long a kiosk ticket may wait to be exchanged, and how many may wait at once. */
+export const TICKET_TTL_MS = 60_000;
+const MAX_TICKETS = 8;
+
+/**
+ * One-time kiosk tickets: minted for the station's own account (over the
+ * socket), exchanged once for the loopback secret, spent by the exchange or
+ * after TICKET_TTL_MS, whichever comes first.
+ */
+export class KioskTickets {
+  private readonly waiting = new Map<string, number>();
+  /** The loopback origin (set when it listens); empty while there is none. */
+  origin = "";
+
+  constructor(private readonly now: () => number = () => Date.now()) {}
+
+  mint(): string {
+    const t = this.now();
+    for (const [k, until] of this.waiting) if (until <= t) this.waiting.delete(k);
+    // Never more than a few at once: the oldest goes first.
+    while (this.waiting.size >= MAX_TICKETS) this.waiting.delete(this.waiting.keys().next().value!);
+    const ticket = randomBytes(32).toString("base64url");
+    this.waiting.set(ticket, t + TICKET_TTL_MS);
+    return ticket;
+  }
+
+  /** True once for a ticket minted here and still waiting; it is spent either way. */
+  redeem(ticket: unknown): boolean {
+    if (typeof ticket !== "string" || ticket.length !== 43) return false;
+    const until = this.waiting.get(ticket);
+    this.waiting.delete(ticket);
+    return until !== undefined && until > this.now();
+  }
 }
 
 export interface LoopbackListening extends Listening {
@@ -236,7 +277,11 @@ function closer(server: Server): () => Promise<void> {
  * Listens on a Unix socket only this OS user can open.
  * @throws LinesignError USAGE when the path is too long, or another service is already listening there
  */
-export async function listenUnix(service: StationService, socketPath: string): Promise<Listening> {
+export async function listenUnix(
+  service: StationService,
+  socketPath: string,
+  opts: { tickets?: KioskTickets } = {},
+): Promise<Listening> {
   // sockaddr_un holds 108 bytes on Linux; a longer path fails with a bare EINVAL.
   if (Buffer.byteLength(socketPath) > 100)
     throw new LinesignError(
@@ -266,6 +311,15 @@ export async function listenUnix(service: StationService, socketPath: string): P
   const server = boundary(service, "socket", (req, res) => {
     if (req.method === "POST" && req.url === "/api/call")
       return handleCall(service, "socket", req, res);
+    // Only the station's own account reaches the socket (0600): a launcher asking for a browser's ticket.
+    if (req.method === "POST" && req.url === "/api/kiosk-ticket" && opts.tickets?.origin)
+      return send(res, 200, {
+        ok: true,
+        result: {
+          url: `${opts.tickets.origin}/#ticket=${opts.tickets.mint()}`,
+          expiresInMs: TICKET_TTL_MS,
+        },
+      });
     return send(res, 404, {
       ok: false,
       error: { code: "API_REQUEST_INVALID", message: "POST /api/call only." },
@@ -310,7 +364,14 @@ function cookie(req: IncomingMessage, name: string): string {
  */
 export async function listenLoopback(
   service: StationService,
-  opts: { port?: number; uiDir?: string | null; pairingKey?: string },
+  opts: {
+    port?: number;
+    uiDir?: string | null;
+    pairingKey?: string;
+    tickets?: KioskTickets;
+    /** Told when a browser has exchanged a ticket for the secret. */
+    onRedeemed?: () => void;
+  },
 ): Promise<LoopbackListening> {
   const secret = randomBytes(32).toString("base64url");
   const expected = Buffer.from(`Bearer ${secret}`);
@@ -350,6 +411,8 @@ export async function listenLoopback(
         },
       });
     }
+    if (req.method === "POST" && req.url === "/api/kiosk-redeem" && opts.tickets)
+      return redeemTicket(service, opts.tickets, origin, secret, req, res, opts.onRedeemed);
     if (req.method === "GET" && opts.uiDir) return serveStatic(opts.uiDir, req, res);
     return send(res, 404, {
       ok: false,
@@ -362,12 +425,49 @@ export async function listenLoopback(
   });
   const port = (server.address() as AddressInfo).port;
   origin = `http://127.0.0.1:${port}`;
+  if (opts.tickets) opts.tickets.origin = origin;
   return {
     port,
     secret,
     url: opts.uiDir ? `${origin}/#key=${secret}` : null,
     close: closer(server),
   };
+}
+
+/** A browser exchanges its one-time ticket for the secret; the answer is not cached anywhere. */
+async function redeemTicket(
+  service: StationService,
+  tickets: KioskTickets,
+  origin: string,
+  secret: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  onRedeemed?: () => void,
+): Promise<void> {
+  const refuse = (why: string) => {
+    service.refuseRequest(why, "loopback", "AUTH_REQUIRED");
+    send(res, 401, {
+      ok: false,
+      error: {
+        code: "AUTH_REQUIRED",
+        message:
+          'This kiosk address was used already or is too old: start the kiosk again ("linesign kiosk").',
+      },
+    });
+  };
+  if (req.headers.origin !== undefined && req.headers.origin !== origin)
+    return refuse("A kiosk ticket from another origin.");
+  const body = await readBody(req);
+  if (!("text" in body)) return refuse("A kiosk ticket request that could not be read.");
+  let ticket: unknown;
+  try {
+    ticket = (JSON.parse(body.text) as { ticket?: unknown } | null)?.ticket;
+  } catch {
+    ticket = null;
+  }
+  if (!tickets.redeem(ticket)) return refuse("A kiosk ticket that is spent, old or unknown.");
+  onRedeemed?.();
+  send(res, 200, { ok: true, result: { key: secret } }, { "cache-control": "no-store" });
 }
 
 function serveStatic(dir: string, req: IncomingMessage, res: ServerResponse): void {

@@ -58,5 +58,13 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
   for (const key of ["auditVerifyPerSec", "verifyMs", "readPerSec", "ofRead", "appendPerSec"])
     expect(audit[key], key).toBeGreaterThan(0);
   for (const key of ["start", "peak", "end"]) expect(audit.rssMb[key], key).toBeGreaterThan(0);
+  // Sign-ins, before (N=2^14 on the event loop) and after (N=2^17 off it), measured in this run.
+  const signIn = j.signIn as unknown as Record<string, Record<string, number>> & {
+    afterToBefore: number;
+  };
+  for (const part of ["msPerSignIn", "loopTurnsPerSec", "ofIdle"] as const)
+    for (const when of ["before", "after"])
+      expect(signIn[part]![when], `${part}.${when}`).toBeGreaterThan(0);
+  expect(signIn.afterToBefore).toBeGreaterThan(0);
   expect(r.stdout.trim().split("\n")).toHaveLength(1);
 }, 600_000);

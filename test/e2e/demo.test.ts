@@ -35,8 +35,10 @@ it("demo sets up the development station and provisions six simulated devices", 
   expect(text.stdout).toMatch(/p256-station +demo-\S+-p256-0001: CONFIRMED serial/);
   expect(text.stdout).toContain("already set up");
   expect(text.stdout).toContain(
-    "Electron's runtime is not installed here: open this address in Chromium",
+    "Electron's runtime is not installed here: open it in Chromium with npx linesign kiosk",
   );
+  // The service's secret is not shown for a command line to carry.
+  expect(text.stdout).not.toMatch(/#key=|kiosk\.url/);
   expect(text.stdout).toContain("Sign in as dev-officer / linesign-dev-officer");
 }, 120_000);
 
@@ -71,7 +73,9 @@ it("demo on a terminal keeps the kiosk open until Ctrl-C", async () => {
       check();
     });
   await seen("Ctrl-C closes the kiosk");
-  const url = /http:\/\/127\.0\.0\.1:\d+\/#key=[\w-]+/.exec(out)![0];
+  // The page's address is shown; the service's secret is not.
+  expect(out).not.toContain("#key=");
+  const url = /http:\/\/127\.0\.0\.1:\d+\//.exec(out)![0];
   const page = await fetch(url.replace(/#.*/, ""));
   expect(page.status).toBe(200);
   expect(await page.text()).toContain("<title>Linesign</title>");
