@@ -138,7 +138,8 @@ export async function launchKiosk(o: {
   });
   const exited = new Promise<number>((resolve) => {
     const done = (code: number) => {
-      rmSync(profile, { recursive: true, force: true });
+      // Chromium's helpers may still be writing into it as it ends: retry as they go.
+      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
       resolve(code);
     };
     child.once("error", () => done(127));

@@ -1,6 +1,6 @@
 /**
  * Crash safety of the line: the station is killed with SIGKILL at random
- * moments of a four-port run, 22 times in the suite (`npm run soak:crash`:
+ * moments of a four-port run, 12 times in the suite (`npm run soak:crash`:
  * 100; LINESIGN_CRASH_KILLS sets any count), and restarted each time while
  * the simulated devices keep going. Afterwards nothing a device stored is
  * missing from the database, no serial repeats, the log verifies, and every
@@ -41,7 +41,7 @@ import {
 } from "../helpers/serial.js";
 import { prng } from "../../fixtures/frame-fuzz.js";
 
-const KILLS = Number(process.env.LINESIGN_CRASH_KILLS ?? 22);
+const KILLS = Number(process.env.LINESIGN_CRASH_KILLS ?? 12);
 const PORTS = 4;
 const DB_FILES = ["station.db", "station.db-wal", "station.db-shm"];
 

@@ -245,8 +245,9 @@ export async function startTpm2(): Promise<TokenImpl> {
     const address = await firstLine(bus, "dbus-daemon");
     const busName = `com.linesign.Tabrmd.p${process.pid}`;
     const busEnv = { ...process.env, DBUS_SESSION_BUS_ADDRESS: address };
+    // By its path: /usr/sbin is not on every PATH (a clean CI environment).
     const abrmd = spawn(
-      "tpm2-abrmd",
+      "/usr/sbin/tpm2-abrmd",
       [
         "--session",
         `--dbus-name=${busName}`,
