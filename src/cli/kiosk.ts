@@ -16,7 +16,7 @@
  * - when Chromium ends, the profile folder is removed.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -126,24 +126,34 @@ export async function launchKiosk(o: {
   socket?: string;
   browser: string;
   browserArgs: string[];
+  /** Told when the profile folder could not be removed (the launcher then exits non-zero). */
+  onCleanupFailed?: (profile: string, cause: string) => void;
 }): Promise<KioskLaunch> {
   const socket = o.socket ?? join(o.home, "run", "station.sock");
   const url = await requestTicket(socket);
   const profile = mkdtempSync(join(o.home, "run", "chromium-"));
   const page = join(profile, "start.html");
   writeFileSync(page, startPage(url), { mode: 0o600 });
+  // Its own process group, so that stopping it stops its helpers too (the zygote, the
+  // crash handler): they write into the profile and would outlive Chromium's main process.
   const child = spawn(o.browser, chromiumArgs(profile, page, o.browserArgs), {
     stdio: ["ignore", "inherit", "inherit"],
     env: childEnv(o.env),
+    detached: true,
   });
   const exited = new Promise<number>((resolve) => {
-    const done = (code: number) => {
-      // Chromium's helpers may still be writing into it as it ends: retry as they go.
-      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    const done = async (code: number) => {
+      if (child.pid !== undefined) await endGroup(child.pid);
+      try {
+        rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+      } catch (e) {
+        o.onCleanupFailed?.(profile, (e as NodeJS.ErrnoException).code ?? String(e));
+        return resolve(code);
+      }
       resolve(code);
     };
-    child.once("error", () => done(127));
-    child.once("exit", (code, signal) => done(code ?? (signal ? 0 : 1)));
+    child.once("error", () => void done(127));
+    child.once("exit", (code, signal) => void done(code ?? (signal ? 0 : 1)));
   });
   if (child.pid === undefined) {
     await exited;
@@ -152,7 +162,44 @@ export async function launchKiosk(o: {
       `Cannot start the browser ${o.browser}: install Chromium or name it with --browser PATH.`,
     );
   }
-  return { pid: child.pid, profile, exited, stop: () => void child.kill("SIGTERM") };
+  const pid = child.pid;
+  return { pid, profile, exited, stop: () => signalGroup(pid, "SIGTERM") };
+}
+
+function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // ESRCH: the group has already gone.
+  }
+}
+
+/** The processes of a group still running (zombies write nothing), from /proc. */
+function groupAlive(pgid: number): boolean {
+  let pids: string[];
+  try {
+    pids = readdirSync("/proc").filter((f) => /^\d+$/.test(f));
+  } catch {
+    return false;
+  }
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(pgrp) === pgid && state !== "Z" && state !== "X") return true;
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return false;
+}
+
+/** Ends what is left of Chromium's group once its main process has gone, and waits (up to 5 s) until it has. */
+async function endGroup(pgid: number): Promise<void> {
+  signalGroup(pgid, "SIGKILL");
+  const until = Date.now() + 5000;
+  while (groupAlive(pgid) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
 }
 
 export function registerKioskCommand(
@@ -178,6 +225,12 @@ export function registerKioskCommand(
         env: d.io.env,
         browser: o.browser,
         browserArgs: o.browserArg,
+        onCleanupFailed: (profile, cause) => {
+          process.exitCode = 1;
+          d.io.err(
+            `The kiosk's browser profile ${profile} could not be removed (${cause}): remove it by hand (it holds only a spent ticket).\n`,
+          );
+        },
         ...(o.socket ? { socket: o.socket } : {}),
       });
       const stop = () => k.stop();

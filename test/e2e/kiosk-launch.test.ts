@@ -124,7 +124,7 @@ describe("the Chromium kiosk start", () => {
     expect(late.status).toBe(401);
     expect(JSON.stringify(await late.json())).not.toContain(secret);
     kiosk.proc.kill("SIGTERM");
-    expect((await kiosk.exited).code).toBe(0);
+    expect((await kiosk.exited).code, kiosk.stderr()).toBe(0);
     expect(existsSync(profile)).toBe(false);
     expect(st.events().filter((e) => e.action === "kiosk.open")).toHaveLength(1);
   });
