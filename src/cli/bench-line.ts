@@ -4,6 +4,8 @@
  * process. Reports the per-device cycle against the wire time of the bytes
  * exchanged, and 16 ports against 1. Figures only, never a pass/fail.
  */
+import { randomBytes, scryptSync } from "node:crypto";
+import { hashPassphrase, passphraseMatches } from "../app/users.js";
 import type { Station } from "../compose.js";
 import { ptyPair, socatAvailable, startSim } from "./sim-rig.js";
 
@@ -29,6 +31,15 @@ export interface LineBenchResult {
   devicesPerMinute16: number;
   /** devicesPerMinute16 / devicesPerMinute1 (target at least 14). */
   ports16To1: number;
+  /**
+   * One port's cycle per device while a user loops sign-ins in the same service: with no
+   * sign-ins, with the check as it was (scryptSync N=2^14 on the event loop the line shares)
+   * and as it is (scrypt N=2^17 in libuv's thread pool), ms; and each against no sign-ins.
+   */
+  underSignIns: {
+    cycleMs: { none: number; before: number; after: number };
+    toNone: { before: number; after: number };
+  };
 }
 
 interface SimDone {
@@ -46,6 +57,8 @@ async function runLine(
   ports: number,
   perPort: number,
   baud: number,
+  /** Runs beside the line, as another request would, until the line ends. */
+  beside?: () => Promise<unknown>,
 ): Promise<{ done: SimDone[]; spanMs: number; confirmed: number }> {
   const pairs = await Promise.all(
     Array.from({ length: ports }, (_, i) => ptyPair(dir, `b${ports}-${i}`)),
@@ -78,7 +91,17 @@ async function runLine(
       if (e.event === "device.confirmed") last = performance.now();
     });
     line.start();
+    let running = true;
+    const besideLoop = (async () => {
+      while (running && beside) {
+        await beside();
+        // The next one arrives as a new request would: in a later turn of the loop.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
     const summary = await line.finished();
+    running = false;
+    await besideLoop;
     await Promise.all(sims.map((c) => c.exited));
     const done = sims.flatMap((c) =>
       c.lines.filter((l) => l.event === "device.done"),
@@ -104,10 +127,22 @@ export async function benchLine(
   const one = await runLine(s, dir, 1, perPort, baud);
   log(`bench: serial line, 16 ports, ${perPort} simulated devices each`);
   const sixteen = await runLine(s, dir, 16, perPort, baud);
+  const pass = "a-user-looping-sign-ins";
+  const salt = randomBytes(16);
+  const stored = await hashPassphrase(pass);
+  log(`bench: serial line, 1 port, ${perPort} devices, while a user loops sign-ins (before)`);
+  const before = await runLine(s, dir, 1, perPort, baud, async () => {
+    scryptSync(pass, salt, 32, { N: 2 ** 14, r: 8, p: 1 });
+  });
+  log(`bench: serial line, 1 port, ${perPort} devices, while a user loops sign-ins (after)`);
+  const after = await runLine(s, dir, 1, perPort, baud, () => passphraseMatches(pass, stored));
+  const cycles = (r: { done: SimDone[] }) =>
+    mean(r.done.filter((d) => d.ok && d.cycleMs !== undefined).map((d) => d.cycleMs!));
   const ok = one.done.filter((d) => d.ok && d.cycleMs !== undefined);
   const wireBytes = mean(ok.map((d) => d.txBytes + d.rxBytes));
   const wireMs = mean(ok.map((d) => d.wireMs));
   const cycleMs = mean(ok.map((d) => d.cycleMs!));
+  const r1 = (x: number) => Number(x.toFixed(1));
   const rate1 = (one.confirmed / one.spanMs) * 60_000;
   const rate16 = (sixteen.confirmed / sixteen.spanMs) * 60_000;
   return {
@@ -120,5 +155,12 @@ export async function benchLine(
     devicesPerMinute1: Math.round(rate1),
     devicesPerMinute16: Math.round(rate16),
     ports16To1: Number((rate16 / rate1).toFixed(2)),
+    underSignIns: {
+      cycleMs: { none: r1(cycleMs), before: r1(cycles(before)), after: r1(cycles(after)) },
+      toNone: {
+        before: Number((cycles(before) / cycleMs).toFixed(2)),
+        after: Number((cycles(after) / cycleMs).toFixed(2)),
+      },
+    },
   };
 }

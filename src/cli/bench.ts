@@ -293,7 +293,8 @@ export async function runBench(
         result.line === null
           ? "  serial line: not measured (--line-devices 0, or socat missing)"
           : `  serial line at ${result.line.baud} baud: ${result.line.wireBytesPerDevice} bytes/device on the wire (every byte from the answered HELLO to DONE, both directions) = ${result.line.wireMsPerDevice} ms; cycle ${result.line.cycleMsPerDevice} ms = ${result.line.cycleToWire}x wire time\n` +
-            `           1 port ${result.line.devicesPerMinute1} devices/min; 16 ports ${result.line.devicesPerMinute16} devices/min = ${result.line.ports16To1}x`,
+            `           1 port ${result.line.devicesPerMinute1} devices/min; 16 ports ${result.line.devicesPerMinute16} devices/min = ${result.line.ports16To1}x\n` +
+            `           while a user loops sign-ins, 1 port's cycle ${result.line.underSignIns.cycleMs.before} ms before (scryptSync N=2^14 on the loop) = ${result.line.underSignIns.toNone.before}x, ${result.line.underSignIns.cycleMs.after} ms after (N=2^17 off it) = ${result.line.underSignIns.toNone.after}x of ${result.line.underSignIns.cycleMs.none} ms with none`,
         result.sync === null
           ? "  AWS IoT sync: not measured (--sync-certs 0)"
           : `  AWS IoT sync of ${result.sync.certificates} certificates to the emulator at --max-rps ${result.sync.maxRps}: ${result.sync.achievedRps}/s = ${result.sync.ofCeiling} of the ceiling; busiest second ${result.sync.busiestSecond} requests`,

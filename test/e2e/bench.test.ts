@@ -46,6 +46,12 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
     "ports16To1",
   ])
     expect(line[key], key).toBeGreaterThan(0);
+  // One port's cycle while a user loops sign-ins, before and after, measured in this run.
+  const under = j.line!.underSignIns as unknown as Record<string, Record<string, number>>;
+  for (const when of ["none", "before", "after"])
+    expect(under.cycleMs![when], `underSignIns.cycleMs.${when}`).toBeGreaterThan(0);
+  for (const when of ["before", "after"])
+    expect(under.toNone![when], `underSignIns.toNone.${when}`).toBeGreaterThan(0);
   const sync = j.sync as unknown as Record<string, number>;
   expect(sync.certificates).toBeGreaterThanOrEqual(30); // plus the line figures' devices
   for (const key of ["achievedRps", "ofCeiling", "busiestSecond"])
