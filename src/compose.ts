@@ -164,11 +164,11 @@ export interface Station {
 }
 
 /**
- * The loopback kiosk's pairing key, kept in <home>/run/kiosk.key (0600), so a
- * paired kiosk browser reconnects after the service restarts.
+ * The loopback kiosk's stable key, kept in <home>/run/kiosk.key (0600), so a
+ * kiosk page that holds it in memory reconnects after the service restarts.
  * @throws LinesignError FILE_READ_FAILED, FILE_WRITE_FAILED (naming the file)
  */
-export function kioskPairingKey(station: Station): string {
+export function kioskKey(station: Station): string {
   return loadKioskKey(join(station.home.dir, "run", "kiosk.key"));
 }
 

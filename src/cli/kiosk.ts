@@ -10,9 +10,11 @@
  * - it writes a start page holding that ticket into a new private profile
  *   folder (0700, the file 0600) and starts Chromium on the page's file path:
  *   the command line names only a path another user cannot open;
- * - the page exchanges the ticket once on loopback for the secret and keeps
- *   that in memory (Chromium runs --incognito: no history, no session
- *   storage on disk); whoever reads the ticket later holds a spent one;
+ * - the page exchanges the ticket once on loopback for the station's stable
+ *   kiosk key and keeps it in its memory only (never a cookie or the
+ *   browser's storage; Chromium runs --incognito as well), so it reaches the
+ *   service again after a restart on the same --http-port, with no reload;
+ *   whoever reads the ticket later holds a spent one;
  * - when Chromium ends, the profile folder is removed.
  */
 import { spawn } from "node:child_process";

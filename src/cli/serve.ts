@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
-import { kioskPairingKey, openStation, type Station } from "../compose.js";
+import { kioskKey, openStation, type Station } from "../compose.js";
 import { StationService } from "../service/station-service.js";
 import { KioskTickets, listenLoopback, listenUnix, type Listening } from "../service/http.js";
 import type { CliIo } from "./io.js";
@@ -119,12 +119,12 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     listeners.push(await listenUnix(service, socket, tickets ? { tickets } : {}));
     let url: string | null = null;
     if (o.ui) {
-      // Kept in the home, so a paired kiosk browser reconnects by itself after a restart.
-      const pairingKey = kioskPairingKey(station);
+      // Kept in the home, so a kiosk page that holds it in memory reconnects by itself after a restart.
+      const key = kioskKey(station);
       const lb = await listenLoopback(service, {
         port: o.httpPort ?? 0,
         uiDir: UI_DIR,
-        pairingKey,
+        kioskKey: key,
         ...(tickets ? { tickets } : {}),
         onRedeemed: () => {
           station.ctx.store.appendEvent({

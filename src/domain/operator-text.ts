@@ -24,7 +24,7 @@ export interface RefusalText extends OperatorText {
 }
 
 /** Codes the kiosk page makes itself (the service did not answer). */
-export const KIOSK_CODES = ["SERVICE_UNREACHABLE"] as const;
+export const KIOSK_CODES = ["SERVICE_UNREACHABLE", "KIOSK_NOT_CONNECTED"] as const;
 export type KioskCode = ErrorCode | (typeof KIOSK_CODES)[number];
 /** Every code a kiosk screen can be shown. */
 export const ALL_KIOSK_CODES: readonly KioskCode[] = [...ERROR_CODES, ...KIOSK_CODES];
@@ -527,6 +527,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     "The station service is not answering",
     "Wait: the screen reconnects by itself. If it does not within a minute, call the line lead.",
     "Wait: the screen reconnects by itself. If it does not, check that the station service is running.",
+  ),
+  KIOSK_NOT_CONNECTED: t(
+    "This screen is not connected to the station",
+    CALL_OFFICER,
+    'Start the kiosk from the station: "linesign kiosk" beside "linesign serve --ui", or Electron\'s kiosk.',
   ),
 };
 

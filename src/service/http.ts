@@ -8,11 +8,13 @@
  *   web page elsewhere cannot reach it through DNS rebinding.
  * The caller's login token travels in the x-linesign-login header.
  *
- * A browser kiosk gets the loopback secret without it ever being on a
- * command line or in a browser profile: `linesign kiosk` asks the socket
- * (POST /api/kiosk-ticket, owner only) for a one-time ticket, the page
- * exchanges it once on loopback (POST /api/kiosk-redeem) for the secret and
- * keeps that in memory. A ticket read later (from a file, a profile) is spent.
+ * A browser kiosk gets its key without it ever being on a command line or
+ * in a browser profile: `linesign kiosk` asks the socket (POST
+ * /api/kiosk-ticket, owner only) for a one-time ticket, the page exchanges
+ * it once on loopback (POST /api/kiosk-redeem) for the stable kiosk key and
+ * keeps that in memory only, so it reaches the service again after a
+ * restart. A ticket read later (from a file, a profile) is spent. Nothing is
+ * ever set in the browser (no cookie).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomBytes, timingSafeEqual } from "node:crypto";
@@ -338,36 +340,29 @@ export async function listenUnix(
   return { close: closer(server) };
 }
 
-/** The cookie that carries a paired kiosk's key (see adapters/fs/kiosk-key.ts). */
-export const PAIRING_COOKIE = "linesign-kiosk";
-const PAIRING_MAX_AGE_S = 400 * 24 * 3600; // the longest a browser keeps a cookie
-
 function sameSecret(got: string, expected: Buffer): boolean {
   const b = Buffer.from(got);
   return b.length === expected.length && timingSafeEqual(b, expected);
 }
 
-function cookie(req: IncomingMessage, name: string): string {
-  const header = String(req.headers.cookie ?? "");
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return "";
-}
+/** The refusal of a call that holds neither the per-start secret nor the kiosk key. */
+export const NO_KIOSK_KEY_MESSAGE =
+  'This browser holds no key for the station service: start the kiosk with "linesign kiosk" beside "linesign serve --ui" (or use Electron\'s kiosk).';
 
 /**
  * Listens on 127.0.0.1 with a per-start secret; with `uiDir`, also serves the
- * kiosk page. With `pairingKey`, a call carrying the secret also pairs the
- * browser (a cookie with the key), and later calls carrying that cookie are
- * taken without the secret, also after a restart.
+ * kiosk page. With `kioskKey` (the stable key in <home>/run/kiosk.key), a
+ * page that holds the per-start secret may ask for it (POST /api/kiosk-key),
+ * and a redeemed ticket is answered with it: the page keeps it in memory and
+ * calls with it, so it still reaches the service after a restart, with no
+ * reload. Nothing is ever given to the browser to keep (no cookie).
  */
 export async function listenLoopback(
   service: StationService,
   opts: {
     port?: number;
     uiDir?: string | null;
-    pairingKey?: string;
+    kioskKey?: string;
     tickets?: KioskTickets;
     /** Told when a browser has exchanged a ticket for the secret. */
     onRedeemed?: () => void;
@@ -375,12 +370,14 @@ export async function listenLoopback(
 ): Promise<LoopbackListening> {
   const secret = randomBytes(32).toString("base64url");
   const expected = Buffer.from(`Bearer ${secret}`);
-  const paired = opts.pairingKey ? Buffer.from(opts.pairingKey) : null;
-  const pairing: Record<string, string> = opts.pairingKey
-    ? {
-        "set-cookie": `${PAIRING_COOKIE}=${opts.pairingKey}; Path=/api; HttpOnly; SameSite=Strict; Max-Age=${PAIRING_MAX_AGE_S}`,
-      }
-    : {};
+  const stable = opts.kioskKey ? Buffer.from(`Bearer ${opts.kioskKey}`) : null;
+  // Both compared whatever the first gives, in constant time.
+  const holdsKey = (req: IncomingMessage): boolean => {
+    const got = String(req.headers.authorization ?? "");
+    const bySecret = sameSecret(got, expected);
+    const byStable = stable !== null && sameSecret(got, stable);
+    return bySecret || byStable;
+  };
   let origin = "";
   const server = boundary(service, "loopback", (req, res) => {
     // Only this address: a page elsewhere that rebinds a name to 127.0.0.1 sends another Host.
@@ -397,22 +394,37 @@ export async function listenLoopback(
           error: { code: "API_REQUEST_INVALID", message: "Wrong origin." },
         });
       }
-      if (sameSecret(String(req.headers.authorization ?? ""), expected))
-        return handleCall(service, "loopback", req, res, pairing);
-      if (paired && sameSecret(cookie(req, PAIRING_COOKIE), paired))
-        return handleCall(service, "loopback", req, res);
+      if (holdsKey(req)) return handleCall(service, "loopback", req, res);
       service.refuseRequest("A call without the service's secret.", "loopback", "AUTH_REQUIRED");
       return send(res, 401, {
         ok: false,
-        error: {
-          code: "AUTH_REQUIRED",
-          message:
-            "This browser is not paired with the station service: open the kiosk once from the address the service printed.",
-        },
+        error: { code: "AUTH_REQUIRED", message: NO_KIOSK_KEY_MESSAGE },
       });
     }
+    // A page that holds this start's secret asks for the stable key, to keep in its memory.
+    if (req.method === "POST" && req.url === "/api/kiosk-key" && opts.kioskKey) {
+      if (
+        (req.headers.origin !== undefined && req.headers.origin !== origin) ||
+        !sameSecret(String(req.headers.authorization ?? ""), expected)
+      ) {
+        service.refuseRequest("A kiosk key asked without the secret.", "loopback", "AUTH_REQUIRED");
+        return send(res, 401, {
+          ok: false,
+          error: { code: "AUTH_REQUIRED", message: NO_KIOSK_KEY_MESSAGE },
+        });
+      }
+      return send(res, 200, { ok: true, result: { key: opts.kioskKey } });
+    }
     if (req.method === "POST" && req.url === "/api/kiosk-redeem" && opts.tickets)
-      return redeemTicket(service, opts.tickets, origin, secret, req, res, opts.onRedeemed);
+      return redeemTicket(
+        service,
+        opts.tickets,
+        origin,
+        opts.kioskKey ?? secret,
+        req,
+        res,
+        opts.onRedeemed,
+      );
     if (req.method === "GET" && opts.uiDir) return serveStatic(opts.uiDir, req, res);
     return send(res, 404, {
       ok: false,
@@ -434,12 +446,15 @@ export async function listenLoopback(
   };
 }
 
-/** A browser exchanges its one-time ticket for the secret; the answer is not cached anywhere. */
+/**
+ * A browser exchanges its one-time ticket for `key` (the stable kiosk key, or
+ * the per-start secret when there is none); the answer is not cached anywhere.
+ */
 async function redeemTicket(
   service: StationService,
   tickets: KioskTickets,
   origin: string,
-  secret: string,
+  key: string,
   req: IncomingMessage,
   res: ServerResponse,
   onRedeemed?: () => void,
@@ -467,7 +482,7 @@ async function redeemTicket(
   }
   if (!tickets.redeem(ticket)) return refuse("A kiosk ticket that is spent, old or unknown.");
   onRedeemed?.();
-  send(res, 200, { ok: true, result: { key: secret } }, { "cache-control": "no-store" });
+  send(res, 200, { ok: true, result: { key } }, { "cache-control": "no-store" });
 }
 
 function serveStatic(dir: string, req: IncomingMessage, res: ServerResponse): void {

@@ -3,7 +3,7 @@
  * or in any browser profile, against a real `linesign serve --ui` and the
  * machine's Chromium: `linesign kiosk` starts it on a one-time ticket that the
  * page spends at once; every process's /proc/PID/cmdline and every file of
- * the profile are searched for the secret; a ticket read afterwards gets
+ * the profile are searched for the secret and the kiosk key; a ticket read afterwards gets
  * nothing; stopping the launcher removes the profile. A page opened with a
  * ticket (playwright-core) signs in and works, and its address keeps nothing.
  */
@@ -118,7 +118,12 @@ describe("the Chromium kiosk start", () => {
     // Neither the ticket nor the secret is on a command line; Chromium's names only the start page.
     for (const cmd of commandLines()) expect(cmd.includes(ticket)).toBe(false);
     expect(commandLines().some((c) => c.includes(join(profile, "start.html")))).toBe(true);
-    for (const f of filesUnder(profile)) expect(f.bytes.includes(secret), f.path).toBe(false);
+    // The page holds the station's kiosk key in memory; neither it nor the secret is written.
+    const key = readFileSync(join(run, "kiosk.key"), "utf8").trim();
+    for (const f of filesUnder(profile)) {
+      expect(f.bytes.includes(secret), f.path).toBe(false);
+      expect(f.bytes.includes(key), f.path).toBe(false);
+    }
     // Whoever reads the start page now holds a spent ticket.
     const late = await redeem(ticket);
     expect(late.status).toBe(401);

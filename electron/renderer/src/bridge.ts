@@ -1,29 +1,24 @@
 /**
  * `window.linesign` for a browser: the same named functions Electron's
  * preload exposes, carried over loopback HTTP to the station service. The
- * service's per-start secret arrives in the address's fragment (never sent
- * in a request line), or is exchanged for the one-time ticket found there;
- * it is kept for this tab only, and the fragment is removed from the address
- * bar. The login token is kept here, out of the page's reach.
+ * page is given the service's per-start secret in the address's fragment
+ * (never sent in a request line), or a one-time ticket there, and removes
+ * the fragment from the address bar at once. It trades either for the
+ * station's stable kiosk key and keeps that in this page's memory only:
+ * nothing goes into the browser's profile (no cookie, no localStorage or
+ * sessionStorage), yet after the service restarts the page still reaches
+ * it, with no reload. The login token is kept here too, out of the page's
+ * reach.
  */
 import { CHANNEL_NAMES } from "../../../src/domain/kiosk-channels.js";
 import type { LinesignApi, Reply } from "../../../src/domain/kiosk-api.js";
 
-const KEY_STORE = "linesign.kiosk-key";
 const LOGIN_HEADER = "x-linesign-login";
 
-/**
- * A one-time ticket (from `linesign kiosk`) is exchanged once for the secret,
- * so the address Chromium was started on holds nothing worth reading later.
- */
-async function redeem(ticket: string): Promise<string> {
+/** The key a POST answers with, or "" when it is refused or the service is away. */
+async function keyFrom(path: string, init: RequestInit): Promise<string> {
   try {
-    const res = await fetch("/api/kiosk-redeem", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ ticket }),
-      cache: "no-store",
-    });
+    const res = await fetch(path, { method: "POST", cache: "no-store", ...init });
     const reply = (await res.json()) as Reply<{ key: string }>;
     return reply.ok ? reply.result.key : "";
   } catch {
@@ -31,21 +26,35 @@ async function redeem(ticket: string): Promise<string> {
   }
 }
 
+/**
+ * A one-time ticket (from `linesign kiosk`) is exchanged once for the kiosk
+ * key, so the address Chromium was started on holds nothing worth reading
+ * later; a per-start secret is traded for the kiosk key (kept by the
+ * service across restarts), and used as it is when the service has none.
+ */
+function keyOf(ticket: string | null, secret: string | null): Promise<string> {
+  if (ticket)
+    return keyFrom("/api/kiosk-redeem", {
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ticket }),
+    });
+  if (secret)
+    return keyFrom("/api/kiosk-key", { headers: { authorization: `Bearer ${secret}` } }).then(
+      (k) => k || secret,
+    );
+  return Promise.resolve("");
+}
+
 export function httpBridge(): LinesignApi {
   const hash = new URLSearchParams(location.hash.slice(1));
-  const fromHash = hash.get("key");
+  const secret = hash.get("key");
   const ticket = hash.get("ticket");
-  if (fromHash || ticket) history.replaceState(null, "", location.pathname);
-  if (fromHash) sessionStorage.setItem(KEY_STORE, fromHash);
-  const keyReady: Promise<string> = ticket
-    ? redeem(ticket).then((k) => {
-        if (k) sessionStorage.setItem(KEY_STORE, k);
-        return k;
-      })
-    : Promise.resolve(sessionStorage.getItem(KEY_STORE) ?? "");
+  if (secret || ticket) history.replaceState(null, "", location.pathname);
+  // In this page's memory only: a reload, or a browser that opened the plain address, has none.
+  const keyReady = keyOf(ticket, secret);
   let login: string | null = null;
   const call = async (channel: string, args: unknown): Promise<Reply<unknown>> => {
-    const key = (await keyReady) || (sessionStorage.getItem(KEY_STORE) ?? "");
+    const key = await keyReady;
     try {
       const res = await fetch("/api/call", {
         method: "POST",
@@ -56,6 +65,18 @@ export function httpBridge(): LinesignApi {
         },
         body: JSON.stringify({ channel, args }),
       });
+      // Refused at the door: this page holds no key the service takes (never started by the station).
+      if (res.status === 401) {
+        login = null;
+        const refused = (await res.json().catch(() => null)) as Reply<unknown> | null;
+        return {
+          ok: false,
+          error: {
+            code: "KIOSK_NOT_CONNECTED",
+            message: refused && !refused.ok ? refused.error.message : "",
+          },
+        };
+      }
       const reply = (await res.json()) as Reply<unknown>;
       const token = res.headers.get(LOGIN_HEADER);
       if (channel === "auth.login" && reply.ok && token) login = token;

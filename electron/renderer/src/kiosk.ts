@@ -70,7 +70,12 @@ export async function call<K extends ChannelName>(
   if (session.user?.role === "officer") officerActed(startedAt);
   if (!reply.ok && reply.error.code === "SERVICE_UNREACHABLE") onUnreachable();
   // Only a sign-in that was there and has gone redraws: nobody signed in is already the sign-in screen.
-  if (!reply.ok && reply.error.code === "AUTH_REQUIRED" && name !== "auth.login" && session.user) {
+  if (
+    !reply.ok &&
+    (reply.error.code === "AUTH_REQUIRED" || reply.error.code === "KIOSK_NOT_CONNECTED") &&
+    name !== "auth.login" &&
+    session.user
+  ) {
     session.user = null;
     onSignedOut();
   }

@@ -159,8 +159,9 @@ let reconnecting = false;
  * The service went away (a restart, a stop): say so and ask again, more
  * slowly each time, until it answers; then draw the screen again. Its
  * sign-ins went with it, so whoever was signed in signs in again, told why.
- * A browser paired with the service (adapters/fs/kiosk-key.ts) and Electron's
- * main process reach the new service by themselves: nobody reloads the page.
+ * A browser page holding the kiosk key in memory (adapters/fs/kiosk-key.ts)
+ * and Electron's main process reach the new service by themselves: nobody
+ * reloads the page.
  */
 async function reconnect(): Promise<void> {
   if (reconnecting) return;

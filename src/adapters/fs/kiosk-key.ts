@@ -1,11 +1,11 @@
 /**
- * The loopback kiosk's pairing key. A browser that opened the address the
- * service printed (with its per-start secret) is given this key in a cookie
- * (HttpOnly, SameSite=Strict); the key is kept in the station home, readable
- * by the station's user only, so a paired kiosk reconnects by itself after
- * the service restarts, and a kiosk browser is started with the plain
- * address: no secret on any command line. Deleting the file unpairs every
- * kiosk.
+ * The loopback kiosk's stable key. A kiosk page that holds the service's
+ * per-start secret (a redeemed one-time ticket, or the printed address) is
+ * given this key into its memory only (never a cookie or the browser's
+ * storage), and calls with it, so it reconnects by itself after the service
+ * restarts. The key is kept in the station home, readable by the station's
+ * user only. Deleting the file (then restarting the service) ends every
+ * kiosk's access.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -21,7 +21,7 @@ const KEY = /^[A-Za-z0-9_-]{43}$/;
  */
 export function loadKioskKey(path: string): string {
   if (existsSync(path)) {
-    const text = readTextBounded(path, "the kiosk pairing key", READ_LIMITS.small).trim();
+    const text = readTextBounded(path, "the kiosk key", READ_LIMITS.small).trim();
     if (KEY.test(text)) return text;
   }
   const key = randomBytes(32).toString("base64url");
