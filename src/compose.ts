@@ -31,16 +31,24 @@ import { fileLogger } from "./adapters/log/logger.js";
 import type { AppContext } from "./app/context.js";
 import { CaService } from "./app/ca.js";
 import { ConfigRecord, ProfileService } from "./app/profiles.js";
-import { AuditService } from "./app/audit.js";
+import { AuditService, verifySignature } from "./app/audit.js";
 import {
   assessToken,
   DEFAULT_MAX_PIN_ATTEMPTS,
   pinGuard,
   TokenService,
+  probeFacts,
   type TokenAssessment,
 } from "./app/token.js";
 import { parseTokenSelector, selectorMatches } from "./domain/pkcs11-uri.js";
 import { Checkpointer } from "./app/checkpoint.js";
+import {
+  DataObjectHeadStore,
+  SignedHeadStore,
+  type HeadStore,
+  type HeadStoreKind,
+} from "./app/head-store.js";
+import { fileHeadFile } from "./adapters/fs/head-file.js";
 import { StationHealth } from "./app/health.js";
 import { IssuanceEngine, type IssuanceHooks } from "./app/issuance.js";
 import { InlinePreparer, WorkerPreparer } from "./app/pki/preparer.js";
@@ -124,6 +132,13 @@ export interface Station {
   /** Worker threads building certificates (0: in the main thread). */
   workers: number;
   checkpointer: Checkpointer;
+  /**
+   * `token probe --record`: keeps the probe's facts in the log (a token.probe
+   * entry, which status shows) and sets audit.headStore from what the token
+   * keeps, moving the head to its new place first.
+   * @throws LinesignError USAGE (another token), HSM_PIN_REQUIRED (no data object tried), AUDIT_HEAD_MISMATCH
+   */
+  recordTokenProbe(a: TokenAssessment): Promise<{ headStore: HeadStoreKind; changed: boolean }>;
   serialPorts: SerialPorts;
   /** AWS IoT targets and the batch sync. */
   sync: SyncService;
@@ -359,6 +374,17 @@ function buildStation(
     config.audit.keyLabel,
     config.audit.keyType,
   );
+  // A token that keeps no data objects: the head signed by the audit key, in a file outside the database.
+  const headStoreOf = (kind: HeadStoreKind, file: string | undefined): HeadStore =>
+    kind === "signed-head"
+      ? new SignedHeadStore(
+          fileHeadFile(file ?? home.headFilePath),
+          () => checkpointer.signer(),
+          () => checkpointer.tokenAuditKeySpki(),
+          verifySignature,
+        )
+      : new DataObjectHeadStore(ctx);
+  checkpointer.useHeadStore(headStoreOf(config.audit.headStore, config.audit.headFile));
   const workers =
     config.issuance.workers === "auto"
       ? Math.min(4, availableParallelism() - 1)
@@ -483,8 +509,35 @@ function buildStation(
     issuance,
     workers,
     checkpointer,
+    recordTokenProbe: async (a) => {
+      if (a.probe.token.label !== tokenLabel)
+        throw new LinesignError(
+          "USAGE",
+          `--record keeps what the station's own token "${tokenLabel}" offers; this probe was of "${a.probe.token.label}".`,
+        );
+      if (a.headStore === "not checked")
+        throw new LinesignError(
+          "HSM_PIN_REQUIRED",
+          "Recording the probe needs the user PIN (LINESIGN_USER_PIN), so that it can try a data object and a key template.",
+        );
+      const kind = a.headStore;
+      const before = configRecord.file.read().audit;
+      // The head goes to its new place before the config names it.
+      if (kind !== before.headStore)
+        await checkpointer.moveHeadTo(headStoreOf(kind, before.headFile));
+      const r = configRecord.change(
+        "token.probe",
+        tokenLabel,
+        (raw) => {
+          raw.audit.headStore = kind;
+        },
+        () => ({ ...probeFacts(a), headStoreBefore: before.headStore }),
+      );
+      return { headStore: kind, changed: r.changes.length > 0 };
+    },
     status: () => ({
       ...stationStatus(ctx),
+      headStore: { kind: checkpointer.headStore.kind, where: checkpointer.headStore.where },
       versions: {
         software: softwareVersion(),
         schema: store.schemaVersion(),
@@ -567,6 +620,8 @@ export interface InitOptions extends StationOptions {
   stationId?: string;
   /** The audit key's type (default ec-p256; a token without EC needs an RSA one). */
   auditKeyType?: KeyType;
+  /** Where the log head is kept (default data-object; signed-head for tokens without data objects). */
+  headStore?: HeadStoreKind;
 }
 
 export interface InitResult {
@@ -641,7 +696,14 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
         maxPinAttempts: DEFAULT_MAX_PIN_ATTEMPTS,
       },
       development: opts.dev,
-      ...(opts.auditKeyType ? { audit: { keyType: opts.auditKeyType } } : {}),
+      ...(opts.auditKeyType || opts.headStore
+        ? {
+            audit: {
+              ...(opts.auditKeyType ? { keyType: opts.auditKeyType } : {}),
+              ...(opts.headStore ? { headStore: opts.headStore } : {}),
+            },
+          }
+        : {}),
       ...(opts.dev ? { profiles: { default: DEV_PROFILE } } : {}),
     };
     if (opts.dev && !env.SOFTHSM2_CONF) {

@@ -22,20 +22,12 @@ import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
 import type { KeyType } from "../domain/keys.js";
 import type { Signer } from "../domain/ports.js";
 import type { AppContext } from "./context.js";
+import { DataObjectHeadStore, type HeadStore, type TokenHead } from "./head-store.js";
 
-/** Label of the token data object that holds the log head. */
-export const HEAD_OBJECT_LABEL = "linesign-log-head";
+export { HEAD_OBJECT_LABEL, type TokenHead } from "./head-store.js";
 
 /** The action under which an officer accepts a loss the token revealed. */
 export const LOSS_ACCEPT_ACTION = "audit.loss-accept";
-
-/** The head as written into the token. */
-export interface TokenHead {
-  station: string;
-  seq: number;
-  hash: string;
-  ts: string;
-}
 
 /** How the database stands against the token's head. */
 export type HeadBinding =
@@ -48,7 +40,9 @@ export type HeadBinding =
   /** The token's head names another station. */
   | { state: "foreign"; tokenSeq: number; dbSeq: number; station: string }
   /** The log has issued certificates but the token holds no head: it was removed, or this is not the station's token. */
-  | { state: "missing"; tokenSeq: null; dbSeq: number };
+  | { state: "missing"; tokenSeq: null; dbSeq: number }
+  /** A head kept outside the token is older than the database's own signed checkpoint: an older head file was put back. */
+  | { state: "stale"; tokenSeq: number; dbSeq: number; checkpointSeq: number };
 
 /** A loss an officer accepted, as recorded. */
 export interface AcceptedLoss {
@@ -73,6 +67,8 @@ export function describeBinding(b: Exclude<HeadBinding, { state: "bound" }>): st
       return `the log forks at entry ${b.seq}: the database holds another entry there than the one the token recorded (the database was replaced or rewritten)`;
     case "foreign":
       return `the token's log head belongs to station "${b.station}", not to this one`;
+    case "stale":
+      return `the stored log head (entry ${b.tokenSeq}) is older than the database's signed checkpoint at entry ${b.checkpointSeq}: an older head file was put back, so a cut-off tail or an older database would not show`;
     case "missing":
       return `the token holds no log head although the database records issued certificates (entries 1 to ${b.dbSeq}): the head was removed, or this is not the station's token`;
     default: {
@@ -87,25 +83,6 @@ export function checkpointMessage(station: string, seq: number, hash: string): U
   return new TextEncoder().encode(
     `linesign-checkpoint/1\nstation=${station}\nseq=${seq}\nhash=${hash}\n`,
   );
-}
-
-function parseHead(bytes: Uint8Array): TokenHead | null {
-  try {
-    const v = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as unknown;
-    if (
-      v &&
-      typeof v === "object" &&
-      typeof (v as TokenHead).station === "string" &&
-      Number.isSafeInteger((v as TokenHead).seq) &&
-      (v as TokenHead).seq > 0 &&
-      typeof (v as TokenHead).hash === "string" &&
-      /^[0-9a-f]{64}$/.test((v as TokenHead).hash)
-    )
-      return v as TokenHead;
-  } catch {
-    // not a head: see below
-  }
-  return null;
 }
 
 export class Checkpointer {
@@ -125,12 +102,49 @@ export class Checkpointer {
    * @param keyLabel label of the audit key in the station's token (made on first use).
    * @param keyType the audit key's type when it is made (a token without EC needs an RSA one).
    */
+  /** Where the head is kept (a private data object on the token unless set with useHeadStore). */
+  private heads: HeadStore;
+
   constructor(
     private readonly ctx: AppContext,
     private readonly every: number,
     private readonly keyLabel: string,
     private readonly keyType: KeyType = "ec-p256",
-  ) {}
+  ) {
+    this.heads = new DataObjectHeadStore(ctx);
+  }
+
+  /** Keeps the head in `store` from now on (chosen by audit.headStore). */
+  useHeadStore(store: HeadStore): void {
+    this.heads = store;
+    this.bound = false;
+    this.known = undefined;
+  }
+
+  /**
+   * Moves the head to `store` (another place chosen for it): the database must
+   * agree with the current store first; the new one gets the database's head.
+   * @throws LinesignError AUDIT_HEAD_MISMATCH, AUDIT_HEAD_WRITE_FAILED
+   */
+  moveHeadTo(store: HeadStore): Promise<void> {
+    return this.serial(async () => {
+      await this.ensureBound();
+      const previous = this.heads;
+      this.useHeadStore(store);
+      const head = this.ctx.store.head();
+      try {
+        if (head) await this.writeHead(head, true);
+      } catch (e) {
+        this.useHeadStore(previous);
+        throw e;
+      }
+    });
+  }
+
+  /** The store that keeps the head. */
+  get headStore(): HeadStore {
+    return this.heads;
+  }
 
   /** Runs `work` after everything queued before it; a failure does not block what follows. */
   private serial<T>(work: () => Promise<T>): Promise<T> {
@@ -206,6 +220,11 @@ export class Checkpointer {
     }
     if (token.station !== this.ctx.stationId)
       return { state: "foreign", tokenSeq: token.seq, dbSeq, station: token.station };
+    // A head outside the token can be put back alone: it never lags the signed checkpoints
+    // (checkpointNow moves it before it records the checkpoint).
+    const lastCheckpoint = this.ctx.store.checkpoints().at(-1)?.seq ?? 0;
+    if (this.heads.kind === "signed-head" && token.seq < lastCheckpoint && upTo === undefined)
+      return { state: "stale", tokenSeq: token.seq, dbSeq, checkpointSeq: lastCheckpoint };
     if (dbSeq < token.seq)
       return { state: "gap", tokenSeq: token.seq, dbSeq, from: dbSeq + 1, to: token.seq };
     const entry = this.ctx.store.eventAt(token.seq);
@@ -271,33 +290,9 @@ export class Checkpointer {
     return this.ctx.store.queryEvents({ action: LOSS_ACCEPT_ACTION }).map(toLoss);
   }
 
-  /** The head stored in the token, or null when none was ever written. */
-  async tokenHead(): Promise<TokenHead | null> {
-    const data = this.ctx.tokenData();
-    const enc = new TextEncoder();
-    const values: Uint8Array[] = [
-      ...(await data.readRegister(this.ctx.tokenLabel, HEAD_OBJECT_LABEL))
-        .filter((v) => v !== "")
-        .map((v) => enc.encode(v)),
-      // A station made before the head became a register kept it in a data object's value.
-      ...(await data.readData(this.ctx.tokenLabel, HEAD_OBJECT_LABEL)),
-    ];
-    let best: TokenHead | null = null;
-    let unreadable = 0;
-    for (const bytes of values) {
-      const head = parseHead(bytes);
-      if (!head) unreadable++;
-      else if (!best || head.seq > best.seq) best = head;
-    }
-    // The register keeps the previous head beside the newest, so a write the token
-    // failed to store leaves a readable one; none readable is a fault.
-    if (!best && unreadable > 0)
-      throw new LinesignError(
-        "AUDIT_CHAIN_BROKEN",
-        "The log head stored in the token is unreadable.",
-        { details: { objects: values.length } },
-      );
-    return best;
+  /** The head stored in the token (or the store that stands in for it), or null when none was ever written. */
+  tokenHead(): Promise<TokenHead | null> {
+    return this.heads.read();
   }
 
   /** The audit key's public half (DER SPKI) as the token holds it, or null when none exists yet. */
@@ -336,6 +331,8 @@ export class Checkpointer {
     const signature = await signer.sign(
       checkpointMessage(this.ctx.stationId, signed.seq, signed.hash),
     );
+    // The head first: the stored head is never behind a recorded checkpoint.
+    await this.writeHead(signed);
     this.ctx.store.insertCheckpoint({
       seq: signed.seq,
       hash: signed.hash,
@@ -345,7 +342,6 @@ export class Checkpointer {
       signature,
     });
     this.lastSeq = signed.seq;
-    await this.writeHead(signed);
     return signed;
   }
 
@@ -363,22 +359,12 @@ export class Checkpointer {
       ts: this.ctx.clock.now().toISOString(),
     };
     try {
-      const text = JSON.stringify(value);
-      try {
-        await this.ctx.tokenData().writeRegister(this.ctx.tokenLabel, HEAD_OBJECT_LABEL, text);
-      } catch (first) {
-        // A register the token will not rewrite now: keep the head in a new data object
-        // instead (slower, made before the old one goes); the reader takes the highest.
-        this.ctx.logger.warn({ err: first }, "the log head register could not be written");
-        await this.ctx
-          .tokenData()
-          .writeData(this.ctx.tokenLabel, HEAD_OBJECT_LABEL, new TextEncoder().encode(text));
-      }
+      await this.heads.write(value);
     } catch (cause) {
       const code = cause instanceof LinesignError ? cause.code : null;
       throw new LinesignError(
         "AUDIT_HEAD_WRITE_FAILED",
-        `The log head could not be written to token "${this.ctx.tokenLabel}"${code ? ` (${code}: ${(cause as Error).message})` : ""}. ` +
+        `The log head could not be written to ${this.heads.where}${code ? ` (${code}: ${(cause as Error).message})` : ` (${(cause as Error).message})`}. ` +
           "The records are kept; no certificate leaves until the head is written. Check that the token is present and has room, then resume.",
         { cause, details: { token: this.ctx.tokenLabel, seq: head.seq } },
       );

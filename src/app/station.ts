@@ -106,6 +106,8 @@ export interface StationStatus {
   token: { label: string; present: boolean; others: string[] };
   cas: CaView[];
   log: { entries: number; head: { seq: number; hash: string } | null };
+  /** Where the log head is kept apart from the database (audit.headStore). */
+  headStore?: { kind: "data-object" | "signed-head"; where: string };
   /** What runs here: the software's release and the database's schema (and the newest this software knows). */
   versions?: { software: string; schema: number; schemaSupported: number };
 }

@@ -178,6 +178,44 @@ export function assessToken(probe: TokenProbe, auditKeyType: KeyType): TokenAsse
   };
 }
 
+/** What `status` shows of a probe: the facts a station runs on (kept in the token.probe entry). */
+export interface ProbeFacts {
+  token: { label: string; serial: string; manufacturer: string; model: string };
+  /** Per key type: the mechanism it signs with, or why the token cannot serve it. */
+  keyTypes: { keyType: KeyType; signWith: string | null; reason: string | null }[];
+  dataObjects: { kept: boolean; reason: string | null } | null;
+  template: { keyType: KeyType; accepted: string | null; weaknesses: string[] } | null;
+  pin: TokenProbe["pin"];
+  headStore: TokenAssessment["headStore"];
+}
+
+export function probeFacts(a: TokenAssessment): ProbeFacts {
+  const p = a.probe;
+  return {
+    token: {
+      label: p.token.label,
+      serial: p.token.serial,
+      manufacturer: p.token.manufacturer,
+      model: p.token.model,
+    },
+    keyTypes: p.keyTypes.map((k) =>
+      k.fit
+        ? { keyType: k.keyType, signWith: k.signWith, reason: null }
+        : { keyType: k.keyType, signWith: null, reason: k.reason },
+    ),
+    dataObjects: p.dataObjects,
+    template: p.template
+      ? {
+          keyType: p.template.keyType,
+          accepted: p.template.accepted,
+          weaknesses: p.template.custody?.weaknesses ?? [],
+        }
+      : null,
+    pin: p.pin,
+    headStore: a.headStore,
+  };
+}
+
 const yesNo = (b: boolean | null): string => (b === null ? "not kept" : b ? "yes" : "no");
 
 /** The assessment as people read it (also the body of the capability tables in hsm/). */

@@ -50,6 +50,7 @@ export function formatStatus(s: StationStatus): string {
     `Station ${s.stationId}${s.development ? " (DEVELOPMENT station: not for production)" : ""}`,
     `Token "${s.token.label}": ${s.token.present ? "present" : "NOT PRESENT"}${s.token.others.length ? ` (also present: ${s.token.others.join(", ")})` : ""}`,
     `Event log: ${s.log.entries} entries${s.log.head ? `, head ${s.log.head.hash.slice(0, 16)}...` : ""}`,
+    ...(s.headStore ? [`Log head kept in: ${s.headStore.where} (${s.headStore.kind})`] : []),
     ...(s.versions
       ? [
           `Software: linesign ${s.versions.software}; database schema ${s.versions.schema} (this software writes ${s.versions.schemaSupported})`,

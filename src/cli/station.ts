@@ -2,6 +2,8 @@
 import { basename } from "node:path";
 import { Option, type Command } from "commander";
 import { KEY_TYPES, type KeyType } from "../domain/keys.js";
+import { HEAD_STORE_KINDS } from "../domain/config.js";
+import type { HeadStoreKind } from "../app/head-store.js";
 import { initStation } from "../compose.js";
 import { DEV_OFFICER } from "../app/users.js";
 import { describeLineEvent } from "./line.js";
@@ -32,6 +34,12 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
         "type of the audit key the token makes for signed checkpoints (a token without elliptic curves needs rsa-2048)",
       ).choices([...KEY_TYPES]),
     )
+    .addOption(
+      new Option(
+        "--head-store <kind>",
+        'where the log head is kept: "data-object" on the token (default), or "signed-head" (signed by the audit key, in a file outside the database) for a token that keeps no data objects; token probe says which',
+      ).choices([...HEAD_STORE_KINDS]),
+    )
     .action(
       async (o: {
         dev?: boolean;
@@ -39,6 +47,7 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
         tokenLabel?: string;
         stationId?: string;
         auditKeyType?: KeyType;
+        headStore?: HeadStoreKind;
       }) => {
         const result = await initStation({
           home: d.home(),
@@ -49,6 +58,7 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
           tokenLabel: o.tokenLabel,
           stationId: o.stationId,
           auditKeyType: o.auditKeyType,
+          headStore: o.headStore,
         });
         const changed = result.createdHome || (result.dev?.created.length ?? 0) > 0;
         const lines = [

@@ -31,7 +31,11 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
     )
     .option("--module <path>", "PKCS#11 module to probe (default: the station's)")
     .option("--token <token>", "a label, serial:S or a token URI (default: the station's token)")
-    .action(async (o: { module?: string; token?: string }) => {
+    .option(
+      "--record",
+      "keep the facts in the station's log (status shows them) and set audit.headStore from whether the token keeps data objects (needs LINESIGN_USER_PIN)",
+    )
+    .action(async (o: { module?: string; token?: string; record?: boolean }) => {
       const a = await probeToken({
         ...(d.home() ? { home: d.home()! } : {}),
         ...(o.module ? { module: o.module } : {}),
@@ -39,7 +43,16 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
         env: io.env,
         ...(prompt && !io.env.LINESIGN_USER_PIN ? { prompt } : {}),
       });
-      emit({ ok: true, ...a }, renderAssessment(a));
+      if (!o.record) {
+        emit({ ok: true, ...a }, renderAssessment(a));
+        return;
+      }
+      const recorded = await withStation((s) => s.recordTokenProbe(a));
+      emit(
+        { ok: true, ...a, recorded },
+        renderAssessment(a) +
+          `\nRecorded in the station's log; the log head is kept ${recorded.headStore === "data-object" ? "in a data object on the token" : "signed by the audit key, in a file outside the database"}${recorded.changed ? " (station.json's audit.headStore changed)" : ""}.`,
+      );
     });
   token
     .command("init")

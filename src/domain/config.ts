@@ -1,6 +1,9 @@
 import { z } from "zod";
 import { LinesignError } from "./errors.js";
 import { KEY_TYPES } from "./keys.js";
+
+/** Where a station keeps its log head (app/head-store.ts). */
+export const HEAD_STORE_KINDS = ["data-object", "signed-head"] as const;
 import { ProfileSchema } from "./profile.js";
 
 /** Serial line timing (docs/serial-protocol.md, "Timeouts and retries"). */
@@ -104,9 +107,28 @@ export const StationConfigSchema = z
         keyLabel: z.string().min(1).max(32).default("linesign-audit"),
         /** Type of the audit key (a token without elliptic curves needs an RSA one). */
         keyType: z.enum(KEY_TYPES).default("ec-p256"),
+        /**
+         * Where the log head is kept: "data-object", a private data object on the token (catches
+         * every older database), or "signed-head", for tokens that keep no data objects: the head
+         * signed by the audit key in a file outside the database (see hsm/README.md for what it
+         * cannot catch). `linesign token probe --record` sets it from what the token keeps.
+         */
+        headStore: z.enum(HEAD_STORE_KINDS).default("data-object"),
+        /** The signed head's file (absolute path; default <home>/log-head.json). Best on other media than the database. */
+        headFile: z
+          .string()
+          .min(2)
+          .max(4096)
+          .refine((p) => p.startsWith("/"), "an absolute path")
+          .optional(),
       })
       .strict()
-      .default({ checkpointEvery: 1000, keyLabel: "linesign-audit", keyType: "ec-p256" }),
+      .default({
+        checkpointEvery: 1000,
+        keyLabel: "linesign-audit",
+        keyType: "ec-p256",
+        headStore: "data-object",
+      }),
   })
   .strict();
 

@@ -644,3 +644,12 @@ export type IotGatewayFactory = (t: {
   /** Awaited right before each request goes on the wire (after signing): the rate ceiling. */
   pace?: () => Promise<void>;
 }) => Promise<IotGateway>;
+
+/** The file that holds a signed head (the station's file system, bounded and atomic). */
+export interface HeadFile {
+  readonly path: string;
+  /** Its text, or null when there is none. Throws FILE_READ_FAILED when it cannot be read. */
+  read(): string | null;
+  /** Replaces it whole (a crash leaves the old one or the new one). Throws FILE_WRITE_FAILED. */
+  write(text: string): void;
+}

@@ -35,6 +35,10 @@ export class StationHome {
   get devRootKeyPath(): string {
     return join(this.dir, "dev-root.key.pem");
   }
+  /** The signed log head, for a token that keeps no data objects (audit.headStore "signed-head"). */
+  get headFilePath(): string {
+    return join(this.dir, "log-head.json");
+  }
   get softhsmConfPath(): string {
     return join(this.dir, "softhsm2.conf");
   }
