@@ -266,7 +266,13 @@ export const CHANNELS = {
         uploaded: z.number(),
         failed: z.number(),
         lastSync: z
-          .object({ at: z.string(), outcome: z.string(), message: z.string().nullable() })
+          .object({
+            at: z.string(),
+            outcome: z.string(),
+            message: z.string().nullable(),
+            /** A direct sync run, or a bundle's round trip (its receipt imported). */
+            via: z.enum(["sync", "bundle"]),
+          })
           .nullable(),
       }),
     ),

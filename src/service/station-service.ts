@@ -17,6 +17,7 @@ import {
 } from "../domain/kiosk-api.js";
 import { isAllowed, type Role, type Rule } from "../domain/roles.js";
 import { LinesignError, toLinesignError } from "../domain/errors.js";
+import type { EventRecord } from "../domain/event-log.js";
 import { cut, isWellFormedDeep, wellFormed } from "../domain/text.js";
 import type { Station } from "../compose.js";
 import { LineBoard } from "../app/line/board.js";
@@ -432,7 +433,11 @@ export class StationService {
       },
       "cas.list": async () => s.ca.list().map(viewCa),
       "targets.list": async () => {
-        const runs = s.ctx.store.queryEvents({ action: "sync.run" });
+        // A target is synced directly (sync.run) or by a bundle's round trip (bundle.receipt).
+        const runs = [
+          ...s.ctx.store.queryEvents({ action: "sync.run" }),
+          ...s.ctx.store.queryEvents({ action: "bundle.receipt" }),
+        ].sort((a, b) => a.seq - b.seq);
         return s.sync.listTargets().map((t) => {
           const last = runs.findLast((e) => e.subject === t.name);
           return {
@@ -444,7 +449,7 @@ export class StationService {
             pending: t.queue.pending,
             uploaded: t.queue.uploaded,
             failed: t.queue.failed,
-            lastSync: last ? { at: last.ts, outcome: last.outcome, message: last.message } : null,
+            lastSync: last ? lastSyncView(last) : null,
           };
         });
       },
@@ -524,4 +529,24 @@ export class StationService {
     };
     return h as Record<ChannelName, Handler>;
   }
+}
+
+/** A target's last sync as the kiosk shows it: a direct run, or a bundle's receipt imported. */
+function lastSyncView(e: EventRecord): {
+  at: string;
+  outcome: string;
+  message: string | null;
+  via: "sync" | "bundle";
+} {
+  if (e.action !== "bundle.receipt")
+    return { at: e.ts, outcome: e.outcome, message: e.message, via: "sync" };
+  const d = (e.details ?? {}) as { bundle?: unknown; done?: unknown; failed?: unknown };
+  const n = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) ? v : 0);
+  const failed = n(d.failed);
+  return {
+    at: e.ts,
+    outcome: failed > 0 ? "failed" : e.outcome,
+    message: `Bundle ${typeof d.bundle === "string" ? cut(d.bundle, 64) : "?"}: ${n(d.done)} registered, ${failed} failed (receipt imported).`,
+    via: "bundle",
+  };
 }

@@ -183,7 +183,29 @@ describe("station service API", () => {
           deviceRegistration: "without-ca",
           pending: 0,
           failed: 0,
-          lastSync: { outcome: "refused", message: "1 certificate refused" },
+          lastSync: { outcome: "refused", message: "1 certificate refused", via: "sync" },
+        },
+      ],
+    });
+    // A later round trip by bundle is the last sync: its receipt names the bundle and the counts.
+    s.ctx.store.appendEvent({
+      actor: "officer-1",
+      action: "bundle.receipt",
+      subject: "plant-a",
+      outcome: "ok",
+      details: { bundle: "b-0001", receipt: "r-0001", done: 3, failed: 1 },
+    });
+    const after = await service.call("targets.list", {}, tokens.auditor);
+    expect(after.reply).toMatchObject({
+      ok: true,
+      result: [
+        {
+          name: "plant-a",
+          lastSync: {
+            outcome: "failed",
+            message: "Bundle b-0001: 3 registered, 1 failed (receipt imported).",
+            via: "bundle",
+          },
         },
       ],
     });

@@ -31,7 +31,9 @@ export function targetsScreen(): Screen {
                 t.pending,
                 t.uploaded,
                 t.failed,
-                t.lastSync ? `${when(t.lastSync.at)}: ${t.lastSync.outcome}` : "never",
+                t.lastSync
+                  ? `${when(t.lastSync.at)}: ${t.lastSync.outcome}${t.lastSync.via === "bundle" ? " (bundle)" : ""}`
+                  : "never",
               ]),
               "AWS IoT targets",
             ),
