@@ -12,20 +12,11 @@
  * and handed to the SDK explicitly, so what the plan shows is what is used:
  * the SDK on its own reads endpoint_url from the default profile only, not
  * from the target's.
+ *
+ * The SDK (its clients, its config-file reader) is loaded when a target's
+ * endpoint is resolved or a gateway is made (a sync, an export, an upload),
+ * not when the command starts: the station's other commands never need it.
  */
-import {
-  DescribeCACertificateCommand,
-  DescribeCertificateCommand,
-  GetRegistrationCodeCommand,
-  IoTClient,
-  RegisterCACertificateCommand,
-  RegisterCertificateCommand,
-  RegisterCertificateWithoutCACommand,
-  UpdateCACertificateCommand,
-  UpdateCertificateCommand,
-} from "@aws-sdk/client-iot";
-import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
-import { loadSharedConfigFiles } from "@smithy/core/config";
 import type {
   IotFailure,
   IotGateway,
@@ -78,7 +69,8 @@ let sharedConfig: Promise<Profiles> | null = null;
 
 /** The shared config file's sections (read once; a missing or unreadable file is empty). */
 function profiles(): Promise<Profiles> {
-  sharedConfig ??= loadSharedConfigFiles()
+  sharedConfig ??= import("@smithy/core/config")
+    .then((m) => m.loadSharedConfigFiles())
     .then((f) => f.configFile as Profiles)
     .catch(() => ({}));
   return sharedConfig;
@@ -146,10 +138,24 @@ export async function whereOf(t: {
 }
 
 export const sdkIotGateway: IotGatewayFactory = async (t) => {
-  const [iotEndpoint, stsEndpoint] = await Promise.all([
+  const [iotEndpoint, stsEndpoint, iot, stsSdk] = await Promise.all([
     resolveEndpoint("iot", t),
     resolveEndpoint("sts", t),
+    import("@aws-sdk/client-iot"),
+    import("@aws-sdk/client-sts"),
   ]);
+  const {
+    DescribeCACertificateCommand,
+    DescribeCertificateCommand,
+    GetRegistrationCodeCommand,
+    IoTClient,
+    RegisterCACertificateCommand,
+    RegisterCertificateCommand,
+    RegisterCertificateWithoutCACommand,
+    UpdateCACertificateCommand,
+    UpdateCertificateCommand,
+  } = iot;
+  const { GetCallerIdentityCommand, STSClient } = stsSdk;
   const common = {
     region: t.region,
     ...(t.awsProfile ? { profile: t.awsProfile } : {}),

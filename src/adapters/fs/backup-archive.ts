@@ -4,6 +4,7 @@
  * a temporary file, synced and renamed, so a failed backup leaves nothing
  * under the name asked for; read into a staging folder with every entry's
  * name and size bounded by the manifest before a byte of it is kept.
+ * tar-stream is loaded by the backup and restore commands alone.
  */
 import { createHash } from "node:crypto";
 import {
@@ -20,7 +21,6 @@ import {
 import { basename, dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { once } from "node:events";
-import { extract, pack } from "tar-stream";
 import { LinesignError } from "../../domain/errors.js";
 
 /** The archive's first entry. */
@@ -78,6 +78,7 @@ export async function writeArchive(
 ): Promise<void> {
   const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
   try {
+    const { pack } = await import("tar-stream");
     const tar = pack();
     const sink = createWriteStream(tmp, { mode: 0o600 });
     const done = pipeline(tar, sink);
@@ -146,6 +147,7 @@ export async function readArchive(
   let manifest: Uint8Array | null = null;
   let sizes: Map<string, number> | null = null;
   const files = new Map<string, { size: number; sha256: string }>();
+  const { extract } = await import("tar-stream");
   const src = createReadStream(file);
   const tar = extract();
   src.on("error", (e) => tar.destroy(e));

@@ -1,14 +1,19 @@
 /**
  * The serialport adapter: the only importer of the serialport driver. Opens
  * ports, frames what they receive, and maps driver failures to LinesignError.
+ * The driver (and its native binding) is loaded when a port is first opened
+ * or listed, so the station's other commands start without it.
  */
 import { existsSync } from "node:fs";
-import { SerialPort } from "serialport";
+import type { SerialPort } from "serialport";
 import { LinesignError } from "../../domain/errors.js";
 import type { DecodeEvent } from "../../domain/serial/frame.js";
 import type { SerialLink, SerialPortInfo, SerialPorts } from "../../domain/ports.js";
 import type { Logger } from "../../domain/logger.js";
 import { FrameStream } from "./frame-stream.js";
+
+let driver: Promise<typeof import("serialport")> | null = null;
+const serialport = () => (driver ??= import("serialport"));
 
 class SerialPortLink implements SerialLink {
   private readonly frames = new FrameStream();
@@ -74,7 +79,8 @@ export class NodeSerialPorts implements SerialPorts {
     return existsSync(path);
   }
 
-  open(path: string, baudRate: number): Promise<SerialLink> {
+  async open(path: string, baudRate: number): Promise<SerialLink> {
+    const { SerialPort } = await serialport();
     return new Promise((resolve, reject) => {
       if (!existsSync(path)) {
         return reject(
@@ -103,6 +109,7 @@ export class NodeSerialPorts implements SerialPorts {
 
   async list(): Promise<SerialPortInfo[]> {
     try {
+      const { SerialPort } = await serialport();
       const found = await SerialPort.list();
       return found.map((p) => ({
         path: p.path,
