@@ -10,7 +10,7 @@ import { COMMAND_ROLES, isAllowed, ROLES, type Role } from "../../src/domain/rol
 import { isLinesignError } from "../../src/domain/errors.js";
 import { LOCK_MINUTES, UserService } from "../../src/app/users.js";
 import { randomBytes, scryptSync } from "node:crypto";
-import { engineStation } from "../helpers/engine.js";
+import { engineStation, type EngineStation } from "../helpers/engine.js";
 import { csrPem, deviceKey, makeCsr } from "../../fixtures/csr-factory.js";
 import { linesign } from "../helpers/cli.js";
 import { devStation, type TestStation } from "../helpers/station.js";
@@ -27,6 +27,13 @@ describe("roles", { timeout: 240_000 }, () => {
   let st: TestStation;
   const as = (role: Role, args: string[]) =>
     st.run(["--json", ...args], { LINESIGN_USER: `${role}-1`, LINESIGN_PASSPHRASE: PASS[role] });
+
+  // The in-process tests share one engine station: each adds users of its own and reads only
+  // the events it caused (made once, it saves a station's init and CA ceremony per test).
+  let engine: Promise<EngineStation> | null = null;
+  const engineOnce = () => (engine ??= engineStation());
+  const eventsSince = (s: ReturnType<EngineStation["open"]>, from: number) =>
+    [...s.ctx.store.events()].slice(from);
 
   beforeAll(() => {
     st = devStation();
@@ -61,31 +68,35 @@ describe("roles", { timeout: 240_000 }, () => {
   });
 
   it("each role against each rule, through the real sign-in", async () => {
-    const es = await engineStation();
+    const es = await engineOnce();
     const s = es.open();
     try {
       const users = new UserService(s.ctx, async () => undefined);
-      for (const role of ROLES) await users.add(`t-${role}`, role, PASS[role]);
+      // The roles are independent of each other: their hashes and sign-ins run side by side
+      // (scrypt runs in libuv's thread pool), each role's own two in turn.
+      await Promise.all(ROLES.map((role) => users.add(`t-${role}`, role, PASS[role])));
       const rules = [...new Set(Object.values(COMMAND_ROLES).map((r) => JSON.stringify(r)))].map(
         (r) => JSON.parse(r) as (typeof COMMAND_ROLES)[string],
       );
       // Each sign-in costs a full scrypt: per role, one rule that lets it in and one that does not.
       let forbidden = 0;
-      for (const role of ROLES) {
-        const pick = [
-          rules.find((r) => isAllowed(r, role)),
-          rules.find((r) => !isAllowed(r, role)),
-        ];
-        for (const rule of pick) {
-          if (rule === undefined) continue;
-          const attempt = users.signIn({ name: `t-${role}`, passphrase: PASS[role] }, rule, "x");
-          if (isAllowed(rule, role)) await expect(attempt).resolves.toBeDefined();
-          else {
-            forbidden++;
-            await expect(attempt).rejects.toMatchObject({ code: "ROLE_FORBIDDEN" });
+      await Promise.all(
+        ROLES.map(async (role) => {
+          const pick = [
+            rules.find((r) => isAllowed(r, role)),
+            rules.find((r) => !isAllowed(r, role)),
+          ];
+          for (const rule of pick) {
+            if (rule === undefined) continue;
+            const attempt = users.signIn({ name: `t-${role}`, passphrase: PASS[role] }, rule, "x");
+            if (isAllowed(rule, role)) await expect(attempt).resolves.toBeDefined();
+            else {
+              forbidden++;
+              await expect(attempt).rejects.toMatchObject({ code: "ROLE_FORBIDDEN" });
+            }
           }
-        }
-      }
+        }),
+      );
       expect(forbidden).toBe(ROLES.length - 1);
     } finally {
       await s.close();
@@ -93,8 +104,9 @@ describe("roles", { timeout: 240_000 }, () => {
   });
 
   it("waits longer after each wrong passphrase and locks after five, for a time; a reset lifts it", async () => {
-    const es = await engineStation();
+    const es = await engineOnce();
     const s = es.open();
+    const from = [...s.ctx.store.events()].length;
     try {
       const waits: number[] = [];
       const users = new UserService(s.ctx, async (ms) => void waits.push(ms));
@@ -115,7 +127,7 @@ describe("roles", { timeout: 240_000 }, () => {
       await expect(
         users.signIn({ name: "mallory", passphrase: "a-new-passphrase" }, "any", "x"),
       ).resolves.toMatchObject({ name: "mallory" });
-      const actions = [...s.ctx.store.events()].map((e) => `${e.action}:${e.outcome}`);
+      const actions = eventsSince(s, from).map((e) => `${e.action}:${e.outcome}`);
       expect(actions.filter((a) => a === "user.login:refused")).toHaveLength(6);
       expect(actions).toContain("user.lock:refused");
       expect(actions).toContain("user.reset:ok");
@@ -130,8 +142,9 @@ describe("roles", { timeout: 240_000 }, () => {
   });
 
   it("a lock lifts by itself after its time; parallel guesses share no count", async () => {
-    const es = await engineStation();
+    const es = await engineOnce();
     const s = es.open();
+    const from = [...s.ctx.store.events()].length;
     try {
       const users = new UserService(s.ctx, async () => undefined);
       await users.add("eve", "officer", "eve-right-one");
@@ -148,7 +161,7 @@ describe("roles", { timeout: 240_000 }, () => {
       const row = s.ctx.store.getUser("eve")!;
       expect(row.failures).toBe(8);
       expect(row.lockedAt).not.toBeNull();
-      const refused = [...s.ctx.store.events()].filter(
+      const refused = eventsSince(s, from).filter(
         (e) => e.action === "user.login" && e.outcome === "refused",
       );
       expect(
@@ -162,7 +175,7 @@ describe("roles", { timeout: 240_000 }, () => {
       ).resolves.toMatchObject({ name: "eve" });
       s.ctx.clock.now = real;
       expect(
-        [...s.ctx.store.events()].some((e) => e.action === "user.unlock" && e.actor === "station"),
+        eventsSince(s, from).some((e) => e.action === "user.unlock" && e.actor === "station"),
       ).toBe(true);
     } finally {
       await s.close();
@@ -170,7 +183,7 @@ describe("roles", { timeout: 240_000 }, () => {
   });
 
   it("answers every failed sign-in alike and never logs an unrecognised name", async () => {
-    const es = await engineStation();
+    const es = await engineOnce();
     const s = es.open();
     try {
       const waits: number[] = [];
@@ -206,7 +219,7 @@ describe("roles", { timeout: 240_000 }, () => {
   });
 
   it("hashes off the event loop at N=2^17 and upgrades a weaker hash at the next sign-in", async () => {
-    const es = await engineStation();
+    const es = await engineOnce();
     const s = es.open();
     try {
       const users = new UserService(s.ctx, async () => undefined);
