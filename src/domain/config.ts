@@ -129,6 +129,21 @@ export const StationConfigSchema = z
         keyType: "ec-p256",
         headStore: "data-object",
       }),
+    backup: z
+      .object({
+        /**
+         * Where a backup made from the kiosk is written (absolute; another disk or removable
+         * media, never inside the home). Unset: the kiosk cannot make one.
+         */
+        dir: z
+          .string()
+          .min(2)
+          .max(4096)
+          .refine((p) => p.startsWith("/"), "an absolute path")
+          .optional(),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 

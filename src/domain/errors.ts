@@ -102,6 +102,7 @@ export const ERROR_CODES = [
   "BUNDLE_INVALID",
   "RECEIPT_INVALID",
   "BACKUP_INVALID",
+  "BACKUP_DIR_UNSET",
   "RESTORE_TARGET_EXISTS",
   "RESTORE_BEHIND_TOKEN",
   "RESTORE_TOKEN_MISMATCH",
@@ -284,6 +285,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "BUNDLE_INVALID":
     case "RECEIPT_INVALID":
     case "BACKUP_INVALID":
+    case "BACKUP_DIR_UNSET":
     case "RESTORE_TARGET_EXISTS":
     case "RESTORE_BEHIND_TOKEN":
     case "RESTORE_TOKEN_MISMATCH":

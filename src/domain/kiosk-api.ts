@@ -207,6 +207,17 @@ export const CHANNELS = {
       .strict(),
     WorkOrderView,
   ),
+  "station.backup": channel(
+    OFFICER,
+    "back the station up into the configured backup folder",
+    None,
+    z.object({
+      out: z.string(),
+      id: z.string(),
+      head: z.object({ seq: z.number(), hash: z.string() }).nullable(),
+      files: z.number(),
+    }),
+  ),
   "workOrders.close": channel(
     OFFICER,
     "close a work order",

@@ -28,6 +28,7 @@ export const CHANNEL_NAMES = [
   "certificates.find",
   "revocation.revoke",
   "reissue.approve",
+  "station.backup",
 ] as const;
 
 export type ChannelName = (typeof CHANNEL_NAMES)[number];

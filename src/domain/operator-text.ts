@@ -411,6 +411,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     ASK_OFFICER,
     "Use a backup written by linesign backup, unchanged; the message names what does not match.",
   ),
+  BACKUP_DIR_UNSET: t(
+    "No backup folder is set for this station",
+    ASK_OFFICER,
+    "Set the station's backup folder (on another disk or removable media) in its configuration, or back up from the terminal.",
+  ),
   RESTORE_TARGET_EXISTS: t(
     "A station is already there",
     ASK_OFFICER,

@@ -8,6 +8,7 @@
  * server (http.ts) and tests call `call()`.
  */
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import {
   CHANNELS,
   isChannel,
@@ -20,6 +21,7 @@ import { LinesignError, toLinesignError } from "../domain/errors.js";
 import type { EventRecord } from "../domain/event-log.js";
 import { cut, isWellFormedDeep, wellFormed } from "../domain/text.js";
 import type { Station } from "../compose.js";
+import { backupStation } from "../compose-backup.js";
 import { LineBoard } from "../app/line/board.js";
 import type { Line } from "../app/line/line.js";
 import { viewCa } from "../app/ca.js";
@@ -377,6 +379,16 @@ export class StationService {
         const wo = await s.workOrders.create(a);
         this.board.bump();
         return wo;
+      },
+      "station.backup": async () => {
+        const dir = s.config.backup.dir;
+        if (!dir)
+          throw new LinesignError(
+            "BACKUP_DIR_UNSET",
+            'No backup folder is set for this station: set "backup.dir" in station.json to a folder on another disk or removable media, or run "linesign backup --out FILE".',
+          );
+        const stamp = new Date().toISOString().replace(/[-:]/g, "").slice(0, 15);
+        return backupStation(s, join(dir, `linesign-backup-${s.config.station.id}-${stamp}.tar`));
       },
       "workOrders.close": async (a: { id: string }) => {
         const wo = await s.workOrders.close(a.id);

@@ -5,7 +5,8 @@
  * (Unix socket with its permissions; loopback with its secret, Host and
  * Origin checks).
  */
-import { statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +23,7 @@ import {
 import { engineStation } from "../../helpers/engine.js";
 import { RefusalLog } from "../../../src/app/refusal-log.js";
 import { verifyChain } from "../../../src/domain/event-log.js";
+import { discardRestore, stageRestore } from "../../../src/compose-backup.js";
 
 const PASS: Record<Role, string> = {
   operator: "operator-pass-1",
@@ -34,6 +36,7 @@ describe("station service API", () => {
   let s: Station;
   let service: StationService;
   let clock = Date.now();
+  let backupDir = "";
   const tokens = {} as Record<Role, string>;
 
   async function login(role: Role): Promise<string> {
@@ -44,6 +47,11 @@ describe("station service API", () => {
 
   beforeAll(async () => {
     const es = await engineStation();
+    // The kiosk's backups go to a folder outside the home (another disk, removable media).
+    backupDir = mkdtempSync(join(tmpdir(), "linesign-backups-"));
+    const cfgPath = join(es.home, "station.json");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(cfgPath, JSON.stringify({ ...cfg, backup: { dir: backupDir } }, null, 2));
     s = es.open(undefined, { mode: "service", officer: undefined });
     for (const role of ROLES) await s.users.add(`${role}-1`, role, PASS[role]);
     service = new StationService(s, {
@@ -209,6 +217,38 @@ describe("station service API", () => {
         },
       ],
     });
+  });
+
+  it("backs the station up from the kiosk into the configured folder, as the officer", async () => {
+    // The manifest is signed by the audit key: only inside a signing session.
+    const closed = await service.call("station.backup", {}, tokens.officer);
+    expect(closed.reply).toMatchObject({ ok: false, error: { code: "SIGNING_SESSION_REQUIRED" } });
+    expect(readdirSync(backupDir)).toEqual([]);
+    const opened = await service.call("signing.open", { pin: "246810" }, tokens.officer);
+    expect(opened.reply.ok).toBe(true);
+    const r = await service.call("station.backup", {}, tokens.officer);
+    expect((await service.call("signing.close", {}, tokens.officer)).reply.ok).toBe(true);
+    expect(r.reply.ok, JSON.stringify(r.reply)).toBe(true);
+    const b = (r.reply as { result: { out: string; id: string; head: { seq: number } } }).result;
+    expect(readdirSync(backupDir)).toEqual([b.out.slice(backupDir.length + 1)]);
+    expect(b.out).toMatch(/linesign-backup-.+-\d{8}T\d{6}\.tar$/);
+    // The file is a whole backup: its manifest's signature and every file check out.
+    const staged = await stageRestore(b.out, join(mkdtempSync(join(tmpdir(), "ls-")), "home"));
+    try {
+      expect(staged.manifest.head!.seq).toBe(b.head.seq);
+    } finally {
+      discardRestore(staged);
+    }
+    // Recorded as the officer's act; operators and auditors cannot make one.
+    const snap = [...s.ctx.store.events()].findLast((e) => e.action === "backup.snapshot")!;
+    expect(snap).toMatchObject({ actor: "officer-1", outcome: "ok", subject: b.out });
+    expect(snap.details).toEqual({ backup: b.id });
+    expect(snap.seq).toBe(b.head.seq);
+    for (const role of ["operator", "auditor"] as const) {
+      const no = await service.call("station.backup", {}, tokens[role]);
+      expect(no.reply).toMatchObject({ ok: false, error: { code: "ROLE_FORBIDDEN" } });
+    }
+    expect(readdirSync(backupDir)).toHaveLength(1);
   });
 
   it("answers only the fields the contract declares", async () => {

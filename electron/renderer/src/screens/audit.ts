@@ -1,7 +1,7 @@
-/** The audit screen: verify the log, export the bundle, read the log with filters. */
+/** The audit screen: verify the log, export the bundle, back the station up, read the log with filters. */
 import type { Result } from "../../../../src/domain/kiosk-api.js";
 import { field, form, formValues, h, replace, when } from "../dom.js";
-import { act, section, table, type Screen } from "../kiosk.js";
+import { act, section, session, table, type Screen } from "../kiosk.js";
 
 export function auditScreen(): Screen {
   return {
@@ -268,6 +268,26 @@ export function auditScreen(): Screen {
               },
               "Export audit bundle",
             ),
+            session.user?.role === "officer"
+              ? h(
+                  "button",
+                  {
+                    class: "secondary",
+                    id: "backup-now",
+                    onclick: () =>
+                      void act(msg, "station.backup", {}, (x) => {
+                        msg.replaceChildren(
+                          h(
+                            "p",
+                            { class: "banner ok", "data-backup": x.id },
+                            `Backup written to ${x.out}: ${x.files} files, the log up to entry ${x.head?.seq ?? 0}.`,
+                          ),
+                        );
+                      }),
+                  },
+                  "Back up the station",
+                )
+              : "",
           ),
           verdict,
           msg,
