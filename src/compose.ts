@@ -38,7 +38,9 @@ import {
   pinGuard,
   TokenService,
   probeFacts,
+  tokenFacts,
   type TokenAssessment,
+  type TokenFacts,
 } from "./app/token.js";
 import { parseTokenSelector, selectorMatches } from "./domain/pkcs11-uri.js";
 import { Checkpointer } from "./app/checkpoint.js";
@@ -139,6 +141,8 @@ export interface Station {
    * @throws LinesignError USAGE (another token), HSM_PIN_REQUIRED (no data object tried), AUDIT_HEAD_MISMATCH
    */
   recordTokenProbe(a: TokenAssessment): Promise<{ headStore: HeadStoreKind; changed: boolean }>;
+  /** The token's facts for status (no PIN): mechanisms and PIN counters now, the last recorded probe. */
+  tokenFacts(): Promise<TokenFacts>;
   serialPorts: SerialPorts;
   /** AWS IoT targets and the batch sync. */
   sync: SyncService;
@@ -535,6 +539,8 @@ function buildStation(
       );
       return { headStore: kind, changed: r.changes.length > 0 };
     },
+    tokenFacts: () =>
+      tokenFacts(ctx, () => openKeys().probe(tokenLabel, { login: false }), config.audit.keyType),
     status: () => ({
       ...stationStatus(ctx),
       headStore: { kind: checkpointer.headStore.kind, where: checkpointer.headStore.where },

@@ -1,6 +1,7 @@
 /** Station-wide use cases: the development station, and the status summary. */
 import type { KeyType } from "../domain/keys.js";
 import type { TokenProvisioner } from "../domain/ports.js";
+import type { TokenFacts } from "./token.js";
 import { act, type AppContext } from "./context.js";
 import { CaService, DEFAULT_ROOT_DAYS, viewCa, type CaView } from "./ca.js";
 import { createCaCertificate } from "./pki/certificates.js";
@@ -108,6 +109,8 @@ export interface StationStatus {
   log: { entries: number; head: { seq: number; hash: string } | null };
   /** Where the log head is kept apart from the database (audit.headStore). */
   headStore?: { kind: "data-object" | "signed-head"; where: string };
+  /** The token's facts: mechanisms and PIN counters read now, data objects and template as last probed. */
+  tokenFacts?: TokenFacts;
   /** What runs here: the software's release and the database's schema (and the newest this software knows). */
   versions?: { software: string; schema: number; schemaSupported: number };
 }

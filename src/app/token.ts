@@ -216,6 +216,69 @@ export function probeFacts(a: TokenAssessment): ProbeFacts {
   };
 }
 
+/** The token's facts as `status` shows them: read now (no PIN), and the last recorded probe. */
+export interface TokenFacts {
+  /** Read from the token now: the mechanism each key type signs with, the PIN counters. */
+  now:
+    | {
+        keyTypes: ProbeFacts["keyTypes"];
+        pin: ProbeFacts["pin"];
+        caKey: TokenAssessment["caKey"];
+        auditKey: TokenAssessment["auditKey"];
+      }
+    | { error: string };
+  /** The last `token probe --record` (data objects kept, template accepted), or null. */
+  recorded: (ProbeFacts & { seq: number; ts: string }) | null;
+}
+
+/** The token's facts for `status`: probes the station's token without a PIN, and reads the last recorded probe. */
+export async function tokenFacts(
+  ctx: AppContext,
+  probe: () => Promise<TokenProbe>,
+  auditKeyType: KeyType,
+): Promise<TokenFacts> {
+  const last = ctx.store.queryEvents({ action: "token.probe", outcome: "ok", limit: 1 }).at(-1);
+  const d = last?.details as Partial<ProbeFacts> | undefined;
+  const recorded =
+    last && d && Array.isArray(d.keyTypes) && d.pin && d.token
+      ? { ...(d as ProbeFacts), seq: last.seq, ts: last.ts }
+      : null;
+  let now: TokenFacts["now"];
+  try {
+    const a = assessToken(await probe(), auditKeyType);
+    const f = probeFacts(a);
+    now = { keyTypes: f.keyTypes, pin: f.pin, caKey: a.caKey, auditKey: a.auditKey };
+  } catch (e) {
+    now = { error: e instanceof Error ? e.message : String(e) };
+  }
+  return { now, recorded };
+}
+
+/** The facts as lines of `status`. */
+export function renderTokenFacts(t: TokenFacts): string[] {
+  const lines: string[] = [];
+  if ("error" in t.now) lines.push(`Token facts: not read (${t.now.error})`);
+  else {
+    const n = t.now;
+    lines.push(
+      `Token signs: ${n.keyTypes.map((k) => `${k.keyType} ${k.signWith ?? "NO"}`).join("; ")}`,
+      `Token PINs: user ${pinState(n.pin.userLocked, n.pin.userFinalTry, n.pin.userCountLow)}; SO ${pinState(n.pin.soLocked, n.pin.soFinalTry, n.pin.soCountLow)}`,
+      `Token fit: CA key ${n.caKey.fit ? "yes" : `NO (${n.caKey.reason})`}; audit key (${n.auditKey.keyType}) ${n.auditKey.fit ? "yes" : `NO (${n.auditKey.reason})`}`,
+    );
+  }
+  const r = t.recorded;
+  if (!r)
+    lines.push(
+      'Token probe: none recorded (run "linesign token probe --record" with LINESIGN_USER_PIN)',
+    );
+  else
+    lines.push(
+      `Token probe recorded ${r.ts} (entry ${r.seq}): data objects ${r.dataObjects === null ? "not tried" : r.dataObjects.kept ? "kept" : `NOT kept (${r.dataObjects.reason})`}; ` +
+        `template ${r.template === null ? "not tried" : `${r.template.accepted ?? "none accepted"} for ${r.template.keyType}${r.template.weaknesses.length ? ` (not accepted: ${r.template.weaknesses.join("; ")})` : ""}`}; log head: ${r.headStore}`,
+    );
+  return lines;
+}
+
 const yesNo = (b: boolean | null): string => (b === null ? "not kept" : b ? "yes" : "no");
 
 /** The assessment as people read it (also the body of the capability tables in hsm/). */

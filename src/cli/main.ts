@@ -58,6 +58,9 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     const names: string[] = [];
     for (let c: Command | null = action; c && c.parent; c = c.parent) names.unshift(c.name());
     commandPath = names.join(" ");
+    // Recording a probe changes the station (its config, where its log head is kept): an officer's act.
+    if (commandPath === "token probe" && (action.opts() as { record?: boolean }).record)
+      commandPath += " --record";
   });
   const withStation = async <T>(
     fn: (s: Station) => Promise<T>,

@@ -4,6 +4,7 @@ import { AUDIT_LOG_COLUMNS, type AuditLogRow } from "../app/audit.js";
 import type { CaView } from "../app/ca.js";
 import { LinesignError } from "../domain/errors.js";
 import type { StationStatus } from "../app/station.js";
+import { renderTokenFacts } from "../app/token.js";
 import type { CliIo } from "./io.js";
 
 /** Writes `value` as one JSON line with --json, else `text`. */
@@ -51,6 +52,7 @@ export function formatStatus(s: StationStatus): string {
     `Token "${s.token.label}": ${s.token.present ? "present" : "NOT PRESENT"}${s.token.others.length ? ` (also present: ${s.token.others.join(", ")})` : ""}`,
     `Event log: ${s.log.entries} entries${s.log.head ? `, head ${s.log.head.hash.slice(0, 16)}...` : ""}`,
     ...(s.headStore ? [`Log head kept in: ${s.headStore.where} (${s.headStore.kind})`] : []),
+    ...(s.tokenFacts ? renderTokenFacts(s.tokenFacts) : []),
     ...(s.versions
       ? [
           `Software: linesign ${s.versions.software}; database schema ${s.versions.schema} (this software writes ${s.versions.schemaSupported})`,

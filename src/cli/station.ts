@@ -175,7 +175,7 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
     .description("summarise the station: token, CAs, event log")
     .action(async () => {
       await withStation(async (s) => {
-        const status = s.status();
+        const status = { ...s.status(), tokenFacts: await s.tokenFacts() };
         emit({ ok: true, home: s.home.dir, ...status }, formatStatus(status));
       });
     });

@@ -27,6 +27,7 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "token list": "any",
   // Reads a token's facts (any module, with or without a station); the PIN is the token's own gate.
   "token probe": "none",
+  "token probe --record": O,
   "token init": O,
   "token unlock": O,
   "token pin": O,

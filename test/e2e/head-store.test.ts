@@ -117,9 +117,51 @@ describe("the signed log head (a token without data objects)", () => {
     const older = good;
     expect(s.run(["audit", "verify", "--json"]).code).toBe(0); // a closing checkpoint past it
     expect(issue().code).toBe(0);
+    const current = readFileSync(headFile(), "utf8");
     writeFileSync(headFile(), older);
     const stale = s.run(["audit", "verify", "--json"]);
     expect(stale.code, stale.stdout).toBe(1);
     expect(stale.json.message).toContain("older head file was put back");
+    writeFileSync(headFile(), current);
+  }, 120_000);
+
+  it("status carries the recorded probe; the probe's choice moves the head onto the token", () => {
+    // SoftHSM keeps data objects: the recorded probe chooses the data object, and the head moves there.
+    const r = s.run(["token", "probe", "--record", "--json"], { LINESIGN_USER_PIN: "246810" });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.json.recorded).toEqual({ headStore: "data-object", changed: true });
+    const cfg = JSON.parse(readFileSync(join(s.home, "station.json"), "utf8")) as {
+      audit: { headStore: string };
+    };
+    expect(cfg.audit.headStore).toBe("data-object");
+    const st = s.run(["status", "--json"]);
+    expect(st.code).toBe(0);
+    expect(st.json.headStore).toMatchObject({ kind: "data-object" });
+    const facts = st.json.tokenFacts as {
+      now: { keyTypes: { keyType: string; signWith: string | null }[]; pin: object };
+      recorded: { dataObjects: { kept: boolean }; template: { accepted: string }; seq: number };
+    };
+    expect(facts.now.keyTypes).toContainEqual({
+      keyType: "ec-p256",
+      signWith: "CKM_ECDSA",
+      reason: null,
+    });
+    expect(facts.now.pin).toMatchObject({
+      userLocked: false,
+      soLocked: false,
+      userFinalTry: false,
+    });
+    expect(facts.recorded).toMatchObject({
+      dataObjects: { kept: true },
+      template: { keyType: expect.any(String), accepted: "strict" },
+      headStore: "data-object",
+    });
+    const text = s.run(["status"]).stdout;
+    expect(text).toMatch(/Token probe recorded .*data objects kept; template strict/);
+    expect(text).toMatch(/Token PINs: user ok; SO ok/);
+    // The head is on the token now: removing the token's data objects is caught.
+    expect(issue().code).toBe(0);
+    expect(destroyStationData(s.hsm, "246810")).toBeGreaterThan(0);
+    expect(issue().json.error!.code).toBe("AUDIT_HEAD_MISMATCH");
   }, 120_000);
 });

@@ -50,7 +50,8 @@ describe("roles", { timeout: 240_000 }, () => {
     expect(paths.length).toBeGreaterThan(35);
     for (const p of paths) expect(COMMAND_ROLES[p], `no role rule for "${p}"`).toBeDefined();
     for (const [p, rule] of Object.entries(COMMAND_ROLES)) {
-      expect(paths, `rule for a command that does not exist: ${p}`).toContain(p);
+      // "token probe --record": a command whose option makes it change the station.
+      expect(paths, `rule for a command that does not exist: ${p}`).toContain(p.split(" --")[0]);
       if (rule === "any" || rule === "none") continue;
       expect(rule.length, p).toBeGreaterThan(0);
       // An auditor changes nothing: every rule that lets one in is a read.
