@@ -34,6 +34,8 @@ export function describeLineEvent(e: LineEvent): string {
       return `PAUSED, devices wait: ${e.message} [${e.code}]`;
     case "port.resumed":
       return "resumed: waiting for a device";
+    case "port.misbehaving":
+      return `MISBEHAVING: ${e.message}`;
     case "port.stopped":
       return "stopped";
     case "device.identified":

@@ -62,6 +62,8 @@ export const Tile = z.object({
   failure: Failure.nullable(),
   confirmed: z.number(),
   failed: z.number(),
+  /** The port floods the station with refused exchanges: what is wrong and what to do. */
+  misbehaving: z.string().nullable(),
 });
 
 export const LineView = z.object({

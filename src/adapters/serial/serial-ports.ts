@@ -15,6 +15,9 @@ import { FrameStream } from "./frame-stream.js";
 let driver: Promise<typeof import("serialport")> | null = null;
 const serialport = () => (driver ??= import("serialport"));
 
+/** The most a port may have waiting to go out: several times the largest exchange. */
+export const WRITE_BACKLOG_BYTES = 256 * 1024;
+
 class SerialPortLink implements SerialLink {
   private readonly frames = new FrameStream();
   private dataListeners: ((bytes: number, events: DecodeEvent[]) => void)[] = [];
@@ -45,12 +48,32 @@ class SerialPortLink implements SerialLink {
     });
   }
 
+  /**
+   * Bytes handed to the driver and not yet written out. A device that does not
+   * read its UART (broken, or flooding the station with requests) cannot make
+   * this grow past WRITE_BACKLOG_BYTES: further writes are refused until it reads.
+   */
+  private waiting = 0;
+
   write(bytes: Uint8Array): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.closed || !this.port.isOpen) return resolve();
+    if (this.closed || !this.port.isOpen) return Promise.resolve();
+    if (this.waiting + bytes.length > WRITE_BACKLOG_BYTES)
+      return Promise.reject(
+        new LinesignError(
+          "SERIAL_PROTOCOL",
+          `Port ${this.path}: the device does not read what the station sends (${this.waiting} bytes are waiting). ` +
+            "Check the device and its cable; the station sends it nothing more until it reads.",
+          { details: { port: this.path, waiting: this.waiting } },
+        ),
+      );
+    this.waiting += bytes.length;
+    // Resolves once the driver has written the bytes to the port (not on tcdrain: a device that
+    // never reads would keep one of libuv's few worker threads for ever, and every port with it).
+    return new Promise<void>((resolve, reject) => {
       this.port.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), (err) => {
-        if (err) return reject(err);
-        this.port.drain((e) => (e ? reject(e) : resolve()));
+        this.waiting -= bytes.length;
+        if (err) reject(err);
+        else resolve();
       });
     });
   }

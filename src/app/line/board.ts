@@ -27,6 +27,8 @@ export interface Tile {
   failure: TileFailure | null;
   confirmed: number;
   failed: number;
+  /** Set when the port floods the station with refused exchanges: what is wrong and what to do. */
+  misbehaving: string | null;
 }
 
 export class LineBoard {
@@ -49,6 +51,7 @@ export class LineBoard {
         failure: null,
         confirmed: 0,
         failed: 0,
+        misbehaving: null,
       });
     this.shift = { confirmed: 0, failed: 0, since: this.now().toISOString() };
     this.bump();
@@ -70,6 +73,9 @@ export class LineBoard {
         if (t.state !== "failed") t.state = "waiting";
         break;
       case "port.resumed":
+        break;
+      case "port.misbehaving":
+        t.misbehaving = e.message;
         break;
       case "port.waiting":
       case "port.lost":
@@ -97,6 +103,7 @@ export class LineBoard {
         t.state = "confirmed";
         t.serial = e.serial;
         t.confirmed++;
+        t.misbehaving = null;
         this.shift.confirmed++;
         // The device that failed here got through on a re-try: its failure is no longer news.
         if (t.failure && t.failure.deviceId === e.deviceId) t.failure = null;

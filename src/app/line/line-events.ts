@@ -15,6 +15,8 @@ export type LineEvent =
   /** The station has a fault of its own (storage, log head): no device is greeted until it goes. */
   | { event: "port.paused"; port: string; code: ErrorCode; message: string }
   | { event: "port.resumed"; port: string }
+  /** The port refuses more than a device could earn in one interval: a flooding or broken device. */
+  | { event: "port.misbehaving"; port: string; refused: number; message: string }
   | { event: "port.lost"; port: string }
   | { event: "port.stopped"; port: string }
   | {

@@ -5,6 +5,7 @@
  */
 import { LinesignError, type ErrorCode } from "../../domain/errors.js";
 import type { StationFault } from "../health.js";
+import { RefusalLog } from "../refusal-log.js";
 import type { LineTimeouts } from "../../domain/config.js";
 import type { Profile } from "../../domain/profile.js";
 import type { SerialPorts } from "../../domain/ports.js";
@@ -47,6 +48,11 @@ export interface LineSummary {
 /** Faults the station cannot wait out: the line stops at once. */
 const STOPS_THE_LINE: readonly ErrorCode[] = ["DB_REPLACED", "AUDIT_HEAD_MISMATCH"];
 
+/** Refused exchanges of one port and reason are written once per this interval, with their count. */
+const REFUSAL_INTERVAL_MS = 60_000;
+/** Refusals of one port within an interval after which it is shown as misbehaving. */
+const MISBEHAVING_REFUSALS = 20;
+
 /**
  * Why the line waits: devices are not greeted (and one that identified itself
  * just before waits unanswered) until it goes. A station fault (storage, log
@@ -80,6 +86,10 @@ export class Line {
   /** Devices waiting on a held line, by port. */
   private readonly waiting = new Map<string, string>();
   private readonly holdListeners: (() => void)[] = [];
+  /** Refused exchanges, aggregated per port and reason (a flooding device costs one entry a minute). */
+  private readonly refusals: RefusalLog;
+  /** Ports told misbehaving in the current interval. */
+  private readonly misbehaving = new Set<string>();
 
   constructor(
     private readonly ctx: AppContext,
@@ -119,6 +129,20 @@ export class Line {
       fault: null,
     };
     ctx.health.onChange((f) => this.onFault(f));
+    this.refusals = new RefusalLog(ctx, { intervalMs: REFUSAL_INTERVAL_MS });
+    this.refusals.onRefusal((port, count) => {
+      if (count === 1) this.misbehaving.delete(port);
+      if (count < MISBEHAVING_REFUSALS || this.misbehaving.has(port)) return;
+      this.misbehaving.add(port);
+      this.emit({
+        event: "port.misbehaving",
+        port,
+        refused: count,
+        message:
+          `The device on this port was refused ${count} times within a minute (the log counts them in one entry). ` +
+          "Its firmware is faulty or it is not a device of this line: unplug it and set it aside.",
+      });
+    });
     this.portLines = o.ports.map(
       (path) =>
         new PortLine(ctx, engine, ports, {
@@ -133,6 +157,7 @@ export class Line {
           paused: () => this.pausedFor(),
           ready: (deviceId) => this.ready(path, deviceId),
           emit: (e) => this.emit(e),
+          refused: (r) => this.refusals.record(r),
         }),
     );
   }
@@ -241,6 +266,8 @@ export class Line {
     await Promise.all(this.portLines.map((p) => p.done));
     if (this.summary.durationMs === 0) {
       this.summary.durationMs = Date.now() - this.startedAt;
+      // The refusals counted since their first entry are written before the stop.
+      this.refusals.flush();
       this.ctx.store.setLockWait(DEFAULT_LOCK_WAIT_MS);
       const fault = this.summary.fault;
       try {

@@ -40,6 +40,7 @@ import type { IssuanceEngine } from "../issuance.js";
 import { AnswerClock } from "./answer-clock.js";
 import type { LineEvent, PortStage } from "./line-events.js";
 import { DEVICE_ERRORS, sessionEntry, type Session } from "./line-session.js";
+import type { Refusal } from "../refusal-log.js";
 
 export interface PortLineOptions {
   path: string;
@@ -57,6 +58,11 @@ export interface PortLineOptions {
   /** Null when the line takes devices; while it is held, a promise a device that identified itself waits on. */
   ready?: (deviceId: string) => Promise<void> | null;
   emit: (e: LineEvent) => void;
+  /**
+   * Where the record of an exchange that ended refused or failed with no
+   * certificate goes (aggregated per port and reason); absent: written at once.
+   */
+  refused?: (r: Refusal) => void;
 }
 
 /** Damaged frames tolerated in one exchange before the line is called too noisy. */
@@ -93,6 +99,8 @@ export class PortLine {
   private versionRefused = false;
   /** The frame just handled was a stray between devices (set by onFrame). */
   private stray = false;
+  /** The last write to the port failed (the failure was logged once). */
+  private writeRefused = false;
   /** New each time the port is opened: a device restarts only for a greeting from a new boot. */
   private bootId = new Uint8Array(8);
   private helloTimer: ReturnType<typeof setTimeout> | null = null;
@@ -229,9 +237,17 @@ export class PortLine {
     const link = this.link;
     if (!link) return Promise.resolve();
     if (this.session) this.session.wireBytes += bytes.length;
-    return link.write(bytes).catch((e: unknown) => {
-      this.ctx.logger.warn({ port: this.o.path, err: e }, "serial write failed");
-    });
+    return link.write(bytes).then(
+      () => {
+        this.writeRefused = false;
+      },
+      (e: unknown) => {
+        // Said once while it lasts: a device that does not read would otherwise fill the log.
+        if (this.writeRefused) return;
+        this.writeRefused = true;
+        this.ctx.logger.warn({ port: this.o.path, err: e }, "serial write failed");
+      },
+    );
   }
 
   /**
@@ -715,6 +731,16 @@ export class PortLine {
       message,
       details,
     );
+    // An exchange that ended with no certificate: aggregated per port and reason, so that a
+    // flooding device costs one entry per interval, not one fsync per frame.
+    if (outcome !== "ok" && !session?.serial && this.o.refused) {
+      this.o.refused({
+        source: this.o.path,
+        reason: `${code ?? "none"}:${String(details.stage ?? "")}`,
+        entry,
+      });
+      return;
+    }
     // Written at once: the summary of an exchange is in the log before the port greets again.
     try {
       this.ctx.store.appendEvent(entry);

@@ -64,6 +64,13 @@ export function lineScreen(announce: HTMLElement): Screen {
           ),
         ),
       ),
+      t.misbehaving
+        ? h(
+            "p",
+            { class: "alert misbehaving", role: "alert", "data-misbehaving": "" },
+            t.misbehaving,
+          )
+        : null,
       t.failure ? failureView(t.failure, t.port) : null,
       h("p", { class: "counts" }, `${t.confirmed} confirmed · ${t.failed} failed`),
     );
