@@ -33,17 +33,25 @@ afterAll(async () => {
 
 /**
  * A child that writes IDENTIFY frames with rotating ids to `path` for `ms`,
- * as fast as the port takes them, never waiting for an answer (what comes
- * back is drained unread: a pty, unlike a UART, would otherwise stop both ways).
+ * as fast as the port takes them, never waiting for an answer. What comes
+ * back is drained unread by `cat`, a process of its own: serialport stops
+ * reading a port while one of its writes waits for room (its poller watches
+ * one event at a time), so a flooder reading in its own process stops reading
+ * whenever the station is slow to take a frame, and the station, whose
+ * answers then cannot go out, stops reading it in turn: both wait for ever,
+ * which a UART (no flow control) never does. A device that reads everything
+ * is the hardest case for the station: every frame it sends must be handled.
  */
 function flood(path: string, ms: number): Promise<number> {
   const script = `
+    import { spawn } from "node:child_process";
     import { SerialPort } from "serialport";
     import { encodeFrame } from ${JSON.stringify(join(DIST, "frame.js"))};
     import { encodeMessage } from ${JSON.stringify(join(DIST, "messages.js"))};
     const port = new SerialPort({ path: process.argv[1], baudRate: 921600 });
-    port.on("data", () => {});
+    port.on("error", (e) => process.stderr.write("flooder: " + e.message + "\\n"));
     await new Promise((r) => port.on("open", r));
+    const drain = spawn("cat", [process.argv[1]], { stdio: ["ignore", "ignore", "inherit"] });
     const end = Date.now() + Number(process.argv[2]);
     let n = 0;
     while (Date.now() < end) {
@@ -54,6 +62,7 @@ function flood(path: string, ms: number): Promise<number> {
       n++;
     }
     process.stdout.write(String(n));
+    drain.kill("SIGKILL");
     port.close(() => process.exit(0));
   `;
   const child = spawn(process.execPath, ["--input-type=module", "-e", script, path, String(ms)], {
@@ -62,7 +71,21 @@ function flood(path: string, ms: number): Promise<number> {
   });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve) => child.on("exit", () => resolve(Number(out))));
+  return new Promise((resolve, reject) => {
+    // A flooder that cannot finish fails the test, with what it said, instead of hanging it.
+    const stuck = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(
+        new Error(
+          `the flooder did not finish within ${ms + 30_000} ms (sent: ${out || "nothing"})`,
+        ),
+      );
+    }, ms + 30_000);
+    child.on("exit", () => {
+      clearTimeout(stuck);
+      resolve(Number(out));
+    });
+  });
 }
 
 /** The resident memory of a process, in MB. */
@@ -110,6 +133,13 @@ describe("a flooding device on one port", () => {
       (e) => e.event === "port.misbehaving" && e.port === bad.station,
       "the flooding port shown as misbehaving",
       30_000,
+    );
+    // The operator does what the tile says: the flooder is unplugged (its last exchange, a
+    // request for a CSR that will never come, ends with it), and the line is stopped.
+    await bad.kill();
+    await line.lines.waitFor(
+      (e) => e.event === "port.lost" && e.port === bad.station,
+      "the flooding port unplugged",
     );
     line.proc.kill("SIGINT");
     await line.exited;
