@@ -123,3 +123,49 @@ describe("a re-try on the board", () => {
     expect(b.view()[0]).toMatchObject({ state: "confirmed", failure: null, failed: 1 });
   });
 });
+
+describe("a misbehaving port on the board", () => {
+  it("shows what the line said until a device on that port gets through", () => {
+    const b = new LineBoard(() => new Date("2026-11-23T10:00:00Z"));
+    b.reset(["/dev/a", "/dev/b"]);
+    expect(b.view()[0]!.misbehaving).toBeNull();
+    b.apply({
+      event: "port.misbehaving",
+      port: "/dev/a",
+      refused: 20,
+      message: "The device on this port was refused 20 times within a minute.",
+    });
+    expect(b.view()[0]!.misbehaving).toBe(
+      "The device on this port was refused 20 times within a minute.",
+    );
+    expect(b.view()[1]!.misbehaving).toBeNull();
+    // More refusals and a good device on another port leave it shown.
+    b.apply({
+      event: "device.failed",
+      port: "/dev/a",
+      deviceId: "flood-9",
+      stage: "identified",
+      code: "SERIAL_PROTOCOL",
+      message: "Another device answered.",
+      serial: null,
+    });
+    b.apply({
+      event: "device.confirmed",
+      port: "/dev/b",
+      deviceId: "good",
+      serial: "ab",
+      ms: 1,
+      wireBytes: 1,
+    });
+    expect(b.view()[0]!.misbehaving).not.toBeNull();
+    b.apply({
+      event: "device.confirmed",
+      port: "/dev/a",
+      deviceId: "d1",
+      serial: "cd",
+      ms: 1,
+      wireBytes: 1,
+    });
+    expect(b.view()[0]!.misbehaving).toBeNull();
+  });
+});

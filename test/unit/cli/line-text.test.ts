@@ -31,4 +31,15 @@ describe("the CLI line's words", () => {
       }),
     ).toBe("dev-7: CONFIRMED serial 0a1b in 1.23 s");
   });
+
+  it("says which port misbehaves, and what to do", () => {
+    expect(
+      describeLineEvent({
+        event: "port.misbehaving",
+        port: "/dev/ttyUSB3",
+        refused: 20,
+        message: "The device on this port was refused 20 times within a minute. Unplug it.",
+      }),
+    ).toBe("MISBEHAVING: The device on this port was refused 20 times within a minute. Unplug it.");
+  });
 });
