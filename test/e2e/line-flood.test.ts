@@ -1,10 +1,10 @@
 /**
  * A flooding device: on one port it sends valid IDENTIFY frames with a new
- * device id each time, as fast as the line takes them, and never reads what
- * the station answers. What one port can cost is bounded: its refusals reach
- * the log as a few entries with their count (not one fsynced entry each),
- * what waits to be written to it is capped, the port is shown as
- * misbehaving, and a good device on the next port keeps being provisioned.
+ * device id each time, as fast as the line takes them, and never answers
+ * what the station sends (it drops it). What one port can cost is bounded:
+ * its refusals reach the log as a few entries with their count (not one
+ * fsynced entry each), the station's memory stays bounded, the port is shown
+ * as misbehaving, and a good device on the next port keeps being provisioned.
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -147,7 +147,7 @@ describe("a flooding device on one port", () => {
     expect(sent, "IDENTIFY frames the device sent").toBeGreaterThan(1000);
     // The good port went on while the other flooded.
     expect(during).toBeGreaterThanOrEqual(5);
-    // Memory stays bounded (the write backlog to the device that does not read is capped).
+    // Memory stays bounded while the station handles every frame the flooder sends.
     expect(peak).toBeLessThan(400);
 
     // The log holds a few entries for the flooding port, and they count what they stand for.
