@@ -10,6 +10,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { LinesignError } from "./domain/errors.js";
 import { sdkIotGateway } from "./adapters/aws-iot/gateway.js";
+export { loadAwsSdk } from "./adapters/aws-iot/gateway.js";
 import { writeFileAtomic } from "./adapters/fs/atomic.js";
 import {
   createUploaderIdentity,

@@ -65,6 +65,7 @@ import { SigningSessions } from "./app/signing-session.js";
 import { ReissueService } from "./app/reissue.js";
 import type { Role } from "./domain/roles.js";
 import { sdkIotGateway } from "./adapters/aws-iot/gateway.js";
+export { loadAwsSdk } from "./adapters/aws-iot/gateway.js";
 import {
   DEV,
   provisionDevelopment,

@@ -8,14 +8,14 @@
 import { Command, CommanderError } from "commander";
 import { COMMAND_ROLES } from "../domain/roles.js";
 import { LinesignError, toLinesignError } from "../domain/errors.js";
-import { openStation, type Station } from "../compose.js";
+import { loadAwsSdk, openStation, type Station } from "../compose.js";
 import { promptSecret } from "./prompt.js";
 import { registerBenchCommand } from "./bench.js";
 import { registerLineCommands } from "./line.js";
 import { registerServeCommand } from "./serve.js";
 import { registerKioskCommand } from "./kiosk.js";
 import { registerSyncCommands } from "./sync.js";
-import { registerOnlineCommands } from "./online.js";
+import { commandOf, registerOnlineCommands } from "./online.js";
 import { registerStationCommands } from "./station.js";
 import { registerCaCommands } from "./ca.js";
 import { registerTokenCommands } from "./token.js";
@@ -40,6 +40,8 @@ interface GlobalOpts {
 export async function run(argv: string[], io: CliIo = defaultIo()): Promise<number> {
   let exitCode = 0;
   let json = argv.includes("--json");
+  // A sync sends paced requests: the SDK is loaded first, before the station opens.
+  if (commandOf(argv)[0] === "sync") await loadAwsSdk();
 
   const program = new Command("linesign")
     .description("HSM-backed offline signing station for factory lines")

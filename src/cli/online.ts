@@ -11,6 +11,7 @@ import type { TargetSummary } from "../app/sync/target-sync.js";
 import type { CliIo } from "./io.js";
 import {
   initUploader,
+  loadAwsSdk,
   loadUploader,
   readFileBounded,
   READ_LIMITS,
@@ -172,6 +173,8 @@ export function registerOnlineCommands(program: Command, d: OnlineCliDeps): Comm
 export async function runOnline(argv: string[], io: CliIo): Promise<number> {
   let exitCode = 0;
   const json = argv.includes("--json");
+  // An upload sends paced requests: the SDK is loaded first, before the bundle is read.
+  if (commandOf(argv)[0] === "upload" && !argv.includes("--verify-only")) await loadAwsSdk();
   const program = new Command("linesign")
     .option("--home <dir>", "unused by the online commands")
     .option("--json", "machine-readable output: one JSON object on stdout")

@@ -137,12 +137,27 @@ export async function whereOf(t: {
   };
 }
 
+let sdk: Promise<
+  [typeof import("@aws-sdk/client-iot"), typeof import("@aws-sdk/client-sts")]
+> | null = null;
+
+/**
+ * Loads the SDK's clients (once). The commands that send requests (sync, upload) call it
+ * before they start their work, so loading and compiling the SDK never falls among the
+ * paced requests.
+ */
+export function loadAwsSdk(): Promise<
+  [typeof import("@aws-sdk/client-iot"), typeof import("@aws-sdk/client-sts")]
+> {
+  sdk ??= Promise.all([import("@aws-sdk/client-iot"), import("@aws-sdk/client-sts")]);
+  return sdk;
+}
+
 export const sdkIotGateway: IotGatewayFactory = async (t) => {
-  const [iotEndpoint, stsEndpoint, iot, stsSdk] = await Promise.all([
+  const [iotEndpoint, stsEndpoint, [iot, stsSdk]] = await Promise.all([
     resolveEndpoint("iot", t),
     resolveEndpoint("sts", t),
-    import("@aws-sdk/client-iot"),
-    import("@aws-sdk/client-sts"),
+    loadAwsSdk(),
   ]);
   const {
     DescribeCACertificateCommand,
