@@ -314,33 +314,38 @@ function buildStation(
   };
   const tokenSerial = env.LINESIGN_TOKEN_SERIAL ?? config.pkcs11.tokenSerial;
   const openKeys = (): Pkcs11KeyStore =>
-    (keys ??= new Pkcs11KeyStore(modulePath, pins, pinGuard(ctx, config.pkcs11.maxPinAttempts), {
-      ...(config.pkcs11.initArgs ? { libraryParameters: config.pkcs11.initArgs } : {}),
-      ...(tokenSerial
-        ? {
-            selectors: [
-              { label: tokenLabel, serial: tokenSerial, manufacturer: null, model: null },
-            ],
-          }
-        : {}),
-      // A token that goes away (storage moved, USB HSM re-plugged) is waited for; the log says so.
-      // While it is away, the station stands paused (the line greets no device) and says why.
-      onTokenState: (token, state, detail) => {
-        const level = state === "back" ? "info" : "warn";
-        logger[level]({ token, state, ...detail }, `token "${token}" ${state}`);
-        if (state === "absent")
-          ctx.health.report(
-            "token",
-            new LinesignError(
-              "HSM_TOKEN_NOT_FOUND",
-              `Token "${token}" went away (its storage or connection is gone). The line waits for it: ` +
-                "reconnect the HSM (or restore its storage) and the station resumes by itself.",
-            ),
-            () => openKeys().checkPresent(token),
-          );
-        else if (state === "back") ctx.health.clear("token");
+    (keys ??= new Pkcs11KeyStore(
+      modulePath,
+      pins,
+      pinGuard(ctx, config.pkcs11.maxPinAttempts, config.pkcs11.maxSoPinAttempts),
+      {
+        ...(config.pkcs11.initArgs ? { libraryParameters: config.pkcs11.initArgs } : {}),
+        ...(tokenSerial
+          ? {
+              selectors: [
+                { label: tokenLabel, serial: tokenSerial, manufacturer: null, model: null },
+              ],
+            }
+          : {}),
+        // A token that goes away (storage moved, USB HSM re-plugged) is waited for; the log says so.
+        // While it is away, the station stands paused (the line greets no device) and says why.
+        onTokenState: (token, state, detail) => {
+          const level = state === "back" ? "info" : "warn";
+          logger[level]({ token, state, ...detail }, `token "${token}" ${state}`);
+          if (state === "absent")
+            ctx.health.report(
+              "token",
+              new LinesignError(
+                "HSM_TOKEN_NOT_FOUND",
+                `Token "${token}" went away (its storage or connection is gone). The line waits for it: ` +
+                  "reconnect the HSM (or restore its storage) and the station resumes by itself.",
+              ),
+              () => openKeys().checkPresent(token),
+            );
+          else if (state === "back") ctx.health.clear("token");
+        },
       },
-    }));
+    ));
   // The actor of a service call; a one-shot command has one for its whole run.
   const actors = new AsyncLocalStorage<string>();
   let processActor = actorFrom(env);

@@ -12,45 +12,61 @@ import { act, type AppContext } from "./context.js";
 /** Default consecutive wrong PINs before the station stops trying. */
 export const DEFAULT_MAX_PIN_ATTEMPTS = 5;
 
-/** The LoginGuard the PKCS#11 adapter calls around each login. */
-export function pinGuard(ctx: AppContext, maxAttempts: number): LoginGuard {
+/** Default consecutive wrong SO PINs before the station stops trying (HSMs that erase themselves allow few). */
+export const DEFAULT_MAX_SO_PIN_ATTEMPTS = 3;
+
+/** The guard row of `who`'s PIN on `token` (the SO PIN's is kept apart from the user PIN's). */
+const guardKey = (token: string, who: "user" | "so"): string =>
+  who === "so" ? `so:${token}` : token;
+
+/** The LoginGuard the PKCS#11 adapter calls around each login, user or security officer. */
+export function pinGuard(
+  ctx: AppContext,
+  maxAttempts: number,
+  maxSoAttempts = DEFAULT_MAX_SO_PIN_ATTEMPTS,
+): LoginGuard {
   return {
-    beforeLogin(token) {
-      const state = ctx.store.pinGuard(token);
+    beforeLogin(token, who = "user") {
+      const state = ctx.store.pinGuard(guardKey(token, who));
       if (state.lockedAt) {
         throw new LinesignError(
           "HSM_PIN_LOCKED",
-          `The station stopped using the PIN of token "${token}" after ${state.failures} wrong attempts (at ${state.lockedAt}). ` +
-            `A security officer must run "linesign token unlock --token ${token}" with the SO PIN in LINESIGN_SO_PIN.`,
-          { details: { token, failures: state.failures } },
+          who === "so"
+            ? `The station stopped presenting SO PINs to token "${token}" after ${state.failures} wrong attempts (at ${state.lockedAt}), ` +
+                `before the token's own limit (some HSMs erase themselves when it is reached). Find the right SO PIN with its custodian; ` +
+                `then an officer lifts this stop with "linesign token unlock --token ${token} --clear-so-guard" (recorded) and tries once more.`
+            : `The station stopped using the PIN of token "${token}" after ${state.failures} wrong attempts (at ${state.lockedAt}). ` +
+                `A security officer must run "linesign token unlock --token ${token}" with the SO PIN in LINESIGN_SO_PIN.`,
+          { details: { token, failures: state.failures, pin: who === "so" ? "SO" : "user" } },
         );
       }
     },
-    loginFailed(token) {
-      const state = ctx.store.pinGuard(token);
+    loginFailed(token, who = "user") {
+      const state = ctx.store.pinGuard(guardKey(token, who));
       const failures = state.failures + 1;
-      const lock = failures >= maxAttempts;
+      const max = who === "so" ? maxSoAttempts : maxAttempts;
+      const lock = failures >= max;
       ctx.store.transaction(() => {
-        ctx.store.setPinGuard(token, {
+        ctx.store.setPinGuard(guardKey(token, who), {
           failures,
           lockedAt: lock ? ctx.clock.now().toISOString() : null,
         });
         if (lock) {
           ctx.store.appendEvent({
             actor: ctx.actor,
-            action: "token.pin-locked",
+            action: who === "so" ? "token.so-pin-locked" : "token.pin-locked",
             subject: token,
             outcome: "refused",
             code: "HSM_PIN_LOCKED",
-            message: `${failures} consecutive wrong PINs: the station will not present a PIN to this token until an officer unlocks it.`,
-            details: { failures, maxAttempts },
+            message: `${failures} consecutive wrong ${who === "so" ? "SO " : ""}PINs: the station will not present ${who === "so" ? "an SO PIN" : "a PIN"} to this token until an officer ${who === "so" ? "lifts the stop" : "unlocks it"}.`,
+            details: { failures, maxAttempts: max, pin: who === "so" ? "SO" : "user" },
           });
         }
       });
     },
-    loginSucceeded(token) {
-      if (ctx.store.pinGuard(token).failures > 0)
-        ctx.store.setPinGuard(token, { failures: 0, lockedAt: null });
+    loginSucceeded(token, who = "user") {
+      if (ctx.store.pinGuard(guardKey(token, who)).failures > 0)
+        ctx.store.setPinGuard(guardKey(token, who), { failures: 0, lockedAt: null });
     },
   };
 }
@@ -103,6 +119,33 @@ export class TokenService {
           details: { userPinChanged: newUserPin !== undefined },
         });
       });
+    });
+  }
+
+  /**
+   * Lifts the station's stop on SO PINs for `token` (an officer's recorded act,
+   * after the right SO PIN was found); presents no PIN.
+   * @throws LinesignError USAGE when there is no stop to lift
+   */
+  async clearSoGuard(token: string): Promise<{ failures: number }> {
+    return act(this.ctx, "token.so-guard-clear", token, async () => {
+      const state = this.ctx.store.pinGuard(guardKey(token, "so"));
+      if (state.failures === 0)
+        throw new LinesignError(
+          "USAGE",
+          `The station has no wrong SO PIN on record for token "${token}": there is nothing to lift.`,
+        );
+      this.ctx.store.transaction(() => {
+        this.ctx.store.setPinGuard(guardKey(token, "so"), { failures: 0, lockedAt: null });
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: "token.so-guard-clear",
+          subject: token,
+          outcome: "ok",
+          details: { failures: state.failures, lockedAt: state.lockedAt },
+        });
+      });
+      return { failures: state.failures };
     });
   }
 

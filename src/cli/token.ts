@@ -77,9 +77,21 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
       "security officer: prove the SO PIN (LINESIGN_SO_PIN or prompt) and lift the wrong-PIN lock; LINESIGN_NEW_USER_PIN also sets a new user PIN",
     )
     .option("--token <label>", "the token (default: the station's)")
-    .action(async (o: { token?: string }) => {
+    .option(
+      "--clear-so-guard",
+      "lift the station's stop on SO PINs after wrong attempts (presents no PIN; recorded)",
+    )
+    .action(async (o: { token?: string; clearSoGuard?: boolean }) => {
       await withStation(async (s) => {
         const label = o.token ?? s.ctx.tokenLabel;
+        if (o.clearSoGuard) {
+          const r = await s.tokens.clearSoGuard(label);
+          emit(
+            { ok: true, token: label, cleared: r },
+            `The station presents SO PINs to token "${label}" again (${r.failures} wrong attempts were on record). Be sure of the SO PIN before the next try.`,
+          );
+          return;
+        }
         const soPin =
           io.env.LINESIGN_SO_PIN ??
           (prompt ? await prompt(`SO PIN for token "${label}": `) : undefined);

@@ -65,6 +65,11 @@ export const StationConfigSchema = z
         initArgs: z.string().min(1).max(1024).optional(),
         /** Consecutive wrong user PINs after which the station stops presenting PINs (default 5). */
         maxPinAttempts: z.number().int().min(1).max(100).default(5),
+        /**
+         * Consecutive wrong SO PINs after which the station stops presenting SO PINs (default 3).
+         * Keep it below the token's own SO limit: some HSMs erase themselves when it is reached.
+         */
+        maxSoPinAttempts: z.number().int().min(1).max(100).default(3),
         /** SoftHSM2 config used when SOFTHSM2_CONF is not set (development stations). */
         softhsmConf: z.string().min(1).optional(),
       })

@@ -68,9 +68,10 @@ export interface Signer {
  * station has stopped presenting PINs to the token.
  */
 export interface LoginGuard {
-  beforeLogin(tokenLabel: string): void;
-  loginFailed(tokenLabel: string): void;
-  loginSucceeded(tokenLabel: string): void;
+  /** Throws HSM_PIN_LOCKED when the station stopped presenting `who`'s PIN to the token. */
+  beforeLogin(tokenLabel: string, who?: "user" | "so"): void;
+  loginFailed(tokenLabel: string, who?: "user" | "so"): void;
+  loginSucceeded(tokenLabel: string, who?: "user" | "so"): void;
 }
 
 /** The station's PKCS#11 token(s). PINs come from the PIN source given at construction. */

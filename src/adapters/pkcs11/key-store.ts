@@ -237,27 +237,75 @@ export class Pkcs11KeyStore
     }
   }
 
-  officerReset(tokenLabel: string, soPin: string, newUserPin?: string): void {
-    const slot = this.findSlot(tokenLabel);
+  /**
+   * Stops before the token does: refuses to present `who`'s PIN when the token
+   * reports it locked or at its last attempt, or when the station's own guard
+   * stopped; otherwise runs `present` and tells the guard how it went.
+   */
+  private presentPin<T>(slot: Handle, tokenLabel: string, who: "user" | "so", present: () => T): T {
+    this.refuseBeforePin(slot, tokenLabel, who);
+    return this.tellGuard(tokenLabel, who, present);
+  }
+
+  /** Throws HSM_PIN_LOCKED when the token's flags or the station's guard say not to present `who`'s PIN. */
+  private refuseBeforePin(slot: Handle, tokenLabel: string, who: "user" | "so"): void {
     const flags = this.tokenFlags(slot, tokenLabel);
-    if (flags & (pkcs11js.CKF_SO_PIN_LOCKED | pkcs11js.CKF_SO_PIN_FINAL_TRY)) {
-      const locked = (flags & pkcs11js.CKF_SO_PIN_LOCKED) !== 0;
+    const [lockedFlag, finalFlag] =
+      who === "so"
+        ? [pkcs11js.CKF_SO_PIN_LOCKED, pkcs11js.CKF_SO_PIN_FINAL_TRY]
+        : [pkcs11js.CKF_USER_PIN_LOCKED, pkcs11js.CKF_USER_PIN_FINAL_TRY];
+    const name = who === "so" ? "SO" : "user";
+    if (flags & (lockedFlag | finalFlag)) {
+      const locked = (flags & lockedFlag) !== 0;
       throw new LinesignError(
         "HSM_PIN_LOCKED",
         locked
-          ? `The SO PIN of token "${tokenLabel}" is locked: only the HSM vendor's recovery procedure can help.`
-          : `Token "${tokenLabel}" reports one SO PIN attempt left (CKF_SO_PIN_FINAL_TRY); some HSMs erase themselves ` +
-              `after it fails. The station will not try: use the HSM vendor's tool with the SO PIN you are sure of.`,
-        { details: { token: tokenLabel, soPinLocked: locked } },
+          ? `The ${name} PIN of token "${tokenLabel}" is locked (CKF_${who === "so" ? "SO" : "USER"}_PIN_LOCKED): ` +
+              (who === "so"
+                ? "only the HSM vendor's recovery procedure can help."
+                : 'a security officer sets a new user PIN with "linesign token unlock" (LINESIGN_SO_PIN and LINESIGN_NEW_USER_PIN).')
+          : `Token "${tokenLabel}" reports one ${name} PIN attempt left (CKF_${who === "so" ? "SO" : "USER"}_PIN_FINAL_TRY); some HSMs ` +
+              (who === "so"
+                ? "erase themselves after it fails. The station will not try: use the HSM vendor's tool with the SO PIN you are sure of."
+                : 'lock or erase themselves after it fails. The station will not risk it: a security officer sets a new user PIN with "linesign token unlock" (LINESIGN_SO_PIN and LINESIGN_NEW_USER_PIN).'),
+        {
+          details: {
+            token: tokenLabel,
+            pin: name,
+            ...(who === "so" ? { soPinLocked: locked } : { userPinLocked: locked }),
+            finalTry: !locked,
+          },
+        },
       );
     }
+    this.guard?.beforeLogin(tokenLabel, who);
+  }
+
+  /** Runs `present` (one PIN presented to the token) and tells the guard how it went. */
+  private tellGuard<T>(tokenLabel: string, who: "user" | "so", present: () => T): T {
+    let result: T;
+    try {
+      result = present();
+    } catch (e) {
+      if (mapPkcs11Error(e, "presenting a PIN", tokenLabel).code === "HSM_PIN_INCORRECT")
+        this.guard?.loginFailed(tokenLabel, who);
+      throw e;
+    }
+    this.guard?.loginSucceeded(tokenLabel, who);
+    return result;
+  }
+
+  officerReset(tokenLabel: string, soPin: string, newUserPin?: string): void {
+    const slot = this.findSlot(tokenLabel);
     let session: Handle | null = null;
     try {
       session = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-      this.lib.C_Login(session, pkcs11js.CKU_SO, soPin);
+      const s = session;
+      this.presentPin(slot, tokenLabel, "so", () => this.lib.C_Login(s, pkcs11js.CKU_SO, soPin));
       if (newUserPin !== undefined) this.lib.C_InitPIN(session, newUserPin);
       this.lib.C_Logout(session);
     } catch (e) {
+      if (e instanceof LinesignError) throw e;
       const err = mapPkcs11Error(
         e,
         `logging in as security officer to token "${tokenLabel}"`,
@@ -287,11 +335,17 @@ export class Pkcs11KeyStore
     let session: Handle | null = null;
     try {
       session = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      const s = session;
       // C_SetPIN changes the PIN of whoever the session is logged in as; a public session's is the user's.
-      if (who === "so") this.lib.C_Login(session, pkcs11js.CKU_SO, oldPin);
-      this.lib.C_SetPIN(session, oldPin, newPin);
-      if (who === "so") this.lib.C_Logout(session);
+      if (who === "so") {
+        this.presentPin(slot, tokenLabel, "so", () => this.lib.C_Login(s, pkcs11js.CKU_SO, oldPin));
+        this.lib.C_SetPIN(session, oldPin, newPin);
+        this.lib.C_Logout(session);
+      } else {
+        this.presentPin(slot, tokenLabel, "user", () => this.lib.C_SetPIN(s, oldPin, newPin));
+      }
     } catch (e) {
+      if (e instanceof LinesignError) throw e;
       const err = mapPkcs11Error(
         e,
         `changing the ${who === "so" ? "SO" : "user"} PIN of token "${tokenLabel}"`,
@@ -852,27 +906,24 @@ export class Pkcs11KeyStore
       }
     }
     // Stop before the token does: one attempt left means a wrong PIN now locks (or wipes) it.
-    const flags = this.tokenFlags(token.slot, tokenLabel);
-    if (flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) {
-      throw new LinesignError(
-        "HSM_PIN_LOCKED",
-        `Token "${tokenLabel}" reports one user PIN attempt left (CKF_USER_PIN_FINAL_TRY): the station will not ` +
-          `risk it. A security officer sets a new user PIN with "linesign token unlock" (LINESIGN_SO_PIN and LINESIGN_NEW_USER_PIN).`,
-        { details: { token: tokenLabel, finalTry: true } },
-      );
-    }
-    this.guard?.beforeLogin(tokenLabel);
+    this.refuseBeforePin(token.slot, tokenLabel, "user");
     const pin = await this.pinSource(tokenLabel);
+    const t = token;
     try {
-      this.lib.C_Login(token.session, pkcs11js.CKU_USER, pin);
+      this.tellGuard(tokenLabel, "user", () => {
+        try {
+          this.lib.C_Login(t.session, pkcs11js.CKU_USER, pin);
+        } catch (e) {
+          if (!(
+            e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN
+          ))
+            throw e;
+        }
+      });
     } catch (e) {
-      if (!(e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN)) {
-        const err = mapPkcs11Error(e, `logging in to token "${tokenLabel}"`, tokenLabel);
-        if (err.code === "HSM_PIN_INCORRECT") this.guard?.loginFailed(tokenLabel);
-        throw err;
-      }
+      if (e instanceof LinesignError) throw e;
+      throw mapPkcs11Error(e, `logging in to token "${tokenLabel}"`, tokenLabel);
     }
-    this.guard?.loginSucceeded(tokenLabel);
     token.loggedIn = true;
     return token;
   }
