@@ -99,6 +99,8 @@ function send(
 /** How long a request may take to arrive in full (headers and body). */
 const REQUEST_TIMEOUT_MS = 10_000;
 const HEADERS_TIMEOUT_MS = 5_000;
+/** Open connections one listener keeps (the kiosk needs a handful; a page's fetches, a few more). */
+const MAX_CONNECTIONS = 64;
 
 type RefusalCode = "API_REQUEST_INVALID" | "AUTH_REQUIRED";
 type Outcome = { status: number; code: RefusalCode; message: string; why: string };
@@ -236,7 +238,10 @@ function boundary(
       res.destroy();
     }
   };
-  const server = createServer((req, res) => {
+  // Timeouts are checked every second (Node's default is 30 s, which let a slow body outlive
+  // its 10 s by far), and connections are capped so that a flood of idle ones cannot take
+  // every file descriptor of the service: excess connections are closed as they come.
+  const server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
     req.on("error", () => undefined);
     res.on("error", () => undefined);
     try {
@@ -249,6 +254,7 @@ function boundary(
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.maxHeadersCount = 64;
+  server.maxConnections = MAX_CONNECTIONS;
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
     try {
       if (err.code !== "ECONNRESET" && err.code !== "EPIPE")
