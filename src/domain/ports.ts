@@ -642,8 +642,12 @@ export type IotGatewayFactory = (t: {
   region: string;
   endpoint?: string;
   awsProfile?: string;
-  /** Awaited right before each request goes on the wire (after signing): the rate ceiling. */
-  pace?: () => Promise<void>;
+  /**
+   * The rate ceiling: awaited right before each request goes on the wire
+   * (after signing); what it resolves to is called once the request's answer
+   * or failure is seen.
+   */
+  pace?: () => Promise<() => void>;
 }) => Promise<IotGateway>;
 
 /** The file that holds a signed head (the station's file system, bounded and atomic). */

@@ -187,20 +187,19 @@ export const sdkIotGateway: IotGatewayFactory = async (t) => {
   if (t.pace) {
     const pace = t.pace;
     // The deserialize step wraps the HTTP handler: this waits after signing, right before sending.
-    sts.middlewareStack.add(
-      (next) => async (args) => {
-        await pace();
-        return next(args);
-      },
-      { step: "deserialize", name: "linesignPace", priority: "low" },
-    );
-    client.middlewareStack.add(
-      (next) => async (args) => {
-        await pace();
-        return next(args);
-      },
-      { step: "deserialize", name: "linesignPace", priority: "low" },
-    );
+    // Each request holds its token until its answer or failure is seen (see app/sync/pacer.ts).
+    for (const c of [sts, client] as const)
+      (c.middlewareStack as IoTClient["middlewareStack"]).add(
+        (next) => async (args) => {
+          const answered = await pace();
+          try {
+            return await next(args);
+          } finally {
+            answered();
+          }
+        },
+        { step: "deserialize", name: "linesignPace", priority: "low" },
+      );
   }
   const gw: IotGateway = {
     where: {

@@ -297,8 +297,13 @@ export class TargetSync {
     for (let attempts = 1; ; attempts++) {
       if (this.stopReason && attempts === 1 && this.summary.credentialsRefused)
         return { r: { ok: false, failure: STOPPED }, attempts: 0 };
-      if (!this.o.pacer) await this.pacer.take();
-      const r = await fn();
+      const answered = this.o.pacer ? null : await this.pacer.take();
+      let r: IotResult<T>;
+      try {
+        r = await fn();
+      } finally {
+        answered?.();
+      }
       if (r.ok || classifyFailure(r.failure) !== "credentials") this.proven = true;
       if (r.ok || classifyFailure(r.failure) !== "retry" || attempts >= this.maxAttempts)
         return { r, attempts };

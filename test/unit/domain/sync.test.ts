@@ -80,8 +80,9 @@ describe("pacer", () => {
     const starts: number[] = [];
     await Promise.all(
       Array.from({ length: 60 }, async () => {
-        await p.take();
+        const answered = await p.take();
         starts.push(performance.now());
+        answered();
       }),
     );
     starts.sort((a, b) => a - b);
