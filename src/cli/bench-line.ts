@@ -7,6 +7,7 @@
 import { randomBytes, scryptSync } from "node:crypto";
 import { hashPassphrase, passphraseMatches } from "../app/users.js";
 import type { Station } from "../compose.js";
+import { rssSampler } from "./bench-audit.js";
 import { ptyPair, socatAvailable, startSim } from "./sim-rig.js";
 
 export interface LineBenchResult {
@@ -162,5 +163,34 @@ export async function benchLine(
         after: Number((cycles(after) / cycleMs).toFixed(2)),
       },
     },
+  };
+}
+
+export interface LineMemoryResult {
+  /** Devices confirmed in the run (16 ports). */
+  devices: number;
+  /** The station process's resident memory during the run, MB. */
+  rssMb: { start: number; peak: number; end: number };
+  /** end / start. */
+  endToStart: number;
+}
+
+/** A long line run on 16 ports with the station's memory sampled; null without socat. */
+export async function benchLineMemory(
+  s: Station,
+  dir: string,
+  devices: number,
+  log: (t: string) => void,
+): Promise<LineMemoryResult | null> {
+  if (!socatAvailable()) return null;
+  const perPort = Math.ceil(devices / 16);
+  log(`bench: memory over a line run of ${perPort * 16} devices on 16 ports`);
+  const rss = rssSampler();
+  const run = await runLine(s, dir, 16, perPort, 115200);
+  const rssMb = rss.stop();
+  return {
+    devices: run.confirmed,
+    rssMb,
+    endToStart: Number((rssMb.end / rssMb.start).toFixed(2)),
   };
 }

@@ -12,7 +12,12 @@ import { newStageTimings, type StageTimings } from "../app/issuance.js";
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
 import type { CliIo, CommandDeps } from "./io.js";
-import { benchLine, type LineBenchResult } from "./bench-line.js";
+import {
+  benchLine,
+  benchLineMemory,
+  type LineBenchResult,
+  type LineMemoryResult,
+} from "./bench-line.js";
 import { benchSync, type SyncBenchResult } from "./bench-sync.js";
 import { benchKiosk, type KioskBenchResult } from "./bench-kiosk.js";
 import { benchSignIn, type SignInBenchResult } from "./bench-signin.js";
@@ -44,6 +49,8 @@ export interface BenchResult {
   speedupOverManualOpenssl: number | null;
   /** The serial line with simulated devices; null when skipped or socat is missing. */
   line: LineBenchResult | null;
+  /** The station's memory over a long line run (--memory-devices; null when skipped). */
+  lineMemory: LineMemoryResult | null;
   /** AWS IoT sync against the emulator; null when skipped. */
   sync: SyncBenchResult | null;
   /** The kiosk's station service: call rates and how soon a tile hears of a step. */
@@ -121,6 +128,7 @@ export async function runBench(
     json: boolean;
     count: number;
     lineDevices: number;
+    memoryDevices: number;
     syncCerts: number;
     auditEvents: number;
   },
@@ -176,6 +184,7 @@ export async function runBench(
       opensslManualMsPerDevice: null,
       speedupOverManualOpenssl: null,
       line: null,
+      lineMemory: null,
       sync: null,
       kiosk: null,
       signIn: null,
@@ -255,6 +264,8 @@ export async function runBench(
       );
     }
     if (opts.lineDevices > 0) result.line = await benchLine(s, dir, opts.lineDevices, log);
+    if (opts.memoryDevices > 0)
+      result.lineMemory = await benchLineMemory(s, dir, opts.memoryDevices, log);
     if (opts.syncCerts > 0) result.sync = await benchSync(s, opts.syncCerts, log);
     // Against one device's wire time on the line (measured above, or 2,169 bytes at 115200 8N1).
     result.kiosk = await benchKiosk(s, 1000, result.line?.wireMsPerDevice ?? 188.3, log);
@@ -295,6 +306,9 @@ export async function runBench(
           : `  serial line at ${result.line.baud} baud: ${result.line.wireBytesPerDevice} bytes/device on the wire (every byte from the answered HELLO to DONE, both directions) = ${result.line.wireMsPerDevice} ms; cycle ${result.line.cycleMsPerDevice} ms = ${result.line.cycleToWire}x wire time\n` +
             `           1 port ${result.line.devicesPerMinute1} devices/min; 16 ports ${result.line.devicesPerMinute16} devices/min = ${result.line.ports16To1}x\n` +
             `           while a user loops sign-ins, 1 port's cycle ${result.line.underSignIns.cycleMs.before} ms before (scryptSync N=2^14 on the loop) = ${result.line.underSignIns.toNone.before}x, ${result.line.underSignIns.cycleMs.after} ms after (N=2^17 off it) = ${result.line.underSignIns.toNone.after}x of ${result.line.underSignIns.cycleMs.none} ms with none`,
+        result.lineMemory === null
+          ? "  line memory: not measured (--memory-devices 0, or socat missing)"
+          : `  line memory over ${result.lineMemory.devices} devices on 16 ports: RSS ${result.lineMemory.rssMb.start} MB at the start, ${result.lineMemory.rssMb.peak} MB at the peak, ${result.lineMemory.rssMb.end} MB at the end (end/start ${result.lineMemory.endToStart}x)`,
         result.sync === null
           ? "  AWS IoT sync: not measured (--sync-certs 0)"
           : `  AWS IoT sync of ${result.sync.certificates} certificates to the emulator at --max-rps ${result.sync.maxRps}: ${result.sync.achievedRps}/s = ${result.sync.ofCeiling} of the ceiling; busiest second ${result.sync.busiestSecond} requests`,
@@ -335,6 +349,11 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
       "50",
     )
     .option(
+      "--memory-devices <n>",
+      "devices in a 16-port line run over which the station's memory is sampled (0 skips)",
+      "10000",
+    )
+    .option(
       "--sync-certs <n>",
       "device certificates registered with the AWS IoT emulator at 200 requests/s (0 skips)",
       "10000",
@@ -345,7 +364,13 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
       "1000000",
     )
     .action(
-      async (o: { count: string; lineDevices: string; syncCerts: string; auditEvents: string }) => {
+      async (o: {
+        count: string;
+        lineDevices: string;
+        memoryDevices: string;
+        syncCerts: string;
+        auditEvents: string;
+      }) => {
         const count = Number(o.count);
         if (!Number.isInteger(count) || count < 10 || count > 1_000_000)
           throw new LinesignError("USAGE", "--count must be a whole number from 10 to 1000000.");
@@ -354,6 +379,12 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
           throw new LinesignError(
             "USAGE",
             "--line-devices must be a whole number from 0 to 10000.",
+          );
+        const memoryDevices = Number(o.memoryDevices);
+        if (!Number.isInteger(memoryDevices) || memoryDevices < 0 || memoryDevices > 100_000)
+          throw new LinesignError(
+            "USAGE",
+            "--memory-devices must be a whole number from 0 to 100000.",
           );
         const syncCerts = Number(o.syncCerts);
         if (!Number.isInteger(syncCerts) || syncCerts < 0 || syncCerts > 1_000_000)
@@ -367,7 +398,14 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
             "USAGE",
             "--audit-events must be a whole number from 0 to 10000000.",
           );
-        await runBench(io, { json: d.json(), count, lineDevices, syncCerts, auditEvents });
+        await runBench(io, {
+          json: d.json(),
+          count,
+          lineDevices,
+          memoryDevices,
+          syncCerts,
+          auditEvents,
+        });
       },
     );
 }

@@ -13,6 +13,8 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
       "20",
       "--line-devices",
       "2",
+      "--memory-devices",
+      "32",
       "--sync-certs",
       "30",
       "--audit-events",
@@ -52,6 +54,10 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
     expect(under.cycleMs![when], `underSignIns.cycleMs.${when}`).toBeGreaterThan(0);
   for (const when of ["before", "after"])
     expect(under.toNone![when], `underSignIns.toNone.${when}`).toBeGreaterThan(0);
+  const memory = j.lineMemory as unknown as { devices: number; rssMb: Record<string, number> };
+  expect(memory.devices).toBe(32);
+  for (const key of ["start", "peak", "end"])
+    expect(memory.rssMb[key], `lineMemory.rssMb.${key}`).toBeGreaterThan(0);
   const sync = j.sync as unknown as Record<string, number>;
   expect(sync.certificates).toBeGreaterThanOrEqual(30); // plus the line figures' devices
   for (const key of ["achievedRps", "ofCeiling", "busiestSecond"])

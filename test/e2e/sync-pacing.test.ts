@@ -11,7 +11,7 @@ import { engineStation, type EngineStation } from "../helpers/engine.js";
 import { cleanEnv, linesignAsync } from "../helpers/cli.js";
 
 const ACCOUNT = "444444444444";
-const CERTS = 240;
+const CERTS = 160;
 const MAX_RPS = 100;
 let emu: IotEmulator;
 let es: EngineStation;
