@@ -189,7 +189,7 @@ export const sdkIotGateway: IotGatewayFactory = async (t) => {
     // The deserialize step wraps the HTTP handler: this waits after signing, right before sending.
     // Each request holds its token until its answer or failure is seen (see app/sync/pacer.ts).
     for (const c of [sts, client] as const)
-      (c.middlewareStack as IoTClient["middlewareStack"]).add(
+      (c.middlewareStack as import("@aws-sdk/client-iot").IoTClient["middlewareStack"]).add(
         (next) => async (args) => {
           const answered = await pace();
           try {
