@@ -14,10 +14,15 @@
  * it once on loopback (POST /api/kiosk-redeem) for the stable kiosk key and
  * keeps that in memory only, so it reaches the service again after a
  * restart. A ticket read later (from a file, a profile) is spent. Nothing is
- * ever set in the browser (no cookie).
+ * ever set in the browser (no cookie). The page never sends the kiosk key:
+ * before each call it has the service prove it holds the key (POST
+ * /api/kiosk-hello: its challenge answered with a nonce and an HMAC), then
+ * signs the call with an HMAC over that nonce, its login and the body; the
+ * nonce is spent by the call. Whoever takes the port while the service is
+ * away (another local account) cannot prove the key and is sent nothing.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { connect, type AddressInfo } from "node:net";
@@ -26,6 +31,9 @@ import type { StationService } from "./station-service.js";
 import { resolveStaticFile } from "./static-files.js";
 
 export const LOGIN_HEADER = "x-linesign-login";
+/** A kiosk page's call: the nonce the service gave it, and the HMAC under the kiosk key. */
+export const NONCE_HEADER = "x-linesign-nonce";
+export const MAC_HEADER = "x-linesign-mac";
 const MAX_BODY = 64 * 1024;
 
 /** The kiosk page's policy: its own scripts and styles, calls to this origin, nothing else. */
@@ -171,6 +179,8 @@ async function handleCall(
   req: IncomingMessage,
   res: ServerResponse,
   extraHeaders: Record<string, string> = {},
+  /** Checks the raw body against the call's MAC (a kiosk page's call); a refusal ends the call. */
+  authorize?: (body: string) => boolean,
 ): Promise<void> {
   const source = sourceOf(transport, req);
   const fail = (o: Outcome) => {
@@ -181,6 +191,15 @@ async function handleCall(
     return fail(refusal(415, "The request is not JSON.", "Send JSON."));
   const body = await readBody(req);
   if (!("text" in body)) return fail(body);
+  if (authorize && !authorize(body.text))
+    return fail(
+      refusal(
+        401,
+        "A call whose kiosk MAC or nonce is wrong.",
+        NO_KIOSK_KEY_MESSAGE,
+        "AUTH_REQUIRED",
+      ),
+    );
   let parsed: { channel?: unknown; args?: unknown } | null = null;
   try {
     const value: unknown = JSON.parse(body.text);
@@ -346,6 +365,48 @@ export async function listenUnix(
   return { close: closer(server) };
 }
 
+/** How long a kiosk page's nonce may wait for its call, and how many may wait at once. */
+const NONCE_TTL_MS = 30_000;
+const MAX_NONCES = 256;
+const HEX32 = /^[0-9a-f]{64}$/;
+
+/**
+ * The proof and MAC of a kiosk page's call, keyed by the kiosk key (which
+ * never leaves the page or the service): the page sends a fresh challenge,
+ * the service answers a nonce of its own with HMAC(key, server, challenge,
+ * nonce), and the page sends its call only when that proves the service holds
+ * the key; the call carries HMAC(key, call, nonce, login, body), and the
+ * nonce is spent by its first use, so a call cannot be replayed. An impostor
+ * on the port cannot prove the key, and is sent nothing a user typed.
+ */
+export const kioskProofText = (challenge: string, nonce: string) =>
+  `linesign-kiosk-server\n${challenge}\n${nonce}`;
+export const kioskCallText = (nonce: string, login: string, body: string) =>
+  `linesign-kiosk-call\n${nonce}\n${login}\n${body}`;
+const hmac = (key: string, text: string): Buffer =>
+  createHmac("sha256", Buffer.from(key, "utf8")).update(text, "utf8").digest();
+
+/** Nonces handed out to kiosk pages: each spent by its first call, or after NONCE_TTL_MS. */
+class KioskNonces {
+  private readonly waiting = new Map<string, number>();
+
+  mint(): string {
+    const t = Date.now();
+    for (const [k, until] of this.waiting) if (until <= t) this.waiting.delete(k);
+    while (this.waiting.size >= MAX_NONCES) this.waiting.delete(this.waiting.keys().next().value!);
+    const nonce = randomBytes(32).toString("hex");
+    this.waiting.set(nonce, t + NONCE_TTL_MS);
+    return nonce;
+  }
+
+  /** True once for a nonce handed out here and still waiting; it is spent either way. */
+  spend(nonce: string): boolean {
+    const until = this.waiting.get(nonce);
+    this.waiting.delete(nonce);
+    return until !== undefined && until > Date.now();
+  }
+}
+
 function sameSecret(got: string, expected: Buffer): boolean {
   const b = Buffer.from(got);
   return b.length === expected.length && timingSafeEqual(b, expected);
@@ -376,13 +437,24 @@ export async function listenLoopback(
 ): Promise<LoopbackListening> {
   const secret = randomBytes(32).toString("base64url");
   const expected = Buffer.from(`Bearer ${secret}`);
-  const stable = opts.kioskKey ? Buffer.from(`Bearer ${opts.kioskKey}`) : null;
-  // Both compared whatever the first gives, in constant time.
-  const holdsKey = (req: IncomingMessage): boolean => {
-    const got = String(req.headers.authorization ?? "");
-    const bySecret = sameSecret(got, expected);
-    const byStable = stable !== null && sameSecret(got, stable);
-    return bySecret || byStable;
+  // A page holds the kiosk key (or this start's secret when there is none) and never sends it.
+  const pageKey = opts.kioskKey ?? secret;
+  const nonces = new KioskNonces();
+  const holdsSecret = (req: IncomingMessage): boolean =>
+    sameSecret(String(req.headers.authorization ?? ""), expected);
+  /** A kiosk page's call: its nonce is ours and unspent, and its MAC is right (constant time). */
+  const pageCall = (req: IncomingMessage) => {
+    const nonce = String(req.headers[NONCE_HEADER] ?? "");
+    const mac = String(req.headers[MAC_HEADER] ?? "");
+    const login = req.headers[LOGIN_HEADER];
+    return (body: string): boolean => {
+      if (!HEX32.test(nonce) || !HEX32.test(mac) || !nonces.spend(nonce)) return false;
+      const want = hmac(
+        pageKey,
+        kioskCallText(nonce, typeof login === "string" ? login : "", body),
+      );
+      return timingSafeEqual(Buffer.from(mac, "hex"), want);
+    };
   };
   let origin = "";
   const server = boundary(service, "loopback", (req, res) => {
@@ -400,13 +472,18 @@ export async function listenLoopback(
           error: { code: "API_REQUEST_INVALID", message: "Wrong origin." },
         });
       }
-      if (holdsKey(req)) return handleCall(service, "loopback", req, res);
+      if (req.headers[MAC_HEADER] !== undefined)
+        return handleCall(service, "loopback", req, res, {}, pageCall(req));
+      if (holdsSecret(req)) return handleCall(service, "loopback", req, res);
       service.refuseRequest("A call without the service's secret.", "loopback", "AUTH_REQUIRED");
       return send(res, 401, {
         ok: false,
         error: { code: "AUTH_REQUIRED", message: NO_KIOSK_KEY_MESSAGE },
       });
     }
+    // A page about to call asks the service to prove it holds the key, and is given a nonce.
+    if (req.method === "POST" && req.url === "/api/kiosk-hello")
+      return hello(service, origin, pageKey, nonces, req, res);
     // A page that holds this start's secret asks for the stable key, to keep in its memory.
     if (req.method === "POST" && req.url === "/api/kiosk-key" && opts.kioskKey) {
       if (
@@ -450,6 +527,45 @@ export async function listenLoopback(
     url: opts.uiDir ? `${origin}/#key=${secret}` : null,
     close: closer(server),
   };
+}
+
+/**
+ * A kiosk page's challenge (64 hex digits) is answered with a fresh nonce and
+ * HMAC(key, server, challenge, nonce): the page sends its call only when that
+ * proves this is the station. Anyone may ask; the answer gives nothing away.
+ */
+async function hello(
+  service: StationService,
+  origin: string,
+  key: string,
+  nonces: KioskNonces,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const refuse = (why: string) => {
+    service.refuseRequest(why, "loopback", "API_REQUEST_INVALID");
+    send(res, 400, {
+      ok: false,
+      error: { code: "API_REQUEST_INVALID", message: "Send {challenge} as 64 hex digits." },
+    });
+  };
+  if (req.headers.origin !== undefined && req.headers.origin !== origin)
+    return refuse("A kiosk challenge from another origin.");
+  const body = await readBody(req);
+  if (!("text" in body)) return refuse("A kiosk challenge that could not be read.");
+  let challenge: unknown;
+  try {
+    challenge = (JSON.parse(body.text) as { challenge?: unknown } | null)?.challenge;
+  } catch {
+    challenge = null;
+  }
+  if (typeof challenge !== "string" || !HEX32.test(challenge))
+    return refuse("A kiosk challenge that is not 64 hex digits.");
+  const nonce = nonces.mint();
+  send(res, 200, {
+    ok: true,
+    result: { nonce, proof: hmac(key, kioskProofText(challenge, nonce)).toString("hex") },
+  });
 }
 
 /**

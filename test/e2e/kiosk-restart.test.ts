@@ -6,13 +6,19 @@
  * starts it) and is given the station's stable kiosk key into its memory
  * only; when the service stops it says so and reconnects by itself once the
  * service is back, with no reload, and asks the officer to sign in again.
+ * While the service is away another account's listener takes the port: the
+ * page asks it to prove the kiosk key, it cannot, and it records neither the
+ * key nor the passphrase of the sign-in tried meanwhile (the screen says it
+ * is not connected to the station).
  * The service never sends a cookie, and no file of the profile holds either
  * start's secret or the kiosk key. A browser that opens the plain address
  * holds nothing and is refused, pointed at `linesign kiosk`; deleting
  * <home>/run/kiosk.key ends the key's access at the next start.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createHmac } from "node:crypto";
 import { request } from "node:http";
+import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,6 +66,58 @@ function filesHolding(dir: string, secret: string): string[] {
   }
   return out;
 }
+
+/**
+ * Another local account's listener on the station's port while the service
+ * is away: it records every byte it is sent and answers each request as the
+ * station would (a challenge with a made-up proof, a call with "sign in").
+ */
+async function impostor(
+  port: number,
+): Promise<{ bytes: () => Buffer; close: () => Promise<void> }> {
+  const got: Buffer[] = [];
+  const open = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    open.add(socket);
+    socket.on("close", () => open.delete(socket));
+    let pending = Buffer.alloc(0);
+    socket.on("error", () => undefined);
+    socket.on("data", (d: Buffer) => {
+      got.push(d);
+      pending = Buffer.concat([pending, d]);
+      for (;;) {
+        const end = pending.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = pending.subarray(0, end).toString("latin1");
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (pending.length < end + 4 + length) return;
+        pending = pending.subarray(end + 4 + length);
+        const body = head.startsWith("POST /api/kiosk-hello")
+          ? { ok: true, result: { nonce: "ab".repeat(32), proof: "cd".repeat(32) } }
+          : { ok: false, error: { code: "AUTH_REQUIRED", message: "Sign in." } };
+        const text = JSON.stringify(body);
+        socket.write(
+          `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+        );
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve());
+  });
+  return {
+    bytes: () => Buffer.concat(got),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        for (const socket of open) socket.destroy();
+      }),
+  };
+}
+
+const hmacHex = (key: string, text: string) =>
+  createHmac("sha256", Buffer.from(key, "utf8")).update(text).digest("hex");
 
 describe("the kiosk across a service restart", () => {
   let st: TestStation;
@@ -126,11 +184,28 @@ describe("the kiosk across a service restart", () => {
     const waiting = await page.waitForSelector('[data-reconnect="waiting"]', { timeout: 30_000 });
     expect(await waiting.textContent()).toContain("reconnects by itself");
 
+    // Another account takes the port first: the page asks it to prove the key, it cannot, and it
+    // is sent neither the key nor the passphrase typed into the sign-in.
+    const fake = await impostor(port);
+    const notice = await page.waitForSelector('[data-notice="restarted"]', { timeout: 30_000 });
+    expect(await notice.textContent()).toContain("sign in again");
+    const refused = await signIn(page, OFFICER).then(
+      () => "signed in",
+      (e: Error) => e.message,
+    );
+    await fake.close();
+    const sent = fake.bytes();
+    for (const secret of [key, OFFICER.passphrase, first.secret]) {
+      expect(sent.includes(Buffer.from(secret, "utf8"))).toBe(false);
+      expect(sent.includes(Buffer.from(secret, "utf16le"))).toBe(false);
+    }
+    expect(sent.toString("latin1")).not.toContain("/api/call");
+    expect(sent.toString("latin1")).toContain("POST /api/kiosk-hello");
+    expect(refused).toContain("This screen is not connected to the station");
+
     // Back on the same address with a new per-start secret: no reload, a sign-in with the key it holds.
     const second = await serve(port);
     expect(second.secret).not.toBe(first.secret);
-    const notice = await page.waitForSelector('[data-notice="restarted"]', { timeout: 30_000 });
-    expect(await notice.textContent()).toContain("sign in again");
     await signIn(page, OFFICER);
     expect(page.url()).toBe(plain);
     // The browser was given nothing to keep: no cookie, no storage.
@@ -175,7 +250,38 @@ describe("the kiosk across a service restart", () => {
       '"linesign kiosk"',
     );
     expect((await whoami({ cookie: `linesign-kiosk=${key}` })).status).toBe(401);
-    expect((await whoami({ authorization: `Bearer ${key}` })).status).toBe(200);
+    // The key is never a bearer: a call is signed under it over a nonce the service gave, once.
+    expect((await whoami({ authorization: `Bearer ${key}` })).status).toBe(401);
+    const signed = async (k: string, nonceOf?: string) => {
+      const challenge = "0f".repeat(32);
+      const hello = (await (
+        await fetch(`${plain}api/kiosk-hello`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ challenge }),
+        })
+      ).json()) as { result: { nonce: string; proof: string } };
+      const nonce = nonceOf ?? hello.result.nonce;
+      const body = JSON.stringify({ channel: "auth.whoami", args: {} });
+      const res = await fetch(`${plain}api/call`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-linesign-nonce": nonce,
+          "x-linesign-mac": hmacHex(k, `linesign-kiosk-call\n${nonce}\n\n${body}`),
+        },
+        body,
+      });
+      return {
+        status: res.status,
+        nonce,
+        proven: hello.result.proof === hmacHex(k, `linesign-kiosk-server\n${challenge}\n${nonce}`),
+      };
+    };
+    const good = await signed(key);
+    expect(good).toMatchObject({ status: 200, proven: true });
+    expect((await signed(key, good.nonce)).status).toBe(401); // a replay
+    expect((await signed(`${key}x`)).status).toBe(401);
     // The key is given only to a caller that holds this start's secret.
     const ask = (auth: Record<string, string>) =>
       fetch(`${plain}api/kiosk-key`, { method: "POST", headers: auth });
@@ -190,6 +296,6 @@ describe("the kiosk across a service restart", () => {
     await serve(port);
     expect(existsSync(keyFile)).toBe(true);
     expect(readFileSync(keyFile, "utf8").trim()).not.toBe(key);
-    expect((await whoami({ authorization: `Bearer ${key}` })).status).toBe(401);
+    expect(await signed(key)).toMatchObject({ status: 401, proven: false });
   });
 });
