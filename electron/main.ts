@@ -21,6 +21,7 @@ import {
   makeContentsGuard,
   makeRelay,
   resolveAppFile,
+  serviceAnswers,
   serviceLaunch,
   serviceSocket,
   socketForward,
@@ -50,7 +51,7 @@ if (!app.requestSingleInstanceLock()) {
 
 /** Starts `linesign serve` with an absolute Node (never Electron's) when no service answers. */
 async function ensureService(socket: string): Promise<void> {
-  if (existsSync(socket)) return;
+  if (await serviceAnswers(socket)) return;
   const launch = serviceLaunch({
     packaged: app.isPackaged,
     resourcesPath: process.resourcesPath,
@@ -68,7 +69,8 @@ async function ensureService(socket: string): Promise<void> {
   });
   child.on("error", (e) => warn({ refused: "SERVICE_START", why: e.message }));
   child.unref();
-  for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 100 && !(await serviceAnswers(socket)); i++)
+    await new Promise((r) => setTimeout(r, 100));
 }
 
 async function start(): Promise<void> {

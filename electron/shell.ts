@@ -6,6 +6,7 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { homedir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { isChannel, parseArgs, type Reply } from "../src/domain/kiosk-api.js";
@@ -377,4 +378,21 @@ export function guardEveryContents(
   guard: (wc: GuardedContents) => void,
 ): void {
   app.on("web-contents-created", (_e, wc) => guard(wc));
+}
+
+/**
+ * Whether a service answers on `socketPath`. A socket file alone says nothing: a service that
+ * was killed leaves its file behind, and main must then start a new one (serve replaces it).
+ */
+export function serviceAnswers(socketPath: string, timeoutMs = 2000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(socketPath);
+    const done = (up: boolean) => {
+      c.destroy();
+      resolve(up);
+    };
+    c.setTimeout(timeoutMs, () => done(false));
+    c.once("connect", () => done(true));
+    c.once("error", () => done(false));
+  });
 }

@@ -5,7 +5,9 @@
  * resolution, the packaging configuration and its fuses.
  */
 import { EventEmitter } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -21,6 +23,7 @@ import {
   makeContentsGuard,
   makeRelay,
   resolveAppFile,
+  serviceAnswers,
   serviceLaunch,
   type CallSender,
   type GuardedContents,
@@ -239,6 +242,7 @@ describe("packaging", () => {
       "app.isPackaged",
       "process.resourcesPath",
       "Menu.setApplicationMenu(null)",
+      "await serviceAnswers(socket)",
       "for (const channel of CHANNEL_NAMES)",
     ])
       expect(main, hook).toContain(hook);
@@ -246,6 +250,31 @@ describe("packaging", () => {
     expect(main.indexOf("guardEveryContents(")).toBeLessThan(main.indexOf("async function start"));
     expect(main).not.toMatch(/better-sqlite3|pkcs11js|serialport|compose/);
     expect(main).not.toMatch(/spawn\([^)]*"node"/);
+    // A socket file alone is no service: one killed leaves its file behind.
+    expect(main).not.toMatch(/existsSync\(socket\)/);
+  });
+
+  it("starts a service when the socket file is only what a killed one left behind", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "linesign-stale-"));
+    const path = join(dir, "station.sock");
+    expect(await serviceAnswers(path)).toBe(false);
+    // A service killed outright leaves its socket file: nobody answers on it.
+    const child = spawnSync(process.execPath, [
+      "-e",
+      `require("net").createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, "SIGKILL"))`,
+    ]);
+    expect(child.signal).toBe("SIGKILL");
+    expect(existsSync(path)).toBe(true);
+    expect(await serviceAnswers(path)).toBe(false);
+    // A live one answers.
+    rmSync(path);
+    const live = createServer();
+    await new Promise<void>((r) => live.listen(path, () => r()));
+    try {
+      expect(await serviceAnswers(path)).toBe(true);
+    } finally {
+      live.close();
+    }
   });
 
   it("carries the service the packaged kiosk starts, where main looks for it, and pins electron-builder", () => {
