@@ -18,7 +18,7 @@
  * - when Chromium ends, the profile folder is removed.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -26,6 +26,7 @@ import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
 import { privateHome } from "../compose.js";
 import { childEnv } from "./serve.js";
+import { unsafeSocketFolder } from "../service/http.js";
 import type { CliIo } from "./io.js";
 
 /** Chromium's flags for the kiosk: its own profile, nothing kept, nothing fetched in the background. */
@@ -132,6 +133,22 @@ export async function launchKiosk(o: {
   onCleanupFailed?: (profile: string, cause: string) => void;
 }): Promise<KioskLaunch> {
   const socket = o.socket ?? join(o.home, "run", "station.sock");
+  // Only a socket of this account, in a folder no other account may write, is the station's.
+  const unsafe = unsafeSocketFolder(socket);
+  if (unsafe) throw new LinesignError("USAGE", unsafe);
+  const own = (() => {
+    try {
+      const st = lstatSync(socket);
+      return st.isSocket() && st.uid === (process.getuid?.() ?? st.uid);
+    } catch {
+      return true; // absent: the request below names it
+    }
+  })();
+  if (!own)
+    throw new LinesignError(
+      "USAGE",
+      `${socket} is not a socket of this account: it is not the station service's. Start the kiosk on the service's own socket (the default <home>/run/station.sock).`,
+    );
   const url = await requestTicket(socket);
   const profile = mkdtempSync(join(o.home, "run", "chromium-"));
   const page = join(profile, "start.html");

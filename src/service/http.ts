@@ -23,7 +23,15 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import { connect, type AddressInfo } from "node:net";
 import { LinesignError } from "../domain/errors.js";
@@ -292,6 +300,25 @@ function boundary(
   return server;
 }
 
+/**
+ * Why the folder of a socket is no place for the station's socket, or null: another account
+ * that may write there (/tmp, a shared folder) can put its own socket in the service's place
+ * before it starts or after it stops, and be asked for kiosk tickets, or keep the service down.
+ */
+export function unsafeSocketFolder(socketPath: string): string | null {
+  const dir = dirname(socketPath);
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    return null; // the listen that follows names what is missing
+  }
+  const uid = process.getuid?.() ?? st.uid;
+  if ((st.mode & 0o022) !== 0 || (st.uid !== uid && st.uid !== 0))
+    return `The socket's folder ${dir} may be written by other accounts (mode ${(st.mode & 0o7777).toString(8)}, owner uid ${st.uid}): one of them could put its own socket in the service's place. Use a folder only the station's account can write, such as the default <home>/run.`;
+  return null;
+}
+
 function closer(server: Server): () => Promise<void> {
   return () =>
     new Promise((resolve) => {
@@ -318,6 +345,8 @@ export async function listenUnix(
   // A folder Linesign makes is 0700; one that exists (/tmp, a site's own) is never changed.
   if (!existsSync(dirname(socketPath)))
     mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
+  const unsafe = unsafeSocketFolder(socketPath);
+  if (unsafe) throw new LinesignError("USAGE", unsafe);
   if (existsSync(socketPath) && lstatSync(socketPath).isSocket()) {
     // A socket left by a service that died is replaced; a live one is not.
     const alive = await new Promise<boolean>((resolve) => {

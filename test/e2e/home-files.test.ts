@@ -9,6 +9,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer } from "node:http";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { csrPem, deviceKey, makeCsr } from "../../fixtures/csr-factory.js";
@@ -18,7 +19,7 @@ import { startProc, type Proc } from "../helpers/serial.js";
 import { tempSoftHsm } from "../helpers/softhsm.js";
 
 const BIN = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
-const mode = (p: string) => (statSync(p).mode & 0o777).toString(8);
+const mode = (p: string) => (statSync(p).mode & 0o7777).toString(8);
 
 describe("files and the home", () => {
   const hsm = tempSoftHsm();
@@ -88,6 +89,35 @@ describe("files and the home", () => {
       statSync(join(home, f)).isFile(),
     );
     for (const f of files) expect(mode(join(home, f)), f).toBe("600");
+  });
+
+  it("refuses a socket in a folder other accounts may write, for the service and the kiosk", async () => {
+    const open = mkdtempSync(join(tmpdir(), "linesign-open-"));
+    chmodSync(open, 0o1777); // /tmp's mode: anyone may put a socket there first
+    const serve = linesign(
+      ["--json", "serve", "--port", "/dev/null", "--socket", join(open, "s.sock")],
+      env,
+    );
+    expect(serve.code).not.toBe(0);
+    expect(serve.json.error?.message).toContain(
+      `The socket's folder ${open} may be written by other accounts (mode 1777`,
+    );
+    // Another account's socket there, answering the launcher with an address of its choosing.
+    const fake = createServer((_req, res) =>
+      res.end('{"ok":true,"result":{"url":"http://127.0.0.1:1/#ticket=x"}}'),
+    );
+    await new Promise<void>((r) => fake.listen(join(open, "k.sock"), () => r()));
+    try {
+      const kiosk = linesign(
+        ["--json", "kiosk", "--socket", join(open, "k.sock"), "--browser", "/bin/false"],
+        env,
+      );
+      expect(kiosk.code).not.toBe(0);
+      expect(kiosk.json.error?.message).toContain("may be written by other accounts");
+    } finally {
+      fake.close();
+    }
+    expect(mode(open)).toBe("1777");
   });
 
   it("drops secrets from its environment and starts children with only what they need", () => {
