@@ -5,7 +5,9 @@
  *
  * A failed sign-in waits longer each time (250 ms doubling, at most 4 s); the
  * fifth failure in a row locks the account for `LOCK_MINUTES`, after which
- * the lock lifts by itself. An officer's `user reset`, or anyone proving the
+ * the lock lifts by itself. The last officer who can sign in is locked like
+ * anyone (never for good, which would let anyone at the login screen stop
+ * the station). An officer's `user reset`, or anyone proving the
  * token's SO PIN (`user unlock`, break-glass when every officer is locked),
  * lifts it at once. Each attempt is counted before the passphrase is checked,
  * in one transaction, so parallel guesses cannot share one count.
@@ -88,19 +90,33 @@ export interface UserView {
   name: string;
   role: Role;
   disabled: boolean;
+  /** Locked now: a lock whose time is over is shown as lifted (it is cleared at the next sign-in). */
   locked: boolean;
+  /** When the lock lifts by itself, while it holds. */
+  lockedUntil: string | null;
   createdBy: string;
   createdAt: string;
 }
 
-const view = (u: UserRecord): UserView => ({
-  name: u.name,
-  role: u.role,
-  disabled: u.disabled,
-  locked: u.lockedAt !== null,
-  createdBy: u.createdBy,
-  createdAt: u.createdAt,
-});
+/** When a lock taken at `lockedAt` lifts by itself (ms since the epoch). */
+const lockEnds = (lockedAt: string): number => new Date(lockedAt).getTime() + LOCK_MINUTES * 60_000;
+
+/** Whether the user's lock holds at `now` (a lock lifts by itself after LOCK_MINUTES). */
+const lockHolds = (u: UserRecord, now: Date): boolean =>
+  u.lockedAt !== null && now.getTime() < lockEnds(u.lockedAt);
+
+const view = (u: UserRecord, now: Date): UserView => {
+  const locked = lockHolds(u, now);
+  return {
+    name: u.name,
+    role: u.role,
+    disabled: u.disabled,
+    locked,
+    lockedUntil: locked ? new Date(lockEnds(u.lockedAt!)).toISOString() : null,
+    createdBy: u.createdBy,
+    createdAt: u.createdAt,
+  };
+};
 
 function checkPassphrase(p: string): void {
   if (p.length < 8)
@@ -122,7 +138,7 @@ export class UserService {
   }
 
   list(): UserView[] {
-    return this.ctx.store.listUsers().map(view);
+    return this.ctx.store.listUsers().map((u) => this.view(u));
   }
 
   add(name: string, role: string, passphrase: string): Promise<UserView> {
@@ -148,7 +164,7 @@ export class UserService {
       recordChange(this.ctx, { action: "user.add", subject: name, details: { role } }, () =>
         this.ctx.store.insertUser(u),
       );
-      return view(u);
+      return this.view(u);
     });
   }
 
@@ -175,9 +191,14 @@ export class UserService {
     return this.change(name, "user.passphrase", { hash: await hashPassphrase(passphrase) });
   }
 
-  /** Whether `name` is an officer and no other officer can sign in. */
+  private view(u: UserRecord): UserView {
+    return view(u, this.ctx.clock.now());
+  }
+
+  /** Whether `name` is an officer and no other officer can sign in (now, or when their lock lifts). */
   private lastOfficer(name: string): boolean {
-    const usable = (u: UserRecord) => u.role === "officer" && !u.disabled && !u.lockedAt;
+    const now = this.ctx.clock.now();
+    const usable = (u: UserRecord) => u.role === "officer" && !u.disabled && !lockHolds(u, now);
     const me = this.ctx.store.getUser(name);
     if (!me || !usable(me)) return false;
     return !this.ctx.store.listUsers().some((u) => u.name !== name && usable(u));
@@ -209,7 +230,7 @@ export class UserService {
         { action: "user.unlock", subject: name, details: { proof: "so-pin" } },
         () => this.ctx.store.updateUser(name, { failures: 0, lockedAt: null }),
       );
-      return view(this.must(name));
+      return this.view(this.must(name));
     });
   }
 
@@ -225,7 +246,7 @@ export class UserService {
       recordChange(this.ctx, { action, subject: name, details: {} }, () =>
         this.ctx.store.updateUser(name, patch),
       );
-      return view(this.must(name));
+      return this.view(this.must(name));
     });
   }
 
@@ -269,6 +290,29 @@ export class UserService {
     );
   }
 
+  /** Locks the account for LOCK_MINUTES (once: parallel failures take one lock), and logs it. */
+  private lockAfterFailures(name: string, now: Date): void {
+    const store = this.ctx.store;
+    store.transaction(() => {
+      const u = store.getUser(name);
+      if (!u || u.lockedAt !== null || u.failures < MAX_FAILURES) return;
+      store.updateUser(name, { lockedAt: now.toISOString() });
+      store.appendEvent({
+        actor: name,
+        action: "user.lock",
+        subject: name,
+        outcome: "refused",
+        code: "AUTH_LOCKED",
+        message: `locked for ${LOCK_MINUTES} minutes after ${u.failures} failed sign-ins`,
+        details: {
+          failures: u.failures,
+          minutes: LOCK_MINUTES,
+          until: new Date(now.getTime() + LOCK_MINUTES * 60_000).toISOString(),
+        },
+      });
+    });
+  }
+
   private async login(name: string, passphrase: string): Promise<UserRecord> {
     const store = this.ctx.store;
     const now = this.ctx.clock.now();
@@ -277,10 +321,7 @@ export class UserService {
     const counted = known
       ? store.transaction(() => {
           const u = store.getUser(name)!;
-          const lockedUntil = u.lockedAt
-            ? new Date(u.lockedAt).getTime() + LOCK_MINUTES * 60_000
-            : null;
-          if (lockedUntil !== null && now.getTime() >= lockedUntil) {
+          if (u.lockedAt !== null && !lockHolds(u, now)) {
             // The lock lifts by itself after its time.
             store.updateUser(name, { failures: 0, lockedAt: null });
             store.appendEvent({
@@ -319,19 +360,10 @@ export class UserService {
         if (this.unknownFailures.size >= 1000) this.unknownFailures.clear();
         this.unknownFailures.set(name, attempt);
       }
-      // The last officer who can sign in is slowed down, never locked out: no one could reset them.
-      if (u && why === "wrong-passphrase" && attempt >= MAX_FAILURES && !this.lastOfficer(name)) {
-        store.updateUser(name, { lockedAt: now.toISOString() });
-        store.appendEvent({
-          actor: name,
-          action: "user.lock",
-          subject: name,
-          outcome: "refused",
-          code: "AUTH_LOCKED",
-          message: `locked for ${LOCK_MINUTES} minutes after ${attempt} wrong passphrases`,
-          details: { failures: attempt, minutes: LOCK_MINUTES },
-        });
-      }
+      // Every account is locked for a time, the last officer too: the lock lifts by itself, and
+      // break-glass (the SO PIN) lifts it at once. A permanent refusal would let anyone at the
+      // login screen stop the station.
+      if (u && attempt >= MAX_FAILURES) this.lockAfterFailures(name, now);
       // Each failure in a row waits longer before it is answered.
       await this.sleep(Math.min(4000, 250 * 2 ** (Math.min(attempt, 5) - 1)));
       // An unrecognised name is not logged: it is often a passphrase typed into the name field.

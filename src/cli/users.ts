@@ -33,7 +33,7 @@ export function registerUserCommands(program: Command, d: CommandDeps): void {
           users
             .map(
               (u) =>
-                `${u.name}  ${u.role}${u.disabled ? "  DISABLED" : ""}${u.locked ? "  LOCKED" : ""}`,
+                `${u.name}  ${u.role}${u.disabled ? "  DISABLED" : ""}${u.locked ? `  LOCKED until ${u.lockedUntil}` : ""}`,
             )
             .join("\n"),
         );

@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { COMMAND_ROLES, isAllowed, ROLES, type Role } from "../../src/domain/roles.js";
 import { isLinesignError } from "../../src/domain/errors.js";
-import { LOCK_MINUTES, UserService } from "../../src/app/users.js";
+import { LOCK_MINUTES, UserService, type UserView } from "../../src/app/users.js";
+import Database from "better-sqlite3";
 import { randomBytes, scryptSync } from "node:crypto";
 import { engineStation, type EngineStation } from "../helpers/engine.js";
 import { csrPem, deviceKey, makeCsr } from "../../fixtures/csr-factory.js";
-import { linesign } from "../helpers/cli.js";
+import { linesign, linesignAsync } from "../helpers/cli.js";
 import { devStation, type TestStation } from "../helpers/station.js";
 
 const PASS: Record<Role, string> = {
@@ -248,29 +249,74 @@ describe("roles", { timeout: 240_000 }, () => {
     }
   });
 
-  it("break-glass: proving the SO PIN lifts a lock, a wrong SO PIN does not", () => {
-    for (let i = 0; i < 5; i++)
-      st.run(["--json", "status"], {
-        LINESIGN_USER: "officer-1",
-        LINESIGN_PASSPHRASE: "wrong-one",
+  it("the last officer is locked for a time like anyone, never for good; the SO PIN lifts a lock at once", async () => {
+    // With the development officer disabled, officer-1 is the last officer who can sign in.
+    expect(as("officer", ["user", "disable", "--name", "dev-officer"]).code).toBe(0);
+    // Five wrong guesses at once (each is counted before it is checked): the fifth locks.
+    const lockOut = async () => {
+      const guesses = await Promise.all(
+        Array.from({ length: 5 }, () =>
+          linesignAsync(["--json", "status"], {
+            ...st.env,
+            LINESIGN_USER: "officer-1",
+            LINESIGN_PASSPHRASE: "wrong-one",
+          }),
+        ),
+      );
+      for (const g of guesses) expect(g.json.error).toMatchObject({ code: "AUTH_FAILED" });
+    };
+    await lockOut();
+    const users = as("auditor", ["user", "list"]).json.users as UserView[];
+    const shown = users.find((u) => u.name === "officer-1")!;
+    expect(shown.locked).toBe(true);
+    const until = Date.parse(shown.lockedUntil!) - Date.now();
+    expect(until).toBeGreaterThan((LOCK_MINUTES - 2) * 60_000);
+    expect(until).toBeLessThanOrEqual(LOCK_MINUTES * 60_000);
+    const db = new Database(join(st.home, "station.db"));
+    const row = () =>
+      db.prepare("SELECT failures, locked_at FROM users WHERE name = 'officer-1'").get() as {
+        failures: number;
+        locked_at: string | null;
+      };
+    try {
+      // Once the lock's time has passed (moved back in the database), the right passphrase signs in.
+      const past = new Date(Date.now() - (LOCK_MINUTES * 60 + 1) * 1000).toISOString();
+      const moved = db
+        .prepare(
+          "UPDATE users SET locked_at = ? WHERE name = 'officer-1' AND locked_at IS NOT NULL",
+        )
+        .run(past);
+      expect(moved.changes).toBe(1);
+      expect(as("officer", ["status"]).code).toBe(0);
+      expect(row()).toEqual({ failures: 0, locked_at: null });
+      // Break-glass, on a lock as the station keeps it: a wrong SO PIN lifts nothing, the right one
+      // lifts it at once.
+      const now = new Date().toISOString();
+      db.prepare("UPDATE users SET failures = 5, locked_at = ? WHERE name = 'officer-1'").run(now);
+      const bad = st.run(["--json", "user", "unlock", "--name", "officer-1"], {
+        LINESIGN_SO_PIN: "00000000",
       });
-    expect(as("officer", ["status"]).json.error).toMatchObject({ code: "AUTH_FAILED" });
-    const bad = st.run(["--json", "user", "unlock", "--name", "officer-1"], {
-      LINESIGN_SO_PIN: "00000000",
-    });
-    expect(bad.json.error).toMatchObject({ code: "HSM_PIN_INCORRECT" });
-    expect(as("officer", ["status"]).json.error).toMatchObject({ code: "AUTH_FAILED" });
-    const ok = st.run(["--json", "user", "unlock", "--name", "officer-1"], {
-      LINESIGN_SO_PIN: "13572468",
-    });
-    expect(ok.code, ok.stdout).toBe(0);
+      expect(bad.json.error).toMatchObject({ code: "HSM_PIN_INCORRECT" });
+      expect(row()).toEqual({ failures: 5, locked_at: now });
+      const ok = st.run(["--json", "user", "unlock", "--name", "officer-1"], {
+        LINESIGN_SO_PIN: "13572468",
+      });
+      expect(ok.code, ok.stdout).toBe(0);
+      expect(row()).toEqual({ failures: 0, locked_at: null });
+    } finally {
+      db.close();
+    }
     expect(as("officer", ["status"]).code).toBe(0);
+    const events = st.events();
     expect(
-      st
-        .events()
-        .filter((e) => e.action === "user.unlock")
-        .map((e) => e.outcome),
-    ).toEqual(["refused", "ok"]);
+      events.filter((e) => e.action === "user.lock" && e.subject === "officer-1"),
+    ).toHaveLength(1);
+    const unlocks = events.filter((e) => e.action === "user.unlock");
+    expect(unlocks.map((e) => [e.actor === "station", e.outcome])).toEqual([
+      [true, "ok"],
+      [false, "refused"],
+      [false, "ok"],
+    ]);
   });
 
   it("an officer's command is its own signing session; an operator's line never presents the PIN", () => {
