@@ -16,7 +16,8 @@ import type { Role } from "../domain/roles.js";
 import { act, type AppContext } from "./context.js";
 
 export type SessionKind = "kiosk" | "process";
-export type SessionEnd = "closed" | "logout" | "idle" | "shutdown";
+/** "disabled" and "reset": the officer's account was disabled or given a new passphrase. */
+export type SessionEnd = "closed" | "logout" | "idle" | "shutdown" | "disabled" | "reset";
 
 export interface SigningSessionView {
   open: boolean;
@@ -52,6 +53,8 @@ interface Current {
   uses: number;
   /** Process sessions are recorded when the token is first used, not when the command starts. */
   recorded: boolean;
+  /** The session is ending (its close has begun): nothing more is signed in it. */
+  ending: boolean;
 }
 
 const DEFAULT_IDLE_MS = 15 * 60_000;
@@ -59,6 +62,8 @@ const DEFAULT_IDLE_MS = 15 * 60_000;
 export class SigningSessions {
   private current: Current | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** Asked before each signature (the service ends the session of an officer disabled or reset). */
+  private beforeUse: () => void = () => {};
   private readonly listeners: ((v: SigningSessionView) => void)[] = [];
 
   constructor(
@@ -131,6 +136,7 @@ export class SigningSessions {
         lastUsedAt: now,
         uses: 0,
         recorded: true,
+        ending: false,
       };
       try {
         this.token.logout();
@@ -162,6 +168,7 @@ export class SigningSessions {
       lastUsedAt: now,
       uses: 0,
       recorded: false,
+      ending: false,
     };
   }
 
@@ -192,7 +199,9 @@ export class SigningSessions {
    * @throws LinesignError SIGNING_SESSION_REQUIRED
    */
   use(): void {
+    this.beforeUse();
     const c = this.requireCurrent();
+    if (c.ending) throw sessionEnded();
     c.uses++;
     this.touch();
   }
@@ -202,7 +211,12 @@ export class SigningSessions {
    * @throws LinesignError SIGNING_SESSION_REQUIRED
    */
   require(): void {
-    this.requireCurrent();
+    if (this.requireCurrent().ending) throw sessionEnded();
+  }
+
+  /** What to check before each signature; it may close the session, and then nothing is signed. */
+  checkBeforeUse(check: () => void): void {
+    this.beforeUse = check;
   }
 
   /** Officer activity keeps the session from going idle. */
@@ -218,7 +232,9 @@ export class SigningSessions {
    */
   async close(reason: SessionEnd): Promise<SigningSessionView> {
     const c = this.current;
-    if (!c) return this.view();
+    // A close already under way (a logout and an account change at once) records the end once.
+    if (!c || c.ending) return this.view();
+    c.ending = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (c.recorded)
@@ -251,9 +267,14 @@ export class SigningSessions {
     return this.view();
   }
 
-  /** The officer logged out: a session they opened ends with it. */
-  async loggedOut(officer: string): Promise<void> {
-    if (this.current?.officer === officer) await this.close("logout");
+  /** The officer logged out (or their account was disabled or reset): a session they opened ends with it. */
+  async loggedOut(officer: string, reason: SessionEnd = "logout"): Promise<void> {
+    if (this.current?.officer === officer) await this.close(reason);
+  }
+
+  /** The officer whose kiosk session is open (not a command's own process session), or null. */
+  kioskOfficer(): string | null {
+    return this.current?.kind === "kiosk" && !this.current.ending ? this.current.officer : null;
   }
 
   private requireCurrent(): Current {
@@ -287,4 +308,11 @@ export class SigningSessions {
     const v = this.view();
     for (const l of this.listeners) l(v);
   }
+}
+
+function sessionEnded(): LinesignError {
+  return new LinesignError(
+    "SIGNING_SESSION_REQUIRED",
+    "The signing session has ended: a security officer must open a new one.",
+  );
 }

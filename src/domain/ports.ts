@@ -307,6 +307,8 @@ export interface StationStore {
   /** How many certificates the station has issued, in every state. */
   issuanceCount(): number;
   workOrderHasDevice(workOrder: string, deviceId: string): boolean;
+  /** Changes whenever another connection (another process) has committed to the database. */
+  dataVersion(): number;
   insertUser(u: UserRecord): void;
   getUser(name: string): UserRecord | null;
   listUsers(): UserRecord[];

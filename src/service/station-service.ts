@@ -57,6 +57,8 @@ export interface ServiceOptions {
   now?: () => number;
   /** Refusals are aggregated per source and reason over this many milliseconds. Default 60,000. */
   refusalIntervalMs?: number;
+  /** How often the users' record is looked at for a change made by another process. Default 1,000. */
+  accountCheckMs?: number;
 }
 
 /** A reply with, for a login, the token the transport keeps (never the renderer). */
@@ -86,6 +88,11 @@ export class StationService {
   private readonly handlers: Record<ChannelName, Handler>;
   /** api.refused entries, one per source and reason per interval with a count. */
   readonly refusals: RefusalLog;
+  /** The officer of the open kiosk signing session, with their passphrase hash when they opened it. */
+  private sessionAccount: { name: string; hash: string } | null = null;
+  /** The database's data_version when the users were last looked at. */
+  private seenVersion: number | null = null;
+  private readonly accountTimer: NodeJS.Timeout;
 
   constructor(
     private readonly station: Station,
@@ -103,6 +110,44 @@ export class StationService {
       intervalMs: opts.refusalIntervalMs ?? 60_000,
       now: this.now,
     });
+    // A user disabled or reset from the command line (another process) loses the kiosk at once:
+    // looked at before every signature, every call, and every second.
+    station.signing.checkBeforeUse(() => this.checkAccounts());
+    this.accountTimer = setInterval(() => this.checkAccounts(), opts.accountCheckMs ?? 1000);
+    this.accountTimer.unref();
+  }
+
+  /**
+   * Ends the kiosk sign-ins of every user disabled or given a new passphrase
+   * since they signed in, and the signing session of such an officer (also
+   * one handed over to the line), which holds the PIN; the line then waits
+   * as at any session's end. The command line changes users from another
+   * process: the database's data_version says when there is anything to look at.
+   */
+  private checkAccounts(): void {
+    try {
+      const v = this.station.ctx.store.dataVersion();
+      if (v === this.seenVersion) return;
+      this.seenVersion = v;
+      for (const [token, l] of this.logins) {
+        const why = this.accountChanged(l.name, l.hash);
+        if (why) void this.endLogin(token, l, why);
+      }
+      const a = this.sessionAccount;
+      if (a && this.station.signing.kioskOfficer() === a.name) {
+        const why = this.accountChanged(a.name, a.hash);
+        if (why) void this.station.signing.loggedOut(a.name, why);
+      }
+    } catch (e) {
+      this.fault("accounts", e);
+    }
+  }
+
+  /** Whether the user was disabled (or removed) or reset since `hash` was theirs. */
+  private accountChanged(name: string, hash: string): "disabled" | "reset" | null {
+    const u = this.station.ctx.store.getUser(name);
+    if (!u || u.disabled) return "disabled";
+    return u.hash !== hash ? "reset" : null;
   }
 
   /**
@@ -137,6 +182,7 @@ export class StationService {
     loginToken: string | null,
     source: string,
   ): Promise<ServiceReply> {
+    this.checkAccounts();
     if (!isChannel(channel)) {
       // Never String() what a caller sent: a deeply nested array overflows the stack.
       const shown =
@@ -234,6 +280,8 @@ export class StationService {
 
   /** Stops the line (finishing devices in flight) and ends every login and the session. */
   async close(): Promise<void> {
+    clearInterval(this.accountTimer);
+    this.station.signing.checkBeforeUse(() => {});
     if (this.line) await this.line.stop();
     for (const [token, l] of this.logins) await this.endLogin(token, l, "shutdown");
     this.refusals.close();
@@ -249,9 +297,9 @@ export class StationService {
     if (!token) return null;
     const l = this.logins.get(token);
     if (!l) return null;
-    const u = this.station.ctx.store.getUser(l.name);
-    if (!u || u.disabled || u.hash !== l.hash) {
-      void this.endLogin(token, l, u && !u.disabled ? "reset" : "disabled");
+    const changed = this.accountChanged(l.name, l.hash);
+    if (changed) {
+      void this.endLogin(token, l, changed);
       return null;
     }
     if (this.now() - l.lastSeen > this.loginIdleMs) {
@@ -272,7 +320,11 @@ export class StationService {
       details: { via: "kiosk", reason },
     });
     // A hand-over leaves the officer's signing session to the line; a sign-out ends it.
-    if (l.role === "officer" && reason !== "handover") await this.station.signing.loggedOut(l.name);
+    if (l.role === "officer" && reason !== "handover")
+      await this.station.signing.loggedOut(
+        l.name,
+        reason === "disabled" || reason === "reset" ? reason : "logout",
+      );
   }
 
   private refuse(
@@ -372,7 +424,11 @@ export class StationService {
           },
         };
       },
-      "signing.open": async (a: { pin: string }, who) => s.signing.open(who!, a.pin),
+      "signing.open": async (a: { pin: string }, who) => {
+        const v = await s.signing.open(who!, a.pin);
+        this.sessionAccount = { name: who!.name, hash: who!.hash };
+        return v;
+      },
       "signing.close": async () => s.signing.close("closed"),
       "workOrders.list": async () => s.workOrders.list(),
       "workOrders.create": async (a: Parameters<Station["workOrders"]["create"]>[0]) => {

@@ -1112,6 +1112,11 @@ export class SqliteStationStore implements StationStore {
       .run(token, state.failures, state.lockedAt);
   }
 
+  /** Changes whenever another connection (another process) has committed to the database. */
+  dataVersion(): number {
+    return this.db.pragma("data_version", { simple: true }) as number;
+  }
+
   /** The schema version of the open database (PRAGMA user_version). */
   schemaVersion(): number {
     return this.db.pragma("user_version", { simple: true }) as number;

@@ -24,6 +24,7 @@ import { engineStation } from "../../helpers/engine.js";
 import { RefusalLog } from "../../../src/app/refusal-log.js";
 import { verifyChain } from "../../../src/domain/event-log.js";
 import { discardRestore, stageRestore } from "../../../src/compose-backup.js";
+import { cleanEnv, linesignAsync } from "../../helpers/cli.js";
 
 const PASS: Record<Role, string> = {
   operator: "operator-pass-1",
@@ -391,6 +392,8 @@ describe("station service API", () => {
             ...(o.socketPath ? { socketPath: o.socketPath } : { host: "127.0.0.1", port: o.port }),
             path: "/api/call",
             method: "POST",
+            // A fresh connection each time: a kept-alive one may be closed by the server as it is reused.
+            agent: false,
             headers: { "content-type": "application/json", ...o.headers },
           },
           (res) => {
@@ -433,6 +436,66 @@ describe("station service API", () => {
       await expect(listenUnix(service, `/tmp/${"x".repeat(120)}.sock`)).rejects.toThrow(
         /too long for a Unix socket/,
       );
+    });
+
+    it("a user disabled or reset on the command line loses the kiosk at once, and so does their signing session", async () => {
+      const call = async (channel: string, args: unknown, login?: string) =>
+        JSON.parse(
+          (
+            await post(
+              { socketPath: socket, headers: login ? { [LOGIN_HEADER]: login } : {} },
+              JSON.stringify({ channel, args }),
+            )
+          ).body,
+        ) as { ok: boolean; result: { version: number; signing: { open: boolean } } };
+      const signIn = async (name: string, passphrase: string) =>
+        (
+          await post(
+            { socketPath: socket },
+            JSON.stringify({ channel: "auth.login", args: { name, passphrase } }),
+          )
+        ).login!;
+      await s.users.add("temp-op3", "operator", "temp-op3-pass");
+      const officer = await signIn("officer-1", PASS.officer);
+      const operator = await signIn("operator-1", PASS.operator);
+      await signIn("temp-op3", "temp-op3-pass");
+      expect(await call("signing.open", { pin: "246810" }, officer)).toMatchObject({ ok: true });
+      // Handed over: the session stays with the line, and the officer makes no more calls.
+      expect(await call("auth.handover", {}, officer)).toMatchObject({ ok: true });
+      const before = await call("line.watch", { after: -1, waitMs: 0 }, operator);
+      expect(before.result.signing).toMatchObject({ open: true, officer: "officer-1" });
+      // The command line is another process, on the same database.
+      const env = cleanEnv({ SOFTHSM2_CONF: process.env.SOFTHSM2_CONF, LINESIGN_HOME: s.home.dir });
+      // Run beside the service, which goes on answering and looking.
+      const off = await linesignAsync(["--json", "user", "disable", "--name", "temp-op3"], env);
+      expect(off.code, off.stdout).toBe(0);
+      const reset = await linesignAsync(["--json", "user", "reset", "--name", "officer-1"], {
+        ...env,
+        LINESIGN_NEW_PASSPHRASE: PASS.officer,
+      });
+      expect(reset.code, reset.stdout).toBe(0);
+      // The operator's watch waits for the board to change: the session ends without a call of the
+      // officer, and the disabled operator's sign-in without a call of theirs.
+      const after = await call(
+        "line.watch",
+        { after: before.result.version, waitMs: 10_000 },
+        operator,
+      );
+      expect(after.result.signing).toMatchObject({ open: false });
+      expect(s.ctx.store.queryEvents({ action: "signing.close" }).at(-1)).toMatchObject({
+        actor: "officer-1",
+        details: { reason: "reset" },
+      });
+      expect(
+        s.ctx.store
+          .queryEvents({ action: "user.logout" })
+          .filter((e) => e.actor === "temp-op3")
+          .map((e) => e.details.reason),
+      ).toEqual(["disabled"]);
+      expect(await call("auth.whoami", {}, operator)).toMatchObject({
+        ok: true,
+        result: { name: "operator-1" },
+      });
     });
 
     it("loopback needs the secret, this Host and this Origin; bodies are JSON and small", async () => {
