@@ -6,6 +6,20 @@
  */
 import { createHash } from "node:crypto";
 import {
+  AddThingToThingGroupCommand,
+  AttachPolicyCommand,
+  AttachThingPrincipalCommand,
+  CreatePolicyCommand,
+  CreateThingCommand,
+  CreateThingGroupCommand,
+  CreateThingTypeCommand,
+  DescribeThingCommand,
+  DetachPolicyCommand,
+  DetachThingPrincipalCommand,
+  GetPolicyCommand,
+  ListAttachedPoliciesCommand,
+  ListThingGroupsForThingCommand,
+  ListThingPrincipalsCommand,
   DeleteCACertificateCommand,
   DescribeCACertificateCommand,
   GetRegistrationCodeCommand,
@@ -376,5 +390,162 @@ describe("AWS IoT emulator", () => {
         c.send(new ListCertificatesByCACommand({ caCertificateId: ids[0]!, pageSize: 500 })),
       ),
     ).toMatchObject({ name: "InvalidRequestException" });
+  });
+
+  it("keeps Things, thing types, groups and policies as AWS does, refusing what it refuses", async () => {
+    const c = client("AKIAA", "secret-a", "sa-east-1");
+    const ca = await makeCa("CN=Registry CA");
+    await c.send(
+      new RegisterCACertificateCommand({
+        caCertificate: ca.pem,
+        certificateMode: "SNI_ONLY",
+        setAsActive: true,
+      }),
+    );
+    const cert = await c.send(
+      new RegisterCertificateCommand({
+        certificatePem: await issueUnder(ca, "thing-1"),
+        caCertificatePem: ca.pem,
+        status: "ACTIVE",
+      }),
+    );
+    const arn = cert.certificateArn!;
+    // CreateThing: the same name and configuration succeeds again; other attributes are refused.
+    const first = await c.send(
+      new CreateThingCommand({
+        thingName: "thing-1",
+        attributePayload: { attributes: { model: "M1", firmware: "1.0" } },
+      }),
+    );
+    const again = await c.send(
+      new CreateThingCommand({
+        thingName: "thing-1",
+        attributePayload: { attributes: { firmware: "1.0", model: "M1" } },
+      }),
+    );
+    expect(again.thingArn).toBe(first.thingArn);
+    expect(
+      await failure(
+        c.send(
+          new CreateThingCommand({
+            thingName: "thing-1",
+            attributePayload: { attributes: { model: "M2", firmware: "1.0" } },
+          }),
+        ),
+      ),
+    ).toMatchObject({ name: "ResourceAlreadyExistsException", status: 409 });
+    expect(await failure(c.send(new CreateThingCommand({ thingName: "bad name" })))).toMatchObject({
+      name: "InvalidRequestException",
+      status: 400,
+    });
+    expect(
+      await failure(
+        c.send(new CreateThingCommand({ thingName: "typed", thingTypeName: "no-such-type" })),
+      ),
+    ).toMatchObject({ name: "ResourceNotFoundException", status: 404 });
+    expect(
+      await failure(
+        c.send(
+          new CreateThingCommand({
+            thingName: "crowded",
+            attributePayload: { attributes: { a: "1", b: "2", c: "3", d: "4" } },
+          }),
+        ),
+      ),
+    ).toMatchObject({ name: "InvalidRequestException" });
+    await c.send(new CreateThingTypeCommand({ thingTypeName: "sensor" }));
+    await c.send(
+      new CreateThingCommand({
+        thingName: "crowded",
+        thingTypeName: "sensor",
+        attributePayload: { attributes: { a: "1", b: "2", c: "3", d: "4" } },
+      }),
+    );
+    expect((await c.send(new DescribeThingCommand({ thingName: "crowded" }))).thingTypeName).toBe(
+      "sensor",
+    );
+    expect(await failure(c.send(new DescribeThingCommand({ thingName: "nobody" })))).toMatchObject({
+      name: "ResourceNotFoundException",
+      status: 404,
+    });
+    // Principals: a registered certificate's ARN, to a Thing that exists.
+    await c.send(new AttachThingPrincipalCommand({ thingName: "thing-1", principal: arn }));
+    expect(
+      (await c.send(new ListThingPrincipalsCommand({ thingName: "thing-1" }))).principals,
+    ).toEqual([arn]);
+    expect(
+      await failure(
+        c.send(new AttachThingPrincipalCommand({ thingName: "nobody", principal: arn })),
+      ),
+    ).toMatchObject({ name: "ResourceNotFoundException" });
+    expect(
+      await failure(
+        c.send(
+          new AttachThingPrincipalCommand({
+            thingName: "thing-1",
+            principal: arn.replace(/cert\/[0-9a-f]+$/, `cert/${"0".repeat(64)}`),
+          }),
+        ),
+      ),
+    ).toMatchObject({ name: "ResourceNotFoundException" });
+    await c.send(new DetachThingPrincipalCommand({ thingName: "thing-1", principal: arn }));
+    expect(
+      (await c.send(new ListThingPrincipalsCommand({ thingName: "thing-1" }))).principals,
+    ).toEqual([]);
+    // Groups: missing is 404; a thing joins at most ten.
+    expect(
+      await failure(
+        c.send(
+          new AddThingToThingGroupCommand({ thingGroupName: "nowhere", thingName: "thing-1" }),
+        ),
+      ),
+    ).toMatchObject({ name: "ResourceNotFoundException", status: 404 });
+    for (let i = 0; i < 11; i++)
+      await c.send(new CreateThingGroupCommand({ thingGroupName: `g${i}` }));
+    for (let i = 0; i < 10; i++)
+      await c.send(
+        new AddThingToThingGroupCommand({ thingGroupName: `g${i}`, thingName: "thing-1" }),
+      );
+    expect(
+      await failure(
+        c.send(new AddThingToThingGroupCommand({ thingGroupName: "g10", thingName: "thing-1" })),
+      ),
+    ).toMatchObject({ name: "InvalidRequestException" });
+    expect(
+      (await c.send(new ListThingGroupsForThingCommand({ thingName: "thing-1" }))).thingGroups,
+    ).toHaveLength(10);
+    // Policies: malformed documents, duplicates, missing ones, ten per certificate.
+    const doc = JSON.stringify({
+      Version: "2012-10-17",
+      Statement: [{ Effect: "Allow", Action: "iot:Connect", Resource: "*" }],
+    });
+    expect(
+      await failure(c.send(new CreatePolicyCommand({ policyName: "p", policyDocument: "{nope" }))),
+    ).toMatchObject({ name: "MalformedPolicyException", status: 400 });
+    expect(
+      await failure(
+        c.send(new CreatePolicyCommand({ policyName: "bad/name", policyDocument: doc })),
+      ),
+    ).toMatchObject({ name: "InvalidRequestException" });
+    for (let i = 0; i < 11; i++)
+      await c.send(new CreatePolicyCommand({ policyName: `p${i}`, policyDocument: doc }));
+    expect(
+      await failure(c.send(new CreatePolicyCommand({ policyName: "p0", policyDocument: doc }))),
+    ).toMatchObject({ name: "ResourceAlreadyExistsException", status: 409 });
+    expect((await c.send(new GetPolicyCommand({ policyName: "p0" }))).policyDocument).toBe(doc);
+    expect(
+      await failure(c.send(new AttachPolicyCommand({ policyName: "missing", target: arn }))),
+    ).toMatchObject({ name: "ResourceNotFoundException", status: 404 });
+    for (let i = 0; i < 10; i++)
+      await c.send(new AttachPolicyCommand({ policyName: `p${i}`, target: arn }));
+    await c.send(new AttachPolicyCommand({ policyName: "p0", target: arn })); // again: no change
+    expect(
+      await failure(c.send(new AttachPolicyCommand({ policyName: "p10", target: arn }))),
+    ).toMatchObject({ name: "LimitExceededException", status: 410 });
+    await c.send(new DetachPolicyCommand({ policyName: "p0", target: arn }));
+    const listed = await c.send(new ListAttachedPoliciesCommand({ target: arn }));
+    expect(listed.policies!.map((p) => p.policyName).sort()).toEqual(
+      ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"].sort(),
+    );
   });
 });
