@@ -11,6 +11,7 @@ import { z } from "zod";
 import { ROLES, type Rule } from "./roles.js";
 import { REVOCATION_REASONS, type RevocationReason } from "./revocation.js";
 import { CHANNEL_NAMES, type ChannelName } from "./kiosk-channels.js";
+import { MAX_SHIFT_HOURS } from "./shift.js";
 
 export { CHANNEL_NAMES, type ChannelName };
 
@@ -114,6 +115,43 @@ export const EventView = z.object({
   outcome: z.enum(["ok", "refused", "failed"]),
   code: z.string().nullable(),
   message: z.string().nullable(),
+});
+
+const FirstPassView = z.object({
+  tried: z.number(),
+  firstPass: z.number(),
+  passed: z.number(),
+  yield: z.number().nullable(),
+});
+
+/** A shift's figures (src/domain/shift.ts): per clock hour, per reason, per port, per work order. */
+export const ShiftView = z.object({
+  from: z.string(),
+  to: z.string(),
+  hours: z.array(z.string()),
+  confirmed: z.array(z.number()),
+  failed: z.array(z.number()),
+  totals: z.object({ confirmed: z.number(), failed: z.number() }),
+  firstPass: FirstPassView,
+  reasons: z.array(z.object({ code: z.string(), total: z.number(), perHour: z.array(z.number()) })),
+  ports: z.array(
+    FirstPassView.extend({
+      port: z.string(),
+      confirmed: z.number(),
+      failed: z.number(),
+      reasons: z.record(z.string(), z.number()),
+    }),
+  ),
+  workOrders: z.array(
+    z.object({
+      id: z.string(),
+      status: z.enum(["open", "closed"]),
+      quantity: z.number(),
+      issued: z.number(),
+      confirmed: z.number(),
+      shiftConfirmed: z.number(),
+    }),
+  ),
 });
 
 const Counts = z.object({
@@ -246,6 +284,19 @@ export const CHANNELS = {
     "acknowledge a port's failure",
     z.object({ port: z.string().min(1).max(256) }).strict(),
     LineView,
+  ),
+  // The shift's figures, counted from the log over a bounded window (default the last 12 hours).
+  "line.shift": channel(
+    ["operator", "officer", "auditor"],
+    "read the shift's figures",
+    z
+      .object({
+        from: Time.optional(),
+        to: Time.optional(),
+        hours: z.number().int().min(1).max(MAX_SHIFT_HOURS).optional(),
+      })
+      .strict(),
+    ShiftView,
   ),
   "cas.list": channel(
     READERS,

@@ -20,6 +20,7 @@ export const CHANNEL_NAMES = [
   "line.stop",
   "line.watch",
   "line.acknowledge",
+  "line.shift",
   "cas.list",
   "targets.list",
   "audit.verify",

@@ -8,6 +8,7 @@ import type { KeyType } from "./keys.js";
 import type { DecodeEvent } from "./serial/frame.js";
 import type { WorkOrder } from "./work-order.js";
 import type { Role } from "./roles.js";
+import type { LineShiftCounts } from "./shift.js";
 
 /** A token seen through the PKCS#11 module. */
 export interface TokenInfo {
@@ -304,6 +305,13 @@ export interface StationStore {
   setWorkOrderStatus(id: string, status: WorkOrder["status"]): void;
   /** Devices that got a certificate under a work order (a re-issued device counts once). */
   countIssuedFor(workOrder: string): number;
+  /**
+   * The line's exchanges (line.session entries) with a time in [from, to),
+   * counted per clock hour, port, outcome and code; devices tried, confirmed
+   * at their first try and confirmed at all, per port; and the progress of
+   * the open work orders and of those the line ran in the window.
+   */
+  lineShift(from: string, to: string): LineShiftCounts;
   /** How many certificates the station has issued, in every state. */
   issuanceCount(): number;
   workOrderHasDevice(workOrder: string, deviceId: string): boolean;

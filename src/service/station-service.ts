@@ -28,6 +28,8 @@ import { viewCa } from "../app/ca.js";
 import { countEvents, exportAudit } from "../app/audit-export.js";
 import { RefusalLog } from "../app/refusal-log.js";
 import { SIGN_IN_FAILED } from "../app/users.js";
+import { buildShift } from "../app/shift.js";
+import type { ShiftWindowInput } from "../domain/shift.js";
 
 interface Login {
   name: string;
@@ -46,6 +48,7 @@ const PASSIVE: ReadonlySet<ChannelName> = new Set<ChannelName>([
   "line.watch",
   "auth.whoami",
   "station.status",
+  "line.shift",
 ]);
 
 export interface ServiceOptions {
@@ -499,6 +502,7 @@ export class StationService {
         }
         return this.lineView();
       },
+      "line.shift": async (a: ShiftWindowInput) => buildShift(s.ctx, a),
       "cas.list": async () => s.ca.list().map(viewCa),
       "targets.list": async () => {
         // A target is synced directly (sync.run) or by a bundle's round trip (bundle.receipt).

@@ -20,6 +20,12 @@ import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
 import type { WorkOrder } from "../../domain/work-order.js";
 import type {
+  FirstPassCount,
+  LineSessionCount,
+  LineShiftCounts,
+  WorkOrderProgress,
+} from "../../domain/shift.js";
+import type {
   EventQuery,
   ReissueApproval,
   AuditQuery,
@@ -300,6 +306,26 @@ const toRejection = (r: RejectionRow): RejectionRecord => ({
 });
 
 /** WHERE clause and parameters for an audit query over a table with created_at and device_id. */
+/** Work orders a shift view lists at most (the open ones first by age, then those the line ran). */
+const MAX_SHIFT_WORK_ORDERS = 50;
+
+/**
+ * The line's exchanges with a time in [@from, @to): the clock hour, the port
+ * and work order from the entry's details, and how many exchanges it stands
+ * for (a summary of repeated refusals counts its repeats; the first was
+ * written on its own). An entry whose details are not JSON counts once, with no port.
+ */
+const LINE_SESSIONS = `WITH s AS (
+  SELECT seq, subject, outcome, code, substr(ts, 1, 13) AS hour,
+    CAST(coalesce(CASE WHEN json_valid(details) THEN json_extract(details, '$.port') END, '') AS TEXT)
+      AS port,
+    CASE WHEN json_valid(details) THEN json_extract(details, '$.workOrder') END AS work_order,
+    CASE WHEN json_valid(details) AND json_type(details, '$.repeated') = 'integer'
+              AND json_extract(details, '$.repeated') > 0
+         THEN json_extract(details, '$.repeated') ELSE 1 END AS n
+  FROM events WHERE action = 'line.session' AND ts >= @from AND ts < @to
+)`;
+
 function auditWhere(
   q: AuditQuery,
   extra: string[] = [],
@@ -900,6 +926,45 @@ export class SqliteStationStore implements StationStore {
 
   setWorkOrderStatus(id: string, status: WorkOrder["status"]): void {
     this.db.prepare("UPDATE work_orders SET status = ? WHERE id = ?").run(status, id);
+  }
+
+  lineShift(from: string, to: string): LineShiftCounts {
+    const p = { from, to };
+    const sessions = this.db
+      .prepare(
+        `${LINE_SESSIONS}
+         SELECT hour, port, outcome, code, sum(n) AS n FROM s
+         GROUP BY hour, port, outcome, code ORDER BY hour, port, outcome, code`,
+      )
+      .all(p) as LineSessionCount[];
+    // A device's first exchange in the window decides its first pass; a later one may still confirm it.
+    const firstPass = this.db
+      .prepare(
+        `${LINE_SESSIONS},
+         tries AS (SELECT subject, port, outcome,
+                          row_number() OVER (PARTITION BY subject ORDER BY seq) AS nth
+                   FROM s WHERE subject IS NOT NULL),
+         passed AS (SELECT DISTINCT subject FROM s WHERE subject IS NOT NULL AND outcome = 'ok')
+         SELECT port, count(*) AS tried, sum(outcome = 'ok') AS firstPass,
+                sum(subject IN (SELECT subject FROM passed)) AS passed
+         FROM tries WHERE nth = 1 GROUP BY port ORDER BY port`,
+      )
+      .all(p) as FirstPassCount[];
+    const workOrders = this.db
+      .prepare(
+        `${LINE_SESSIONS}
+         SELECT w.id, w.status, w.quantity,
+           (SELECT count(DISTINCT device_id) FROM issuances i WHERE i.work_order = w.id) AS issued,
+           (SELECT count(DISTINCT device_id) FROM issuances i
+              WHERE i.work_order = w.id AND i.state = 'CONFIRMED') AS confirmed,
+           (SELECT coalesce(sum(n), 0) FROM s WHERE s.work_order = w.id AND s.outcome = 'ok')
+              AS shiftConfirmed
+         FROM work_orders w
+         WHERE w.status = 'open' OR w.id IN (SELECT work_order FROM s)
+         ORDER BY w.created_at, w.id LIMIT ${MAX_SHIFT_WORK_ORDERS}`,
+      )
+      .all(p) as WorkOrderProgress[];
+    return { sessions, firstPass, workOrders };
   }
 
   countIssuedFor(workOrder: string): number {

@@ -88,6 +88,7 @@ describe("station service API", () => {
       if (rule.includes("auditor"))
         expect([
           "line.watch",
+          "line.shift",
           "cas.list",
           "targets.list",
           "audit.verify",
@@ -134,6 +135,53 @@ describe("station service API", () => {
     );
     expect(wrongPass.reply).toMatchObject({ ok: false, error: { code: "AUTH_FAILED" } });
     expect(wrongPass.loginToken).toBeUndefined();
+  });
+
+  it("answers the shift's figures to operators, officers and auditors, over a bounded window", async () => {
+    for (const role of ["operator", "officer", "auditor"] as const) {
+      const r = await service.call("line.shift", {}, tokens[role]);
+      expect(r.reply.ok, role).toBe(true);
+      const f = r.reply.ok
+        ? (r.reply.result as { from: string; to: string; hours: string[] })
+        : null;
+      // The last 12 hours by default: 12 or 13 clock hours.
+      expect(Date.parse(f!.to) - Date.parse(f!.from)).toBe(12 * 3_600_000);
+      expect(f!.hours.length).toBeGreaterThanOrEqual(12);
+    }
+    expect((await service.call("line.shift", {}, tokens.sync)).reply).toMatchObject({
+      ok: false,
+      error: { code: "ROLE_FORBIDDEN" },
+    });
+    const window = await service.call(
+      "line.shift",
+      { from: "2026-12-02T06:00:00Z", to: "2026-12-02T14:00:00+02:00" },
+      tokens.operator,
+    );
+    expect(window.reply).toMatchObject({
+      ok: true,
+      result: {
+        from: "2026-12-02T06:00:00.000Z",
+        to: "2026-12-02T12:00:00.000Z",
+        totals: { confirmed: 0, failed: 0 },
+        firstPass: { tried: 0, yield: null },
+      },
+    });
+    const refused = async (args: Record<string, unknown>) => {
+      const r = await service.call("line.shift", args, tokens.officer);
+      return r.reply.ok ? "answered" : `${r.reply.error.code} ${r.reply.error.message}`;
+    };
+    // The contract refuses what is not a time or a whole number of hours up to a week.
+    expect(await refused({ from: "yesterday" })).toMatch(/^API_REQUEST_INVALID .*"from"/);
+    expect(await refused({ hours: 169 })).toMatch(/^API_REQUEST_INVALID .*"hours"/);
+    expect(await refused({ hours: 2, extra: 1 })).toMatch(/^API_REQUEST_INVALID/);
+    // The window's own rules, with words.
+    expect(await refused({ from: "2026-11-01T00:00:00Z", to: "2026-12-02T00:00:00Z" })).toBe(
+      "USAGE A shift view covers at most 168 hours (a week); ask for a shorter window.",
+    );
+    expect(await refused({ from: "2026-12-02T09:00:00Z", to: "2026-12-02T08:00:00Z" })).toMatch(
+      /^USAGE The shift's start must be before its end/,
+    );
+    expect(await refused({ from: "2026-12-02T08:00:00Z", hours: 3 })).toMatch(/^USAGE .*not both/);
   });
 
   it("keeps the log well-formed: a cut never splits a surrogate pair, lone surrogates are refused", async () => {
