@@ -3,7 +3,7 @@
  * the kiosk's station service) asks this module for a Station and never
  * touches a driver.
  */
-import { join } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { loadKioskKey } from "./adapters/fs/kiosk-key.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { mkdirSync, readFileSync } from "node:fs";
@@ -44,6 +44,8 @@ import {
 } from "./app/token.js";
 import { parseTokenSelector, selectorMatches } from "./domain/pkcs11-uri.js";
 import { Checkpointer } from "./app/checkpoint.js";
+import { CopyStateSchema, DatabaseCopy, type CopyState } from "./app/db-copy.js";
+import { readTextBounded } from "./adapters/fs/bounded-read.js";
 import {
   DataObjectHeadStore,
   SignedHeadStore,
@@ -135,6 +137,8 @@ export interface Station {
   /** Worker threads building certificates (0: in the main thread). */
   workers: number;
   checkpointer: Checkpointer;
+  /** The second copy of the database (backup.copy), or null when none is configured. */
+  copy: DatabaseCopy | null;
   /**
    * `token probe --record`: keeps the probe's facts in the log (a token.probe
    * entry, which status shows) and sets audit.headStore from what the token
@@ -408,6 +412,40 @@ function buildStation(
     opts.hooks,
     workers > 0 ? new WorkerPreparer(workers) : new InlinePreparer(),
   );
+  const copyConfig = config.backup.copy;
+  const copy = copyConfig
+    ? new DatabaseCopy(ctx, copyConfig, {
+        read: () => {
+          let text: string;
+          try {
+            text = readTextBounded(home.copyStatePath, "the copy's state", 64 * 1024);
+          } catch {
+            return null;
+          }
+          try {
+            const parsed = CopyStateSchema.safeParse(JSON.parse(text));
+            return parsed.success ? (parsed.data as CopyState) : null;
+          } catch {
+            return null;
+          }
+        },
+        write: (state) => {
+          try {
+            home.writeFile(home.copyStatePath, JSON.stringify(state) + "\n");
+          } catch (e) {
+            logger.warn(
+              { err: e, path: home.copyStatePath },
+              "the copy's state could not be written",
+            );
+          }
+        },
+      })
+    : null;
+  if (copy) {
+    issuance.committer.onCommitted(() => copy.committed());
+    // The service watches for every change (sign-ins, officers' acts), not only the issuance path's commits.
+    if (mode === "service") copy.watch();
+  }
   // A closing checkpoint (a signing session's end, the station's) that fails is recorded and told.
   let checkpointFailed: LinesignError | null = null;
   const closingCheckpoint = async (): Promise<void> => {
@@ -511,6 +549,7 @@ function buildStation(
             ),
       );
       void line.finished().then(off);
+      copy?.watch();
       return line;
     },
     ca,
@@ -519,6 +558,7 @@ function buildStation(
     issuance,
     workers,
     checkpointer,
+    copy,
     recordTokenProbe: async (a) => {
       if (a.probe.token.label !== tokenLabel)
         throw new LinesignError(
@@ -555,6 +595,7 @@ function buildStation(
         schema: store.schemaVersion(),
         schemaSupported: SCHEMA_VERSION,
       },
+      copy: copy?.status() ?? null,
     }),
     close: async () => {
       try {
@@ -565,6 +606,8 @@ function buildStation(
       } catch {
         // recorded and kept in checkpointFailed by closingCheckpoint
       } finally {
+        // The last entries this process recorded go into the second copy.
+        await copy?.close();
         await issuance.close();
         keys?.close();
         keys = null;
@@ -598,6 +641,24 @@ function checkStationIdentity(
 }
 
 /**
+ * The second copy guards against losing the home's disk: a copy inside the
+ * home (or over the database itself) would be lost with it.
+ * @throws LinesignError CONFIG_INVALID naming backup.copy.path
+ */
+function checkCopyPath(home: StationHome, config: Readonly<StationConfig>): void {
+  const path = config.backup.copy?.path;
+  if (!path) return;
+  const r = relative(home.dir, resolve(path));
+  if (r === "" || (!r.startsWith("..") && !isAbsolute(r)))
+    throw new LinesignError(
+      "CONFIG_INVALID",
+      `${home.configPath}: field "backup.copy.path" is invalid: ${path} is inside the station home ${home.dir}, ` +
+        "where it is lost with the home's disk. Name a file on another disk. Fix it and run again.",
+      { details: { field: "backup.copy.path" } },
+    );
+}
+
+/**
  * Opens an existing station home.
  * @throws LinesignError HOME_NOT_INITIALISED, CONFIG_INVALID, DB_NEWER_VERSION, DB_ERROR
  */
@@ -609,6 +670,7 @@ export function openStation(opts: StationOptions = {}): Station {
   const store = SqliteStationStore.open(home.databasePath, { create: false, hash: nodeChainHash });
   try {
     checkStationIdentity(store, config, home.configPath);
+    checkCopyPath(home, config);
   } catch (e) {
     store.close();
     throw e;

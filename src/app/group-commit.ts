@@ -61,6 +61,12 @@ export class GroupCommitter {
   readonly stats = { batches: 0, items: 0, headMs: 0 };
 
   private readonly inFlight: () => number;
+  private readonly committedListeners: (() => void)[] = [];
+
+  /** Calls `listener` after each durable commit whose callers were answered (the second copy's cue). */
+  onCommitted(listener: () => void): void {
+    this.committedListeners.push(listener);
+  }
 
   constructor(
     private readonly store: StationStore,
@@ -151,5 +157,12 @@ export class GroupCommitter {
       else if (after) item.reject(after);
       else item.resolve(o.value);
     });
+    for (const l of this.committedListeners) {
+      try {
+        l();
+      } catch {
+        // a listener's failure is its own
+      }
+    }
   }
 }

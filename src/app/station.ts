@@ -2,6 +2,7 @@
 import type { KeyType } from "../domain/keys.js";
 import type { TokenProvisioner } from "../domain/ports.js";
 import type { TokenFacts } from "./token.js";
+import type { CopyStatus } from "./db-copy.js";
 import { act, type AppContext } from "./context.js";
 import { CaService, DEFAULT_ROOT_DAYS, viewCa, type CaView } from "./ca.js";
 import { createCaCertificate } from "./pki/certificates.js";
@@ -113,6 +114,8 @@ export interface StationStatus {
   tokenFacts?: TokenFacts;
   /** What runs here: the software's release and the database's schema (and the newest this software knows). */
   versions?: { software: string; schema: number; schemaSupported: number };
+  /** The second copy of the database (backup.copy): its lag and last error; null when none is kept. */
+  copy?: CopyStatus | null;
 }
 
 /** A summary of the station, without needing the PIN. */

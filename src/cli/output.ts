@@ -4,6 +4,7 @@ import { AUDIT_LOG_COLUMNS, type AuditLogRow } from "../app/audit.js";
 import type { CaView } from "../app/ca.js";
 import { LinesignError } from "../domain/errors.js";
 import type { StationStatus } from "../app/station.js";
+import type { CopyStatus } from "../app/db-copy.js";
 import { renderTokenFacts } from "../app/token.js";
 import type { CliIo } from "./io.js";
 
@@ -53,6 +54,7 @@ export function formatStatus(s: StationStatus): string {
     `Event log: ${s.log.entries} entries${s.log.head ? `, head ${s.log.head.hash.slice(0, 16)}...` : ""}`,
     ...(s.headStore ? [`Log head kept in: ${s.headStore.where} (${s.headStore.kind})`] : []),
     ...(s.tokenFacts ? renderTokenFacts(s.tokenFacts) : []),
+    ...(s.copy ? [formatCopy(s.copy)] : []),
     ...(s.versions
       ? [
           `Software: linesign ${s.versions.software}; database schema ${s.versions.schema} (this software writes ${s.versions.schemaSupported})`,
@@ -60,6 +62,20 @@ export function formatStatus(s: StationStatus): string {
       : []),
     "",
     formatCaTable(s.cas),
+  ].join("\n");
+}
+
+/** The second copy's line (and its error, while copying fails). */
+function formatCopy(c: CopyStatus): string {
+  const lag =
+    c.entriesBehind === 0
+      ? "current"
+      : `${c.entriesBehind} entr${c.entriesBehind === 1 ? "y" : "ies"} (${c.secondsBehind} s) behind`;
+  return [
+    `Second copy of the database: ${c.path}: ${lag}; last copy ${c.lastCopyAt ?? "never"} (${c.trigger}, at most every ${c.everySeconds} s)`,
+    ...(c.lastError
+      ? [`  COPY FAILING since ${c.failingSince} (${c.failures} tries): ${c.lastError.message}`]
+      : []),
   ].join("\n");
 }
 

@@ -38,6 +38,26 @@ export const LineConfigSchema = z
   })
   .strict();
 
+/** `backup.copy`: the second copy of the database (app/db-copy.ts). */
+export const DatabaseCopySchema = z
+  .object({
+    /** The copy's file (absolute; on another disk than the home). Its folder must exist. */
+    path: z
+      .string()
+      .min(2)
+      .max(4096)
+      .refine((p) => p.startsWith("/") && !p.endsWith("/"), "an absolute path of a file"),
+    /**
+     * "commit": after the issuance path's group commits (and any other change), at most once
+     * every `everySeconds`; "interval": every `everySeconds` while the log has moved.
+     */
+    trigger: z.enum(["commit", "interval"]).default("commit"),
+    /** The least time between two copies (commit), or the time between them (interval). Default 10. */
+    everySeconds: z.number().int().min(1).max(86_400).default(10),
+  })
+  .strict();
+export type DatabaseCopyConfig = z.infer<typeof DatabaseCopySchema>;
+
 /** Station configuration, as stored in `<home>/station.json`. */
 export const StationConfigSchema = z
   .object({
@@ -146,6 +166,12 @@ export const StationConfigSchema = z
           .max(4096)
           .refine((p) => p.startsWith("/"), "an absolute path")
           .optional(),
+        /**
+         * A second copy of the database kept current on another path (another disk): SQLite's
+         * online backup, written to a temporary file and renamed, so the copy is always whole.
+         * It guards against losing the station's disk, not against losing the machine.
+         */
+        copy: DatabaseCopySchema.optional(),
       })
       .strict()
       .default({}),

@@ -116,6 +116,7 @@ export const ERROR_CODES = [
   "DB_LOCKED",
   "DB_REPLACED",
   "DB_NOT_A_STATION",
+  "DB_COPY_FAILED",
   "STATION_ID_CHANGED",
   "AUDIT_CHAIN_BROKEN",
   "AUDIT_HEAD_MISMATCH",
@@ -186,6 +187,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "DB_CORRUPT":
     case "DB_LOCKED":
     case "DB_REPLACED":
+    case "DB_COPY_FAILED":
     case "AUDIT_HEAD_WRITE_FAILED":
     case "AUDIT_CHECKPOINT_FAILED":
     case "FILE_WRITE_FAILED":

@@ -442,6 +442,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     "Update the station software to the version that wrote the database.",
   ),
   DB_ERROR: t("The station cannot record", CALL_OFFICER, STATION_FAULT),
+  DB_COPY_FAILED: t(
+    "The second copy of the records is behind",
+    "Go on: the line is not affected. Tell the security officer.",
+    "Fix the folder or disk the message names (it is missing, not writable or full); the copy catches up by itself.",
+  ),
   DB_FULL: t(
     "The station's disk is full",
     "Wait: the line goes on by itself once the station can record again. If it does not, call the security officer.",

@@ -245,6 +245,13 @@ export interface StationStore {
    * backup, so the line may go on writing), and the log head the copy ends at.
    */
   backupTo(path: string): Promise<{ seq: number; hash: string } | null>;
+  /**
+   * Writes a copy of the whole database to `path`, whole or not at all (a
+   * temporary file beside it, synced and renamed over it), and returns the
+   * log head the copy ends at.
+   * @throws LinesignError DB_COPY_FAILED naming the path and the cause (ENOENT, EACCES, ENOSPC...)
+   */
+  writeCopy(path: string): Promise<{ seq: number; hash: string; ts: string } | null>;
   /** Entries matching every given filter, oldest first; `limit` keeps the newest ones. */
   queryEvents(q: EventQuery): EventRecord[];
   getCa(label: string): CaRecord | null;

@@ -13,9 +13,21 @@ import {
   type Outcome,
   type StoredEvent,
 } from "../../domain/event-log.js";
-import { accessSync, constants, statSync, statfsSync } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  statfsSync,
+} from "node:fs";
 import Database from "better-sqlite3";
-import { dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { fileWriteFix } from "../fs/atomic.js";
 import { LinesignError } from "../../domain/errors.js";
 import type { KeyType } from "../../domain/keys.js";
 import type { WorkOrder } from "../../domain/work-order.js";
@@ -493,6 +505,45 @@ export class SqliteStationStore implements StationStore {
       }
     } catch (e) {
       throw storageError(e, path);
+    }
+  }
+
+  async writeCopy(path: string): Promise<{ seq: number; hash: string; ts: string } | null> {
+    const dir = dirname(path);
+    const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
+    try {
+      // Step-wise (100 pages a step, the event loop free between steps): this connection's own
+      // writes go into the copy as it is made; another process's commit starts it again.
+      await this.db.backup(tmp);
+      const copy = new Database(tmp, { fileMustExist: true });
+      let head: { seq: number; hash: string; ts: string } | null;
+      try {
+        // One self-contained file: no -wal or -shm beside it, whoever opens it.
+        copy.pragma("journal_mode = DELETE");
+        head =
+          (copy.prepare("SELECT seq, hash, ts FROM events ORDER BY seq DESC LIMIT 1").get() as
+            { seq: number; hash: string; ts: string } | undefined) ?? null;
+      } finally {
+        copy.close();
+      }
+      const fd = openSync(tmp, "r+");
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, path);
+      const d = openSync(dir, "r");
+      try {
+        fsyncSync(d);
+      } finally {
+        closeSync(d);
+      }
+      return head;
+    } catch (e) {
+      for (const f of [tmp, `${tmp}-journal`, `${tmp}-wal`, `${tmp}-shm`])
+        rmSync(f, { force: true });
+      throw copyError(e, path);
     }
   }
 
@@ -1280,4 +1331,37 @@ function mappingStorageErrors(store: SqliteStationStore, path: string): SqliteSt
     });
   }
   return store;
+}
+
+/**
+ * Why the second copy at `path` could not be written, in the OS's words where
+ * SQLite gives only its own (CANTOPEN for a missing or unwritable folder).
+ */
+function copyError(e: unknown, path: string): LinesignError {
+  const dir = dirname(path);
+  let cause = (e as { code?: unknown } | null)?.code;
+  if (typeof cause !== "string" || /^SQLITE_(CANTOPEN|IOERR|READONLY|FULL)/.test(cause)) {
+    const sqlite = typeof cause === "string" ? cause : "unknown";
+    cause = sqlite;
+    if (!existsSync(dir)) cause = "ENOENT";
+    else {
+      try {
+        accessSync(dir, constants.W_OK);
+        const fs = statfsSync(dir);
+        if (fs.bavail * fs.bsize < 256 * 1024 || sqlite.startsWith("SQLITE_FULL")) cause = "ENOSPC";
+      } catch (a) {
+        cause = (a as { code?: string }).code ?? sqlite;
+      }
+    }
+  }
+  const code = cause as string;
+  const fix =
+    fileWriteFix(code) ??
+    (code === "ENOENT" ? null : "check the disk and that this user may write the folder");
+  return new LinesignError(
+    "DB_COPY_FAILED",
+    `The second copy of the station database could not be written to ${path} (${code}): ${fix ?? "check the path"}. ` +
+      "The station goes on; the copy stays as it was (behind) until this is fixed.",
+    { cause: e, details: { path, cause: code } },
+  );
 }

@@ -25,6 +25,11 @@ const FIXES: Record<string, string> = {
   EISDIR: "the path is a folder: name a file",
 };
 
+/** What to do about a file write that failed with the OS code `code` (null when there is no advice for it). */
+export function fileWriteFix(code: string): string | null {
+  return FIXES[code] ?? null;
+}
+
 /** Writes all of `bytes` to `fd`: writeSync may write fewer bytes than asked. */
 function writeAll(fd: number, bytes: Uint8Array): void {
   let off = 0;

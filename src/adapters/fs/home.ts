@@ -39,6 +39,10 @@ export class StationHome {
   get headFilePath(): string {
     return join(this.dir, "log-head.json");
   }
+  /** What the second copy of the database (backup.copy) last did. */
+  get copyStatePath(): string {
+    return join(this.dir, "copy-state.json");
+  }
   get softhsmConfPath(): string {
     return join(this.dir, "softhsm2.conf");
   }
