@@ -130,6 +130,8 @@ export interface Station {
   configRecord: ConfigRecord;
   /** Officers' acts on profiles (and CA rotation). */
   profiles: ProfileService;
+  /** The profiles as this station last wrote or read them (`config.profiles` is the start's). */
+  profilesNow(): Readonly<StationConfig["profiles"]>;
   ca: CaService;
   audit: AuditService;
   tokens: TokenService;
@@ -381,6 +383,12 @@ function buildStation(
     read: () => home.readConfig(),
     write: (c) => home.writeConfig(c),
   });
+  // The profiles as this station last wrote them: a profile rotated from the kiosk issues under
+  // its new CA from the service's next device on, as from a command's.
+  let profilesNow = config.profiles;
+  configRecord.onChange((c) => {
+    profilesNow = c.profiles;
+  });
   const ca = new CaService(ctx, () => configRecord.file.read().profiles);
   const checkpointer = new Checkpointer(
     ctx,
@@ -405,7 +413,7 @@ function buildStation(
       : config.issuance.workers;
   const issuance = new IssuanceEngine(
     ctx,
-    config.profiles,
+    () => profilesNow,
     config.defaultProfile,
     ca,
     checkpointer,
@@ -488,13 +496,14 @@ function buildStation(
     () => closingCheckpoint(),
   );
   const serialPorts = new NodeSerialPorts(logger);
-  const workOrders = new WorkOrderService(ctx, () => Object.keys(config.profiles));
+  const workOrders = new WorkOrderService(ctx, () => Object.keys(profilesNow));
   const revocation = new RevocationService(ctx, ca);
   return {
     home,
     config,
     ctx,
     configRecord,
+    profilesNow: () => profilesNow,
     profiles: new ProfileService(ctx, configRecord),
     serialPorts,
     sync: new SyncService(ctx, ca, sdkIotGateway),
@@ -525,11 +534,12 @@ function buildStation(
           `Work order ${wo.id} is for profile "${wo.profile}"; leave out --profile or choose another work order.`,
         );
       // A line whose profile cannot issue would fail every device: it does not start.
-      const profile = config.profiles[wo.profile];
+      const profiles = profilesNow;
+      const profile = profiles[wo.profile];
       if (profile) ca.requireIssuing(profile.ca, wo.profile);
       // Certificates out unconfirmed past their profile's grace period are revoked first.
-      revocation.revokeUnconfirmed(config.profiles);
-      const line = new Line(ctx, issuance, serialPorts, config.profiles, config.defaultProfile, {
+      revocation.revokeUnconfirmed(profiles);
+      const line = new Line(ctx, issuance, serialPorts, profiles, config.defaultProfile, {
         ports: o.ports?.length ? o.ports : [...config.line.ports],
         baudRate: o.baudRate ?? config.line.baudRate,
         timeouts: o.timeouts ?? config.line.timeouts,

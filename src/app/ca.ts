@@ -68,6 +68,8 @@ export interface CreateCaResult {
 export interface CaView {
   label: string;
   kind: CaKind;
+  /** A root (or a self-signed certificate): it signs CAs only, never devices. */
+  root: boolean;
   status: CaStatus;
   keyType: KeyType;
   keyUri: string;
@@ -86,6 +88,7 @@ export function viewCa(ca: CaRecord): CaView {
   return {
     label: ca.label,
     kind: ca.kind,
+    root: ca.kind === "root" || (cert !== null && cert.subject === cert.issuer),
     status: ca.status,
     keyType: ca.keyType,
     keyUri: ca.keyUri,

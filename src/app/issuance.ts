@@ -103,7 +103,8 @@ export class IssuanceEngine {
 
   constructor(
     private readonly ctx: AppContext,
-    private readonly profiles: Readonly<Record<string, Profile>>,
+    /** The profiles now (they change while a long-running station runs). */
+    private readonly profilesNow: () => Readonly<Record<string, Profile>>,
     private readonly defaultProfile: string,
     private readonly cas: CaService,
     private readonly checkpointer: Checkpointer,
@@ -436,7 +437,7 @@ export class IssuanceEngine {
 
   /** Names of the configured profiles. */
   profileNames(): string[] {
-    return Object.keys(this.profiles);
+    return Object.keys(this.profilesNow());
   }
 
   private async transition(
@@ -476,9 +477,10 @@ export class IssuanceEngine {
   }
 
   private profile(name: string): Profile {
-    const p = this.profiles[name];
+    const profiles = this.profilesNow();
+    const p = profiles[name];
     if (p) return p;
-    const known = Object.keys(this.profiles);
+    const known = Object.keys(profiles);
     throw new LinesignError(
       "PROFILE_UNKNOWN",
       `No profile is named "${name}". ${known.length ? `Profiles: ${known.join(", ")}.` : 'The station has no profiles: add one under "profiles" in station.json.'}`,

@@ -139,10 +139,21 @@ const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
  * the recorded one, and makes every change of its own as one recorded act.
  */
 export class ConfigRecord {
+  private readonly changed: ((config: Readonly<StationConfig>) => void)[] = [];
+
   constructor(
     private readonly ctx: AppContext,
     readonly file: StationConfigFile,
   ) {}
+
+  /**
+   * Told after every change this process writes (a profile created, set or
+   * rotated), so a long-running station (the kiosk's service) issues under
+   * the configuration it recorded, not the one it started with.
+   */
+  onChange(f: (config: Readonly<StationConfig>) => void): void {
+    this.changed.push(f);
+  }
 
   /**
    * At start: records the configuration the first time; when it differs from
@@ -246,6 +257,7 @@ export class ConfigRecord {
       });
       this.file.write(clone(next) as StationConfig);
     });
+    for (const f of this.changed) f(next);
     return { changes, sha256, config: next };
   }
 }

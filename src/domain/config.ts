@@ -175,6 +175,22 @@ export const StationConfigSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * The station's export folder: where the kiosk writes CRLs and offline bundles and
+     * takes receipts from (absolute; a removable medium's mount point, for instance).
+     * Absent: <home>/exports. Absent, not defaulted, so stations that never set it
+     * keep the configuration they recorded.
+     */
+    export: z
+      .object({
+        dir: z
+          .string()
+          .min(2)
+          .max(4096)
+          .refine((p) => p.startsWith("/"), "an absolute path"),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -103,6 +103,8 @@ export const ERROR_CODES = [
   "RECEIPT_INVALID",
   "BACKUP_INVALID",
   "BACKUP_DIR_UNSET",
+  "EXPORT_DIR_UNAVAILABLE",
+  "EXPORT_FILE_REFUSED",
   "RESTORE_TARGET_EXISTS",
   "RESTORE_BEHIND_TOKEN",
   "RESTORE_TOKEN_MISMATCH",
@@ -288,6 +290,8 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "RECEIPT_INVALID":
     case "BACKUP_INVALID":
     case "BACKUP_DIR_UNSET":
+    case "EXPORT_DIR_UNAVAILABLE":
+    case "EXPORT_FILE_REFUSED":
     case "RESTORE_TARGET_EXISTS":
     case "RESTORE_BEHIND_TOKEN":
     case "RESTORE_TOKEN_MISMATCH":

@@ -154,6 +154,28 @@ export const ShiftView = z.object({
   ),
 });
 
+const CaLabel = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/, "letters, digits, . _ - (1 to 32)");
+
+export const CaView = z.object({
+  label: z.string(),
+  kind: z.string(),
+  /** A root signs CAs only, never devices. */
+  root: z.boolean(),
+  status: z.string(),
+  /** When it stopped signing here (still ACTIVE at AWS IoT); null when it signs. */
+  retiredAt: z.string().nullable(),
+  keyType: z.string(),
+  development: z.boolean(),
+  subject: z.string(),
+  issuer: z.string().nullable(),
+  notAfter: z.string().nullable(),
+  fingerprint: z.string().nullable(),
+  /** The profiles that issue under it now. */
+  usedBy: z.array(z.string()),
+});
+
 const Counts = z.object({
   issued: z.number(),
   confirmed: z.number(),
@@ -298,22 +320,83 @@ export const CHANNELS = {
       .strict(),
     ShiftView,
   ),
-  "cas.list": channel(
-    READERS,
-    "list CAs",
+  "cas.list": channel(READERS, "list CAs", None, z.array(CaView)),
+  "cas.activate": channel(OFFICER, "activate a CA", z.object({ label: CaLabel }).strict(), CaView),
+  // Refused while a profile issues under the CA, unless those profiles are stopped (a compromised CA).
+  "cas.deactivate": channel(
+    OFFICER,
+    "deactivate a CA",
+    z.object({ label: CaLabel, stopProfiles: z.boolean().optional() }).strict(),
+    CaView,
+  ),
+  "cas.rotate": channel(
+    OFFICER,
+    "move a profile to another CA",
+    z.object({ profile: z.string().min(1).max(32), to: CaLabel }).strict(),
+    z.object({
+      profile: z.string(),
+      from: z.string(),
+      to: z.string(),
+      /** Profiles the old CA still issues for. */
+      stillUsing: z.array(z.string()),
+    }),
+  ),
+  "cas.publishCrl": channel(
+    OFFICER,
+    "publish a CA's CRL into the export folder",
+    z.object({ ca: CaLabel, days: z.number().int().min(1).max(366).optional() }).strict(),
+    z.object({
+      out: z.string(),
+      ca: z.string(),
+      number: z.number(),
+      entries: z.number(),
+      thisUpdate: z.string(),
+      nextUpdate: z.string(),
+    }),
+  ),
+  "exports.list": channel(
+    OFFICER,
+    "list the export folder",
     None,
-    z.array(
-      z.object({
-        label: z.string(),
-        kind: z.string(),
-        status: z.string(),
-        keyType: z.string(),
-        development: z.boolean(),
-        subject: z.string(),
-        notAfter: z.string().nullable(),
-        fingerprint: z.string().nullable(),
-      }),
-    ),
+    z.object({
+      dir: z.string(),
+      /** Set in station.json (removable media), not the home's own exports folder. */
+      configured: z.boolean(),
+      files: z.array(z.object({ name: z.string(), size: z.number(), modifiedAt: z.string() })),
+    }),
+  ),
+  "targets.exportBundle": channel(
+    OFFICER,
+    "export a target's bundle into the export folder",
+    z
+      .object({
+        target: Id,
+        registrationCode: z.string().min(1).max(128).optional(),
+      })
+      .strict(),
+    z.object({
+      out: z.string(),
+      bundle: z.string(),
+      cas: z.number(),
+      devices: z.number(),
+      revocations: z.number(),
+      verificationExpiry: z.string().nullable(),
+    }),
+  ),
+  // A file's name in the export folder, never a path: the service refuses anything else.
+  "targets.importReceipt": channel(
+    OFFICER,
+    "import a receipt from the export folder",
+    z.object({ name: z.string().min(1).max(255) }).strict(),
+    z.object({
+      file: z.string(),
+      bundleId: z.string(),
+      receiptId: z.string(),
+      done: z.number(),
+      failed: z.number(),
+      cas: z.number(),
+      uploader: z.string(),
+    }),
   ),
   "targets.list": channel(
     READERS,

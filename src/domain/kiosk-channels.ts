@@ -30,6 +30,13 @@ export const CHANNEL_NAMES = [
   "revocation.revoke",
   "reissue.approve",
   "station.backup",
+  "cas.activate",
+  "cas.deactivate",
+  "cas.rotate",
+  "cas.publishCrl",
+  "exports.list",
+  "targets.exportBundle",
+  "targets.importReceipt",
 ] as const;
 
 export type ChannelName = (typeof CHANNEL_NAMES)[number];

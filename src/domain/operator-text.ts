@@ -416,6 +416,16 @@ const TEXT: Record<KioskCode, RefusalText> = {
     ASK_OFFICER,
     "Set the station's backup folder (on another disk or removable media) in its configuration, or back up from the terminal.",
   ),
+  EXPORT_DIR_UNAVAILABLE: t(
+    "The export folder cannot be used",
+    ASK_OFFICER,
+    "Insert the removable medium the station exports to, or check the export folder the message names (export.dir in the station's configuration).",
+  ),
+  EXPORT_FILE_REFUSED: t(
+    "That file cannot be taken from the export folder",
+    ASK_OFFICER,
+    "Choose a file listed from the export folder: a plain file, not a link, within the size the message names.",
+  ),
   RESTORE_TARGET_EXISTS: t(
     "A station is already there",
     ASK_OFFICER,

@@ -22,6 +22,8 @@ import type { EventRecord } from "../domain/event-log.js";
 import { cut, isWellFormedDeep, wellFormed } from "../domain/text.js";
 import type { Station } from "../compose.js";
 import { backupStation } from "../compose-backup.js";
+import { exportBundleTo, importReceiptFrom, listExports, publishCrl } from "../compose-exports.js";
+import type { CaRecord } from "../domain/ports.js";
 import { LineBoard } from "../app/line/board.js";
 import type { Line } from "../app/line/line.js";
 import { viewCa } from "../app/ca.js";
@@ -375,6 +377,11 @@ export class StationService {
     };
   }
 
+  /** A CA as the kiosk shows it: with the profiles that issue under it, and whether it is a root. */
+  private caView(c: CaRecord) {
+    return { ...viewCa(c), usedBy: this.station.ca.profilesUsing(c.label) };
+  }
+
   private makeHandlers(): Record<ChannelName, Handler> {
     const s = this.station;
     const h: {
@@ -418,7 +425,7 @@ export class StationService {
           token: s.ctx.tokenLabel,
           ports: this.ports,
           signing: s.signing.view(),
-          profiles: Object.entries(s.config.profiles).map(([name, p]) => ({ name, ca: p.ca })),
+          profiles: Object.entries(s.profilesNow()).map(([name, p]) => ({ name, ca: p.ca })),
           defaultProfile: s.config.defaultProfile,
           pin: {
             failures: guard.failures,
@@ -503,7 +510,27 @@ export class StationService {
         return this.lineView();
       },
       "line.shift": async (a: ShiftWindowInput) => buildShift(s.ctx, a),
-      "cas.list": async () => s.ca.list().map(viewCa),
+      "cas.list": async () => s.ca.list().map((c) => this.caView(c)),
+      // The CLI's own use cases (ca activate|deactivate|rotate, crl), recorded as they record them.
+      "cas.activate": async (a: { label: string }) => this.caView(await s.ca.activate(a.label)),
+      "cas.deactivate": async (a: { label: string; stopProfiles?: boolean }) =>
+        this.caView(await s.ca.deactivate(a.label, { stopProfiles: Boolean(a.stopProfiles) })),
+      "cas.rotate": async (a: { profile: string; to: string }) => {
+        const before = s.profiles.show(a.profile);
+        const p = await s.profiles.rotate(a.profile, a.to);
+        this.board.bump();
+        return {
+          profile: p.name,
+          from: before.ca,
+          to: p.ca,
+          stillUsing: s.ca.profilesUsing(before.ca),
+        };
+      },
+      "cas.publishCrl": async (a: { ca: string; days?: number }) => publishCrl(s, a.ca, a.days),
+      "exports.list": async () => listExports(s),
+      "targets.exportBundle": async (a: { target: string; registrationCode?: string }) =>
+        exportBundleTo(s, a.target, a.registrationCode),
+      "targets.importReceipt": async (a: { name: string }) => importReceiptFrom(s, a.name),
       "targets.list": async () => {
         // A target is synced directly (sync.run) or by a bundle's round trip (bundle.receipt).
         const runs = [

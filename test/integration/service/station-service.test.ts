@@ -5,7 +5,17 @@
  * (Unix socket with its permissions; loopback with its secret, Host and
  * Origin checks).
  */
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { request } from "node:http";
 import { join } from "node:path";
@@ -25,6 +35,11 @@ import { RefusalLog } from "../../../src/app/refusal-log.js";
 import { verifyChain } from "../../../src/domain/event-log.js";
 import { discardRestore, stageRestore } from "../../../src/compose-backup.js";
 import { cleanEnv, linesignAsync } from "../../helpers/cli.js";
+import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
+import { x509 } from "../../../src/app/pki/x509.js";
+import { createUploaderIdentity } from "../../../src/app/sync/bundle-format.js";
+import { enrollUploader } from "../../../src/app/sync/bundle.js";
+import { receiptFor } from "../../helpers/receipt.js";
 
 const PASS: Record<Role, string> = {
   operator: "operator-pass-1",
@@ -38,6 +53,8 @@ describe("station service API", () => {
   let service: StationService;
   let clock = Date.now();
   let backupDir = "";
+  /** The station's export folder (export.dir: a removable medium's mount point). */
+  let exportDir = "";
   const tokens = {} as Record<Role, string>;
 
   async function login(role: Role): Promise<string> {
@@ -52,7 +69,11 @@ describe("station service API", () => {
     backupDir = mkdtempSync(join(tmpdir(), "linesign-backups-"));
     const cfgPath = join(es.home, "station.json");
     const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as Record<string, unknown>;
-    writeFileSync(cfgPath, JSON.stringify({ ...cfg, backup: { dir: backupDir } }, null, 2));
+    exportDir = mkdtempSync(join(tmpdir(), "linesign-media-"));
+    writeFileSync(
+      cfgPath,
+      JSON.stringify({ ...cfg, backup: { dir: backupDir }, export: { dir: exportDir } }, null, 2),
+    );
     s = es.open(undefined, { mode: "service", officer: undefined });
     for (const role of ROLES) await s.users.add(`${role}-1`, role, PASS[role]);
     service = new StationService(s, {
@@ -298,6 +319,246 @@ describe("station service API", () => {
       expect(no.reply).toMatchObject({ ok: false, error: { code: "ROLE_FORBIDDEN" } });
     }
     expect(readdirSync(backupDir)).toHaveLength(1);
+  });
+
+  describe("the officer's CA and export-folder acts", () => {
+    const OFFICER_ACTS = [
+      ["cas.activate", { label: "dev-ica" }],
+      ["cas.deactivate", { label: "dev-ica", stopProfiles: true }],
+      ["cas.rotate", { profile: "default", to: "dev-root" }],
+      ["cas.publishCrl", { ca: "dev-ica" }],
+      ["exports.list", {}],
+      ["targets.exportBundle", { target: "kiosk-t" }],
+      ["targets.importReceipt", { name: "x.json" }],
+    ] as const;
+    type Answer = { ok: boolean; result?: unknown; error?: { code: string; message: string } };
+    const ask = async (channel: string, args: unknown, role: Role = "officer"): Promise<Answer> =>
+      (await service.call(channel, args, tokens[role])).reply as Answer;
+    const refusedCode = (r: Answer) => (r.ok ? "(ok)" : r.error!.code);
+    const res = <T>(r: Answer): T => {
+      expect(r.ok, JSON.stringify(r)).toBe(true);
+      return r.result as T;
+    };
+    const lastOf = (action: string) =>
+      [...s.ctx.store.events()].findLast((e) => e.action === action)!;
+
+    it("are the officer's alone: operators and auditors are refused before anything happens", async () => {
+      const before = s.ctx.store.head()!.seq;
+      for (const role of ["operator", "auditor"] as const)
+        for (const [channel, args] of OFFICER_ACTS)
+          expect(refusedCode(await ask(channel, args, role)), `${role} ${channel}`).toBe(
+            "ROLE_FORBIDDEN",
+          );
+      // Each refusal is in the log (as api.refused), and nothing else changed.
+      const after = [...s.ctx.store.events()].filter((e) => e.seq > before);
+      expect(new Set(after.map((e) => e.action))).toEqual(new Set(["api.refused"]));
+      expect(readdirSync(exportDir)).toEqual([]);
+      expect(s.ctx.store.getCa("dev-ica")!.status).toBe("active");
+    });
+
+    it("shows which profiles use each CA and which are roots; deactivates, rotates, activates and publishes a CRL as the CLI does", async () => {
+      const list = await ask("cas.list", {}, "auditor");
+      expect(list.ok).toBe(true);
+      const cas = res<unknown>(list) as {
+        label: string;
+        root: boolean;
+        usedBy: string[];
+      }[];
+      expect(cas.find((c) => c.label === "dev-root")).toMatchObject({ root: true, usedBy: [] });
+      expect(cas.find((c) => c.label === "dev-ica")).toMatchObject({
+        root: false,
+        usedBy: ["default"],
+      });
+
+      // Deactivating a CA a profile issues under is refused, naming the profile, and recorded.
+      const inUse = await ask("cas.deactivate", { label: "dev-ica" });
+      expect(refusedCode(inUse)).toBe("CA_IN_USE");
+      expect(inUse.error?.message).toContain('"default"');
+      expect(lastOf("ca.deactivate")).toMatchObject({
+        actor: "officer-1",
+        subject: "dev-ica",
+        outcome: "refused",
+        code: "CA_IN_USE",
+      });
+      // A root never signs devices: rotating a profile to one is refused.
+      expect(refusedCode(await ask("cas.rotate", { profile: "default", to: "dev-root" }))).toBe(
+        "CA_NOT_FOR_DEVICES",
+      );
+
+      // A CRL is signed in the token: only inside a signing session. Nothing is written or numbered.
+      const closed = await ask("cas.publishCrl", { ca: "dev-ica" });
+      expect(refusedCode(closed)).toBe("SIGNING_SESSION_REQUIRED");
+      expect(readdirSync(exportDir)).toEqual([]);
+      expect(s.ctx.store.lastCrl("dev-ica")).toBeNull();
+      expect((await ask("signing.open", { pin: "246810" })).ok).toBe(true);
+      try {
+        // A second intermediate under the root, and the profile moved to it.
+        await s.ca.create({
+          label: "ica-2",
+          keyType: "ec-p256",
+          subject: "CN=Kiosk rotation ICA,O=Linesign test",
+          signing: { mode: "root", rootLabel: "dev-root" },
+        });
+        const rotated = await ask("cas.rotate", { profile: "default", to: "ica-2" });
+        expect(rotated).toEqual({
+          ok: true,
+          result: { profile: "default", from: "dev-ica", to: "ica-2", stillUsing: [] },
+        });
+        expect(lastOf("ca.rotate")).toMatchObject({
+          actor: "officer-1",
+          subject: "default",
+          outcome: "ok",
+        });
+        expect(JSON.parse(readFileSync(s.home.configPath, "utf8")).profiles.default.ca).toBe(
+          "ica-2",
+        );
+        // The running service issues under the new CA from its next device on, and says so.
+        const issued = await s.issuance.issue({
+          csr: makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", "kiosk-rot-1"]] }),
+          origin: "t",
+        });
+        expect(issued.issuance.caLabel).toBe("ica-2");
+        await s.issuance.confirm(issued.issuance.id, issued.issuance.fingerprint);
+        const status = await ask("station.status", {});
+        expect(res<{ profiles: unknown }>(status).profiles).toEqual([
+          { name: "default", ca: "ica-2" },
+        ]);
+
+        // Now dev-ica issues for nobody: it is deactivated, then activated again, as the CLI records.
+        const off = await ask("cas.deactivate", { label: "dev-ica" });
+        expect(off).toMatchObject({ ok: true, result: { label: "dev-ica", status: "inactive" } });
+        expect(lastOf("ca.deactivate")).toMatchObject({ actor: "officer-1", outcome: "ok" });
+        expect(lastOf("ca.deactivate").details).toMatchObject({ from: "active", to: "inactive" });
+        const on = await ask("cas.activate", { label: "dev-ica" });
+        expect(on).toMatchObject({ ok: true, result: { status: "active", usedBy: [] } });
+        expect(refusedCode(await ask("cas.activate", { label: "dev-ica" }))).toBe("CA_STATE");
+
+        // The export folder gone (the medium taken out): refused before signing, no number used.
+        rmdirSync(exportDir);
+        const gone = await ask("cas.publishCrl", { ca: "ica-2" });
+        expect(refusedCode(gone)).toBe("EXPORT_DIR_UNAVAILABLE");
+        expect(gone.error?.message).toContain(exportDir);
+        expect(s.ctx.store.lastCrl("ica-2")).toBeNull();
+        expect(lastOf("ca.crl")).toMatchObject({
+          outcome: "refused",
+          code: "EXPORT_DIR_UNAVAILABLE",
+        });
+        mkdirSync(exportDir);
+
+        // Published: the file is in the export folder, the screen is told where, the log has it.
+        const crl = await ask("cas.publishCrl", { ca: "ica-2" });
+        expect(crl.ok, JSON.stringify(crl)).toBe(true);
+        const r = (crl as { result: { out: string; number: number; entries: number } }).result;
+        expect(r).toMatchObject({ out: join(exportDir, "crl-ica-2-1.pem"), number: 1, entries: 0 });
+        expect(readdirSync(exportDir)).toEqual(["crl-ica-2-1.pem"]);
+        const parsed = new x509.X509Crl(readFileSync(r.out, "utf8"));
+        const issuer = new x509.X509Certificate(Buffer.from(s.ctx.store.getCa("ica-2")!.certDer!));
+        expect(parsed.issuer).toBe(issuer.subject);
+        expect(await parsed.verify({ publicKey: issuer.publicKey })).toBe(true);
+        expect(lastOf("ca.crl")).toMatchObject({
+          actor: "officer-1",
+          subject: "ica-2",
+          outcome: "ok",
+        });
+        expect(lastOf("ca.crl").details).toMatchObject({ number: 1, entries: 0 });
+      } finally {
+        await ask("signing.close", {});
+      }
+    });
+
+    it("exports a bundle to the export folder and imports its signed receipt by name only", async () => {
+      await s.sync.addTarget("kiosk-t", {
+        region: "eu-west-1",
+        caMode: "SNI_ONLY",
+        deviceRegistration: "with-ca",
+      });
+      // The bundle is signed by the audit key: only inside a signing session.
+      expect(refusedCode(await ask("targets.exportBundle", { target: "kiosk-t" }))).toBe(
+        "SIGNING_SESSION_REQUIRED",
+      );
+      expect((await ask("signing.open", { pin: "246810" })).ok).toBe(true);
+      const x = await ask("targets.exportBundle", { target: "kiosk-t" });
+      await ask("signing.close", {});
+      expect(x.ok, JSON.stringify(x)).toBe(true);
+      const b = (x as { result: { out: string; bundle: string; devices: number } }).result;
+      expect(b.out).toBe(join(exportDir, `bundle-kiosk-t-${b.bundle}.json`));
+      expect(b.devices).toBe(1);
+      expect(lastOf("bundle.export")).toMatchObject({ actor: "officer-1", outcome: "ok" });
+      const listed = await ask("exports.list", {});
+      expect(listed).toMatchObject({ ok: true, result: { dir: exportDir, configured: true } });
+      expect(res<{ files: { name: string }[] }>(listed).files.map((f) => f.name)).toContain(
+        `bundle-kiosk-t-${b.bundle}.json`,
+      );
+
+      // The online side's receipt, signed by an enrolled uploader, comes back on the medium.
+      const uploader = await createUploaderIdentity("kiosk-uploader");
+      await enrollUploader(s.ctx, "kiosk-uploader", uploader.certPem);
+      const receipt = receiptFor(readFileSync(b.out, "utf8"), uploader, {
+        region: "eu-west-1",
+        account: "123456789012",
+      });
+      const name = `bundle-kiosk-t-${b.bundle}.json.receipt.json`;
+      writeFileSync(join(exportDir, name), receipt);
+
+      // Only a plain name of a plain file in the folder: no path, no link, nothing oversized.
+      const outside = mkdtempSync(join(tmpdir(), "linesign-outside-"));
+      writeFileSync(join(outside, "r.json"), receipt);
+      symlinkSync(join(outside, "r.json"), join(exportDir, "link.json"));
+      writeFileSync(join(exportDir, "huge.json"), "");
+      truncateSync(join(exportDir, "huge.json"), 64 * 1024 * 1024 + 1);
+      writeFileSync(join(exportDir, "unsigned.json"), JSON.stringify({ receipt: "{}" }));
+      for (const [bad, why] of [
+        [`../${outside.split("/").pop()}/r.json`, "not the name of a file in the export folder"],
+        [join(outside, "r.json"), "not the name of a file in the export folder"],
+        ["link.json", "is a link"],
+        ["huge.json", "larger than 64 MiB"],
+        ["absent.json", "is not there"],
+      ] as const) {
+        const r = await ask("targets.importReceipt", { name: bad });
+        expect(refusedCode(r), bad).toBe("EXPORT_FILE_REFUSED");
+        expect(r.error?.message, bad).toContain(why);
+        expect(lastOf("bundle.receipt")).toMatchObject({
+          actor: "officer-1",
+          outcome: "refused",
+          code: "EXPORT_FILE_REFUSED",
+        });
+      }
+      // The links and the oversized file are not offered.
+      const offered = res<{ files: { name: string }[] }>(await ask("exports.list", {})).files.map(
+        (f) => f.name,
+      );
+      expect(offered).not.toContain("link.json");
+      // The receipt's own checks, as import-receipt runs them.
+      const unsigned = await ask("targets.importReceipt", { name: "unsigned.json" });
+      expect(refusedCode(unsigned)).toBe("RECEIPT_INVALID");
+      expect(unsigned.error?.message).toContain("not signed by an uploader");
+      expect(s.ctx.store.uploads("kiosk-t").filter((u) => u.state === "done")).toHaveLength(0);
+
+      const ok = await ask("targets.importReceipt", { name });
+      expect(ok).toMatchObject({
+        ok: true,
+        result: {
+          file: join(exportDir, name),
+          bundleId: b.bundle,
+          done: 1,
+          failed: 0,
+          uploader: "kiosk-uploader",
+        },
+      });
+      expect(lastOf("bundle.receipt")).toMatchObject({
+        actor: "officer-1",
+        subject: "kiosk-t",
+        outcome: "ok",
+      });
+      expect(s.ctx.store.uploads("kiosk-t").filter((u) => u.state === "done")).toHaveLength(1);
+      // Imported once: a replay is refused by the receipt's own check.
+      expect(refusedCode(await ask("targets.importReceipt", { name }))).toBe("RECEIPT_INVALID");
+      // The target's last sync is this round trip.
+      const t = res<{ name: string; lastSync: { via: string } | null }[]>(
+        await ask("targets.list", {}),
+      ).find((x) => x.name === "kiosk-t");
+      expect(t?.lastSync?.via).toBe("bundle");
+    });
   });
 
   it("answers only the fields the contract declares", async () => {
