@@ -104,11 +104,18 @@ export class TokenService {
   /**
    * Proves the SO PIN to the token, optionally sets a new user PIN (which
    * unlocks a user PIN the HSM itself locked), and lifts the station's guard.
-   * @throws LinesignError HSM_PIN_INCORRECT (wrong SO PIN), HSM_TOKEN_NOT_FOUND
+   * `opts.finalTry` (default false): present the SO PIN although the token
+   * reports one SO attempt left (CKF_SO_PIN_FINAL_TRY); recorded.
+   * @throws LinesignError HSM_PIN_INCORRECT (wrong SO PIN), HSM_PIN_LOCKED, HSM_TOKEN_NOT_FOUND
    */
-  async unlock(token: string, soPin: string, newUserPin?: string): Promise<void> {
+  async unlock(
+    token: string,
+    soPin: string,
+    newUserPin?: string,
+    opts: { finalTry?: boolean } = {},
+  ): Promise<void> {
     await act(this.ctx, "token.unlock", token, async () => {
-      this.ctx.tokenAdmin().officerReset(token, soPin, newUserPin);
+      this.ctx.tokenAdmin().officerReset(token, soPin, newUserPin, opts);
       this.ctx.store.transaction(() => {
         this.ctx.store.setPinGuard(token, { failures: 0, lockedAt: null });
         this.ctx.store.appendEvent({
@@ -116,7 +123,10 @@ export class TokenService {
           action: "token.unlock",
           subject: token,
           outcome: "ok",
-          details: { userPinChanged: newUserPin !== undefined },
+          details: {
+            userPinChanged: newUserPin !== undefined,
+            ...(opts.finalTry ? { finalTry: true } : {}),
+          },
         });
       });
     });

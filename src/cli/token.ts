@@ -81,7 +81,11 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
       "--clear-so-guard",
       "lift the station's stop on SO PINs after wrong attempts (presents no PIN; recorded)",
     )
-    .action(async (o: { token?: string; clearSoGuard?: boolean }) => {
+    .option(
+      "--final-try",
+      "present the SO PIN although the token reports one SO attempt left (CKF_SO_PIN_FINAL_TRY): a wrong one then locks it; recorded",
+    )
+    .action(async (o: { token?: string; clearSoGuard?: boolean; finalTry?: boolean }) => {
       await withStation(async (s) => {
         const label = o.token ?? s.ctx.tokenLabel;
         if (o.clearSoGuard) {
@@ -100,7 +104,9 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
             "HSM_PIN_REQUIRED",
             "The SO PIN is needed: set LINESIGN_SO_PIN, or run on a terminal to be asked.",
           );
-        await s.tokens.unlock(label, soPin, io.env.LINESIGN_NEW_USER_PIN || undefined);
+        await s.tokens.unlock(label, soPin, io.env.LINESIGN_NEW_USER_PIN || undefined, {
+          finalTry: o.finalTry === true,
+        });
         emit(
           { ok: true, token: label },
           `Token "${label}" is unlocked for the station${io.env.LINESIGN_NEW_USER_PIN ? " and has a new user PIN" : ""}.`,

@@ -157,7 +157,12 @@ export interface TokenOfficer {
    * the user PIN (which unlocks a locked user PIN on HSMs that lock).
    * Throws HSM_PIN_INCORRECT for a wrong SO PIN.
    */
-  officerReset(tokenLabel: string, soPin: string, newUserPin?: string): void;
+  officerReset(
+    tokenLabel: string,
+    soPin: string,
+    newUserPin?: string,
+    opts?: { finalTry?: boolean },
+  ): void;
   /**
    * Changes the user or SO PIN, proving the current one (C_SetPIN).
    * Throws HSM_PIN_INCORRECT for a wrong current PIN (nothing changes).

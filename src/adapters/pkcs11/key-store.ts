@@ -242,20 +242,120 @@ export class Pkcs11KeyStore
    * reports it locked or at its last attempt, or when the station's own guard
    * stopped; otherwise runs `present` and tells the guard how it went.
    */
-  private presentPin<T>(slot: Handle, tokenLabel: string, who: "user" | "so", present: () => T): T {
-    this.refuseBeforePin(slot, tokenLabel, who);
+  private presentPin<T>(
+    slot: Handle,
+    tokenLabel: string,
+    who: "user" | "so",
+    present: () => T,
+    finalTry = false,
+  ): T {
+    this.refuseBeforePin(slot, tokenLabel, who, finalTry);
     return this.tellGuard(tokenLabel, who, present);
   }
 
-  /** Throws HSM_PIN_LOCKED when the token's flags or the station's guard say not to present `who`'s PIN. */
-  private refuseBeforePin(slot: Handle, tokenLabel: string, who: "user" | "so"): void {
+  /**
+   * C_InitPIN does not reset every token's wrong-PIN counter: opencryptoki 3.8
+   * clears CKF_USER_PIN_LOCKED but keeps FINAL_TRY, and its next wrong PIN
+   * locks. Where the token still reports a user counter, one login with the PIN
+   * just set (so certainly right) resets it.
+   * @throws LinesignError HSM_ERROR when the token refuses the PIN it was just given
+   */
+  private resetUserCounter(slot: Handle, session: Handle, tokenLabel: string, pin: string): void {
+    const counting =
+      pkcs11js.CKF_USER_PIN_COUNT_LOW |
+      pkcs11js.CKF_USER_PIN_FINAL_TRY |
+      pkcs11js.CKF_USER_PIN_LOCKED;
+    if ((this.tokenFlags(slot, tokenLabel) & counting) === 0) return;
+    try {
+      this.tellGuard(tokenLabel, "user", () => {
+        try {
+          this.lib.C_Login(session, pkcs11js.CKU_USER, pin);
+        } catch (e) {
+          if (!(
+            e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN
+          ))
+            throw e;
+          return;
+        }
+        this.lib.C_Logout(session);
+      });
+    } catch (e) {
+      throw new LinesignError(
+        "HSM_ERROR",
+        `Token "${tokenLabel}" took the new user PIN but refused it at the login that resets its wrong-PIN counter ` +
+          `(${e instanceof pkcs11js.Pkcs11Error ? ckrName(e.code) : "no code"}). Check the token with the HSM vendor's tool before the next try.`,
+        { cause: e, details: { token: tokenLabel } },
+      );
+    }
+  }
+
+  /**
+   * A wrong PIN's error with what the token's own counter says now
+   * (CKF_*_PIN_COUNT_LOW, FINAL_TRY, LOCKED), read right after the failure;
+   * any other error unchanged.
+   */
+  private withCounter(
+    err: LinesignError,
+    slot: Handle,
+    tokenLabel: string,
+    who: "user" | "so",
+  ): LinesignError {
+    if (err.code !== "HSM_PIN_INCORRECT") return err;
+    let flags: number;
+    try {
+      flags = this.lib.C_GetTokenInfo(slot).flags;
+    } catch {
+      return err;
+    }
+    const so = who === "so";
+    const [low, final, locked] = so
+      ? [pkcs11js.CKF_SO_PIN_COUNT_LOW, pkcs11js.CKF_SO_PIN_FINAL_TRY, pkcs11js.CKF_SO_PIN_LOCKED]
+      : [
+          pkcs11js.CKF_USER_PIN_COUNT_LOW,
+          pkcs11js.CKF_USER_PIN_FINAL_TRY,
+          pkcs11js.CKF_USER_PIN_LOCKED,
+        ];
+    const prefix = `CKF_${so ? "SO" : "USER"}_PIN_`;
+    const counter =
+      flags & locked
+        ? `${prefix}LOCKED`
+        : flags & final
+          ? `${prefix}FINAL_TRY`
+          : flags & low
+            ? `${prefix}COUNT_LOW`
+            : null;
+    if (!counter) return err;
+    const name = so ? "SO" : "user";
+    const now = counter.endsWith("LOCKED")
+      ? ` Token "${tokenLabel}" now reports its ${name} PIN locked (${counter}).`
+      : counter.endsWith("FINAL_TRY")
+        ? ` ${finalTryText(tokenLabel, who)}`
+        : ` Token "${tokenLabel}" now reports that few ${name} PIN attempts are left (${counter}): be sure of the PIN before the next try.`;
+    return new LinesignError(err.code, err.message + now, {
+      cause: err.cause,
+      details: { ...err.details, tokenCounter: counter },
+    });
+  }
+
+  /**
+   * Throws HSM_PIN_LOCKED when the token's flags or the station's guard say not
+   * to present `who`'s PIN. `finalTry`: an officer chose to present the SO PIN
+   * although the token reports one attempt left (never when it reports LOCKED).
+   */
+  private refuseBeforePin(
+    slot: Handle,
+    tokenLabel: string,
+    who: "user" | "so",
+    finalTry = false,
+  ): void {
     const flags = this.tokenFlags(slot, tokenLabel);
     const [lockedFlag, finalFlag] =
       who === "so"
         ? [pkcs11js.CKF_SO_PIN_LOCKED, pkcs11js.CKF_SO_PIN_FINAL_TRY]
         : [pkcs11js.CKF_USER_PIN_LOCKED, pkcs11js.CKF_USER_PIN_FINAL_TRY];
     const name = who === "so" ? "SO" : "user";
-    if (flags & (lockedFlag | finalFlag)) {
+    const stopAt = finalTry && who === "so" ? lockedFlag : lockedFlag | finalFlag;
+    if (flags & stopAt) {
       const locked = (flags & lockedFlag) !== 0;
       throw new LinesignError(
         "HSM_PIN_LOCKED",
@@ -264,16 +364,14 @@ export class Pkcs11KeyStore
               (who === "so"
                 ? "only the HSM vendor's recovery procedure can help."
                 : 'a security officer sets a new user PIN with "linesign token unlock" (LINESIGN_SO_PIN and LINESIGN_NEW_USER_PIN).')
-          : `Token "${tokenLabel}" reports one ${name} PIN attempt left (CKF_${who === "so" ? "SO" : "USER"}_PIN_FINAL_TRY); some HSMs ` +
-              (who === "so"
-                ? "erase themselves after it fails. The station will not try: use the HSM vendor's tool with the SO PIN you are sure of."
-                : 'lock or erase themselves after it fails. The station will not risk it: a security officer sets a new user PIN with "linesign token unlock" (LINESIGN_SO_PIN and LINESIGN_NEW_USER_PIN).'),
+          : finalTryText(tokenLabel, who),
         {
           details: {
             token: tokenLabel,
             pin: name,
             ...(who === "so" ? { soPinLocked: locked } : { userPinLocked: locked }),
             finalTry: !locked,
+            tokenCounter: `CKF_${who === "so" ? "SO" : "USER"}_PIN_${locked ? "LOCKED" : "FINAL_TRY"}`,
           },
         },
       );
@@ -295,15 +393,27 @@ export class Pkcs11KeyStore
     return result;
   }
 
-  officerReset(tokenLabel: string, soPin: string, newUserPin?: string): void {
+  officerReset(
+    tokenLabel: string,
+    soPin: string,
+    newUserPin?: string,
+    opts: { finalTry?: boolean } = {},
+  ): void {
     const slot = this.findSlot(tokenLabel);
     let session: Handle | null = null;
     try {
       session = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
       const s = session;
-      this.presentPin(slot, tokenLabel, "so", () => this.lib.C_Login(s, pkcs11js.CKU_SO, soPin));
+      this.presentPin(
+        slot,
+        tokenLabel,
+        "so",
+        () => this.lib.C_Login(s, pkcs11js.CKU_SO, soPin),
+        opts.finalTry === true,
+      );
       if (newUserPin !== undefined) this.lib.C_InitPIN(session, newUserPin);
       this.lib.C_Logout(session);
+      if (newUserPin !== undefined) this.resetUserCounter(slot, s, tokenLabel, newUserPin);
     } catch (e) {
       if (e instanceof LinesignError) throw e;
       const err = mapPkcs11Error(
@@ -312,10 +422,15 @@ export class Pkcs11KeyStore
         tokenLabel,
       );
       if (err.code === "HSM_PIN_INCORRECT") {
-        throw new LinesignError(
-          "HSM_PIN_INCORRECT",
-          `The SO PIN for token "${tokenLabel}" is incorrect. Check LINESIGN_SO_PIN.`,
-          { cause: e, details: err.details },
+        throw this.withCounter(
+          new LinesignError(
+            "HSM_PIN_INCORRECT",
+            `The SO PIN for token "${tokenLabel}" is incorrect. Check LINESIGN_SO_PIN.`,
+            { cause: e, details: err.details },
+          ),
+          slot,
+          tokenLabel,
+          "so",
         );
       }
       throw err;
@@ -352,10 +467,15 @@ export class Pkcs11KeyStore
         tokenLabel,
       );
       if (err.code === "HSM_PIN_INCORRECT")
-        throw new LinesignError(
-          "HSM_PIN_INCORRECT",
-          `The current ${who === "so" ? "SO" : "user"} PIN of token "${tokenLabel}" is incorrect; nothing was changed. Check ${who === "so" ? "LINESIGN_SO_PIN" : "LINESIGN_USER_PIN"}.`,
-          { cause: e, details: err.details },
+        throw this.withCounter(
+          new LinesignError(
+            "HSM_PIN_INCORRECT",
+            `The current ${who === "so" ? "SO" : "user"} PIN of token "${tokenLabel}" is incorrect; nothing was changed. Check ${who === "so" ? "LINESIGN_SO_PIN" : "LINESIGN_USER_PIN"}.`,
+            { cause: e, details: err.details },
+          ),
+          slot,
+          tokenLabel,
+          who,
         );
       throw err;
     } finally {
@@ -922,7 +1042,12 @@ export class Pkcs11KeyStore
       });
     } catch (e) {
       if (e instanceof LinesignError) throw e;
-      throw mapPkcs11Error(e, `logging in to token "${tokenLabel}"`, tokenLabel);
+      throw this.withCounter(
+        mapPkcs11Error(e, `logging in to token "${tokenLabel}"`, tokenLabel),
+        t.slot,
+        tokenLabel,
+        "user",
+      );
     }
     token.loggedIn = true;
     return token;
@@ -1210,4 +1335,16 @@ function custodyRefusal(uri: string, custody: KeyCustody, how: "made" | "adopted
           `as a sensitive, non-extractable, sign-only key.`,
     { details: { uri, custody } },
   );
+}
+
+/** What the station says when the token reports one attempt left for `who`'s PIN, and what to do. */
+function finalTryText(tokenLabel: string, who: "user" | "so"): string {
+  return who === "so"
+    ? `Token "${tokenLabel}" reports one SO PIN attempt left (CKF_SO_PIN_FINAL_TRY): the token's own counter, not the station's. ` +
+        "A wrong SO PIN now locks it for good, and some HSMs erase themselves, so the station presents no SO PIN to it. " +
+        'Find the right SO PIN with its custodian; then an officer presents it once with "linesign token unlock --final-try" (recorded), ' +
+        "which resets the token's counter."
+    : `Token "${tokenLabel}" reports one user PIN attempt left (CKF_USER_PIN_FINAL_TRY): the token's own counter, not the station's. ` +
+        "A wrong PIN now locks the token (some HSMs erase themselves), so the station presents no user PIN to it, not even the right one. " +
+        'A security officer resets the counter with "linesign token unlock" (LINESIGN_SO_PIN, and LINESIGN_NEW_USER_PIN: the user PIN to keep, which may be the current one).';
 }

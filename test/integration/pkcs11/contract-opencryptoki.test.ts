@@ -8,4 +8,6 @@ tokenContract("opencryptoki", {
   engineLogin: true,
   caKey: "rsa-2048",
   auditKey: "rsa-2048",
+  // Its software token counts both PINs: COUNT_LOW after one wrong, FINAL_TRY after two, LOCKED at three.
+  pinLimits: { user: 3, so: 3 },
 });

@@ -40,6 +40,12 @@ export interface ContractExpectations {
    * object and id, `type=public`) is resolved by the engine on every token.
    */
   engineLogin: boolean;
+  /**
+   * The token's own wrong-PIN limits where it reports its counters
+   * (CKF_*_PIN_COUNT_LOW after a wrong PIN, FINAL_TRY one before the limit,
+   * LOCKED at it); absent where it sets none of these flags (SoftHSM 2.6).
+   */
+  pinLimits?: { user: number; so: number };
 }
 
 async function caught(p: Promise<unknown>): Promise<LinesignError> {
@@ -272,7 +278,19 @@ export function tokenContract(name: TokenImplName, expected: ContractExpectation
     });
   });
 
-  productionPath(name, expected, () => impl);
+  const station: ProductionStation = {};
+  productionPath(name, expected, () => impl, station);
+  if (expected.pinLimits) pinCounters(name, expected.pinLimits, station, () => store);
+}
+
+/** The production path's station, for the cases that go on with it. */
+interface ProductionStation {
+  home?: string;
+  env?: NodeJS.ProcessEnv;
+  tokenLabel?: string;
+  impl?: TokenImpl;
+  /** station.json's audit section before the path made the audit key unfit. */
+  audit?: Record<string, unknown> | undefined;
 }
 
 /** The station's production path end to end through the CLI, on a fresh token of `impl`. */
@@ -280,6 +298,7 @@ function productionPath(
   name: TokenImplName,
   expected: ContractExpectations,
   implOf: () => TokenImpl,
+  station: ProductionStation,
 ): void {
   describe(`production path on ${name}`, () => {
     it("init --module, ca create, verification-cert, issue, crl, audit verify", () => {
@@ -294,6 +313,7 @@ function productionPath(
         LINESIGN_USER_PIN: impl.userPin,
         LINESIGN_SO_PIN: impl.soPin,
       });
+      Object.assign(station, { home, env, tokenLabel, impl });
       const cli = (args: string[]) => {
         const r = linesign([...args, "--json"], env);
         expect(r.code, `${args.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
@@ -432,6 +452,7 @@ function productionPath(
       const unfitAudit = unfitKey ?? null;
       if (unfitAudit) {
         const c = JSON.parse(readFileSync(cfgPath, "utf8")) as { audit?: Record<string, unknown> };
+        station.audit = c.audit;
         c.audit = { ...c.audit, keyLabel: "audit-unfit", keyType: unfitAudit };
         writeFileSync(cfgPath, JSON.stringify(c));
         const r = linesign(
@@ -449,6 +470,129 @@ function productionPath(
         db.close();
         expect(ev).toContainEqual({ outcome: "failed", code: "AUDIT_CHECKPOINT_FAILED" });
       }
+    }, 300_000);
+  });
+}
+
+/** The six CKF_*_PIN_* flags the token reports for the token labelled `label`, read by the module itself. */
+async function pinFlags(store: Pkcs11KeyStore, label: string): Promise<string[]> {
+  const { lib } = await store.rawSession("contract ü-token");
+  const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trimEnd() === label);
+  if (slot === undefined) throw new Error(`no token ${label}`);
+  const f = lib.C_GetTokenInfo(slot).flags;
+  const names = {
+    USER_PIN_COUNT_LOW: 0x10000,
+    USER_PIN_FINAL_TRY: 0x20000,
+    USER_PIN_LOCKED: 0x40000,
+    SO_PIN_COUNT_LOW: 0x100000,
+    SO_PIN_FINAL_TRY: 0x200000,
+    SO_PIN_LOCKED: 0x400000,
+  };
+  return Object.entries(names)
+    .filter(([, bit]) => (f & bit) !== 0)
+    .map(([n]) => n);
+}
+
+/**
+ * On a token that counts wrong PINs itself, the station reads its counters and
+ * stops at FINAL_TRY, before the token locks, even with its own guard set above
+ * the token's limit; the officer's procedure then brings the right PIN back.
+ * Goes on with the production path's station.
+ */
+function pinCounters(
+  name: TokenImplName,
+  limits: { user: number; so: number },
+  station: ProductionStation,
+  storeOf: () => Pkcs11KeyStore,
+): void {
+  describe(`the token's own PIN counters on ${name}`, () => {
+    it("wrong user and SO PINs stop at the token's FINAL_TRY; the token never locks", async () => {
+      const { home, env, tokenLabel, impl } = station;
+      if (!home || !env || !tokenLabel || !impl)
+        throw new Error("the production path's station was not made");
+      const store = storeOf();
+      const run = (args: string[], extra: Record<string, string> = {}) =>
+        linesign([...args, "--json"], { ...env, ...extra });
+      const ok = (args: string[], extra: Record<string, string> = {}) => {
+        const r = run(args, extra);
+        expect(r.code, `${args.join(" ")}: ${r.stdout}${r.stderr}`).toBe(0);
+        return r;
+      };
+      // The station's own guard is set above the token's limits: only the token's counters can stop it in time.
+      const cfgPath = join(home, "station.json");
+      const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as {
+        pkcs11: Record<string, unknown>;
+        audit?: Record<string, unknown>;
+      };
+      // The audit key the station made, again (the production path ended on an unfit one).
+      if (station.audit) cfg.audit = station.audit;
+      cfg.pkcs11.maxPinAttempts = limits.user + 5;
+      cfg.pkcs11.maxSoPinAttempts = limits.so + 5;
+      writeFileSync(cfgPath, JSON.stringify(cfg));
+      expect(await pinFlags(store, tokenLabel)).toEqual([]);
+
+      const wrongUser = { LINESIGN_USER_PIN: "135790" };
+      // A CRL is signed in the token: the user PIN is presented.
+      const signCrl = ["crl", "--ca", "ica", "--out", join(home, "pins.crl")];
+      for (let i = 1; i < limits.user; i++) {
+        const r = run(signCrl, wrongUser);
+        expect(r.json.error?.code, r.stdout + r.stderr).toBe("HSM_PIN_INCORRECT");
+        expect(await pinFlags(store, tokenLabel)).toEqual([
+          i === limits.user - 1 ? "USER_PIN_FINAL_TRY" : "USER_PIN_COUNT_LOW",
+        ]);
+      }
+      // The station's guard has counted fewer than its limit: the token's FINAL_TRY stops the next PIN.
+      const stopped = run(signCrl, wrongUser);
+      expect(stopped.code).toBe(1);
+      expect(stopped.json.error?.code, stopped.stdout).toBe("HSM_PIN_LOCKED");
+      expect(stopped.json.error?.message).toContain("CKF_USER_PIN_FINAL_TRY");
+      expect(stopped.json.error?.message).toContain("the token's own counter");
+      expect(stopped.json.error?.message).toContain("linesign token unlock");
+      expect(await pinFlags(store, tokenLabel), "the token is not locked").toEqual([
+        "USER_PIN_FINAL_TRY",
+      ]);
+
+      // The officer's procedure: the SO PIN resets the counter (the user PIN set again), the right PIN works.
+      ok(["token", "unlock"], { LINESIGN_NEW_USER_PIN: impl.userPin });
+      expect(await pinFlags(store, tokenLabel)).toEqual([]);
+      ok(signCrl);
+
+      // The SO PIN the same way, through both commands that present it.
+      const wrongSo = { LINESIGN_SO_PIN: "11223344" };
+      for (let i = 1; i < limits.so; i++) {
+        const r =
+          i % 2 === 1
+            ? run(["token", "unlock"], wrongSo)
+            : run(["token", "pin", "--so"], { ...wrongSo, LINESIGN_NEW_SO_PIN: "55667788" });
+        expect(r.json.error?.code, r.stdout + r.stderr).toBe("HSM_PIN_INCORRECT");
+        const last = i === limits.so - 1;
+        expect(await pinFlags(store, tokenLabel)).toEqual([
+          last ? "SO_PIN_FINAL_TRY" : "SO_PIN_COUNT_LOW",
+        ]);
+        expect(r.json.error?.message).toContain(
+          last ? "CKF_SO_PIN_FINAL_TRY" : "CKF_SO_PIN_COUNT_LOW",
+        );
+      }
+      // Not even the right SO PIN is presented at the token's last attempt ...
+      const soStopped = run(["token", "unlock"]);
+      expect(soStopped.json.error?.code, soStopped.stdout).toBe("HSM_PIN_LOCKED");
+      expect(soStopped.json.error?.message).toContain("CKF_SO_PIN_FINAL_TRY");
+      expect(soStopped.json.error?.message).toContain("--final-try");
+      expect(await pinFlags(store, tokenLabel), "the SO PIN is not locked").toEqual([
+        "SO_PIN_FINAL_TRY",
+      ]);
+      // ... until an officer, sure of it, presents it once on purpose (recorded); the counter is reset.
+      ok(["token", "unlock", "--final-try"]);
+      expect(await pinFlags(store, tokenLabel)).toEqual([]);
+      const db = new Database(join(home, "station.db"), { readonly: true });
+      const unlocks = db
+        .prepare("SELECT details FROM events WHERE action = 'token.unlock' AND outcome = 'ok'")
+        .all() as { details: string }[];
+      db.close();
+      expect(unlocks.map((u) => JSON.parse(u.details) as unknown)).toEqual([
+        { userPinChanged: true },
+        { userPinChanged: false, finalTry: true },
+      ]);
     }, 300_000);
   });
 }
