@@ -298,7 +298,7 @@ describe("kiosk", () => {
     // CAs, targets, and a revocation from the officer's screens.
     await officer.click("nav >> text=CAs");
     await officer.waitForSelector("td >> text=dev-ica");
-    expect(await officer.textContent("tr:has(td:text-is('dev-ica')) .status")).toBe("active");
+    expect(await officer.textContent("tr:has([data-ca='dev-ica']) .status")).toBe("active");
     await officer.screenshot({ path: join(ARTIFACTS, "officer-cas.png") });
     await officer.click("nav >> text=Targets");
     await officer.waitForSelector("text=AWS IoT targets");
