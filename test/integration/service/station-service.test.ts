@@ -18,6 +18,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { request } from "node:http";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHANNELS, CHANNEL_NAMES } from "../../../src/domain/kiosk-api.js";
@@ -518,12 +519,15 @@ describe("station service API", () => {
       writeFileSync(join(exportDir, "huge.json"), "");
       truncateSync(join(exportDir, "huge.json"), 64 * 1024 * 1024 + 1);
       writeFileSync(join(exportDir, "unsigned.json"), JSON.stringify({ receipt: "{}" }));
+      // A FIFO would hang a plain open until someone writes to it.
+      expect(spawnSync("mkfifo", [join(exportDir, "pipe.json")]).status).toBe(0);
       for (const [bad, why] of [
         [`../${outside.split("/").pop()}/r.json`, "not the name of a file in the export folder"],
         [join(outside, "r.json"), "not the name of a file in the export folder"],
         ["link.json", "is a link"],
         ["huge.json", "larger than 64 MiB"],
         ["absent.json", "is not there"],
+        ["pipe.json", "is not a plain file"],
       ] as const) {
         const r = await ask("targets.importReceipt", { name: bad });
         expect(refusedCode(r), bad).toBe("EXPORT_FILE_REFUSED");
@@ -539,6 +543,7 @@ describe("station service API", () => {
         (f) => f.name,
       );
       expect(offered).not.toContain("link.json");
+      expect(offered).not.toContain("pipe.json");
       // The receipt's own checks, as import-receipt runs them.
       const unsigned = await ask("targets.importReceipt", { name: "unsigned.json" });
       expect(refusedCode(unsigned)).toBe("RECEIPT_INVALID");
