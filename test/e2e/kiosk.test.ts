@@ -162,8 +162,8 @@ describe("kiosk", () => {
     await operator.keyboard.press("Enter");
     await operator.waitForSelector(`text=${OPERATOR.name} (`);
     await operator.waitForSelector("text=Signing session open (dev-officer)");
-    // Operators have no officer screens.
-    expect(await operator.locator("nav").count()).toBe(0);
+    // Operators have no officer screens: their line and the shift's figures.
+    expect(await operator.locator("nav button").allTextContents()).toEqual(["Line", "Shift"]);
     await operator.waitForSelector("text=Start line: wo-kiosk");
     await operator.screenshot({ path: join(ARTIFACTS, "operator-choose.png") });
     await operator.click("text=Start line: wo-kiosk");
@@ -334,5 +334,124 @@ describe("kiosk", () => {
     expect(readFileSync(`/proc/${serve.proc.pid}/cmdline`, "utf8")).not.toContain(PIN);
     expect(readFileSync(`/proc/${serve.proc.pid}/environ`, "utf8")).not.toContain(PIN);
     expect(serve.lines.text + serve.stderr()).not.toContain(PIN);
+  });
+
+  it("draws the shift's figures from the log, within the page's policy, for officers and operators", async () => {
+    // What the log says the line did (the devices above): the figures the screen must show.
+    const sessions = st.events().filter((e) => e.action === "line.session");
+    const confirmed = sessions.filter((e) => e.outcome === "ok").length;
+    const failed = sessions
+      .filter((e) => e.outcome !== "ok")
+      .reduce((n, e) => n + ((JSON.parse(e.details) as { repeated?: number }).repeated ?? 1), 0);
+    const firsts = new Map<string, string>();
+    for (const e of sessions)
+      if (e.subject && !firsts.has(e.subject)) firsts.set(e.subject, e.outcome);
+    const firstPass = [...firsts.values()].filter((o) => o === "ok").length;
+    expect([confirmed, firsts.size, firstPass]).toEqual([4, 5, 4]);
+    expect(failed).toBeGreaterThanOrEqual(1);
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    // Every refusal of the page's policy, from before its own script runs.
+    await context.addInitScript(() => {
+      const g = globalThis as unknown as {
+        violations: string[];
+        addEventListener(t: string, f: (e: { violatedDirective: string }) => void): void;
+      };
+      g.violations = [];
+      g.addEventListener("securitypolicyviolation", (e) => g.violations.push(e.violatedDirective));
+    });
+    const page = await context.newPage();
+    await signIn(page, OFFICER, url);
+    await page.click("nav >> text=Shift");
+    // Bars in the confirmed colour on the per-hour chart: the chart was drawn, not just its box.
+    const painted = (chart: string) =>
+      page.evaluate((key) => {
+        const g = globalThis as unknown as {
+          document: { querySelector(s: string): unknown };
+        };
+        const c = g.document.querySelector(`[data-chart="${key}"]`) as {
+          width: number;
+          height: number;
+          getContext(k: "2d"): {
+            getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+          };
+        } | null;
+        if (!c || c.width === 0) return { ok: 0, bad: 0 };
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let ok = 0;
+        let bad = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          if (d[i] === 0x0b && d[i + 1] === 0x6b && d[i + 2] === 0x2e) ok++;
+          if (d[i] === 0xa4 && d[i + 1] === 0x00 && d[i + 2] === 0x0f) bad++;
+        }
+        return { ok, bad };
+      }, chart);
+    await page.waitForSelector('[data-chart="per-hour"]');
+    await page.waitForFunction(() => {
+      const g = globalThis as unknown as {
+        document: { querySelector(s: string): { width: number } | null };
+      };
+      return (g.document.querySelector('[data-chart="ports"]')?.width ?? 0) > 0;
+    });
+    const perHour = await painted("per-hour");
+    expect(perHour.ok).toBeGreaterThan(100);
+    expect(perHour.bad).toBeGreaterThan(10);
+    expect((await painted("reasons")).bad).toBeGreaterThan(10);
+    expect((await painted("ports")).ok).toBeGreaterThan(100);
+    expect(await page.textContent('[data-figure="confirmed"]')).toBe(String(confirmed));
+    expect(await page.textContent('[data-figure="failed"]')).toBe(String(failed));
+    expect(await page.textContent('[data-figure="first-pass"]')).toBe(
+      `${Math.round((firstPass / firsts.size) * 100)}% (${firstPass} of ${firsts.size} devices)`,
+    );
+    // Per port and by reason, in words and the code for an officer.
+    const badPort = page.locator(`tr:has([data-port="${pairs[4]!.station}"]) td`);
+    expect(await badPort.allTextContents()).toEqual([
+      pairs[4]!.station,
+      "0",
+      String(failed),
+      "0% (0 of 1)",
+    ]);
+    expect(await page.textContent('[data-reason="CSR_SIGNATURE_INVALID"]')).toContain(
+      "(CSR_SIGNATURE_INVALID)",
+    );
+    // The work order's progress toward its quantity (one device revoked since: 3 still confirmed).
+    expect(await page.textContent('[data-progress="wo-kiosk"]')).toBe(
+      "4 / 10 issued, 3 confirmed (4 in this window)",
+    );
+    expect(await page.getAttribute('[data-work-order="wo-kiosk"] progress', "value")).toBe("4");
+    // Times as everywhere in the kiosk: ISO 8601 date, 24-hour clock.
+    expect(await page.textContent('[data-shift="window"]')).toMatch(
+      /^From \d{4}-\d{2}-\d{2} \d{2}:\d{2} to \d{4}-\d{2}-\d{2} \d{2}:\d{2}$/,
+    );
+    await page.screenshot({ path: join(ARTIFACTS, "screen-shift-1280x800.png"), fullPage: true });
+    await page.setViewportSize({ width: 1024, height: 768 });
+    await page.click("text=Refresh");
+    await page.waitForFunction(() => {
+      const g = globalThis as unknown as {
+        document: { querySelector(s: string): { width: number } | null };
+      };
+      const w = g.document.querySelector('[data-chart="per-hour"]')?.width ?? 2000;
+      return w > 0 && w < 1000;
+    });
+    expect((await painted("per-hour")).ok).toBeGreaterThan(100);
+    await page.screenshot({ path: join(ARTIFACTS, "screen-shift-1024x768.png"), fullPage: true });
+    // A window that is not a time is refused by the page before anything is asked.
+    await page.fill("#shift-from", "yesterday");
+    await page.click("[data-focus=shift-show]");
+    await page.waitForSelector("text=Write times as year-month-day hour:minute");
+
+    // An operator reads the same figures; the reason in words, never its code.
+    await page.click("text=Sign out");
+    await signIn(page, OPERATOR);
+    await page.click("nav >> text=Shift");
+    await page.waitForSelector('[data-chart="reasons"]');
+    expect(await page.textContent('[data-figure="confirmed"]')).toBe(String(confirmed));
+    const reason = (await page.textContent('[data-reason="CSR_SIGNATURE_INVALID"]'))!;
+    expect(reason).not.toContain("CSR_SIGNATURE_INVALID");
+    expect(reason.length).toBeGreaterThan(5);
+    expect(
+      await page.evaluate(() => (globalThis as unknown as { violations: string[] }).violations),
+    ).toEqual([]);
+    await context.close();
   });
 });

@@ -14,9 +14,11 @@ import { casScreen } from "./screens/cas.js";
 import { targetsScreen } from "./screens/targets.js";
 import { auditScreen } from "./screens/audit.js";
 import { revokeScreen } from "./screens/revoke.js";
+import { shiftScreen } from "./screens/shift.js";
 import { mountSigningStrip, signingFor } from "./signing-clock.js";
 
-type OfficerTab = "line" | "session" | "work-orders" | "cas" | "targets" | "audit" | "revoke";
+type OfficerTab =
+  "line" | "shift" | "session" | "work-orders" | "cas" | "targets" | "audit" | "revoke";
 
 const bar = document.getElementById("bar")!;
 const app = document.getElementById("app")!;
@@ -26,6 +28,7 @@ mountSigningStrip(document.getElementById("signing-strip")!, () => void call("st
 
 const screens: Record<OfficerTab, Screen> = {
   line: lineScreen(announce),
+  shift: shiftScreen(),
   session: sessionScreen(),
   "work-orders": workOrdersScreen(),
   cas: casScreen(),
@@ -35,7 +38,7 @@ const screens: Record<OfficerTab, Screen> = {
 };
 const login = loginScreen((u) => {
   session.user = u;
-  tab = "line";
+  tab = u.role === "auditor" ? "audit" : "line";
   render();
   void call("station.status", {}).then((s) => {
     if (!s.ok) return;
@@ -52,6 +55,7 @@ let current: Screen | null = null;
 
 const OFFICER_TABS: [OfficerTab, string][] = [
   ["line", "Line"],
+  ["shift", "Shift"],
   ["session", "Signing session"],
   ["work-orders", "Work orders"],
   ["cas", "CAs"],
@@ -68,7 +72,19 @@ function renderBar(): void {
     return;
   }
   const tabs: [OfficerTab, string][] =
-    user.role === "officer" ? OFFICER_TABS : user.role === "auditor" ? [["audit", "Audit"]] : [];
+    user.role === "officer"
+      ? OFFICER_TABS
+      : user.role === "auditor"
+        ? [
+            ["audit", "Audit"],
+            ["shift", "Shift"],
+          ]
+        : user.role === "operator"
+          ? [
+              ["line", "Line"],
+              ["shift", "Shift"],
+            ]
+          : [];
   replace(
     bar,
     h("h1", {}, "Linesign"),
@@ -132,10 +148,11 @@ function screenFor(): Screen {
   const user = session.user;
   if (!user) return login;
   switch (user.role) {
+    // Operators and auditors have their own screen and the shift's figures.
     case "operator":
-      return screens.line;
+      return tab === "shift" ? screens.shift : screens.line;
     case "auditor":
-      return screens.audit;
+      return tab === "shift" ? screens.shift : screens.audit;
     case "sync":
       return noScreens;
     case "officer":
