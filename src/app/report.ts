@@ -37,7 +37,21 @@ export interface Report {
     workOrder: string | null;
     at: string;
   }[];
+  /** The latest rejected requests (at most REPORT_REJECTIONS), oldest first. */
+  rejections: {
+    at: string;
+    deviceId: string | null;
+    reason: string;
+    origin: string;
+    workOrder: string | null;
+    operator: string;
+  }[];
+  /** Rejections in the window older than those listed. */
+  rejectionsLeftOut: number;
 }
+
+/** How many rejected requests a report lists one by one (all are counted). */
+export const REPORT_REJECTIONS = 200;
 
 const empty = (): ReportGroup => ({
   issued: 0,
@@ -61,6 +75,8 @@ export function buildReport(ctx: AppContext, q: AuditQuery): Report {
     byOperator: {},
     byPort: {},
     unconfirmed: [],
+    rejections: [],
+    rejectionsLeftOut: 0,
   };
   const targets = ctx.store.listTargets().map((t) => t.name);
   const uploadedAt = new Map<number, string[]>();
@@ -97,8 +113,18 @@ export function buildReport(ctx: AppContext, q: AuditQuery): Report {
       });
   };
   for (const i of ctx.store.queryIssuances(q)) count(i);
-  for (const r of ctx.store.queryRejections(q))
+  const rejections = ctx.store.queryRejections(q);
+  for (const r of rejections)
     for (const g of groups(r.workOrder, r.operator, r.origin))
       g.rejected[r.reason] = (g.rejected[r.reason] ?? 0) + 1;
+  report.rejectionsLeftOut = Math.max(0, rejections.length - REPORT_REJECTIONS);
+  report.rejections = rejections.slice(report.rejectionsLeftOut).map((r) => ({
+    at: r.createdAt,
+    deviceId: r.deviceId,
+    reason: r.reason,
+    origin: r.origin,
+    workOrder: r.workOrder,
+    operator: r.operator,
+  }));
   return report;
 }

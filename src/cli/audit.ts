@@ -2,6 +2,8 @@
 import { Option, type Command } from "commander";
 import { exportAudit, verifyAuditBundle, type AuditBundle } from "../app/audit-export.js";
 import { buildReport, type ReportGroup } from "../app/report.js";
+import { buildShift } from "../app/shift.js";
+import { shiftReportHtml } from "./report-html.js";
 import { eventsCsv, formatAuditTable, isoTime, toCsv } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
 import { chainHash, READ_LIMITS } from "../compose.js";
@@ -160,14 +162,55 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
     .description(
       "per work order, operator and port: issued, confirmed, unconfirmed (listed), rejected by reason, re-issued, revoked, uploaded per target",
     )
-    .option("--since <time>", "from this time (ISO 8601)")
-    .option("--until <time>", "before this time (ISO 8601)")
-    .action(async (o: { since?: string; until?: string }) => {
+    .option(
+      "--since <time>",
+      "from this time (ISO 8601; with --format html, default 12 hours before --until)",
+    )
+    .option("--until <time>", "before this time (ISO 8601; with --format html, default now)")
+    .addOption(
+      new Option(
+        "--format <format>",
+        "text, json, or html: a printable shift report (the line's figures per hour, reason, port and work order; at most 168 hours)",
+      )
+        .choices(["text", "json", "html"])
+        .default("text"),
+    )
+    .option(
+      "--out <file>",
+      "with --format html: write the report to this file (default: standard output)",
+    )
+    .action(async (o: { since?: string; until?: string; format: string; out?: string }) => {
+      if (o.out && o.format !== "html")
+        throw new LinesignError(
+          "USAGE",
+          "--out is for --format html; text and json go to standard output.",
+        );
       await withStation(async (s) => {
-        const r = buildReport(s.ctx, {
-          since: isoTime(o.since, "--since"),
-          until: isoTime(o.until, "--until"),
-        });
+        const since = isoTime(o.since, "--since");
+        const until = isoTime(o.until, "--until");
+        if (o.format === "html") {
+          // One window for both: the shift's, bounded; the report's figures over the same times.
+          const shift = buildShift(s.ctx, {
+            ...(since ? { from: since } : {}),
+            ...(until ? { to: until } : {}),
+          });
+          const report = buildReport(s.ctx, { since: shift.from, until: shift.to });
+          const page = shiftReportHtml({
+            stationId: s.config.station.id,
+            report,
+            shift,
+            at: s.ctx.clock.now(),
+          });
+          if (!o.out) return void io.out(page);
+          s.home.writeFile(o.out, page, 0o644);
+          emit(
+            { ok: true, out: o.out, from: shift.from, to: shift.to },
+            `Wrote the shift report from ${shift.from} to ${shift.to} to ${o.out}.`,
+          );
+          return;
+        }
+        const r = buildReport(s.ctx, { since, until });
+        if (o.format === "json") return void io.out(JSON.stringify({ ok: true, ...r }) + "\n");
         const line = (name: string, g: ReportGroup) =>
           `  ${name.padEnd(28)} issued ${g.issued}, confirmed ${g.confirmed}, unconfirmed ${g.unconfirmed}, re-issued ${g.reissued}, revoked ${g.revoked}` +
           (Object.keys(g.rejected).length

@@ -25,6 +25,7 @@ import {
 } from "../helpers/serial.js";
 import { fileURLToPath } from "node:url";
 import type { LinesignApi } from "../../src/domain/kiosk-api.js";
+import { csrPem, deviceKey, makeCsr } from "../../fixtures/csr-factory.js";
 
 // What the page callbacks below touch, in the browser (this file is type-checked for Node).
 declare const document: { querySelectorAll(selector: string): ArrayLike<unknown> };
@@ -453,5 +454,84 @@ describe("kiosk", () => {
       await page.evaluate(() => (globalThis as unknown as { violations: string[] }).violations),
     ).toEqual([]);
     await context.close();
+  });
+
+  it("prints the same figures as a self-contained shift report, every string from the log escaped", () => {
+    // A device whose id is markup (a profile that takes any id), its certificate written to a file
+    // whose name is markup: both are in the log, and the report lists the certificate as unconfirmed.
+    const hostile = "<script>alert(1)</script>";
+    const profile = st.file(
+      "open-ids.json",
+      JSON.stringify({ ca: "dev-ica", deviceIdRule: "^.{1,64}$" }),
+    );
+    const created = st.run([
+      "profile",
+      "create",
+      "--name",
+      "open-ids",
+      "--file",
+      profile,
+      "--json",
+    ]);
+    expect(created.code, created.stdout + created.stderr).toBe(0);
+    const csr = st.file(
+      "odd.csr",
+      csrPem(makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", hostile]] })),
+    );
+    const cert = join(st.hsm.dir, "odd<i>.pem");
+    const issued = st.run([
+      "issue",
+      "--csr",
+      csr,
+      "--profile",
+      "open-ids",
+      "--out",
+      cert,
+      "--json",
+    ]);
+    expect(issued.code, issued.stdout + issued.stderr).toBe(0);
+
+    const out = join(st.hsm.dir, "shift-report.html");
+    const r = st.run(["audit", "report", "--format", "html", "--out", out, "--json"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ ok: true, out });
+    const page = readFileSync(out, "utf8");
+    // The report's text as a reader sees it (markup and layout whitespace left out).
+    const text = page
+      .replace(/<style>[^]*?<\/style>/, "")
+      .replace(/<[^>]*>/g, " ")
+      .replace(/\s+/g, " ");
+    const figure = (key: string) =>
+      new RegExp(`data-figure="${key}"\\s*>([^<]*)<`).exec(page)?.[1]?.trim();
+    const sessions = st.events().filter((e) => e.action === "line.session");
+    const failed = sessions
+      .filter((e) => e.outcome !== "ok")
+      .reduce((n, e) => n + ((JSON.parse(e.details) as { repeated?: number }).repeated ?? 1), 0);
+    // The figures the kiosk showed, from the same log.
+    expect([figure("confirmed"), figure("failed"), figure("first-pass")]).toEqual([
+      "4",
+      String(failed),
+      "80% (4 of 5 devices)",
+    ]);
+    expect(text).toContain(
+      ` ${pairs[4]!.station} 0 ${failed} 0% (0 of 1) CSR_SIGNATURE_INVALID ${failed} `,
+    );
+    expect(text).toContain(" wo-kiosk open 10 4 3 4 ");
+    // The rejected requests, one by one.
+    expect(text).toContain(
+      ` kiosk-dev-5 The device&#39;s request was refused CSR_SIGNATURE_INVALID serial:${pairs[4]!.station} wo-kiosk op-anna `,
+    );
+    expect(page.match(/<svg\b/g)!.length).toBeGreaterThan(5);
+    // Escaped wherever the log's strings go; no script, nothing fetched.
+    expect(text).toContain(` &lt;script&gt;alert(1)&lt;/script&gt; `);
+    expect(text).toContain(`file:${st.hsm.dir}/odd&lt;i&gt;.pem`);
+    expect(page).not.toContain(hostile);
+    expect(page).not.toContain("<i>");
+    expect(page).not.toMatch(/<script|<link|<img|<iframe|\ssrc=|\shref=|url\(|@import|https?:/i);
+    expect(page).toContain(`content="default-src 'none'; style-src 'unsafe-inline'"`);
+    // Bounded: a shift report covers at most a week.
+    const long = st.run(["audit", "report", "--format", "html", "--since", "2026-01-01"]);
+    expect(long.code).toBe(2);
+    expect(long.stderr).toContain("at most 168 hours");
   });
 });
