@@ -44,6 +44,7 @@ import {
 } from "./app/token.js";
 import { parseTokenSelector, selectorMatches } from "./domain/pkcs11-uri.js";
 import { Checkpointer } from "./app/checkpoint.js";
+import { auditKeyRollover, type RolloverResult } from "./app/station-cert.js";
 import { CopyStateSchema, DatabaseCopy, type CopyState } from "./app/db-copy.js";
 import { readTextBounded } from "./adapters/fs/bounded-read.js";
 import {
@@ -141,6 +142,15 @@ export interface Station {
   checkpointer: Checkpointer;
   /** The second copy of the database (backup.copy), or null when none is configured. */
   copy: DatabaseCopy | null;
+  /**
+   * `linesign audit rollover`: introduces a replaced token's audit key (the
+   * ceremony with the offline root, or the old token's key).
+   */
+  rolloverAuditKey(o: {
+    root?: string;
+    oldToken?: string;
+    reason: string;
+  }): Promise<RolloverResult>;
   /**
    * `token probe --record`: keeps the probe's facts in the log (a token.probe
    * entry, which status shows) and sets audit.headStore from what the token
@@ -407,6 +417,8 @@ function buildStation(
         )
       : new DataObjectHeadStore(ctx);
   checkpointer.useHeadStore(headStoreOf(config.audit.headStore, config.audit.headFile));
+  // A rollover signs before the new token is bound to the log.
+  checkpointer.useRawKeys(() => openKeys());
   const workers =
     config.issuance.workers === "auto"
       ? Math.min(4, availableParallelism() - 1)
@@ -569,6 +581,12 @@ function buildStation(
     workers,
     checkpointer,
     copy,
+    rolloverAuditKey: (o) =>
+      auditKeyRollover(ctx, checkpointer, ca, {
+        ...o,
+        keyLabel: config.audit.keyLabel,
+        rawKeys: () => openKeys(),
+      }),
     recordTokenProbe: async (a) => {
       if (a.probe.token.label !== tokenLabel)
         throw new LinesignError(

@@ -19,6 +19,7 @@ import type { AppContext } from "./context.js";
 import { checkpointMessage, type Checkpointer } from "./checkpoint.js";
 import { verifySignature, type AuditProblem } from "./audit.js";
 import { pemOfDer } from "./pki/certificates.js";
+import { auditKeyChain, keyAt, ROLLOVER_ACTION, type KeyPeriod } from "./audit-keys.js";
 
 export const AUDIT_FORMAT = "linesign-audit/1";
 
@@ -51,6 +52,8 @@ export interface BundleVerdict {
   firstBad: AuditProblem | null;
   checkpoints: { count: number; verified: number };
   auditKeyPinned: boolean;
+  /** The chain of audit keys the checkpoints were verified against. */
+  auditKeys: KeyPeriod[];
   counts: AuditCounts;
   message: string;
 }
@@ -151,6 +154,7 @@ export async function verifyAuditBundle(
   bytes: Uint8Array,
   hash: ChainHash,
   trustPem?: string,
+  rootPem?: string,
 ): Promise<BundleVerdict> {
   let b: AuditBundle;
   try {
@@ -163,6 +167,46 @@ export async function verifyAuditBundle(
   let firstBad: AuditProblem | null = null;
   const chain = verifyChain(b.events, hash);
   if (!chain.ok) firstBad = chain.firstBad;
+  const bySeq = new Map(b.events.map((e) => [e.seq, e]));
+  const derOf = (pem: string): Uint8Array | null => {
+    try {
+      return new Uint8Array(new X509Certificate(pem).raw);
+    } catch {
+      return null;
+    }
+  };
+  const keys = await auditKeyChain({
+    station: b.station,
+    rollovers: b.events.filter((e) => e.action === ROLLOVER_ACTION),
+    firstCheckpointSpki: b.checkpoints[0]?.spki ?? null,
+    firstCheckpointSeq: b.checkpoints[0]?.seq ?? null,
+    eventAt: (seq) => bySeq.get(seq) ?? null,
+    isOfficer: (actor, before) =>
+      b.events.some(
+        (e) =>
+          e.seq < before &&
+          e.action === "user.add" &&
+          e.outcome === "ok" &&
+          e.subject === actor &&
+          (e.details as { role?: unknown }).role === "officer",
+      ),
+    rootCert: (label) => {
+      const ca = Array.isArray(b.cas) ? b.cas.find((c) => c.label === label) : undefined;
+      return ca?.pem ? derOf(ca.pem) : null;
+    },
+    ...(rootPem && derOf(rootPem) ? { pinnedRoot: derOf(rootPem)! } : {}),
+    verify: verifySignature,
+  });
+  if (!firstBad && keys.problem)
+    firstBad = { kind: "checkpoint", seq: keys.problem.seq, why: keys.problem.why };
+  // The key that exported it is the key in force at the end.
+  const inForce = keys.periods.at(-1)?.spki;
+  if (!firstBad && inForce !== undefined && inForce !== b.auditPublicKey)
+    firstBad = {
+      kind: "checkpoint",
+      seq: b.checkpoints.at(-1)?.seq ?? 0,
+      why: "the audit key in force at the end of the log is not the export's audit key",
+    };
   let pinned = false;
   if (trustPem) {
     let certKey: Buffer;
@@ -180,14 +224,15 @@ export async function verifyAuditBundle(
       );
     }
     pinned = true;
-    if (!firstBad && !certKey.equals(Buffer.from(b.auditPublicKey, "base64")))
+    // The trusted station certificate may be of any key in the chain (one from before a rollover).
+    const chainKeys = new Set([b.auditPublicKey, ...keys.periods.map((p) => p.spki)]);
+    if (!firstBad && !chainKeys.has(certKey.toString("base64")))
       firstBad = {
         kind: "checkpoint",
         seq: 0,
         why: "the export's audit key is not the trusted station's audit key",
       };
   }
-  const bySeq = new Map(b.events.map((e) => [e.seq, e]));
   let verified = 0;
   for (const [i, cp] of b.checkpoints.entries()) {
     if (firstBad) break;
@@ -205,11 +250,11 @@ export async function verifyAuditBundle(
         seq: cp.seq,
         why: `entry ${cp.seq} differs from what checkpoint ${n} signed`,
       };
-    else if (cp.spki !== b.auditPublicKey)
+    else if (cp.spki !== (keyAt(keys.periods, cp.seq) ?? b.auditPublicKey))
       firstBad = {
         kind: "checkpoint",
         seq: cp.seq,
-        why: `checkpoint ${n} was signed by a key that is not the export's audit key`,
+        why: `checkpoint ${n} was signed by a key that is not the export's audit key in force at entry ${cp.seq}`,
       };
     else if (
       !(await verifySignature(
@@ -241,9 +286,10 @@ export async function verifyAuditBundle(
     firstBad,
     checkpoints: { count: b.checkpoints.length, verified },
     auditKeyPinned: pinned,
+    auditKeys: keys.periods,
     counts,
     message: ok
-      ? `The export of station "${b.station}" is intact: ${chain.count} entries chain correctly and ${verified} signed checkpoint(s) verify${pinned ? " against the trusted station key" : " (the audit key was not pinned: pass --trust STATION_CERT.pem to check it is the station's)"}.`
+      ? `The export of station "${b.station}" is intact: ${chain.count} entries chain correctly and ${verified} signed checkpoint(s) verify${keys.periods.length > 1 ? ` across ${keys.periods.length - 1} audit-key rollover(s)` : ""}${pinned ? " against the trusted station key" : " (the audit key was not pinned: pass --trust STATION_CERT.pem to check it is the station's)"}.`
       : `The export has been tampered with: ${describe(firstBad!)}.`,
   };
 }

@@ -19,6 +19,7 @@ import {
   type Checkpointer,
   type HeadBinding,
 } from "./checkpoint.js";
+import { auditKeyChain, keyAt, ROLLOVER_ACTION, type KeyPeriod } from "./audit-keys.js";
 
 export type AuditProblem =
   | ChainBreak
@@ -50,6 +51,8 @@ export interface AuditVerdict {
   losses: AcceptedLoss[];
   /** Whether the token's head was compared, and why not when it was not. */
   token: { checked: boolean; headSeq: number | null; note: string | null };
+  /** The chain of audit keys: each key and the entry from which it signs (more than one after a rollover). */
+  auditKeys: KeyPeriod[];
   /** Plain words: what was found. */
   message: string;
 }
@@ -253,12 +256,37 @@ export class AuditService {
     const chain = await this.walkChain(atCheckpoint);
     const head = this.ctx.store.head();
     let firstBad: AuditProblem | null = chain.ok ? null : chain.firstBad;
+    const store = this.ctx.store;
+    const keys = await auditKeyChain({
+      station: this.ctx.stationId,
+      rollovers: store.queryEvents({ action: ROLLOVER_ACTION }),
+      firstCheckpointSpki: cps[0] ? Buffer.from(cps[0].spki).toString("base64") : null,
+      firstCheckpointSeq: cps[0]?.seq ?? null,
+      eventAt: (seq) => store.eventAt(seq),
+      isOfficer: (actor, before) =>
+        store
+          .queryEvents({ action: "user.add", outcome: "ok", beforeSeq: before })
+          .some((e) => e.subject === actor && e.details.role === "officer"),
+      rootCert: (label) => {
+        const ca = store.getCa(label);
+        return ca?.kind === "root" ? ca.certDer : null;
+      },
+      verify: verifySignature,
+    });
+    if (!firstBad && keys.problem)
+      firstBad = { kind: "checkpoint", seq: keys.problem.seq, why: keys.problem.why };
     const signed = await signatures;
     let verified = 0;
     for (const [i, cp] of cps.entries()) {
       if (firstBad) break;
       const entryHash = atCheckpoint.get(cp.seq);
-      if (!entryHash) {
+      if (keyAt(keys.periods, cp.seq) !== Buffer.from(cp.spki).toString("base64")) {
+        firstBad = {
+          kind: "checkpoint",
+          seq: cp.seq,
+          why: `checkpoint ${cp.id} (entry ${cp.seq}) was signed by a key that is not the audit key in force at entry ${cp.seq}`,
+        };
+      } else if (!entryHash) {
         firstBad = {
           kind: "truncated",
           seq: cp.seq,
@@ -287,17 +315,20 @@ export class AuditService {
       const auditSpki = await this.checkpointer.tokenAuditKeySpki();
       token.checked = true;
       token.headSeq = binding.tokenSeq;
-      if (!firstBad && auditSpki) {
-        const foreign = cps.find(
-          (cp) => Buffer.compare(Buffer.from(cp.spki), Buffer.from(auditSpki)) !== 0,
-        );
-        if (foreign)
-          firstBad = {
-            kind: "checkpoint",
-            seq: foreign.seq,
-            why: `checkpoint ${foreign.id} was signed by a key that is not the token's audit key`,
-          };
-      }
+      const inForce = keys.periods.at(-1);
+      if (
+        !firstBad &&
+        auditSpki &&
+        inForce &&
+        inForce.spki !== Buffer.from(auditSpki).toString("base64")
+      )
+        firstBad = {
+          kind: "checkpoint",
+          seq: cps.at(-1)?.seq ?? inForce.fromSeq,
+          why:
+            "the checkpoints are signed by a key that is not the token's audit key (the token was replaced: " +
+            'a security officer introduces its key with "linesign audit rollover")',
+        };
       if (!firstBad && binding.state !== "bound") {
         firstBad = {
           kind: "truncated",
@@ -350,8 +381,18 @@ export class AuditService {
       losses,
       recorded: true,
       token,
+      auditKeys: keys.periods,
       message: ok
         ? `The event log is intact: ${chain.count} entries chain correctly, ${verified} signed checkpoint(s) verify` +
+          (keys.periods.length > 1
+            ? ` across ${keys.periods.length - 1} audit-key rollover(s) (${keys.periods
+                .slice(1)
+                .map(
+                  (p) =>
+                    `entry ${p.fromSeq}, ${p.via === "ceremony" ? "officer's ceremony and root" : "signed by the previous key"}`,
+                )
+                .join("; ")})`
+            : "") +
           (token.checked
             ? `, and the token's head ${token.headSeq === null ? "is not yet set" : `(entry ${token.headSeq}) matches`}.`
             : `; ${token.note}.`) +

@@ -6,9 +6,9 @@
  */
 import { LinesignError } from "../domain/errors.js";
 import type { KeyType } from "../domain/keys.js";
-import type { CaKind, CaRecord, CaStatus, KeyInfo, Signer } from "../domain/ports.js";
+import type { CaKind, CaRecord, CaStatus, KeyInfo, KeyStore, Signer } from "../domain/ports.js";
 import { parseRegistrationCode } from "../domain/registration-code.js";
-import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
+import { formatPkcs11Uri, parsePkcs11Uri } from "../domain/pkcs11-uri.js";
 import type { Profile } from "../domain/profile.js";
 import { act, type AppContext } from "./context.js";
 import { deviceCaProblem } from "./profiles.js";
@@ -81,9 +81,14 @@ export interface CaView {
   fingerprint: string | null;
   /** When it stopped signing here (still ACTIVE at AWS IoT); null when it signs. */
   retiredAt: string | null;
+  /** Its key is not in the station's token (the token was replaced): it signs nothing here. */
+  keyMissing: boolean;
 }
 
-export function viewCa(ca: CaRecord): CaView {
+/** The action recording that a CA's key is not in the replaced token. */
+export const KEY_MISSING_ACTION = "ca.key-missing";
+
+export function viewCa(ca: CaRecord, keyMissing = false): CaView {
   const cert = ca.certDer ? new x509.X509Certificate(ca.certDer) : null;
   return {
     label: ca.label,
@@ -99,6 +104,7 @@ export function viewCa(ca: CaRecord): CaView {
     notAfter: ca.notAfter,
     fingerprint: ca.fingerprint,
     retiredAt: ca.retiredAt ?? null,
+    keyMissing,
   };
 }
 
@@ -332,6 +338,67 @@ export class CaService {
     return this.ctx.store.listCas();
   }
 
+  /** Every CA as lists show it, with whether its key is missing from the token. */
+  views(): CaView[] {
+    const missing = this.keysMissing();
+    return this.list().map((c) => viewCa(c, missing.has(c.label)));
+  }
+
+  /** Labels of the CAs whose keys a rollover found missing from the replaced token. */
+  keysMissing(): Set<string> {
+    return new Set(
+      this.ctx.store
+        .queryEvents({ action: KEY_MISSING_ACTION, outcome: "ok" })
+        .map((e) => e.subject ?? ""),
+    );
+  }
+
+  /**
+   * After a token replacement: every CA whose key should be in the station's
+   * token and is not stops signing here (retired: it stays ACTIVE at AWS IoT
+   * for the devices it signed), recorded as `ca.key-missing`.
+   * @returns the labels found missing now
+   */
+  async markMissingKeys(keys: KeyStore, rolloverSeq: number): Promise<string[]> {
+    const already = this.keysMissing();
+    const found: string[] = [];
+    for (const ca of this.list()) {
+      if (already.has(ca.label) || !ca.keyUri.startsWith("pkcs11:")) continue;
+      let token: string;
+      try {
+        token = parsePkcs11Uri(ca.keyUri).token;
+      } catch {
+        continue;
+      }
+      if (token !== this.ctx.tokenLabel || (await keys.findKey(ca.keyUri))) continue;
+      const now = this.ctx.clock.now().toISOString();
+      this.ctx.store.transaction(() => {
+        if (!ca.retiredAt) this.ctx.store.updateCa(ca.label, { retiredAt: now });
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: KEY_MISSING_ACTION,
+          subject: ca.label,
+          outcome: "ok",
+          message: `CA "${ca.label}"'s key is not in token "${token}" (the token was replaced): it signs nothing here from now on, and stays as it is at AWS IoT.`,
+          details: { keyUri: ca.keyUri, rollover: rolloverSeq, status: ca.status },
+        });
+      });
+      found.push(ca.label);
+    }
+    return found;
+  }
+
+  /** Refuses a CA whose key a rollover found missing. @throws LinesignError CA_KEY_MISSING */
+  refuseKeyMissing(ca: CaRecord): void {
+    if (ca.retiredAt && this.keysMissing().has(ca.label))
+      throw new LinesignError(
+        "CA_KEY_MISSING",
+        `CA "${ca.label}"'s key is not in token "${this.ctx.tokenLabel}" (the token was replaced), so it signs nothing here: ` +
+          `an officer creates a new CA in the token ("linesign ca create") and moves the profile to it ("linesign ca rotate --profile P --to NEW").`,
+        { details: { ca: ca.label } },
+      );
+  }
+
   /** @throws LinesignError CA_UNKNOWN */
   get(label: string): CaRecord {
     return this.mustGet(label);
@@ -396,6 +463,7 @@ export class CaService {
       throw new LinesignError(problem.code, `Profile "${profile}": ${problem.message}`, {
         details: { ca: label, profile },
       });
+    if (ca!.retiredAt) this.refuseKeyMissing(ca!);
     if (!ca!.certDer || ca!.status !== "active" || ca!.retiredAt)
       throw new LinesignError(
         "CA_INACTIVE",
@@ -492,8 +560,8 @@ export class CaService {
   }
 
   /** The signer for a CA's key, wherever it lives (token, or the development root's file). */
-  async signerFor(ca: CaRecord): Promise<Signer> {
-    if (ca.keyUri.startsWith("pkcs11:")) return this.ctx.keys().signer(ca.keyUri);
+  async signerFor(ca: CaRecord, keys: KeyStore = this.ctx.keys()): Promise<Signer> {
+    if (ca.keyUri.startsWith("pkcs11:")) return keys.signer(ca.keyUri);
     if (ca.development && ca.keyUri.startsWith("file:"))
       return this.ctx.softKeys.load(new URL(ca.keyUri).pathname);
     throw new LinesignError(

@@ -20,7 +20,13 @@ import { LinesignError } from "../domain/errors.js";
 import type { EventRecord } from "../domain/event-log.js";
 import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
 import type { KeyType } from "../domain/keys.js";
-import type { Signer } from "../domain/ports.js";
+import type { KeyStore, Signer } from "../domain/ports.js";
+import {
+  ROLLOVER_ACTION,
+  rolloverMessage,
+  type RolloverDetails,
+  type RolloverEndorsement,
+} from "./audit-keys.js";
 import type { AppContext } from "./context.js";
 import { DataObjectHeadStore, type HeadStore, type TokenHead } from "./head-store.js";
 
@@ -104,6 +110,8 @@ export class Checkpointer {
    */
   /** Where the head is kept (a private data object on the token unless set with useHeadStore). */
   private heads: HeadStore;
+  /** The token's keys without the head's binding (a rollover signs before the new token is bound). */
+  private rawKeys: () => KeyStore;
 
   constructor(
     private readonly ctx: AppContext,
@@ -112,8 +120,120 @@ export class Checkpointer {
     private readonly keyType: KeyType = "ec-p256",
   ) {
     this.heads = new DataObjectHeadStore(ctx);
+    this.rawKeys = () => ctx.keys();
   }
 
+  /** The token's keys as they are, for the rollover's signatures (compose passes them). */
+  useRawKeys(keys: () => KeyStore): void {
+    this.rawKeys = keys;
+  }
+
+  /**
+   * The audit key in force by the log (base64 DER SPKI): the newest
+   * rollover's key, else the key of the first checkpoint; null before either.
+   */
+  keyInForce(): string | null {
+    const last = this.ctx.store.queryEvents({
+      action: ROLLOVER_ACTION,
+      outcome: "ok",
+      limit: 1,
+    })[0];
+    const fromRollover = (last?.details as { newSpki?: unknown } | undefined)?.newSpki;
+    if (typeof fromRollover === "string") return fromRollover;
+    const first = this.ctx.store.checkpoints()[0];
+    return first ? Buffer.from(first.spki).toString("base64") : null;
+  }
+
+  /**
+   * Introduces the token's audit key (made now when the token has none) as
+   * the key in force: one `audit.key.rollover` entry carrying its public key,
+   * the head it follows, its own signature and `endorse`'s (the old key's, or
+   * the ceremony's station certificate signed by the root). `prepare` runs
+   * first with the new key (the ceremony issues the certificate there). The
+   * token's head is then written at the rollover (a new token has none), and
+   * the station signs again.
+   * @throws LinesignError USAGE (no key in force yet, or the token holds it still), HSM_*
+   */
+  rollover<T>(
+    prepare: (newSpki: Uint8Array, previousSpki: Uint8Array) => Promise<T>,
+    endorse: (message: Uint8Array, prepared: T) => Promise<RolloverEndorsement>,
+    reason: string,
+  ): Promise<{ entry: EventRecord; binding: HeadBinding; created: boolean }> {
+    return this.serial(async () => {
+      const inForce = this.keyInForce();
+      if (!inForce)
+        throw new LinesignError(
+          "USAGE",
+          "No audit key has signed a checkpoint on this station yet: there is no key to roll over from.",
+        );
+      const keys = this.rawKeys();
+      let key = await keys.findKey(this.keyUri());
+      if (key && Buffer.from(key.spki).toString("base64") === inForce)
+        throw new LinesignError(
+          "USAGE",
+          `Token "${this.ctx.tokenLabel}" still holds the audit key in force: there is nothing to roll over.`,
+        );
+      let created = false;
+      if (!key) {
+        key = await keys.generateKeyPair(this.ctx.tokenLabel, this.keyLabel, this.keyType);
+        created = true;
+        this.ctx.store.appendEvent({
+          actor: this.ctx.actor,
+          action: "audit.key-create",
+          subject: this.keyLabel,
+          outcome: "ok",
+          details: { keyUri: key.uri, keyType: this.keyType, rollover: true },
+        });
+      }
+      const previous = new Uint8Array(Buffer.from(inForce, "base64"));
+      const prepared = await prepare(key.spki, previous);
+      const signer = await keys.signer(key.uri);
+      const binding = this.compare(await this.tokenHead().catch(() => null));
+      for (let attempt = 0; ; attempt++) {
+        const after = this.ctx.store.head()!;
+        const message = rolloverMessage(this.ctx.stationId, after, previous, key.spki);
+        const newKeySignature = await signer.sign(message);
+        const endorsement = await endorse(message, prepared);
+        const details: RolloverDetails & Record<string, unknown> = {
+          previousSpki: inForce,
+          newSpki: Buffer.from(key.spki).toString("base64"),
+          after: { seq: after.seq, hash: after.hash },
+          newKeySignature: Buffer.from(newKeySignature).toString("base64"),
+          endorsement,
+          keyUri: key.uri,
+          reason,
+          binding: { ...binding },
+        };
+        // Made for its place in the log: another writer in between means signing again.
+        const entry = this.ctx.store.transaction(() =>
+          this.ctx.store.head()?.seq === after.seq
+            ? this.ctx.store.appendEvent({
+                actor: this.ctx.actor,
+                action: ROLLOVER_ACTION,
+                subject: this.keyLabel,
+                outcome: "ok",
+                message: `A new audit key was introduced (${endorsement.by === "ceremony" ? `by ${endorsement.officer}'s ceremony, the station certificate signed by root "${endorsement.root}"` : "signed by the previous audit key"}): ${reason}`,
+                details,
+              })
+            : null,
+        );
+        if (!entry) {
+          if (attempt < 5) continue;
+          throw new LinesignError(
+            "DB_LOCKED",
+            "The log kept moving while the rollover was signed; stop the line and the kiosk's service, then run it again.",
+          );
+        }
+        // The new token's head starts at the rollover; the station signs again.
+        this.known = null;
+        this.auditSigner = null;
+        await this.writeHead(entry, true);
+        this.bound = true;
+        this.ctx.health.clear("log-head");
+        return { entry, binding, created };
+      }
+    });
+  }
   /** Keeps the head in `store` from now on (chosen by audit.headStore). */
   useHeadStore(store: HeadStore): void {
     this.heads = store;
@@ -306,6 +426,15 @@ export class Checkpointer {
     this.auditSigner ??= (async () => {
       const keys = this.ctx.keys();
       const existing = await keys.findKey(this.keyUri());
+      const inForce = this.keyInForce();
+      // A replaced token's new key is introduced by a rollover, never silently.
+      if (inForce && (!existing || Buffer.from(existing.spki).toString("base64") !== inForce))
+        throw new LinesignError(
+          "AUDIT_KEY_ROLLOVER_REQUIRED",
+          `Token "${this.ctx.tokenLabel}" ${existing ? "holds another audit key than" : "holds no audit key, not even"} the one that signs this station's checkpoints: the token was replaced. ` +
+            'Nothing is checkpointed until a security officer introduces the new key ("linesign audit rollover --root ROOT --reason ...", with the offline root; or --old-token LABEL while the old token still works).',
+          { details: { token: this.ctx.tokenLabel, keyLabel: this.keyLabel } },
+        );
       if (existing) return keys.signer(existing.uri);
       const made = await keys.generateKeyPair(this.ctx.tokenLabel, this.keyLabel, this.keyType);
       this.ctx.store.appendEvent({

@@ -553,6 +553,7 @@ export class IssuanceEngine {
         "CA_NOT_FOR_DEVICES",
         `CA "${ca.label}" is a root: roots never sign device certificates. An officer moves the profile to an intermediate made for devices ("linesign ca rotate --profile NAME --to CA").`,
       );
+    if (ca.retiredAt) this.cas.refuseKeyMissing(ca);
     if (ca.status !== "active" || ca.retiredAt) {
       throw new LinesignError(
         "CA_INACTIVE",

@@ -11,6 +11,11 @@ import type { Checkpointer } from "./checkpoint.js";
 import { BACKDATE_MS, checkChain, newSerialHex, sha256Hex } from "./pki/certificates.js";
 import { keyAlgorithm, signingKeyPair } from "./pki/signing-crypto.js";
 import { x509 } from "./pki/x509.js";
+import { formatPkcs11Uri } from "../domain/pkcs11-uri.js";
+import type { KeyStore } from "../domain/ports.js";
+import type { EventRecord } from "../domain/event-log.js";
+import type { HeadBinding } from "./checkpoint.js";
+import type { RolloverEndorsement } from "./audit-keys.js";
 
 const DAY_MS = 86_400_000;
 
@@ -26,6 +31,10 @@ export async function rootSignedStationCertificate(
   cas: CaService,
   rootLabel: string,
   days = 3650,
+  /** The audit key to certify (a rollover's new key); default the token's audit key. */
+  auditSpki?: Uint8Array,
+  /** The keys the root signs with (a rollover's: the log is not bound yet). */
+  keys?: KeyStore,
 ): Promise<string> {
   return act(ctx, "station.cert", ctx.stationId, async () => {
     const root = cas.get(rootLabel);
@@ -35,8 +44,8 @@ export async function rootSignedStationCertificate(
         `CA "${rootLabel}" is not a root with its certificate: the station certificate is signed by the offline root the device CAs chain to.`,
       );
     const rootCert = new x509.X509Certificate(root.certDer);
-    const audit = await checkpointer.signer();
-    const rootSigner = await cas.signerFor(root);
+    const spki = auditSpki ?? (await checkpointer.signer()).key.spki;
+    const rootSigner = await cas.signerFor(root, keys);
     const { crypto, privateKey } = await signingKeyPair(rootSigner);
     const now = Date.now();
     let notAfter = new Date(now + days * DAY_MS);
@@ -48,13 +57,13 @@ export async function rootSignedStationCertificate(
         issuer: rootCert.subjectName,
         notBefore: new Date(now - BACKDATE_MS),
         notAfter,
-        publicKey: audit.key.spki,
+        publicKey: spki,
         signingKey: privateKey,
         signingAlgorithm: keyAlgorithm(rootSigner),
         extensions: [
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          await x509.SubjectKeyIdentifierExtension.create(audit.key.spki, false, crypto),
+          await x509.SubjectKeyIdentifierExtension.create(spki, false, crypto),
           await x509.AuthorityKeyIdentifierExtension.create(rootCert.publicKey, false, crypto),
         ],
       },
@@ -90,4 +99,101 @@ export async function checkStationCertificate(stationPem: string, rootPem: strin
     );
   }
   await checkChain(station, [root]);
+}
+
+export interface RolloverOptions {
+  /** The ceremony: the offline root that signs the new station certificate (its token present). */
+  root?: string;
+  /** The old token, when it still works: its audit key signs the rollover. */
+  oldToken?: string;
+  /** Why (the token that died, what was examined). */
+  reason: string;
+  /** The audit key's label (audit.keyLabel). */
+  keyLabel: string;
+  /** The token's keys as they are (the old token is not bound to the log). */
+  rawKeys: () => KeyStore;
+}
+
+export interface RolloverResult {
+  entry: EventRecord;
+  /** The new station certificate signed by the root (the ceremony), for auditors' --trust. */
+  stationCert: string | null;
+  /** Whether the new key was made now (else the token held one already). */
+  created: boolean;
+  /** How the log stood against the new token's head before the rollover bound it. */
+  binding: HeadBinding;
+  /** CAs whose keys are not in the token: they no longer sign here. */
+  keysMissing: string[];
+}
+
+/**
+ * `linesign audit rollover`: the token was replaced, so its audit key is
+ * new. The officer's recorded act introduces it (see audit-keys.ts): with
+ * `root`, the root signs a station certificate for the new key (the
+ * ceremony); with `oldToken`, the old audit key signs the rollover. The
+ * token's head starts at the rollover and a checkpoint signed by the new key
+ * follows. CAs whose keys the token does not hold are recorded as missing
+ * (`ca.key-missing`) and stop signing here (they stay ACTIVE at AWS IoT for
+ * the devices they signed).
+ * @throws LinesignError USAGE (neither or both ways; nothing to roll over; the old token's key is not the key in force), CA_*, HSM_*
+ */
+export async function auditKeyRollover(
+  ctx: AppContext,
+  checkpointer: Checkpointer,
+  cas: CaService,
+  o: RolloverOptions,
+): Promise<RolloverResult> {
+  return act(ctx, "audit.key.rollover", o.keyLabel, async () => {
+    if (Boolean(o.root) === Boolean(o.oldToken))
+      throw new LinesignError(
+        "USAGE",
+        "Say how the new audit key is endorsed: --root ROOT (the ceremony: the offline root signs its station certificate) or --old-token LABEL (the old token still works and its audit key signs).",
+      );
+    let stationCert: string | null = null;
+    const { entry, binding, created } = await checkpointer.rollover(
+      async (newSpki, previousSpki) => {
+        if (o.root) {
+          stationCert = await rootSignedStationCertificate(
+            ctx,
+            checkpointer,
+            cas,
+            o.root,
+            3650,
+            newSpki,
+            o.rawKeys(),
+          );
+          return null;
+        }
+        const keys = o.rawKeys();
+        const uri = formatPkcs11Uri({ token: o.oldToken!, object: o.keyLabel, id: "" });
+        const old = await keys.findKey(uri);
+        if (!old || !Buffer.from(old.spki).equals(Buffer.from(previousSpki)))
+          throw new LinesignError(
+            "USAGE",
+            `Token "${o.oldToken}" ${old ? "holds another audit key than" : "holds no audit key, not even"} the one in force: it is not the station's old token. Use the ceremony (--root ROOT) instead.`,
+            { details: { token: o.oldToken } },
+          );
+        return keys.signer(old.uri);
+      },
+      async (message, oldSigner): Promise<RolloverEndorsement> => {
+        if (oldSigner)
+          return {
+            by: "previous-key",
+            signature: Buffer.from(await oldSigner.sign(message)).toString("base64"),
+          };
+        const root = cas.get(o.root!);
+        return {
+          by: "ceremony",
+          officer: ctx.actor,
+          root: root.label,
+          rootFingerprint: sha256Hex(root.certDer!),
+          stationCert: stationCert!,
+        };
+      },
+      o.reason,
+    );
+    const keysMissing = await cas.markMissingKeys(o.rawKeys(), entry.seq);
+    await checkpointer.checkpoint();
+    return { entry, stationCert, created, binding, keysMissing };
+  });
 }

@@ -4,7 +4,7 @@ import type { TokenProvisioner } from "../domain/ports.js";
 import type { TokenFacts } from "./token.js";
 import type { CopyStatus } from "./db-copy.js";
 import { act, type AppContext } from "./context.js";
-import { CaService, DEFAULT_ROOT_DAYS, viewCa, type CaView } from "./ca.js";
+import { CaService, DEFAULT_ROOT_DAYS, type CaView } from "./ca.js";
 import { createCaCertificate } from "./pki/certificates.js";
 
 /** Names and subjects of what `init --dev` makes. */
@@ -132,7 +132,7 @@ export function stationStatus(ctx: AppContext): StationStatus {
       present: labels.includes(ctx.tokenLabel),
       others: labels.filter((l) => l !== ctx.tokenLabel),
     },
-    cas: ctx.store.listCas().map(viewCa),
+    cas: new CaService(ctx).views(),
     log: { entries: ctx.store.head()?.seq ?? 0, head: ctx.store.head() },
   };
 }

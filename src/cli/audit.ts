@@ -90,18 +90,17 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
           const trust = o.trust
             ? Buffer.from(readInput(o.trust, "the station certificate")).toString("utf8")
             : undefined;
+          let rootPem: string | undefined;
           if (o.root) {
             if (!trust)
               throw new LinesignError(
                 "USAGE",
                 "--root checks the station certificate: give it with --trust STATION_CERT.pem.",
               );
-            await checkStationCertificate(
-              trust,
-              Buffer.from(readInput(o.root, "the root certificate")).toString("utf8"),
-            );
+            rootPem = Buffer.from(readInput(o.root, "the root certificate")).toString("utf8");
+            await checkStationCertificate(trust, rootPem);
           }
-          const verdict = await verifyAuditBundle(bytes, chainHash, trust);
+          const verdict = await verifyAuditBundle(bytes, chainHash, trust, rootPem);
           if (o.format === "csv") {
             const events = (JSON.parse(Buffer.from(bytes).toString("utf8")) as AuditBundle).events;
             io.out(eventsCsv(events));
@@ -154,6 +153,53 @@ export function registerAuditCommands(program: Command, d: CommandDeps): void {
         emit(
           { ok: true, loss },
           `Loss accepted and recorded as entry ${loss.seq}: ${loss.what}. The station signs again; every later "audit verify" names this loss.`,
+        );
+      });
+    });
+  audit
+    .command("rollover")
+    .description(
+      "after the station's token was replaced: an officer's recorded act introducing the new token's audit key, endorsed by the offline root (--root: it signs the new station certificate) or by the old audit key (--old-token, while the old token still works); earlier checkpoints keep verifying against the key they were signed with",
+    )
+    .option(
+      "--root <label>",
+      "the ceremony: the offline root CA (its token present, LINESIGN_ROOT_PIN)",
+    )
+    .option("--old-token <label>", "the old token, still working (its PIN in LINESIGN_ROOT_PIN)")
+    .option("--out <file>", "with --root: write the new station certificate here")
+    .requiredOption("--reason <text>", "why (which token died, what was examined)")
+    .action(async (o: { root?: string; oldToken?: string; out?: string; reason: string }) => {
+      const reason = o.reason.trim();
+      if (reason.length < 8)
+        throw new LinesignError(
+          "USAGE",
+          "Give the reason in a few words (--reason): which token was replaced and why.",
+        );
+      await withStation(async (s) => {
+        const r = await s.rolloverAuditKey({
+          ...(o.root ? { root: o.root } : {}),
+          ...(o.oldToken ? { oldToken: o.oldToken } : {}),
+          reason,
+        });
+        if (o.out && r.stationCert) s.home.writeFile(o.out, r.stationCert, 0o644);
+        emit(
+          {
+            ok: true,
+            seq: r.entry.seq,
+            created: r.created,
+            keysMissing: r.keysMissing,
+            binding: r.binding,
+            ...(o.out && r.stationCert ? { out: o.out } : { stationCert: r.stationCert }),
+          },
+          [
+            `The new audit key was introduced as entry ${r.entry.seq} (${o.root ? `the ceremony: station certificate signed by root "${o.root}"` : `signed by the old audit key on token "${o.oldToken}"`}); earlier checkpoints verify against the old key.`,
+            ...(r.keysMissing.length
+              ? [
+                  `CAs whose keys are not in the token, no longer signing here: ${r.keysMissing.join(", ")}. Create a new CA and rotate their profiles to it.`,
+                ]
+              : []),
+            ...(o.out && r.stationCert ? [`Wrote the new station certificate to ${o.out}.`] : []),
+          ].join("\n"),
         );
       });
     });

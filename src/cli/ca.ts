@@ -99,7 +99,7 @@ export function registerCaCommands(program: Command, d: CommandDeps): void {
     .description("list the station's CAs")
     .action(async () => {
       await withStation(async (s) => {
-        const cas = s.ca.list().map(viewCa);
+        const cas = s.ca.views();
         emit({ ok: true, cas }, formatCaTable(cas));
       });
     });

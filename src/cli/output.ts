@@ -38,7 +38,7 @@ export function formatCaTable(cas: CaView[]): string {
     rows.push([
       c.label,
       c.kind,
-      c.retiredAt ? "retired" : c.status,
+      c.keyMissing ? "KEY MISSING" : c.retiredAt ? "retired" : c.status,
       c.development ? `${c.keyType} (software, DEVELOPMENT ONLY)` : `${c.keyType} (token)`,
       c.notAfter ? c.notAfter.slice(0, 10) : "-",
       c.subject,

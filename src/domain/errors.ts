@@ -125,6 +125,8 @@ export const ERROR_CODES = [
   "AUDIT_HEAD_WRITE_FAILED",
   "AUDIT_CHECKPOINT_FAILED",
   "AUDIT_INCOMPLETE",
+  "AUDIT_KEY_ROLLOVER_REQUIRED",
+  "CA_KEY_MISSING",
   "FILE_WRITE_FAILED",
   "FILE_READ_FAILED",
   "HOME_UNSAFE",
@@ -233,6 +235,8 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "AUDIT_CHAIN_BROKEN":
     case "AUDIT_HEAD_MISMATCH":
     case "AUDIT_INCOMPLETE":
+    case "AUDIT_KEY_ROLLOVER_REQUIRED":
+    case "CA_KEY_MISSING":
     case "PROFILE_UNKNOWN":
     case "PROFILE_EXISTS":
     case "CONFIG_CHANGED":

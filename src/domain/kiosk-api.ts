@@ -174,6 +174,8 @@ export const CaView = z.object({
   fingerprint: z.string().nullable(),
   /** The profiles that issue under it now. */
   usedBy: z.array(z.string()),
+  /** Its key went with a replaced token (status "key missing"): it signs nothing here. */
+  keyMissing: z.boolean(),
 });
 
 const Counts = z.object({

@@ -452,6 +452,16 @@ const TEXT: Record<KioskCode, RefusalText> = {
     "Update the station software to the version that wrote the database.",
   ),
   DB_ERROR: t("The station cannot record", CALL_OFFICER, STATION_FAULT),
+  AUDIT_KEY_ROLLOVER_REQUIRED: t(
+    "The station's token was replaced",
+    CALL_OFFICER,
+    "Introduce the new token's audit key with linesign audit rollover (the offline root's token, or the old token if it still works).",
+  ),
+  CA_KEY_MISSING: t(
+    "The CA's key is not in the token",
+    CALL_OFFICER,
+    "The token was replaced and this CA's key is gone: create a new CA in the token and rotate the profile to it.",
+  ),
   DB_COPY_FAILED: t(
     "The second copy of the records is behind",
     "Go on: the line is not affected. Tell the security officer.",

@@ -67,6 +67,7 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "audit report": ["auditor", "officer"],
   "audit export": ["auditor", "officer"],
   "audit accept-loss": O,
+  "audit rollover": O,
   "user add": O,
   "user list": ["officer", "auditor"],
   "user disable": O,

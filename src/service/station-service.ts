@@ -379,7 +379,13 @@ export class StationService {
 
   /** A CA as the kiosk shows it: with the profiles that issue under it, and whether it is a root. */
   private caView(c: CaRecord) {
-    return { ...viewCa(c), usedBy: this.station.ca.profilesUsing(c.label) };
+    const v = viewCa(c, this.station.ca.keysMissing().has(c.label));
+    // A CA whose key went with a replaced token is not shown as active.
+    return {
+      ...v,
+      status: v.keyMissing ? "key missing" : v.status,
+      usedBy: this.station.ca.profilesUsing(c.label),
+    };
   }
 
   private makeHandlers(): Record<ChannelName, Handler> {
