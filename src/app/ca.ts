@@ -617,6 +617,9 @@ export class CaService {
           `CA "${label}" is already ${status}; nothing was changed.`,
         );
       }
+      // A CA whose key went with a replaced token never signs here again.
+      if (status === "active" && this.keysMissing().has(label))
+        this.refuseKeyMissing({ ...ca, retiredAt: ca.retiredAt ?? "key missing" });
       const stopped = status === "inactive" ? this.profilesUsing(label) : [];
       if (status === "inactive" && !stopProfiles) this.refuseInUse(label, "deactivate");
       this.ctx.store.transaction(() => {

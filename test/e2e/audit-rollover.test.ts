@@ -111,6 +111,9 @@ describe("audit-key rollover after a token replacement", () => {
     const refused = issue();
     expect(refused.code).toBe(1);
     expect(refused.json.error?.code).toBe("CA_KEY_MISSING");
+    // Nor is it made to sign again by activating it.
+    const activate = s.run(["ca", "activate", "--label", "dev-ica", "--json"]);
+    expect(activate.json.error?.code).toBe("CA_KEY_MISSING");
   }, 60_000);
 
   it("fails a forged rollover: a key introduced without the old key's or the ceremony's signature", () => {

@@ -12,7 +12,8 @@ import { act, errorBox, section, session, table, type Screen } from "../kiosk.js
 type Ca = Result<"cas.list">[number];
 
 const statusText = (c: Ca) =>
-  (c.retiredAt ? "retired" : c.status) + (c.development ? " (development)" : "");
+  (c.keyMissing ? "key missing" : c.retiredAt ? "retired" : c.status) +
+  (c.development ? " (development)" : "");
 
 export function casScreen(): Screen {
   return {
@@ -84,7 +85,7 @@ export function casScreen(): Screen {
       const actions = (c: Ca): Node => {
         if (!officer) return h("span", {});
         const buttons: HTMLElement[] = [];
-        if (c.status !== "pending" && (c.status === "inactive" || c.retiredAt))
+        if (c.status !== "pending" && !c.keyMissing && (c.status === "inactive" || c.retiredAt))
           buttons.push(
             h(
               "button",
@@ -116,7 +117,7 @@ export function casScreen(): Screen {
               "Deactivate…",
             ),
           );
-        if (c.status !== "pending")
+        if (c.status !== "pending" && !c.keyMissing)
           buttons.push(
             h(
               "button",
