@@ -47,6 +47,8 @@ export interface IssueRequest {
   workOrder?: string | null;
   /** The key type the station asked the device for (serial line): a request for another is refused. */
   keyType?: KeyType;
+  /** What the device reported when it identified on the line (its Thing's name and attributes). */
+  device?: { model: string | null; firmware: string | null };
 }
 
 export interface Issued {
@@ -261,6 +263,8 @@ export class IssuanceEngine {
         origin: req.origin,
         workOrder: req.workOrder ?? null,
         csrSha256: prep.csrSha256,
+        deviceModel: req.device?.model ?? null,
+        deviceFirmware: req.device?.firmware ?? null,
         createdAt: stamp,
         updatedAt: stamp,
       };

@@ -39,6 +39,17 @@ const bool = (name: string) => (v: string) => {
 function targetLine(t: TargetView): string {
   return [
     `${t.name}: ${t.region}${t.endpoint ? ` via ${t.endpoint}` : ""}${t.awsProfile ? `, profile ${t.awsProfile}` : ""}; CA ${t.caMode}${t.caActive ? "" : " (registered INACTIVE)"}, devices ${t.deviceRegistration}; at most ${t.maxRps} requests/s`,
+    ...(t.thingName || t.policy
+      ? [
+          `  per device: ${[
+            t.thingName ? `Thing ${t.thingName}${t.thingType ? ` (${t.thingType})` : ""}` : null,
+            t.policy ? `policy ${t.policy}${t.policyDocument ? " (created once)" : ""}` : null,
+            t.thingGroups ? `groups ${t.thingGroups.join(", ")}` : null,
+          ]
+            .filter(Boolean)
+            .join("; ")}`,
+        ]
+      : []),
     `  queue: ${t.queue.pending} pending, ${t.queue.uploaded} uploaded, ${t.queue.leftToJitr} left to JITR, ${t.queue.failed} failed, ${t.queue.revoked} revoked`,
     ...t.cas.map((c) => `  CA ${c.caLabel}: ${c.awsCertificateId} (${c.mode}, ${c.remoteStatus})`),
   ].join("\n");
@@ -84,6 +95,21 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
     .option("--jitp-template <file>", "just-in-time provisioning template (JSON file)")
     .option("--jitp-role-arn <arn>", "IAM role for just-in-time provisioning")
     .option("--max-rps <n>", "never send faster than this (AWS's default quota: 10)", "10")
+    .option(
+      "--thing-name <template>",
+      "make each device's Thing, named by a template over {deviceId}, {model} and {firmware}; its certificate is attached to it",
+    )
+    .option("--thing-type <name>", "the Things' thing type (it must exist at the target)")
+    .option(
+      "--thing-group <name>",
+      "add each Thing to this thing group (repeatable; it must exist at the target)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option("--policy <name>", "attach this AWS IoT policy to each certificate")
+    .option(
+      "--policy-document <file>",
+      "create --policy from this JSON document once at the target (instead of one made there)",
+    )
     .action(
       async (o: {
         name: string;
@@ -98,7 +124,28 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
         jitpTemplate?: string;
         jitpRoleArn?: string;
         maxRps: string;
+        thingName?: string;
+        thingType?: string;
+        thingGroup?: string[];
+        policy?: string;
+        policyDocument?: string;
       }) => {
+        let policyDocument: string | undefined;
+        if (o.policyDocument) {
+          try {
+            policyDocument = readTextBounded(
+              o.policyDocument,
+              "the policy document",
+              READ_LIMITS.small,
+            );
+          } catch (cause) {
+            throw new LinesignError(
+              "TARGET_INVALID",
+              `--policy-document ${o.policyDocument} cannot be read.`,
+              { cause },
+            );
+          }
+        }
         let template: string | undefined;
         if (o.jitpTemplate) {
           try {
@@ -126,6 +173,11 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
             ...(template ? { jitpTemplate: template } : {}),
             ...(o.jitpRoleArn ? { jitpRoleArn: o.jitpRoleArn } : {}),
             maxRps,
+            ...(o.thingName ? { thingName: o.thingName } : {}),
+            ...(o.thingType ? { thingType: o.thingType } : {}),
+            ...(o.thingGroup ? { thingGroups: o.thingGroup } : {}),
+            ...(o.policy ? { policy: o.policy } : {}),
+            ...(policyDocument !== undefined ? { policyDocument } : {}),
           });
           d.emit({ ok: true, target: view }, `Target added.\n${targetLine(view)}`);
         });

@@ -290,6 +290,21 @@ export interface StationStore {
   uploads(target: string, issuanceId?: number): UploadRecord[];
   /** Issuances REVOKED here whose registration at `target` is not yet revoked. */
   revocationsDue(target: string): { issuance: IssuanceRecord; upload: UploadRecord }[];
+  /** A page of certificates registered at `target` (after issuance id `afterId`) whose identity steps are not complete. */
+  identityDue(
+    target: string,
+    afterId: number,
+    limit: number,
+  ): { issuance: IssuanceRecord; upload: UploadRecord }[];
+  /** Revoked at `target` with a principal or policy attachment the target made still in place. */
+  detachDue(target: string): { issuance: IssuanceRecord; upload: UploadRecord }[];
+  /** The identity steps recorded for an issuance at a target. */
+  identitySteps(target: string, issuanceId: number): IdentityStepRecord[];
+  /** Written only after AWS answered. */
+  putIdentityStep(rec: IdentityStepRecord): void;
+  /** A policy a target made from its document (once). */
+  targetPolicy(target: string, name: string): { arn: string; created: boolean } | null;
+  putTargetPolicy(target: string, name: string, arn: string, created: boolean, at: string): void;
   insertTarget(t: TargetRecord): void;
   getTarget(name: string): TargetRecord | null;
   listTargets(): TargetRecord[];
@@ -411,6 +426,9 @@ export interface IssuanceRecord {
   origin: string;
   workOrder: string | null;
   csrSha256: string;
+  /** The model and firmware the device reported when it identified on the line (null otherwise). */
+  deviceModel?: string | null;
+  deviceFirmware?: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -530,6 +548,22 @@ export interface UploadRecord {
   updatedAt: string;
 }
 
+/** One step of a device's identity at a target (its Thing, attachments, groups), after AWS answered. */
+export interface IdentityStepRecord {
+  issuanceId: number;
+  target: string;
+  /** complete: every step the target asks for is done (name ""). */
+  step: "thing" | "principal" | "policy" | "group" | "complete";
+  /** The Thing's, policy's or group's name. */
+  name: string;
+  /** detached: revoked, and the attachment removed there (the Thing is left). */
+  state: "done" | "failed" | "detached";
+  arn: string | null;
+  attempts: number;
+  lastError: string | null;
+  updatedAt: string;
+}
+
 export interface CheckpointRecord {
   id: number;
   seq: number;
@@ -644,6 +678,24 @@ export interface IotGateway {
     status: "ACTIVE" | "INACTIVE" | "REVOKED",
   ): Promise<IotResult<null>>;
   describeCertificate(id: string): Promise<IotResult<{ pem: string; status: string }>>;
+  /** CreateThing: AWS answers as for the first call when the Thing exists with the same configuration. */
+  createThing(p: {
+    name: string;
+    thingType?: string;
+    attributes: Record<string, string>;
+  }): Promise<IotResult<{ arn: string }>>;
+  describeThing(
+    name: string,
+  ): Promise<
+    IotResult<{ arn: string; thingType: string | null; attributes: Record<string, string> }>
+  >;
+  attachThingPrincipal(thing: string, principal: string): Promise<IotResult<null>>;
+  detachThingPrincipal(thing: string, principal: string): Promise<IotResult<null>>;
+  createPolicy(name: string, document: string): Promise<IotResult<{ arn: string }>>;
+  getPolicy(name: string): Promise<IotResult<{ arn: string; document: string }>>;
+  attachPolicy(policy: string, target: string): Promise<IotResult<null>>;
+  detachPolicy(policy: string, target: string): Promise<IotResult<null>>;
+  addThingToThingGroup(group: string, thing: string): Promise<IotResult<null>>;
   /** STS GetCallerIdentity: which account the credentials belong to (changes nothing). */
   identity(): Promise<IotResult<{ account: string; arn: string }>>;
   /** Where requests go and whose credentials sign them, as resolved before any request. */
@@ -666,10 +718,10 @@ export type IotGatewayFactory = (t: {
   awsProfile?: string;
   /**
    * The rate ceiling: awaited right before each request goes on the wire
-   * (after signing); what it resolves to is called once the request's answer
-   * or failure is seen.
+   * (after signing), with the request's operation ("CreateThing"); what it
+   * resolves to is called once the request's answer or failure is seen.
    */
-  pace?: () => Promise<() => void>;
+  pace?: (operation: string) => Promise<() => void>;
 }) => Promise<IotGateway>;
 
 /** The file that holds a signed head (the station's file system, bounded and atomic). */

@@ -30,7 +30,7 @@ function issuances(st: TestStation) {
   try {
     return db
       .prepare(
-        "SELECT id, serial, device_id AS deviceId, fingerprint, state, origin, key_type AS keyType FROM issuances ORDER BY id",
+        "SELECT id, serial, device_id AS deviceId, fingerprint, state, origin, key_type AS keyType, device_model AS model, device_firmware AS firmware FROM issuances ORDER BY id",
       )
       .all() as {
       id: number;
@@ -40,6 +40,8 @@ function issuances(st: TestStation) {
       state: string;
       origin: string;
       keyType: string;
+      model: string | null;
+      firmware: string | null;
     }[];
   } finally {
     db.close();
@@ -130,6 +132,8 @@ describe("serial line", () => {
       const der = new Uint8Array(readFileSync(r.stored!));
       const row = rows.find((x) => x.fingerprint === sha256(der))!;
       expect(row).toMatchObject({ deviceId: r.deviceId, state: "CONFIRMED", serial: r.serial });
+      // What the device reported when it identified, kept for its Thing at AWS.
+      expect(row).toMatchObject({ model: "SIM-1", firmware: "1.0.0" });
       expect(row.origin).toMatch(/^serial:.*\/(ec|rsa)-station$/);
       expect(row.keyType).toBe(r.deviceId.startsWith("gang-ec") ? "ec-p256" : "rsa-2048");
       const leaf = join(dir, `${r.deviceId}.pem`);

@@ -49,6 +49,8 @@ export function receiptFor(
       error: null,
     })),
     revoked: [],
+    identity: [],
+    policies: [],
     summary: {},
   };
   return JSON.stringify(signReceipt(body, uploader), null, 2) + "\n";

@@ -160,6 +160,15 @@ export const sdkIotGateway: IotGatewayFactory = async (t) => {
     loadAwsSdk(),
   ]);
   const {
+    AddThingToThingGroupCommand,
+    AttachPolicyCommand,
+    AttachThingPrincipalCommand,
+    CreatePolicyCommand,
+    CreateThingCommand,
+    DescribeThingCommand,
+    DetachPolicyCommand,
+    DetachThingPrincipalCommand,
+    GetPolicyCommand,
     DescribeCACertificateCommand,
     DescribeCertificateCommand,
     GetRegistrationCodeCommand,
@@ -190,8 +199,8 @@ export const sdkIotGateway: IotGatewayFactory = async (t) => {
     // Each request holds its token until its answer or failure is seen (see app/sync/pacer.ts).
     for (const c of [sts, client] as const)
       (c.middlewareStack as import("@aws-sdk/client-iot").IoTClient["middlewareStack"]).add(
-        (next) => async (args) => {
-          const answered = await pace();
+        (next, context) => async (args) => {
+          const answered = await pace(String(context.commandName ?? "").replace(/Command$/, ""));
           try {
             return await next(args);
           } finally {
@@ -273,6 +282,65 @@ export const sdkIotGateway: IotGatewayFactory = async (t) => {
         const r = await client.send(new DescribeCertificateCommand({ certificateId: id }));
         const d = r.certificateDescription!;
         return { pem: d.certificatePem ?? "", status: d.status ?? "" };
+      }),
+    createThing: (p) =>
+      call(async () => {
+        const r = await client.send(
+          new CreateThingCommand({
+            thingName: p.name,
+            ...(p.thingType ? { thingTypeName: p.thingType } : {}),
+            attributePayload: { attributes: p.attributes },
+          }),
+        );
+        return { arn: r.thingArn ?? "" };
+      }),
+    describeThing: (name) =>
+      call(async () => {
+        const r = await client.send(new DescribeThingCommand({ thingName: name }));
+        return {
+          arn: r.thingArn ?? "",
+          thingType: r.thingTypeName ?? null,
+          attributes: { ...(r.attributes ?? {}) },
+        };
+      }),
+    attachThingPrincipal: (thing, principal) =>
+      call(async () => {
+        await client.send(new AttachThingPrincipalCommand({ thingName: thing, principal }));
+        return null;
+      }),
+    detachThingPrincipal: (thing, principal) =>
+      call(async () => {
+        await client.send(new DetachThingPrincipalCommand({ thingName: thing, principal }));
+        return null;
+      }),
+    createPolicy: (name, document) =>
+      call(async () => {
+        const r = await client.send(
+          new CreatePolicyCommand({ policyName: name, policyDocument: document }),
+        );
+        return { arn: r.policyArn ?? "" };
+      }),
+    getPolicy: (name) =>
+      call(async () => {
+        const r = await client.send(new GetPolicyCommand({ policyName: name }));
+        return { arn: r.policyArn ?? "", document: r.policyDocument ?? "" };
+      }),
+    attachPolicy: (policy, target) =>
+      call(async () => {
+        await client.send(new AttachPolicyCommand({ policyName: policy, target }));
+        return null;
+      }),
+    detachPolicy: (policy, target) =>
+      call(async () => {
+        await client.send(new DetachPolicyCommand({ policyName: policy, target }));
+        return null;
+      }),
+    addThingToThingGroup: (group, thing) =>
+      call(async () => {
+        await client.send(
+          new AddThingToThingGroupCommand({ thingGroupName: group, thingName: thing }),
+        );
+        return null;
       }),
   };
   return gw;

@@ -47,6 +47,7 @@ import type {
   RecordedConfig,
   CheckpointRecord,
   Clock,
+  IdentityStepRecord,
   IssuanceRecord,
   IssuanceState,
   PinGuardState,
@@ -260,6 +261,8 @@ interface IssuanceRow {
   origin: string;
   work_order: string | null;
   csr_sha256: string;
+  device_model: string | null;
+  device_firmware: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -285,6 +288,8 @@ const toIssuance = (r: IssuanceRow): IssuanceRecord => ({
   origin: r.origin,
   workOrder: r.work_order,
   csrSha256: r.csr_sha256,
+  deviceModel: r.device_model,
+  deviceFirmware: r.device_firmware,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -431,9 +436,9 @@ export class SqliteStationStore implements StationStore {
       .raw();
     this.insertIssuanceStmt = db.prepare(
       `INSERT INTO issuances (serial, device_id, spki_sha256, key_type, profile, ca_label, cert_der, fingerprint, not_before,
-         not_after, validity_cut, state, state_reason, supersedes, operator, station, origin, work_order, csr_sha256, created_at, updated_at)
+         not_after, validity_cut, state, state_reason, supersedes, operator, station, origin, work_order, csr_sha256, device_model, device_firmware, created_at, updated_at)
        VALUES (@serial, @deviceId, @spkiSha256, @keyType, @profile, @caLabel, @certDer, @fingerprint, @notBefore,
-         @notAfter, @validityCut, @state, @stateReason, @supersedes, @operator, @station, @origin, @workOrder, @csrSha256, @createdAt, @updatedAt)`,
+         @notAfter, @validityCut, @state, @stateReason, @supersedes, @operator, @station, @origin, @workOrder, @csrSha256, @deviceModel, @deviceFirmware, @createdAt, @updatedAt)`,
     );
     this.insertRejectionStmt = db.prepare(
       `INSERT INTO rejections (reason, message, device_id, csr_sha256, profile, operator, station, origin, work_order, created_at)
@@ -662,6 +667,8 @@ export class SqliteStationStore implements StationStore {
       ...rec,
       certDer: Buffer.from(rec.certDer),
       validityCut: rec.validityCut ? 1 : 0,
+      deviceModel: rec.deviceModel ?? null,
+      deviceFirmware: rec.deviceFirmware ?? null,
     });
     return Number(info.lastInsertRowid);
   }
@@ -785,6 +792,98 @@ export class SqliteStationStore implements StationStore {
     }));
   }
 
+  private uploadsJoined(where: string, ...args: unknown[]) {
+    const rows = this.db
+      .prepare(
+        `SELECT i.*, u.issuance_id AS u_issuance_id, u.target AS u_target, u.state AS u_state,
+                u.aws_certificate_id AS u_aws_certificate_id, u.aws_arn AS u_aws_arn, u.attempts AS u_attempts,
+                u.last_error AS u_last_error, u.updated_at AS u_updated_at
+         FROM issuances i JOIN uploads u ON u.issuance_id = i.id AND u.target = ?
+         ${where}`,
+      )
+      .all(...args) as (IssuanceRow & Record<string, unknown>)[];
+    return rows.map((r) => ({
+      issuance: toIssuance(r),
+      upload: toUpload({
+        issuance_id: r.u_issuance_id as number,
+        target: r.u_target as string,
+        state: r.u_state as UploadRecord["state"],
+        aws_certificate_id: r.u_aws_certificate_id as string | null,
+        aws_arn: r.u_aws_arn as string | null,
+        attempts: r.u_attempts as number,
+        last_error: r.u_last_error as string | null,
+        updated_at: r.u_updated_at as string,
+      }),
+    }));
+  }
+
+  identityDue(target: string, afterId: number, limit: number) {
+    return this.uploadsJoined(
+      `WHERE u.state = 'done' AND i.id > ?
+         AND NOT EXISTS (SELECT 1 FROM identity_steps s WHERE s.issuance_id = i.id AND s.target = u.target AND s.step = 'complete')
+       ORDER BY i.id LIMIT ?`,
+      target,
+      afterId,
+      limit,
+    );
+  }
+
+  detachDue(target: string) {
+    return this.uploadsJoined(
+      `WHERE u.state = 'revoked'
+         AND EXISTS (SELECT 1 FROM identity_steps s WHERE s.issuance_id = i.id AND s.target = u.target
+                     AND s.step IN ('principal', 'policy') AND s.state = 'done')
+       ORDER BY i.id`,
+      target,
+    );
+  }
+
+  identitySteps(target: string, issuanceId: number): IdentityStepRecord[] {
+    return (
+      this.db
+        .prepare("SELECT * FROM identity_steps WHERE target = ? AND issuance_id = ? ORDER BY rowid")
+        .all(target, issuanceId) as Record<string, unknown>[]
+    ).map((r) => ({
+      issuanceId: r.issuance_id as number,
+      target: r.target as string,
+      step: r.step as IdentityStepRecord["step"],
+      name: r.name as string,
+      state: r.state as IdentityStepRecord["state"],
+      arn: r.arn as string | null,
+      attempts: r.attempts as number,
+      lastError: r.last_error as string | null,
+      updatedAt: r.updated_at as string,
+    }));
+  }
+
+  putIdentityStep(rec: IdentityStepRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO identity_steps (issuance_id, target, step, name, state, arn, attempts, last_error, updated_at)
+         VALUES (@issuanceId, @target, @step, @name, @state, @arn, @attempts, @lastError, @updatedAt)
+         ON CONFLICT (issuance_id, target, step, name) DO UPDATE SET state = excluded.state,
+           arn = COALESCE(excluded.arn, identity_steps.arn), attempts = identity_steps.attempts + excluded.attempts,
+           last_error = excluded.last_error, updated_at = excluded.updated_at`,
+      )
+      .run(rec);
+  }
+
+  targetPolicy(target: string, name: string): { arn: string; created: boolean } | null {
+    const r = this.db
+      .prepare("SELECT arn, created FROM target_policies WHERE target = ? AND name = ?")
+      .get(target, name) as { arn: string; created: number } | undefined;
+    return r ? { arn: r.arn, created: r.created === 1 } : null;
+  }
+
+  putTargetPolicy(target: string, name: string, arn: string, created: boolean, at: string): void {
+    this.db
+      .prepare(
+        `INSERT INTO target_policies (target, name, arn, created, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (target, name) DO UPDATE SET arn = excluded.arn, updated_at = excluded.updated_at`,
+      )
+      .run(target, name, arn, created ? 1 : 0, at);
+  }
+
   insertTarget(t: TargetRecord): void {
     try {
       this.db
@@ -819,6 +918,8 @@ export class SqliteStationStore implements StationStore {
 
   deleteTarget(name: string): void {
     this.db.prepare("DELETE FROM uploads WHERE target = ?").run(name);
+    this.db.prepare("DELETE FROM identity_steps WHERE target = ?").run(name);
+    this.db.prepare("DELETE FROM target_policies WHERE target = ?").run(name);
     this.db.prepare("DELETE FROM ca_registrations WHERE target = ?").run(name);
     this.db.prepare("DELETE FROM targets WHERE name = ?").run(name);
   }

@@ -12,6 +12,9 @@ export interface Session {
   deviceId: string | null;
   startedAt: number;
   keyType: KeyType | null;
+  /** What the device reported when it identified (its Thing's name and attributes at AWS). */
+  model?: string | null;
+  firmware?: string | null;
   issuanceId: number | null;
   serial: string | null;
   wireBytes: number;

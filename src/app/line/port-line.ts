@@ -502,6 +502,8 @@ export class PortLine {
       deviceId,
       startedAt: carried?.startedAt ?? Date.now(),
       keyType: null,
+      model: carried?.model ?? null,
+      firmware: carried?.firmware ?? null,
       issuanceId: null,
       serial: null,
       // From the first byte of the greeting the device answered.
@@ -526,6 +528,8 @@ export class PortLine {
       if (this.link !== link || this.stage !== "idle") return;
     }
     if (!this.startSession(m.deviceId, carried)) return;
+    this.session!.model = m.model || null;
+    this.session!.firmware = m.firmware || null;
     this.o.emit({
       event: "device.identified",
       port: this.o.path,
@@ -592,6 +596,7 @@ export class PortLine {
         origin: `serial:${this.o.path}`,
         workOrder: this.o.workOrder,
         ...(session.keyType ? { keyType: session.keyType } : {}),
+        device: { model: session.model ?? null, firmware: session.firmware ?? null },
       });
       session.issuanceId = issued.issuance.id;
       session.serial = issued.issuance.serial;

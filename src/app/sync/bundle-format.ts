@@ -28,10 +28,18 @@ import {
   type SyncLedger,
   type TargetSummary,
 } from "./target-sync.js";
-import { Pacer } from "./pacer.js";
+import { TargetPacer } from "./pacer.js";
+import type { IdentityStepState } from "./device-identity.js";
 
-export const BUNDLE_FORMAT = "linesign-bundle/2";
-export const RECEIPT_FORMAT = "linesign-receipt/2";
+/**
+ * Version 3 adds the devices' Things, policies and groups (targetConfig's
+ * identity options, the steps done so far, detachments); a version 2 file is
+ * a version 3 file without them, and is still read.
+ */
+export const BUNDLE_FORMAT = "linesign-bundle/3";
+export const RECEIPT_FORMAT = "linesign-receipt/3";
+export const BUNDLE_FORMATS = ["linesign-bundle/2", BUNDLE_FORMAT] as const;
+export const RECEIPT_FORMATS = ["linesign-receipt/2", RECEIPT_FORMAT] as const;
 
 /** Files are bounded before they are parsed: 36,000 certificates fit well under this. */
 export const MAX_BUNDLE_BYTES = 256 * 1024 * 1024;
@@ -48,6 +56,17 @@ const pem = z
 const serial = z.string().regex(/^[0-9a-fA-F]{1,64}$/, "is not a hex serial");
 const text = (max: number) => z.string().min(1).max(max);
 const status = z.enum(["ACTIVE", "INACTIVE"]);
+/** What the device reported when it identified on the line (null: not reported). */
+const reported = z.string().max(256).nullable().default(null);
+const stepName = z.enum(["thing", "principal", "policy", "group"]);
+/** A step of a device's identity the station has recorded (a Thing, an attachment, a group). */
+const StepSchema = z
+  .object({
+    step: stepName,
+    name: text(128),
+    state: z.enum(["done", "failed", "detached"]),
+  })
+  .strict();
 
 /** What the station knows of a CA at the target: carried so the online side does not register it again. */
 export const CaRegistrationEntrySchema = z
@@ -88,8 +107,52 @@ export const BundleManifestSchema = z
         .strict(),
     ),
     devices: z.array(
-      z.object({ serial, deviceId: text(128), caLabel: text(64), pem, sha256: hex64 }).strict(),
+      z
+        .object({
+          serial,
+          deviceId: text(128),
+          caLabel: text(64),
+          pem,
+          sha256: hex64,
+          model: reported,
+          firmware: reported,
+        })
+        .strict(),
     ),
+    /** Registered already, with identity steps still to take (version 3). */
+    identities: z
+      .array(
+        z
+          .object({
+            serial,
+            deviceId: text(128),
+            sha256: hex64,
+            model: reported,
+            firmware: reported,
+            certificateArn: text(2048),
+            steps: z.array(StepSchema),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Revoked, with a Thing or policy the target attached: to be detached (version 3). */
+    detachments: z
+      .array(
+        z
+          .object({
+            serial,
+            deviceId: text(128),
+            sha256: hex64,
+            certificateArn: text(2048),
+            steps: z.array(StepSchema),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** The target's policy made from its document, once it exists there (version 3). */
+    policies: z
+      .array(z.object({ name: text(128), arn: text(2048), created: z.boolean() }).strict())
+      .default([]),
     revocations: z.array(
       z.object({ serial, deviceId: text(128), awsCertificateId: hex64 }).strict(),
     ),
@@ -103,7 +166,7 @@ export type BundleManifest = z.infer<typeof BundleManifestSchema>;
 
 export const BundleFileSchema = z
   .object({
-    format: z.literal(BUNDLE_FORMAT),
+    format: z.enum(BUNDLE_FORMATS),
     /** The manifest exactly as signed (JSON text). */
     manifest: z.string(),
     /** The station's audit key's signature over the manifest text (ECDSA P-256, SHA-256, r||s), base64. */
@@ -144,6 +207,31 @@ export const ReceiptBodySchema = z
     revoked: z.array(
       z.object({ serial, certificateId: hex64.nullable(), arn: text(2048).nullable() }).strict(),
     ),
+    /** What AWS answered for each identity step, per certificate, in order (version 3). */
+    identity: z
+      .array(
+        z
+          .object({
+            serial,
+            steps: z.array(
+              z
+                .object({
+                  step: z.enum(["thing", "principal", "policy", "group", "complete"]),
+                  name: z.string().max(128),
+                  state: z.enum(["done", "failed", "detached"]),
+                  arn: text(2048).nullable(),
+                  error: z.string().max(4096).nullable(),
+                })
+                .strict(),
+            ),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** The policy made from the target's document (version 3). */
+    policies: z
+      .array(z.object({ name: text(128), arn: text(2048), created: z.boolean() }).strict())
+      .default([]),
     summary: z.record(z.string(), z.unknown()),
   })
   .strict();
@@ -151,7 +239,7 @@ export type ReceiptBody = z.infer<typeof ReceiptBodySchema>;
 
 export const ReceiptFileSchema = z
   .object({
-    format: z.literal(RECEIPT_FORMAT),
+    format: z.enum(RECEIPT_FORMATS),
     /** The receipt exactly as signed (JSON text). */
     receipt: z.string(),
     /** The uploader key's signature over the receipt text (ECDSA P-256, SHA-256, r||s), base64. */
@@ -195,7 +283,7 @@ export function verifyBundle(bytes: Uint8Array, trustPem: string): BundleManifes
     throw invalid(
       typeof format === "string" &&
         format.startsWith("linesign-bundle/") &&
-        format !== BUNDLE_FORMAT
+        !(BUNDLE_FORMATS as readonly string[]).includes(format)
         ? `it is a ${format.slice(0, 40)} file; this uploader reads ${BUNDLE_FORMAT}`
         : `it is not a ${BUNDLE_FORMAT} file (${firstIssue(f.error)})`,
     );
@@ -356,6 +444,11 @@ export async function uploadBundle(
   const saved = new Map<string, CaRegistration>();
   const results = new Map<string, ReceiptBody["devices"][number]>();
   const revoked: ReceiptBody["revoked"] = [];
+  const identitySteps = new Map<string, ReceiptBody["identity"][number]["steps"]>();
+  const policies = new Map(manifest.policies.map((p) => [p.name, p]));
+  const madePolicies: ReceiptBody["policies"] = [];
+  const stepsOf = (steps: BundleManifest["identities"][number]["steps"]): IdentityStepState[] =>
+    steps.map((s) => ({ ...s, arn: null }));
   const ledger: SyncLedger = {
     ca: (label) => {
       const c = byLabel.get(label);
@@ -382,7 +475,50 @@ export async function uploadBundle(
         deviceId: d.deviceId,
         caLabel: d.caLabel,
         pem: d.pem,
+        model: d.model,
+        firmware: d.firmware,
       })),
+    identityDue: (after, limit) =>
+      manifest.identities.slice(after, after + limit).map((d, i) => ({
+        cursor: after + i + 1,
+        serial: d.serial,
+        deviceId: d.deviceId,
+        model: d.model,
+        firmware: d.firmware,
+        certificateId: d.sha256,
+        certificateArn: d.certificateArn,
+        steps: stepsOf(d.steps),
+      })),
+    // Revoked before this upload, or by it (as sync detaches in the run that revokes).
+    detachDue: () =>
+      manifest.detachments
+        .filter(
+          (d) =>
+            !manifest.revocations.some((r) => r.serial === d.serial) ||
+            revoked.some((r) => r.serial === d.serial),
+        )
+        .map((d) => ({
+          serial: d.serial,
+          deviceId: d.deviceId,
+          certificateArn: d.certificateArn,
+          steps: stepsOf(d.steps).filter((s) => s.state === "done"),
+        })),
+    saveStep: (item, s) => {
+      const list = identitySteps.get(item.serial) ?? [];
+      list.push({
+        step: s.step,
+        name: s.name,
+        state: s.state,
+        arn: s.arn,
+        error: s.error ? s.error.slice(0, 4096) : null,
+      });
+      identitySteps.set(item.serial, list);
+    },
+    targetPolicy: (name) => policies.get(name) ?? null,
+    saveTargetPolicy: (name, arn, created) => {
+      policies.set(name, { name, arn, created });
+      madePolicies.push({ name, arn, created });
+    },
     saveDevice: (item, o) => {
       const d = manifest.devices[item.cursor - 1]!;
       results.set(item.serial, {
@@ -402,8 +538,8 @@ export async function uploadBundle(
       void revoked.push({ serial: i.serial, certificateId: reg.certificateId, arn: reg.arn }),
     note: () => undefined,
   };
-  const pacer = new Pacer(config.maxRps);
-  const gw = await gateway({ ...config, pace: () => pacer.take() });
+  const pacer = new TargetPacer(config.maxRps);
+  const gw = await gateway({ ...config, pace: (op) => pacer.take(op) });
   const run = new TargetSync(manifest.target, config, gw, ledger, {
     pacer,
     ...(opts.onItem ? { onItem: opts.onItem } : {}),
@@ -432,6 +568,8 @@ export async function uploadBundle(
     })),
     devices: [...results.values()],
     revoked,
+    identity: [...identitySteps].map(([serial, steps]) => ({ serial, steps })),
+    policies: madePolicies,
     summary: { ...summary },
   };
 }

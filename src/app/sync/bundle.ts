@@ -16,9 +16,11 @@ import type { CaService } from "../ca.js";
 import type { Checkpointer } from "../checkpoint.js";
 import { createStationCertificate, pemOfDer } from "../pki/certificates.js";
 import { parseRegistrationCode } from "../../domain/registration-code.js";
+import { hasIdentity, thingOf, type TargetConfig } from "../../domain/target.js";
 import { UPLOADABLE, type SyncService } from "./sync.js";
 import {
   BUNDLE_FORMAT,
+  RECEIPT_FORMAT,
   MAX_RECEIPT_BYTES,
   ReceiptBodySchema,
   ReceiptFileSchema,
@@ -76,8 +78,62 @@ export async function exportBundle(
           caLabel: i.caLabel,
           pem: pemOfDer(i.certDer),
           sha256: i.fingerprint,
+          model: i.deviceModel ?? null,
+          firmware: i.deviceFirmware ?? null,
         });
     }
+    // Registered already, with their Things, policies or groups still to make.
+    const stepsOf = (id: number) =>
+      ctx.store
+        .identitySteps(name, id)
+        .filter((s) => s.step !== "complete")
+        .map((s) => ({
+          step: s.step as "thing" | "principal" | "policy" | "group",
+          name: s.name,
+          state: s.state,
+        }));
+    const identities: BundleManifest["identities"] = [];
+    if (hasIdentity(config))
+      for (let after = 0; ;) {
+        const page = ctx.store.identityDue(name, after, 5000);
+        if (page.length === 0) break;
+        after = page.at(-1)!.issuance.id;
+        for (const { issuance: i, upload } of page)
+          identities.push({
+            serial: i.serial,
+            deviceId: i.deviceId,
+            sha256: i.fingerprint,
+            model: i.deviceModel ?? null,
+            firmware: i.deviceFirmware ?? null,
+            certificateArn: upload.awsArn ?? "",
+            steps: stepsOf(i.id),
+          });
+      }
+    // Revoked there (or by this bundle) with a Thing or policy this target attached.
+    const detachments: BundleManifest["detachments"] = [
+      ...ctx.store.detachDue(name),
+      ...ctx.store
+        .revocationsDue(name)
+        .filter(({ issuance }) =>
+          ctx.store
+            .identitySteps(name, issuance.id)
+            .some((s) => (s.step === "principal" || s.step === "policy") && s.state === "done"),
+        ),
+    ].map(({ issuance: i, upload }) => ({
+      serial: i.serial,
+      deviceId: i.deviceId,
+      sha256: i.fingerprint,
+      certificateArn: upload.awsArn ?? "",
+      steps: stepsOf(i.id).filter(
+        (s) => (s.step === "principal" || s.step === "policy") && s.state === "done",
+      ),
+    }));
+    const policies: BundleManifest["policies"] = config.policy
+      ? (() => {
+          const p = ctx.store.targetPolicy(name, config.policy);
+          return p ? [{ name: config.policy, arn: p.arn, created: p.created }] : [];
+        })()
+      : [];
     const revokedUnregistered: BundleManifest["revokedUnregistered"] =
       config.deviceRegistration === "jitr"
         ? ctx.store
@@ -143,6 +199,9 @@ export async function exportBundle(
       targetConfig: config,
       cas: caEntries,
       devices,
+      identities,
+      detachments,
+      policies,
       revocations: ctx.store.revocationsDue(name).map(({ issuance, upload }) => ({
         serial: issuance.serial,
         deviceId: issuance.deviceId,
@@ -155,7 +214,7 @@ export async function exportBundle(
     const signature = Buffer.from(await signer.sign(new TextEncoder().encode(text))).toString(
       "base64",
     );
-    const items = [...devices, ...revokedUnregistered].map((d) => ({
+    const items = [...devices, ...revokedUnregistered, ...identities, ...detachments].map((d) => ({
       serial: d.serial,
       sha256: d.sha256,
     }));
@@ -281,7 +340,7 @@ export async function importReceipt(
       throw bad(
         !o.signature || !o.uploader
           ? 'it is not signed by an uploader (write receipts with "linesign upload", whose uploader an officer enrolled with "linesign uploader enroll")'
-          : `it is not a linesign-receipt/2 file (${f.error.issues[0]!.path.join(".")} ${f.error.issues[0]!.message})`,
+          : `it is not a ${RECEIPT_FORMAT} file (${f.error.issues[0]!.path.join(".")} ${f.error.issues[0]!.message})`,
       );
     }
     const file = f.data;
@@ -317,7 +376,7 @@ export async function importReceipt(
     const body = ReceiptBodySchema.safeParse(parsed);
     if (!body.success)
       throw bad(
-        `it does not follow linesign-receipt/2 (${body.error.issues[0]!.path.join(".")} ${body.error.issues[0]!.message})`,
+        `it does not follow ${file.format} (${body.error.issues[0]!.path.join(".")} ${body.error.issues[0]!.message})`,
       );
     const r: ReceiptBody = body.data;
     if (r.station !== ctx.stationId)
@@ -375,6 +434,42 @@ export async function importReceipt(
           updatedAt: at,
         });
       }
+      for (const p of r.policies) ctx.store.putTargetPolicy(b.target, p.name, p.arn, p.created, at);
+      for (const d of r.identity) {
+        const i = ctx.store.getIssuanceBySerial(d.serial)!;
+        const prior = ctx.store.identitySteps(b.target, i.id);
+        for (const s of d.steps) {
+          const had = prior.find((p) => p.step === s.step && p.name === s.name);
+          // Nothing done is undone by a later (or older) receipt's failure.
+          if (had && had.state !== "failed" && s.state === "failed") continue;
+          if (had?.state === "detached" && s.state === "done") continue;
+          ctx.store.putIdentityStep({
+            issuanceId: i.id,
+            target: b.target,
+            step: s.step,
+            name: s.name,
+            state: s.state,
+            arn: s.arn,
+            attempts: 1,
+            lastError: s.error,
+            updatedAt: at,
+          });
+          if (s.state === "detached")
+            ctx.store.appendEvent({
+              actor: ctx.actor,
+              action: "sync.identity-detach",
+              subject: i.deviceId,
+              outcome: "ok",
+              details: {
+                target: b.target,
+                serial: i.serial,
+                detachedFrom: `${s.step === "principal" ? "Thing" : "policy"} ${s.name}`,
+                thingLeft: s.step === "principal" ? s.name : null,
+                receipt: r.id,
+              },
+            });
+        }
+      }
       for (const v of r.revoked) {
         const i = ctx.store.getIssuanceBySerial(v.serial);
         if (!i) continue;
@@ -412,6 +507,7 @@ export async function importReceipt(
           failed,
           cas: r.cas.length,
           revoked: r.revoked.length,
+          identitySteps: r.identity.reduce((n, d) => n + d.steps.length, 0),
         },
       });
     });
@@ -481,6 +577,49 @@ function checkAwsAnswers(
         `it names id ${c.certificateId.slice(0, 64)} for CA "${c.label}", which AWS cannot have given it`,
       );
     arnOf(c.arn, "cacert", ca.fingerprint, `CA "${c.label}"`);
+  }
+  // Identity steps: only the names this target's options give that device, on its certificate.
+  const config = ctx.store.getTarget(target)
+    ? (JSON.parse(ctx.store.getTarget(target)!.config) as TargetConfig)
+    : null;
+  for (const d of r.identity) {
+    if (!known.has(d.serial))
+      throw bad(`it names identity steps for certificate ${d.serial}, which is not in that bundle`);
+    const i = ctx.store.getIssuanceBySerial(d.serial)!;
+    const th =
+      config?.thingName &&
+      thingOf(config.thingName, {
+        deviceId: i.deviceId,
+        model: i.deviceModel ?? null,
+        firmware: i.deviceFirmware ?? null,
+      });
+    const thing = th && "name" in th ? th.name : null;
+    for (const s of d.steps) {
+      const allowed =
+        !config || !hasIdentity(config)
+          ? false
+          : s.step === "complete"
+            ? s.name === ""
+            : s.step === "thing" || s.step === "principal"
+              ? s.name === thing
+              : s.step === "policy"
+                ? s.name === config.policy
+                : (config.thingGroups ?? []).includes(s.name);
+      if (!allowed)
+        throw bad(
+          `it records step ${s.step} "${s.name.slice(0, 128)}" for certificate ${d.serial}, which target "${target}" does not make for that device`,
+        );
+      if (s.step === "thing" && s.state === "done") {
+        const m = /^arn:aws[a-z-]*:iot:([a-z0-9-]+):(\d{12}):thing\/(.+)$/.exec(s.arn ?? "");
+        if (!m || m[1] !== region || m[3] !== s.name)
+          throw bad(
+            `Thing ${s.name}'s ARN ${String(s.arn).slice(0, 120)} is not one AWS returns in ${region}`,
+          );
+        accounts.add(m[2]!);
+      }
+      if ((s.step === "principal" || s.step === "policy") && s.state === "done")
+        arnOf(s.arn ?? "", "cert", i.fingerprint, `certificate ${d.serial}`);
+    }
   }
   if (r.account) accounts.add(r.account);
   // The account the station already knows for this target.

@@ -80,3 +80,62 @@ export class Pacer {
     };
   }
 }
+
+/**
+ * AWS IoT's default rate quotas per API (requests per second, per account and
+ * region; adjustable), from AWS's service quotas for AWS IoT Core ("CreateThing
+ * API TPS" and the like, and the General Reference's API throttling table).
+ * The certificate and CA calls have no figure here: the target's ceiling
+ * (default 10 per second, AWS's figure for them) paces them.
+ */
+export const API_RATE_QUOTAS: Readonly<Record<string, number>> = {
+  CreateThing: 100,
+  DescribeThing: 350,
+  AttachThingPrincipal: 100,
+  DetachThingPrincipal: 100,
+  AddThingToThingGroup: 100,
+  AttachPolicy: 15,
+  DetachPolicy: 15,
+  CreatePolicy: 10,
+  GetPolicy: 15,
+};
+
+/**
+ * A target's pacing: the target's ceiling over all its requests, and under it
+ * each API at its own AWS quota (or the ceiling, if that is lower). A request
+ * takes its API's token first, then the target's; it hands both back when
+ * answered.
+ */
+export class TargetPacer {
+  private readonly all: Pacer;
+  private readonly perApi = new Map<string, Pacer>();
+
+  /** @param maxRps the target's ceiling; @param quotas per-API ceilings (default AWS's). */
+  constructor(
+    private readonly maxRps: number,
+    private readonly quotas: Readonly<Record<string, number>> = API_RATE_QUOTAS,
+  ) {
+    this.all = new Pacer(maxRps);
+  }
+
+  /** Requests let through. */
+  get count(): number {
+    return this.all.count;
+  }
+
+  /** Like Pacer.take, for a request of `operation` (none: the target's ceiling only). */
+  async take(operation?: string): Promise<() => void> {
+    const quota = operation ? this.quotas[operation] : undefined;
+    let own: (() => void) | null = null;
+    if (quota !== undefined && quota < this.maxRps) {
+      let p = this.perApi.get(operation!);
+      if (!p) this.perApi.set(operation!, (p = new Pacer(quota)));
+      own = await p.take();
+    }
+    const shared = await this.all.take();
+    return () => {
+      shared();
+      own?.();
+    };
+  }
+}

@@ -17,7 +17,8 @@ import {
   type SyncLedger,
   type TargetSummary,
 } from "./target-sync.js";
-import { Pacer } from "./pacer.js";
+import { TargetPacer } from "./pacer.js";
+import type { DetachItem, IdentityItem, IdentityStepState } from "./device-identity.js";
 import { pemOfDer } from "../pki/certificates.js";
 
 /** Issuance states whose certificates are uploaded: those that left the station. */
@@ -68,7 +69,60 @@ class StationLedger implements SyncLedger {
       deviceId: i.deviceId,
       caLabel: i.caLabel,
       pem: pemOfDer(i.certDer),
+      model: i.deviceModel ?? null,
+      firmware: i.deviceFirmware ?? null,
     }));
+  }
+  private steps(issuanceId: number): IdentityStepState[] {
+    return this.ctx.store
+      .identitySteps(this.target, issuanceId)
+      .filter((s) => s.step !== "complete")
+      .map((s) => ({
+        step: s.step as IdentityStepState["step"],
+        name: s.name,
+        state: s.state,
+        arn: s.arn,
+      }));
+  }
+  identityDue(after: number, limit: number): (IdentityItem & { cursor: number })[] {
+    return this.ctx.store.identityDue(this.target, after, limit).map(({ issuance, upload }) => ({
+      cursor: issuance.id,
+      serial: issuance.serial,
+      deviceId: issuance.deviceId,
+      model: issuance.deviceModel ?? null,
+      firmware: issuance.deviceFirmware ?? null,
+      certificateId: upload.awsCertificateId ?? "",
+      certificateArn: upload.awsArn ?? "",
+      steps: this.steps(issuance.id),
+    }));
+  }
+  detachDue(): DetachItem[] {
+    return this.ctx.store.detachDue(this.target).map(({ issuance, upload }) => ({
+      serial: issuance.serial,
+      deviceId: issuance.deviceId,
+      certificateArn: upload.awsArn ?? "",
+      steps: this.steps(issuance.id),
+    }));
+  }
+  saveStep(item: { serial: string }, s: Parameters<SyncLedger["saveStep"]>[1]): void {
+    const i = this.ctx.store.getIssuanceBySerial(item.serial)!;
+    this.ctx.store.putIdentityStep({
+      issuanceId: i.id,
+      target: this.target,
+      step: s.step,
+      name: s.name,
+      state: s.state,
+      arn: s.arn,
+      attempts: s.attempts,
+      lastError: s.error,
+      updatedAt: new Date().toISOString(),
+    });
+  }
+  targetPolicy(name: string) {
+    return this.ctx.store.targetPolicy(this.target, name);
+  }
+  saveTargetPolicy(name: string, arn: string, created: boolean): void {
+    this.ctx.store.putTargetPolicy(this.target, name, arn, created, new Date().toISOString());
   }
   saveDevice(item: DeviceItem, o: Parameters<SyncLedger["saveDevice"]>[1]): void {
     const prior = this.ctx.store.uploads(this.target, item.cursor)[0];
@@ -228,8 +282,8 @@ export class SyncService {
     };
     for (const [name, config] of configs) {
       const ledger = new StationLedger(this.ctx, this.cas, name);
-      const pacer = new Pacer(config.maxRps);
-      const gw = await this.gateway({ ...config, pace: () => pacer.take() });
+      const pacer = new TargetPacer(config.maxRps);
+      const gw = await this.gateway({ ...config, pace: (op) => pacer.take(op) });
       const run = new TargetSync(name, config, gw, ledger, {
         pacer,
         ...(opts.dryRun ? { dryRun: true } : {}),

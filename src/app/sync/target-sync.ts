@@ -16,6 +16,11 @@
  * A CA is looked up before it is registered (DescribeCACertificate by its
  * id, the SHA-256 of its DER): only a CA AWS does not hold costs a
  * registration code and a verification certificate signed in the token.
+ *
+ * Targets that make the device's Thing, policy and groups (device-identity.ts)
+ * go on with those steps right after each certificate is registered; devices
+ * whose steps were cut short earlier are taken first, and revoked
+ * certificates are detached after the revocations.
  */
 import { createHash } from "node:crypto";
 import { arnParts, backoffMs, classifyFailure } from "../../domain/aws-failure.js";
@@ -27,8 +32,15 @@ import type {
   IotResult,
   IotWhere,
 } from "../../domain/ports.js";
-import { autoRegistrationOf, type TargetConfig } from "../../domain/target.js";
-import { Pacer } from "./pacer.js";
+import { autoRegistrationOf, hasIdentity, type TargetConfig } from "../../domain/target.js";
+import {
+  DeviceIdentity,
+  type DetachItem,
+  type IdentityCounts,
+  type IdentityItem,
+  type IdentityLedger,
+} from "./device-identity.js";
+import { TargetPacer } from "./pacer.js";
 
 export interface SyncCa {
   label: string;
@@ -45,6 +57,9 @@ export interface DeviceItem {
   deviceId: string;
   caLabel: string;
   pem: string;
+  /** What the device reported when it identified on the line (its Thing's name and attributes). */
+  model?: string | null;
+  firmware?: string | null;
 }
 
 export interface RevocationItem {
@@ -67,7 +82,11 @@ export type DeviceOutcome =
   | { state: "failed"; code: string; message: string; attempts: number; retryable: boolean };
 
 /** Where a sync reads its queue and writes what AWS answered. */
-export interface SyncLedger {
+export interface SyncLedger extends IdentityLedger {
+  /** Certificates registered at the target whose identity steps are not complete, after `after`. */
+  identityDue(after: number, limit: number): (IdentityItem & { cursor: number })[];
+  /** Revoked certificates with a Thing or policy attachment this target made. */
+  detachDue(): DetachItem[];
   ca(label: string): SyncCa | null;
   registration(caLabel: string): CaRegistration | null;
   saveRegistration(r: CaRegistration): void;
@@ -98,9 +117,11 @@ export interface SyncLedger {
 
 export type SyncItemEvent = {
   target: string;
-  kind: "ca" | "device" | "revocation" | "ca-status";
+  kind: "ca" | "device" | "revocation" | "ca-status" | "identity";
   ref: string;
   outcome:
+    | "done"
+    | "detached"
     | "registered"
     | "already-registered"
     | "left-to-jitr"
@@ -131,6 +152,8 @@ export interface TargetSummary {
     deferred: number;
   };
   revoked: number;
+  /** The devices' Things, attachments and groups (targets that ask for them). */
+  identity: IdentityCounts;
   /** Requests sent (attempts included). */
   requests: number;
   /** Failed for good (refused, not retryable). */
@@ -154,7 +177,7 @@ export interface TargetSyncOptions {
   maxAttempts?: number;
   random?: () => number;
   /** The target's pacer, when the gateway applies it itself (right before sending). */
-  pacer?: Pacer;
+  pacer?: TargetPacer;
 }
 
 const PAGE = 500;
@@ -176,7 +199,8 @@ const certificateIdOf = (pem: string): string =>
 const pemOf = (pem: string) => pem.replace(/\s+/g, "");
 
 export class TargetSync {
-  private readonly pacer: Pacer;
+  private readonly pacer: TargetPacer;
+  private readonly identity: DeviceIdentity | null;
   private readonly summary: TargetSummary;
   private readonly maxAttempts: number;
   private readonly random: () => number;
@@ -193,7 +217,7 @@ export class TargetSync {
     private readonly ledger: SyncLedger,
     private readonly o: TargetSyncOptions = {},
   ) {
-    this.pacer = o.pacer ?? new Pacer(t.maxRps);
+    this.pacer = o.pacer ?? new TargetPacer(t.maxRps);
     this.maxAttempts = o.maxAttempts ?? 8;
     this.random = o.random ?? Math.random;
     this.summary = {
@@ -204,6 +228,16 @@ export class TargetSync {
       cas: { registered: 0, already: 0, failed: 0, statusChanges: 0 },
       devices: { registered: 0, already: 0, leftToJitr: 0, failed: 0, deferred: 0 },
       revoked: 0,
+      identity: {
+        things: 0,
+        principals: 0,
+        policies: 0,
+        groups: 0,
+        complete: 0,
+        failed: 0,
+        deferred: 0,
+        detached: 0,
+      },
       requests: 0,
       failedForGood: 0,
       credentialsRefused: false,
@@ -212,11 +246,33 @@ export class TargetSync {
       willFail: 0,
       notes: [],
     };
+    this.identity = hasIdentity(t)
+      ? new DeviceIdentity({
+          target: name,
+          t,
+          gw,
+          ledger,
+          attempt: (fn) => this.attempt(fn),
+          credentialsFailed: (f) => this.credentialsFailed(f),
+          stopped: () => this.stopReason !== null,
+          emit: (e) => this.emit(e),
+          counts: this.summary.identity,
+          failedForGood: () => void this.summary.failedForGood++,
+        })
+      : null;
   }
 
   async run(): Promise<TargetSummary> {
     const s = this.summary;
     if (this.o.dryRun) await this.checkIdentity();
+    // 0: devices whose Thing, policy or groups were cut short by an earlier run, at the next step.
+    if (this.identity && !this.o.dryRun)
+      for (let after = 0; !this.stopReason;) {
+        const page = this.ledger.identityDue(after, PAGE);
+        if (page.length === 0) break;
+        after = page.at(-1)!.cursor;
+        await this.pool(page, (i) => this.identity!.run(i));
+      }
     // 1 + 2: device certificates, each CA registered (or its status raised) before its first device.
     const caReady = new Map<string, CaRegistration | null>();
     const ready = async (label: string): Promise<void> => {
@@ -237,6 +293,8 @@ export class TargetSync {
     // 3: revocations (at jitr targets, revoked certificates AWS never saw are registered REVOKED),
     // then CA status changes.
     if (!this.stopReason) await this.pool(this.ledger.revocations(), (r) => this.revoke(r));
+    if (!this.stopReason && this.identity && !this.o.dryRun)
+      await this.pool(this.ledger.detachDue(), (i) => this.identity!.detach(i));
     if (!this.stopReason && this.t.deviceRegistration === "jitr") {
       const items = this.ledger.revokedUnregistered();
       for (const label of new Set(items.map((i) => i.caLabel))) await ready(label);
@@ -259,8 +317,9 @@ export class TargetSync {
 
   /** Dry run: whose credentials these are (STS GetCallerIdentity changes nothing). */
   private async checkIdentity(): Promise<void> {
-    if (!this.o.pacer) await this.pacer.take();
+    const answered = this.o.pacer ? null : await this.pacer.take();
     const r = await this.gw.identity();
+    answered?.();
     if (r.ok) {
       this.summary.account = r.value.account;
       this.proven = true;
@@ -574,11 +633,14 @@ export class TargetSync {
         ref: d.serial,
         outcome: "planned",
         message:
-          this.t.deviceRegistration === "jitr"
+          (this.t.deviceRegistration === "jitr"
             ? "left to just-in-time registration"
             : this.t.deviceRegistration === "with-ca"
               ? `RegisterCertificate with its CA, ${this.t.deviceStatus}`
-              : `RegisterCertificateWithoutCA, ${this.t.deviceStatus}`,
+              : `RegisterCertificateWithoutCA, ${this.t.deviceStatus}`) +
+          (this.identity
+            ? `; then ${this.identity.plan({ deviceId: d.deviceId, model: d.model ?? null, firmware: d.firmware ?? null })}`
+            : ""),
         ...(willFail ? { willFail } : {}),
       });
       return;
@@ -620,7 +682,7 @@ export class TargetSync {
         certificateId: r.value.certificateId,
         attempts,
       });
-      return;
+      return this.identityOf(d, r.value.certificateId, r.value.certificateArn);
     }
     const f = r.failure;
     const kind = classifyFailure(f);
@@ -645,7 +707,7 @@ export class TargetSync {
           certificateId: id,
           attempts,
         });
-        return;
+        return this.identityOf(d, id, f.resourceArn ?? "");
       }
     }
     let message = `${f.name}: ${f.message}`;
@@ -675,6 +737,20 @@ export class TargetSync {
       code: f.name,
       message,
       attempts,
+    });
+  }
+
+  /** A certificate just registered: its Thing, policy and groups, when the target asks for them. */
+  private async identityOf(d: DeviceItem, certificateId: string, arn: string): Promise<void> {
+    if (!this.identity || this.stopReason) return;
+    await this.identity.run({
+      serial: d.serial,
+      deviceId: d.deviceId,
+      model: d.model ?? null,
+      firmware: d.firmware ?? null,
+      certificateId,
+      certificateArn: arn,
+      steps: [],
     });
   }
 

@@ -19,10 +19,10 @@ const doc = (name: string) =>
 
 describe("bundle and receipt JSON Schemas", () => {
   it.each([
-    ["bundle-2.schema.json", BundleFileSchema],
-    ["bundle-manifest-2.schema.json", BundleManifestSchema],
-    ["receipt-2.schema.json", ReceiptFileSchema],
-    ["receipt-body-2.schema.json", ReceiptBodySchema],
+    ["bundle-3.schema.json", BundleFileSchema],
+    ["bundle-manifest-3.schema.json", BundleManifestSchema],
+    ["receipt-3.schema.json", ReceiptFileSchema],
+    ["receipt-body-3.schema.json", ReceiptBodySchema],
   ] as const)("%s is the schema the code validates with", (name, schema) => {
     const { $id, title, ...rest } = doc(name);
     expect($id).toContain(name);
@@ -31,7 +31,7 @@ describe("bundle and receipt JSON Schemas", () => {
   });
   it("the formats document names every schema", () => {
     const md = readFileSync(new URL("../../../docs/offline-bundle.md", import.meta.url), "utf8");
-    for (const n of ["bundle-2", "bundle-manifest-2", "receipt-2", "receipt-body-2"])
+    for (const n of ["bundle-3", "bundle-manifest-3", "receipt-3", "receipt-body-3"])
       expect(md).toContain(`schemas/${n}.schema.json`);
   });
 });

@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { Pacer } from "../../../src/app/sync/pacer.js";
+import { Pacer, TargetPacer } from "../../../src/app/sync/pacer.js";
 
 /**
  * A receiver that stops now and then, as AWS's front end or the emulator under
@@ -60,3 +60,35 @@ it("never lets the receiver count more than maxRps arrivals in a second, when it
   expect(pacer.count).toBe(220);
   expect(receiver.busiestSecond()).toBeLessThanOrEqual(maxRps);
 }, 60_000);
+
+it("paces each API under its own quota and every request under the target's ceiling", async () => {
+  // A slow API (4 a second) among fast ones, at a target allowing 40.
+  const pacer = new TargetPacer(40, { Slow: 4 });
+  const arrivals: { op: string; at: number }[] = [];
+  const ops = [...Array<string>(10).fill("Slow"), ...Array<string>(30).fill("Fast")];
+  await Promise.all(
+    ops.map(async (op) => {
+      const answered = await pacer.take(op);
+      arrivals.push({ op, at: performance.now() });
+      answered();
+    }),
+  );
+  const busiest = (list: number[]) => {
+    let most = 0;
+    for (let i = 0, j = 0; i < list.length; i++) {
+      while (list[i]! - list[j]! >= 1000) j++;
+      most = Math.max(most, i - j + 1);
+    }
+    return most;
+  };
+  const at = (op?: string) =>
+    arrivals
+      .filter((a) => !op || a.op === op)
+      .map((a) => a.at)
+      .sort((a, b) => a - b);
+  expect(pacer.count).toBe(40);
+  expect(busiest(at("Slow"))).toBeLessThanOrEqual(4);
+  expect(busiest(at())).toBeLessThanOrEqual(40);
+  // The slow API does not hold the others back: they are all through before it is.
+  expect(Math.max(...at("Fast"))).toBeLessThan(Math.max(...at("Slow")));
+}, 30_000);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { arnParts, backoffMs, classifyFailure } from "../../../src/domain/aws-failure.js";
-import { parseTargetConfig } from "../../../src/domain/target.js";
+import { parseTargetConfig, thingOf } from "../../../src/domain/target.js";
 import { Pacer } from "../../../src/app/sync/pacer.js";
 
 const f = (name: string, httpStatus: number | null = 400) => ({ name, message: "m", httpStatus });
@@ -71,6 +71,60 @@ describe("target settings", () => {
     expect(() => parseTargetConfig({ ...base, secretAccessKey: "x" }, "t")).toThrow(
       /TARGET|Unrecognized|unrecognized/,
     );
+  });
+});
+
+describe("target identity options", () => {
+  const base = { region: "eu-west-1", caMode: "SNI_ONLY", deviceRegistration: "with-ca" };
+  const device = { deviceId: "dev-7", model: "SENS-2", firmware: "4.1.0" };
+  it("takes a Thing template, a thing type, groups and a policy made from its document", () => {
+    const doc = JSON.stringify({ Version: "2012-10-17", Statement: [] });
+    expect(
+      parseTargetConfig(
+        {
+          ...base,
+          thingName: "{model}_{deviceId}",
+          thingType: "sensor",
+          thingGroups: ["line-1", "fleet"],
+          policy: "dev-policy",
+          policyDocument: doc,
+        },
+        "t",
+      ),
+    ).toMatchObject({ thingName: "{model}_{deviceId}", thingGroups: ["line-1", "fleet"] });
+    expect(thingOf("{model}_{deviceId}", device)).toEqual({
+      name: "SENS-2_dev-7",
+      attributes: { model: "SENS-2", firmware: "4.1.0" },
+    });
+  });
+  it("names what is wrong with them, as AWS's rules say", () => {
+    const bad = (o: Record<string, unknown>) => () => parseTargetConfig({ ...base, ...o }, "t");
+    expect(bad({ thingName: "{serial}" })).toThrow(/thingName names \{serial\}/);
+    expect(bad({ thingName: "fixed" })).toThrow(/names no field/);
+    expect(bad({ thingName: "a b {deviceId}" })).toThrow(/characters AWS does not allow/);
+    expect(bad({ thingType: "sensor" })).toThrow(/needs --thing-name/);
+    expect(bad({ thingName: "{deviceId}", thingGroups: ["a", "a"] })).toThrow(/twice/);
+    expect(
+      bad({ thingName: "{deviceId}", thingGroups: Array.from({ length: 11 }, (_, i) => `g${i}`) }),
+    ).toThrow(/thingGroups/);
+    expect(bad({ policy: "bad/name" })).toThrow(/policy name/);
+    expect(bad({ policyDocument: "{}" })).toThrow(/needs --policy|not a policy/);
+    expect(bad({ policy: "p", policyDocument: "{nope" })).toThrow(/not JSON/);
+    expect(
+      bad({ policy: "p", policyDocument: JSON.stringify({ Statement: "x".repeat(3000) }) }),
+    ).toThrow(/2048/);
+    expect(bad({ deviceRegistration: "jitr", thingName: "{deviceId}" })).toThrow(/jitr/);
+  });
+  it("says why a device cannot have a Thing", () => {
+    expect(thingOf("{model}-{deviceId}", { ...device, model: null })).toEqual({
+      error: expect.stringContaining("names {model}, which this device did not report"),
+    });
+    expect(thingOf("{deviceId}", { ...device, deviceId: "dev.7" })).toEqual({
+      error: expect.stringContaining('"dev.7"'),
+    });
+    expect(thingOf("{deviceId}", { ...device, firmware: "4.1 beta" })).toEqual({
+      error: expect.stringContaining("firmware"),
+    });
   });
 });
 

@@ -13,6 +13,7 @@ import { migration as m007 } from "./007_users.js";
 import { migration as m008 } from "./008_reissue_approvals.js";
 import { migration as m009 } from "./009_uploaders_and_receipts.js";
 import { migration as m010 } from "./010_station_records.js";
+import { migration as m011 } from "./011_device_identity.js";
 
 export interface Migration {
   version: number;
@@ -31,4 +32,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m008,
   m009,
   m010,
+  m011,
 ];
