@@ -2,7 +2,12 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { openssl } from "../helpers/cli.js";
-import { devStation, makeOpensslRoot, type TestStation } from "../helpers/station.js";
+import {
+  devStation,
+  makeOpensslRoot,
+  signWithOpensslRoot,
+  type TestStation,
+} from "../helpers/station.js";
 
 let s: TestStation;
 const pem = (label: string, chain = false): string => {
@@ -213,31 +218,13 @@ describe("linesign ca create", () => {
     );
 
     const root = makeOpensslRoot(s, "paper-root");
-    const ext = s.file(
-      "ca.ext",
+    const signed = signWithOpensslRoot(
+      s,
+      csr,
+      root,
+      "pending-ica",
       "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
     );
-    const signed = join(s.hsm.dir, "pending-ica.pem");
-    expect(
-      openssl([
-        "x509",
-        "-req",
-        "-in",
-        csr,
-        "-CA",
-        root.cert,
-        "-CAkey",
-        root.key,
-        "-CAcreateserial",
-        "-days",
-        "100",
-        "-sha256",
-        "-extfile",
-        ext,
-        "-out",
-        signed,
-      ]).code,
-    ).toBe(0);
 
     const imported = s.run([
       "ca",

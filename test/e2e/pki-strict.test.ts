@@ -12,7 +12,12 @@ import * as asn1 from "@peculiar/asn1-x509";
 import { beforeAll, describe, expect, it } from "vitest";
 import { openssl } from "../helpers/cli.js";
 import { expectCanonicalCertificate, expectCanonicalCrl } from "../helpers/der.js";
-import { devStation, type TestStation } from "../helpers/station.js";
+import {
+  devStation,
+  makeOpensslRoot,
+  signWithOpensslRoot,
+  type TestStation,
+} from "../helpers/station.js";
 
 let s: TestStation;
 const CODE = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -137,68 +142,11 @@ describe("verification certificates", () => {
 
 /** An offline root made with openssl, its subject key identifier not the SHA-1 of its key. */
 function oddRoot(name: string): { cert: string; key: string } {
-  const key = join(s.hsm.dir, `${name}.key`);
-  const cert = join(s.hsm.dir, `${name}.pem`);
-  const r = openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "365",
-    "-subj",
-    `/CN=${name}`,
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-    "-addext",
+  return makeOpensslRoot(s, name, [
     "subjectKeyIdentifier=0123456789abcdef0123456789abcdef",
     // Without this openssl would name the root's issuer by the SHA-1 of its key: not itself.
-    "-addext",
     "authorityKeyIdentifier=none",
   ]);
-  if (r.code !== 0) throw new Error(r.out);
-  return { cert, key };
-}
-
-/** Signs the pending CA's request with `root`, using extensions `exts` and `-digest`. */
-function signPending(
-  csr: string,
-  root: { cert: string; key: string },
-  name: string,
-  exts: string,
-  digest = "-sha256",
-): string {
-  const extFile = s.file(`${name}.ext`, exts);
-  const out = join(s.hsm.dir, `${name}.pem`);
-  const r = openssl([
-    "x509",
-    "-req",
-    "-in",
-    csr,
-    "-CA",
-    root.cert,
-    "-CAkey",
-    root.key,
-    "-CAcreateserial",
-    "-days",
-    "100",
-    digest,
-    "-extfile",
-    extFile,
-    "-out",
-    out,
-  ]);
-  if (r.code !== 0) throw new Error(r.out);
-  return out;
 }
 
 function pending(label: string): string {
@@ -214,7 +162,8 @@ describe("a CA under a root with another key-identifier method", () => {
     () => {
       const root = oddRoot("odd-root");
       const csr = pending("odd-ica");
-      const signed = signPending(
+      const signed = signWithOpensslRoot(
+        s,
         csr,
         root,
         "odd-ica-cert",
@@ -305,7 +254,7 @@ describe("ca import", () => {
         },
       ];
       for (const c of cases) {
-        const cert = signPending(csr, root, `weak-${c.name}`, c.exts, c.digest);
+        const cert = signWithOpensslRoot(s, csr, root, `weak-${c.name}`, c.exts, c.digest);
         const r = s.run([
           "ca",
           "import",
@@ -330,7 +279,8 @@ describe("ca import", () => {
       const list = s.run(["ca", "list", "--json"]).json.cas as { label: string; status: string }[];
       expect(list.find((c) => c.label === "weak-ica")!.status).toBe("pending");
       // With what it needs, the same request imports.
-      const good = signPending(
+      const good = signWithOpensslRoot(
+        s,
         csr,
         root,
         "weak-good",

@@ -64,8 +64,15 @@ export function emptyStation(): TestStation {
   return station;
 }
 
-/** A software root made with openssl, standing in for an offline root elsewhere. */
-export function makeOpensslRoot(st: TestStation, cn: string): { cert: string; key: string } {
+/**
+ * A software root made with openssl, standing in for an offline root elsewhere; `extra` are
+ * more `-addext` values (a root that names its key oddly, for instance).
+ */
+export function makeOpensslRoot(
+  st: TestStation,
+  cn: string,
+  extra: string[] = [],
+): { cert: string; key: string } {
   const key = join(st.hsm.dir, `${cn}.key`);
   const cert = join(st.hsm.dir, `${cn}.pem`);
   const r = openssl([
@@ -88,7 +95,44 @@ export function makeOpensslRoot(st: TestStation, cn: string): { cert: string; ke
     "basicConstraints=critical,CA:TRUE",
     "-addext",
     "keyUsage=critical,keyCertSign,cRLSign",
+    ...extra.flatMap((e) => ["-addext", e]),
   ]);
   if (r.code !== 0) throw new Error(r.out);
   return { cert, key };
+}
+
+/**
+ * Signs a pending CA's request `csr` with an openssl `root` (as an offline root's ceremony
+ * would), with the extensions `exts` and the `digest` option; the certificate's path.
+ */
+export function signWithOpensslRoot(
+  st: TestStation,
+  csr: string,
+  root: { cert: string; key: string },
+  name: string,
+  exts: string,
+  digest = "-sha256",
+): string {
+  const extFile = st.file(`${name}.ext`, exts);
+  const out = join(st.hsm.dir, `${name}.pem`);
+  const r = openssl([
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    root.cert,
+    "-CAkey",
+    root.key,
+    "-CAcreateserial",
+    "-days",
+    "100",
+    digest,
+    "-extfile",
+    extFile,
+    "-out",
+    out,
+  ]);
+  if (r.code !== 0) throw new Error(r.out);
+  return out;
 }
