@@ -8,13 +8,13 @@
  * ticket (playwright-core) signs in and works, and its address keeps nothing.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { request } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium } from "playwright-core";
 import { devStation, type TestStation } from "../helpers/station.js";
 import { startProc, type Proc } from "../helpers/serial.js";
+import { mintTicket } from "../helpers/chromium.js";
 
 const BIN = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
 const OFFICER = { name: "dev-officer", passphrase: "linesign-dev-officer" };
@@ -45,19 +45,6 @@ function commandLines(): Buffer[] {
     }
   }
   return out;
-}
-
-/** A ticket from the service's socket, as the launcher asks for one. */
-function mintTicket(socketPath: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: "/api/kiosk-ticket", method: "POST" }, (res) => {
-      let text = "";
-      res.setEncoding("utf8").on("data", (d: string) => (text += d));
-      res.on("end", () => resolve((JSON.parse(text) as { result: { url: string } }).result.url));
-    });
-    req.on("error", reject);
-    req.end();
-  });
 }
 
 describe("the Chromium kiosk start", () => {

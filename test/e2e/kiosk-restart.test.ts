@@ -17,7 +17,6 @@
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createHmac } from "node:crypto";
-import { request } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,34 +25,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type BrowserContext } from "playwright-core";
 import { devStation, type TestStation } from "../helpers/station.js";
 import { ptyPair, startProc, type Proc, type PtyPair } from "../helpers/serial.js";
-import { launchChromium, signIn } from "../helpers/chromium.js";
+import { CHROMIUM_ARGS, launchChromium, mintTicket, signIn } from "../helpers/chromium.js";
 
 const BIN = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
 const OFFICER = { name: "dev-officer", passphrase: "linesign-dev-officer" };
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-/** A ticket from the service's socket, as `linesign kiosk` asks for one. */
-function mintTicket(socketPath: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: "/api/kiosk-ticket", method: "POST" }, (res) => {
-      let text = "";
-      res.setEncoding("utf8").on("data", (d: string) => (text += d));
-      res.on("end", () => resolve((JSON.parse(text) as { result: { url: string } }).result.url));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
-
 /** The files under `dir` holding `secret` as UTF-8 or UTF-16 (how Chromium stores page strings). */
 function filesHolding(dir: string, secret: string): string[] {
   const forms = [Buffer.from(secret, "utf8"), Buffer.from(secret, "utf16le")];
@@ -168,7 +143,7 @@ describe("the kiosk across a service restart", () => {
     const plain = `http://127.0.0.1:${port}/`;
     kiosk = await chromium.launchPersistentContext(profile, {
       executablePath: "/usr/bin/chromium",
-      args: ARGS,
+      args: CHROMIUM_ARGS,
     });
     // Every answer the browser is given, with its headers as sent (cookies included).
     const headers: Promise<Record<string, string>>[] = [];

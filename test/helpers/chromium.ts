@@ -1,19 +1,33 @@
 /** Chromium as the machine has it (Debian's), through playwright-core: no downloads, no background traffic. */
+import { request } from "node:http";
 import { chromium, type Browser, type Page } from "playwright-core";
 
+/** The switches every test browser starts with (also for a persistent profile of a test's own). */
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
 export function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+  return chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+}
+
+/** A kiosk ticket from the service's socket, as `linesign kiosk` asks for one: its address. */
+export function mintTicket(socketPath: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: "/api/kiosk-ticket", method: "POST" }, (res) => {
+      let text = "";
+      res.setEncoding("utf8").on("data", (d: string) => (text += d));
+      res.on("end", () => resolve((JSON.parse(text) as { result: { url: string } }).result.url));
+    });
+    req.on("error", reject);
+    req.end();
   });
 }
 
