@@ -6,6 +6,8 @@ import { defineConfig } from "vitest/config";
  * the others, one at a time, with the machine to themselves.
  */
 const alone = [
+  // The serial protocol's own timeouts (a hello of 200 ms) against a station that shares its core.
+  "test/e2e/line.test.ts",
   "test/e2e/sync.test.ts",
   "test/e2e/sync-pacing.test.ts",
   "test/e2e/kiosk-shift.test.ts",
@@ -42,6 +44,8 @@ export default defineConfig({
           // Most files wait on the CLI, the token or a pty far more than they compute: two files
           // at once keep both cores busy. Every file makes its own homes, tokens and ports.
           maxWorkers: 2,
+          // Two files at once take each other's core at times: a case's wall-clock limit doubles.
+          testTimeout: 120_000,
           sequence: { groupOrder: 0 },
         },
       },
