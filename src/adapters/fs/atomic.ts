@@ -1,9 +1,12 @@
 /** Whole-or-nothing file writes: temp file, every byte written, fsync, rename, fsync the folder. */
+import { randomBytes } from "node:crypto";
 import {
   closeSync,
+  constants,
   existsSync,
   fchmodSync,
   fsyncSync,
+  linkSync,
   openSync,
   renameSync,
   unlinkSync,
@@ -44,6 +47,11 @@ function writeAll(fd: number, bytes: Uint8Array): void {
  * Writes `data` to `path` so that a crash or a full disk leaves either the
  * old file or the new one, never part of it. With `exclusive`, refuses to
  * replace an existing file. The file is created 0600 unless `mode` says otherwise.
+ *
+ * The folder may be another's (a removable medium): the temp file has a name nobody can guess
+ * and is created new (O_EXCL, O_NOFOLLOW), so a link planted there is never written through;
+ * an exclusive write links the temp file into place, which fails if the name was taken
+ * meanwhile, and renames only where the file system has no hard links (FAT media).
  * @throws LinesignError FILE_WRITE_FAILED naming the path, the cause (ENOSPC, EROFS, EIO...) and the fix
  */
 export function writeFileAtomic(
@@ -58,10 +66,14 @@ export function writeFileAtomic(
       { details: { path } },
     );
   }
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(8).toString("hex")}.tmp`);
   let renamed = false;
   try {
-    const fd = openSync(tmp, "w", options.mode ?? 0o600);
+    const fd = openSync(
+      tmp,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      options.mode ?? 0o600,
+    );
     try {
       // The mode asked for, whatever the umask (the station runs under 077): a certificate export is 0644.
       fchmodSync(fd, options.mode ?? 0o600);
@@ -70,7 +82,8 @@ export function writeFileAtomic(
     } finally {
       closeSync(fd);
     }
-    renameSync(tmp, path);
+    if (options.exclusive) placeNew(tmp, path);
+    else renameSync(tmp, path);
     renamed = true;
     const dir = openSync(dirname(path), "r");
     try {
@@ -79,6 +92,7 @@ export function writeFileAtomic(
       closeSync(dir);
     }
   } catch (cause) {
+    if (cause instanceof LinesignError) throw cause;
     if (!renamed) {
       try {
         unlinkSync(tmp);
@@ -96,4 +110,27 @@ export function writeFileAtomic(
       { cause, details: { path, cause: code } },
     );
   }
+}
+
+/** Puts `tmp` at `path` only if nothing is there, at the moment of the move. */
+function placeNew(tmp: string, path: string): void {
+  try {
+    linkSync(tmp, path);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "EEXIST") {
+      unlinkSync(tmp);
+      throw new LinesignError(
+        "FILE_WRITE_FAILED",
+        `${path} already exists and will not be overwritten.`,
+        { details: { path } },
+      );
+    }
+    // FAT and some network file systems have no hard links: the check before the write stands.
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV")
+      throw e;
+    renameSync(tmp, path);
+    return;
+  }
+  unlinkSync(tmp);
 }

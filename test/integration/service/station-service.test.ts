@@ -6,11 +6,13 @@
  * Origin checks).
  */
 import {
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmdirSync,
+  rmSync,
   statSync,
   symlinkSync,
   truncateSync,
@@ -473,6 +475,21 @@ describe("station service API", () => {
           outcome: "ok",
         });
         expect(lastOf("ca.crl").details).toMatchObject({ number: 1, entries: 0 });
+
+        // Whoever brings the medium may plant a link where the write's temp file would go: the
+        // link is never written through, and the file it points at is left as it was.
+        const victim = join(mkdtempSync(join(tmpdir(), "linesign-victim-")), "victim.txt");
+        writeFileSync(victim, "untouched");
+        const planted = join(exportDir, `.crl-ica-2-2.pem.${process.pid}.tmp`);
+        symlinkSync(victim, planted);
+        const second = await ask("cas.publishCrl", { ca: "ica-2" });
+        expect(second.ok, JSON.stringify(second)).toBe(true);
+        expect(readFileSync(victim, "utf8")).toBe("untouched");
+        const out2 = join(exportDir, "crl-ica-2-2.pem");
+        expect(lstatSync(out2).isFile()).toBe(true);
+        expect(readFileSync(out2, "utf8")).toContain("-----BEGIN X509 CRL-----");
+        expect(statSync(out2).mode & 0o777).toBe(0o644);
+        rmSync(planted);
       } finally {
         await ask("signing.close", {});
       }
