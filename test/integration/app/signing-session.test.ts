@@ -91,9 +91,11 @@ describe("signing sessions (station service)", () => {
       }),
     );
     await s.signing.open(officer, PIN);
+    // The idle clock starts at the issuance's use of the session, which is after this moment
+    // (and before the call returns, however long its commit takes on a loaded machine).
+    const startedWaiting = Date.now();
     // A signer handed out in the earlier session logs in again with this session's PIN.
     await s.issuance.issue({ csr: csr("in-session-2"), origin: "t" });
-    const startedWaiting = Date.now();
     await ended;
     expect(Date.now() - startedWaiting).toBeGreaterThanOrEqual(900);
     expect(s.ctx.store.queryEvents({ action: "signing.close" }).at(-1)).toMatchObject({
