@@ -204,6 +204,8 @@ export async function stageRestore(file: string, home: string): Promise<StagedRe
 
 export interface RestoreVerdict {
   ok: boolean;
+  /** Why a restore that is not ok is refused (absent when ok). */
+  code?: "RESTORE_BEHIND_TOKEN" | "RESTORE_HEAD_MISSING";
   /** The restore's entry in the restored log. */
   seq: number;
   head: BackupManifest["head"];
@@ -271,22 +273,33 @@ export async function compareRestore(s: Station, staged: StagedRestore): Promise
         message: `Restored backup ${m.id} of ${m.createdAt} into ${staged.home}: its log (entries 1 to ${m.head?.seq ?? 0}) agrees with token "${ctx.tokenLabel}"${b.tokenSeq ? ` (its head is entry ${b.tokenSeq})` : ""}.`,
       };
     }
-    const what = describeBinding(b);
     const missing = b.state === "gap" ? { from: b.from, to: b.to } : null;
-    const message =
-      `Restored backup ${m.id} of ${m.createdAt} into ${staged.home}, but token "${ctx.tokenLabel}" is ahead of it: ${what}. ` +
-      'The restored station signs nothing until a security officer accepts the loss ("linesign audit accept-loss --reason ...") or restores a newer backup.';
+    // A head kept in a file (a token without data objects) is lost with the disk that held it:
+    // nothing then tells whether the station went on after the backup.
+    const headLost = b.state === "missing" && s.checkpointer.headStore.kind === "signed-head";
+    const what = headLost
+      ? `the signed log head is not there (${s.checkpointer.headStore.where}), so nothing shows whether the station recorded more after entry ${m.head?.seq ?? 0}`
+      : describeBinding(b);
+    const code = headLost ? "RESTORE_HEAD_MISSING" : "RESTORE_BEHIND_TOKEN";
+    const message = headLost
+      ? `Restored backup ${m.id} of ${m.createdAt} into ${staged.home}, but its log cannot be compared: ${what}. ` +
+        "If the head file survives (audit.headFile on other media, or the failed disk's copy), put it back there: the station compares it at its next start " +
+        "and refuses, naming the missing entries, if the backup is older. Otherwise a security officer records that entries after the backup cannot be known " +
+        '("linesign audit accept-loss --reason ..."). The restored station signs nothing until then.'
+      : `Restored backup ${m.id} of ${m.createdAt} into ${staged.home}, but token "${ctx.tokenLabel}" is ahead of it: ${what}. ` +
+        'The restored station signs nothing until a security officer accepts the loss ("linesign audit accept-loss --reason ...") or restores a newer backup.';
     const entry = ctx.store.appendEvent({
       actor: ctx.actor,
       action: "station.restore",
       subject: staged.home,
       outcome: "refused",
-      code: "RESTORE_BEHIND_TOKEN",
+      code,
       message,
       details: { ...details, what, ...(missing ? { missing } : {}) },
     });
     return {
       ok: false,
+      code,
       seq: entry.seq,
       head: m.head,
       tokenSeq: b.tokenSeq,

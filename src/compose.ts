@@ -121,6 +121,12 @@ export interface StationOptions {
    * and is its signing session. The CLI signs its caller in instead.
    */
   officer?: string;
+  /**
+   * The signed head file when station.json names none (audit.headFile); by
+   * default `<home>/log-head.json`. A restore's staged station reads and
+   * writes the head file of the home it becomes, not its staging folder's.
+   */
+  headFile?: string;
 }
 
 export interface Station {
@@ -410,8 +416,9 @@ function buildStation(
   const headStoreOf = (kind: HeadStoreKind, file: string | undefined): HeadStore =>
     kind === "signed-head"
       ? new SignedHeadStore(
-          fileHeadFile(file ?? home.headFilePath),
-          () => checkpointer.signer(),
+          fileHeadFile(file ?? opts.headFile ?? home.headFilePath),
+          // The audit key without the binding check: accept-loss writes a head while unbound.
+          async () => openKeys().signer((await checkpointer.signer()).key.uri),
           () => checkpointer.tokenAuditKeySpki(),
           verifySignature,
         )

@@ -1,4 +1,5 @@
 /** `linesign backup` and `linesign restore`: the station's records, designed with the log head. */
+import { join } from "node:path";
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
 import {
@@ -44,11 +45,15 @@ export function registerBackupCommands(program: Command, d: CommandDeps): void {
       const staged = await stageRestore(file, home);
       let placed = false;
       try {
-        const v = await withStation((s) => compareRestore(s, staged), { home: staged.dir });
+        // A signed head file kept in the home is the new home's, not the staging folder's.
+        const v = await withStation((s) => compareRestore(s, staged), {
+          home: staged.dir,
+          headFile: join(staged.home, "log-head.json"),
+        });
         placeRestore(staged);
         placed = true;
         if (!v.ok)
-          throw new LinesignError("RESTORE_BEHIND_TOKEN", v.message, {
+          throw new LinesignError(v.code ?? "RESTORE_BEHIND_TOKEN", v.message, {
             details: {
               home: staged.home,
               backup: staged.manifest.id,

@@ -37,7 +37,10 @@ export interface CommandDeps {
    * Opens the station (the --home one, or `at.home`), signs the caller in for
    * the command's role rule, closes it after `fn`.
    */
-  withStation: <T>(fn: (s: Station) => Promise<T>, at?: { home: string }) => Promise<T>;
+  withStation: <T>(
+    fn: (s: Station) => Promise<T>,
+    at?: { home: string; headFile?: string },
+  ) => Promise<T>;
   /** One JSON object with --json, else the text. */
   emit: (value: Record<string, unknown>, text: string) => void;
   /** A secret from the environment variable, else asked; throws HSM_PIN_REQUIRED/AUTH_REQUIRED. */

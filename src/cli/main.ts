@@ -66,10 +66,11 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
   });
   const withStation = async <T>(
     fn: (s: Station) => Promise<T>,
-    at?: { home: string },
+    at?: { home: string; headFile?: string },
   ): Promise<T> => {
     const station = openStation({
       home: at?.home ?? globals().home,
+      ...(at?.headFile ? { headFile: at.headFile } : {}),
       env: io.env,
       prompt,
       // "config accept" compares station.json itself, once its officer is signed in.

@@ -107,6 +107,7 @@ export const ERROR_CODES = [
   "EXPORT_FILE_REFUSED",
   "RESTORE_TARGET_EXISTS",
   "RESTORE_BEHIND_TOKEN",
+  "RESTORE_HEAD_MISSING",
   "RESTORE_TOKEN_MISMATCH",
   // storage and audit
   "DB_NEWER_VERSION",
@@ -298,6 +299,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "EXPORT_FILE_REFUSED":
     case "RESTORE_TARGET_EXISTS":
     case "RESTORE_BEHIND_TOKEN":
+    case "RESTORE_HEAD_MISSING":
     case "RESTORE_TOKEN_MISMATCH":
       return "refused";
     default: {

@@ -436,6 +436,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     CALL_OFFICER,
     "The message names the missing entries: restore a newer backup, or examine them and run linesign audit accept-loss.",
   ),
+  RESTORE_HEAD_MISSING: t(
+    "The station's signed log head file is not there",
+    CALL_OFFICER,
+    "Put the head file from its other media where the message says, or run linesign audit accept-loss.",
+  ),
   RESTORE_TOKEN_MISMATCH: t(
     "This is not the station's token",
     CALL_OFFICER,

@@ -4,7 +4,15 @@
  * and kept in a file outside the database, and still shows an older database
  * put back, a cut-off tail, a forged head and an older head file put back.
  */
-import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -124,6 +132,69 @@ describe("the signed log head (a token without data objects)", () => {
     expect(stale.json.message).toContain("older head file was put back");
     writeFileSync(headFile(), current);
   }, 120_000);
+
+  it("through backup and restore: the head on its own media binds a restore, refuses an older backup, and a lost head names the fix", () => {
+    // The head on other media than the home, as hsm/README.md advises.
+    const media = mkdtempSync(join(tmpdir(), "linesign-headmedia-"));
+    const mediaHead = join(media, "log-head.json");
+    copyFileSync(headFile(), mediaHead);
+    const cfgPath = join(s.home, "station.json");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as { audit: Record<string, unknown> };
+    cfg.audit.headFile = mediaHead;
+    writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
+    rmSync(headFile());
+    const b1 = join(s.hsm.dir, "hs-b1.linesign-backup");
+    const b2 = join(s.hsm.dir, "hs-b2.linesign-backup");
+    const first = s.run(["backup", "--out", b1, "--json"]);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    const covered1 = (first.json.head as { seq: number }).seq;
+    expect(issue().code).toBe(0);
+    const second = s.run(["backup", "--out", b2, "--json"]);
+    expect(second.code, second.stdout + second.stderr).toBe(0);
+    const covered2 = (second.json.head as { seq: number }).seq;
+
+    // The disk that held the home fails; the home is restored in its place. The head file survived on its media.
+    rmSync(s.home, { recursive: true, force: true });
+    const back = s.run(["restore", b2, "--json"]);
+    expect(back.code, back.stdout + back.stderr).toBe(0);
+    expect((back.json.covered as { seq: number }).seq).toBe(covered2);
+    expect(existsSync(headFile()), "the head stays on its own media").toBe(false);
+    expect(issue().code).toBe(0);
+
+    // An older backup restored over the newer head: refused, the missing entries named.
+    const older = join(mkdtempSync(join(tmpdir(), "linesign-restored-")), "home");
+    const o = s.run(["restore", b1, "--json"], { LINESIGN_HOME: older });
+    expect(o.code).toBe(1);
+    expect(o.json.error!.code, o.stdout).toBe("RESTORE_BEHIND_TOKEN");
+    expect(o.json.error!.message).toMatch(/entries \d+ to \d+ are missing/);
+    expect(
+      (o.json.error as { details?: { missing?: { from: number } } }).details?.missing,
+    ).toMatchObject({
+      from: covered1 + 1,
+    });
+    expect(issue({ LINESIGN_HOME: older }).json.error!.code).toBe("AUDIT_HEAD_MISMATCH");
+
+    // The head's media not at hand: the restore is refused, naming the file and the two ways on.
+    const saved = readFileSync(mediaHead);
+    rmSync(mediaHead);
+    const lost = join(mkdtempSync(join(tmpdir(), "linesign-restored-")), "home");
+    const l = s.run(["restore", b2, "--json"], { LINESIGN_HOME: lost });
+    expect(l.code).toBe(1);
+    expect(l.json.error!.code, l.stdout).toBe("RESTORE_HEAD_MISSING");
+    expect(l.json.error!.message).toContain(mediaHead);
+    expect(l.json.error!.message).toContain("put it back there");
+    expect(l.json.error!.message).toContain("linesign audit accept-loss");
+    expect(issue({ LINESIGN_HOME: lost }).json.error!.code).toBe("AUDIT_HEAD_MISMATCH");
+    const accept = s.run(
+      ["audit", "accept-loss", "--reason", "head file lost with the disk; restored b2", "--json"],
+      { LINESIGN_HOME: lost },
+    );
+    expect(accept.code, accept.stdout).toBe(0);
+    expect(issue({ LINESIGN_HOME: lost }).code).toBe(0);
+    // The station's own head back on its media (the case above wrote the other home's there).
+    writeFileSync(mediaHead, saved);
+    expect(issue().code).toBe(0);
+  }, 240_000);
 
   it("status carries the recorded probe; the probe's choice moves the head onto the token", () => {
     // SoftHSM keeps data objects: the recorded probe chooses the data object, and the head moves there.
