@@ -18,7 +18,27 @@ export function writeOutput(
   io.out(json ? JSON.stringify(value) + "\n" : text.endsWith("\n") ? text : text + "\n");
 }
 
+/**
+ * Control characters (C0, DEL, C1) and bidirectional overrides, which a terminal would act on
+ * instead of showing: text from the log may hold what an outsider sent (a device id, a file name).
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** `s` with every character a terminal would act on written as \u{..}, so it is shown, not run. */
+export function shown(s: string): string {
+  return s.replace(UNSHOWABLE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+}
+
+/** An RFC 4180 CSV cell; one a spreadsheet would run as a formula is prefixed with a quote. */
+function csvCell(v: unknown): string {
+  let s = v === null || v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v);
+  if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
 function table(rows: string[][]): string {
+  rows = rows.map((r) => r.map(shown));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   return rows
     .map((r) =>
@@ -103,13 +123,8 @@ export function isoTime(value: string | undefined, option: string): string | und
 
 /** RFC 4180 CSV; cells that a spreadsheet would run as formulas are prefixed with a quote. */
 export function toCsv(rows: AuditLogRow[]): string {
-  const cell = (v: unknown): string => {
-    let s = v === null || v === undefined ? "" : String(v);
-    if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
-    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
   const lines = [AUDIT_LOG_COLUMNS.join(",")];
-  for (const r of rows) lines.push(AUDIT_LOG_COLUMNS.map((c) => cell(r[c])).join(","));
+  for (const r of rows) lines.push(AUDIT_LOG_COLUMNS.map((c) => csvCell(r[c])).join(","));
   return lines.join("\r\n") + "\r\n";
 }
 
@@ -130,12 +145,12 @@ export function formatAuditTable(rows: AuditLogRow[]): string {
   return table(t);
 }
 
-/** The event log as CSV, one row per entry (details as JSON). */
+/**
+ * The event log as CSV, one row per entry (details as JSON); a cell a spreadsheet would run as
+ * a formula is prefixed with a quote, as in the audit log's CSV.
+ */
 export function eventsCsv(events: EventRecord[]): string {
-  const cell = (v: unknown): string => {
-    const t = v === null || v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v);
-    return /[",\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
-  };
+  const cell = csvCell;
   const cols = [
     "seq",
     "ts",
