@@ -137,8 +137,28 @@ export class RevocationService {
     });
   }
 
-  /** Signs the CA's next CRL in the token (every certificate it issued that is revoked). */
+  /** Each CA's CRL in the making: one at a time per CA within this process. */
+  private readonly crlTurns = new Map<string, Promise<unknown>>();
+
+  /**
+   * Signs the CA's next CRL in the token (every certificate it issued that is revoked). Two
+   * asked at once (the kiosk and a second screen) are made one after the other, each with its
+   * own number; another process that stores a CRL of that CA meanwhile makes this one take the
+   * next number, so no number is ever used for two CRLs.
+   */
   crl(caLabel: string, days = 7): Promise<CrlResult> {
+    const turn = (this.crlTurns.get(caLabel) ?? Promise.resolve()).then(
+      () => this.nextCrl(caLabel, days),
+      () => this.nextCrl(caLabel, days),
+    );
+    this.crlTurns.set(
+      caLabel,
+      turn.catch(() => undefined),
+    );
+    return turn;
+  }
+
+  private nextCrl(caLabel: string, days: number): Promise<CrlResult> {
     return act(this.ctx, "ca.crl", caLabel, async () => {
       if (!Number.isInteger(days) || days < 1 || days > 366)
         throw new LinesignError("USAGE", "--days must be a whole number from 1 to 366.");
@@ -148,46 +168,58 @@ export class RevocationService {
       const caCert = new x509.X509Certificate(ca.certDer);
       const now = this.ctx.clock.now();
       const signer = await this.cas.signerFor(ca);
-      const number = (this.ctx.store.lastCrl(caLabel)?.number ?? 0) + 1;
       const nextUpdate = new Date(now.getTime() + days * DAY_MS);
-      const revoked = this.ctx.store.revokedUnder(caLabel);
-      const der = await buildCrl({
-        issuer: caCert,
-        signer,
-        thisUpdate: now,
-        nextUpdate,
-        number,
-        entries: revoked.map(({ issuance, revocation }) => ({
-          serialHex: issuance.serial,
-          revokedAt: new Date(revocation.revokedAt),
-          reason: REVOCATION_REASONS[revocation.reason as RevocationReason] ?? 0,
-        })),
-      });
-      this.ctx.store.transaction(() => {
-        this.ctx.store.insertCrl({
-          caLabel,
+      for (let attempt = 1; ; attempt++) {
+        const number = (this.ctx.store.lastCrl(caLabel)?.number ?? 0) + 1;
+        const revoked = this.ctx.store.revokedUnder(caLabel);
+        const der = await buildCrl({
+          issuer: caCert,
+          signer,
+          thisUpdate: now,
+          nextUpdate,
           number,
-          thisUpdate: now.toISOString(),
-          nextUpdate: nextUpdate.toISOString(),
-          entries: revoked.length,
-          der,
+          entries: revoked.map(({ issuance, revocation }) => ({
+            serialHex: issuance.serial,
+            revokedAt: new Date(revocation.revokedAt),
+            reason: REVOCATION_REASONS[revocation.reason as RevocationReason] ?? 0,
+          })),
         });
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
-          action: "ca.crl",
-          subject: caLabel,
-          outcome: "ok",
-          details: { number, entries: revoked.length, nextUpdate: nextUpdate.toISOString() },
+        const stored = this.ctx.store.transaction(() => {
+          // Another process stored this number while the token signed: sign the next one.
+          if ((this.ctx.store.lastCrl(caLabel)?.number ?? 0) >= number) return false;
+          this.ctx.store.insertCrl({
+            caLabel,
+            number,
+            thisUpdate: now.toISOString(),
+            nextUpdate: nextUpdate.toISOString(),
+            entries: revoked.length,
+            der,
+          });
+          this.ctx.store.appendEvent({
+            actor: this.ctx.actor,
+            action: "ca.crl",
+            subject: caLabel,
+            outcome: "ok",
+            details: { number, entries: revoked.length, nextUpdate: nextUpdate.toISOString() },
+          });
+          return true;
         });
-      });
-      return {
-        ca: caLabel,
-        number,
-        thisUpdate: now.toISOString(),
-        nextUpdate: nextUpdate.toISOString(),
-        entries: revoked.length,
-        pem: pemOfDer(der, "X509 CRL"),
-      };
+        if (stored)
+          return {
+            ca: caLabel,
+            number,
+            thisUpdate: now.toISOString(),
+            nextUpdate: nextUpdate.toISOString(),
+            entries: revoked.length,
+            pem: pemOfDer(der, "X509 CRL"),
+          };
+        if (attempt >= 3)
+          throw new LinesignError(
+            "DB_LOCKED",
+            `Another process kept storing CRLs of CA "${caLabel}" while this one was signed. Try again when it has finished.`,
+            { details: { ca: caLabel } },
+          );
+      }
     });
   }
 }

@@ -490,6 +490,24 @@ describe("station service API", () => {
         expect(readFileSync(out2, "utf8")).toContain("-----BEGIN X509 CRL-----");
         expect(statSync(out2).mode & 0o777).toBe(0o644);
         rmSync(planted);
+
+        // Three asked at once (two screens, a double click) are three CRLs, each its own number.
+        const three = await Promise.all(
+          [1, 2, 3].map(() => ask("cas.publishCrl", { ca: "ica-2" })),
+        );
+        expect(three.map((c) => c.ok)).toEqual([true, true, true]);
+        const numbers = three.map((c) => res<{ number: number }>(c).number).sort();
+        expect(numbers).toEqual([3, 4, 5]);
+        expect(
+          s.ctx.store
+            .crls()
+            .filter((c) => c.caLabel === "ica-2")
+            .map((c) => c.number),
+        ).toEqual([1, 2, 3, 4, 5]);
+        for (const n of numbers)
+          expect(readFileSync(join(exportDir, `crl-ica-2-${n}.pem`), "utf8")).toContain(
+            "-----BEGIN X509 CRL-----",
+          );
       } finally {
         await ask("signing.close", {});
       }
