@@ -332,7 +332,8 @@ const MAX_SHIFT_WORK_ORDERS = 50;
  * for (a summary of repeated refusals counts its repeats; the first was
  * written on its own). An entry whose details are not JSON counts once, with no port.
  */
-const LINE_SESSIONS = `WITH s AS (
+/** The line's session entries in a shift's window (@from, @to), as the shift's figures read them. */
+export const LINE_SESSIONS = `WITH s AS (
   SELECT seq, subject, outcome, code, substr(ts, 1, 13) AS hour,
     CAST(coalesce(CASE WHEN json_valid(details) THEN json_extract(details, '$.port') END, '') AS TEXT)
       AS port,

@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { nodeChainHash } from "../../../src/adapters/crypto/chain-hash.js";
-import { SqliteStationStore } from "../../../src/adapters/db/station-store.js";
+import Database from "better-sqlite3";
+import { LINE_SESSIONS, SqliteStationStore } from "../../../src/adapters/db/station-store.js";
 import { sessionEntry, type Session } from "../../../src/app/line/line-session.js";
 import { RefusalLog } from "../../../src/app/refusal-log.js";
 import { buildShift } from "../../../src/app/shift.js";
@@ -20,14 +21,12 @@ import type { IssuanceState } from "../../../src/domain/ports.js";
 
 let now = new Date("2026-12-02T05:00:00.000Z");
 const clock = { now: () => now };
-const store = SqliteStationStore.open(
-  join(mkdtempSync(join(tmpdir(), "linesign-shift-")), "s.db"),
-  {
-    create: true,
-    hash: nodeChainHash,
-    clock,
-  },
-);
+const dbFile = join(mkdtempSync(join(tmpdir(), "linesign-shift-")), "s.db");
+const store = SqliteStationStore.open(dbFile, {
+  create: true,
+  hash: nodeChainHash,
+  clock,
+});
 const silent = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
 const ctx = { store, clock, logger: silent } as unknown as AppContext;
 const refusals = new RefusalLog(ctx, { timer: false, now: () => now.getTime() });
@@ -244,5 +243,22 @@ describe("a shift's figures from the log", () => {
       /at most 168 hours/,
     );
     expect(code({ from: "2026-11-25T00:00:00Z", to: "2026-12-02T00:00:00Z" })).toBe("answered");
+  });
+
+  it("finds the window's entries by an index, not by reading the whole log", () => {
+    const db = new Database(dbFile, { readonly: true });
+    try {
+      const plan = (
+        db
+          .prepare(`EXPLAIN QUERY PLAN ${LINE_SESSIONS} SELECT count(*) FROM s`)
+          .all({ from: "2026-12-02T00:00:00.000Z", to: "2026-12-02T05:00:00.000Z" }) as {
+          detail: string;
+        }[]
+      ).map((r) => r.detail);
+      expect(plan.join("\n")).toMatch(/SEARCH events USING (COVERING )?INDEX events_action_ts/);
+      expect(plan.join("\n")).not.toMatch(/SCAN events/);
+    } finally {
+      db.close();
+    }
   });
 });

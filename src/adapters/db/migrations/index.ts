@@ -14,6 +14,7 @@ import { migration as m008 } from "./008_reissue_approvals.js";
 import { migration as m009 } from "./009_uploaders_and_receipts.js";
 import { migration as m010 } from "./010_station_records.js";
 import { migration as m011 } from "./011_device_identity.js";
+import { migration as m012 } from "./012_events_by_action.js";
 
 export interface Migration {
   version: number;
@@ -33,4 +34,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m009,
   m010,
   m011,
+  m012,
 ];
