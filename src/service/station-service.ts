@@ -522,14 +522,15 @@ export class StationService {
       "cas.deactivate": async (a: { label: string; stopProfiles?: boolean }) =>
         this.caView(await s.ca.deactivate(a.label, { stopProfiles: Boolean(a.stopProfiles) })),
       "cas.rotate": async (a: { profile: string; to: string }) => {
-        const before = s.profiles.show(a.profile);
+        // An unknown profile is refused (and recorded) by the rotation itself, as from the CLI.
+        const from = s.profiles.list().find((q) => q.name === a.profile)?.ca ?? null;
         const p = await s.profiles.rotate(a.profile, a.to);
         this.board.bump();
         return {
           profile: p.name,
-          from: before.ca,
+          from,
           to: p.ca,
-          stillUsing: s.ca.profilesUsing(before.ca),
+          stillUsing: from === null ? [] : s.ca.profilesUsing(from),
         };
       },
       "cas.publishCrl": async (a: { ca: string; days?: number }) => publishCrl(s, a.ca, a.days),

@@ -398,6 +398,16 @@ describe("station service API", () => {
       expect(refusedCode(await ask("cas.rotate", { profile: "default", to: "dev-root" }))).toBe(
         "CA_NOT_FOR_DEVICES",
       );
+      // An unknown profile is refused and recorded, as from the command line.
+      expect(refusedCode(await ask("cas.rotate", { profile: "no-such", to: "ica-2" }))).toBe(
+        "PROFILE_UNKNOWN",
+      );
+      expect(lastOf("ca.rotate")).toMatchObject({
+        actor: "officer-1",
+        subject: "no-such",
+        outcome: "refused",
+        code: "PROFILE_UNKNOWN",
+      });
 
       // A CRL is signed in the token: only inside a signing session. Nothing is written or numbered.
       const closed = await ask("cas.publishCrl", { ca: "dev-ica" });
