@@ -21,7 +21,11 @@ import { startProc, type Proc } from "../helpers/serial.js";
 import { launchChromium, signIn } from "../helpers/chromium.js";
 import { receiptFor } from "../helpers/receipt.js";
 import { x509 } from "../../src/app/pki/x509.js";
-import { createUploaderIdentity, type UploaderIdentity } from "../../src/app/sync/bundle-format.js";
+import {
+  BUNDLE_FORMAT,
+  createUploaderIdentity,
+  type UploaderIdentity,
+} from "../../src/app/sync/bundle-format.js";
 
 const BIN = fileURLToPath(new URL("../../bin/linesign.js", import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL("../../test-artifacts/kiosk", import.meta.url));
@@ -210,7 +214,7 @@ describe("the officer's station in the kiosk", () => {
     expect(bundlePath.startsWith(`${media}/bundle-plant-k-`)).toBe(true);
     expect(await bundleBanner.textContent()).toContain(`written to ${bundlePath}`);
     const bundleText = readFileSync(bundlePath, "utf8");
-    expect(JSON.parse(bundleText)).toMatchObject({ format: "linesign-bundle/2" });
+    expect(JSON.parse(bundleText)).toMatchObject({ format: BUNDLE_FORMAT });
     expect(last("bundle.export")).toMatchObject({
       actor: OFFICER.name,
       subject: "plant-k",
