@@ -153,6 +153,22 @@ function groupRow(name: string, g: ReportGroup): Html {
   </tr>`;
 }
 
+/** The header of a table of groupRow rows. */
+function groupHead(): Html {
+  return html`<thead>
+    <tr>
+      <th></th>
+      <th>Issued</th>
+      <th>Confirmed</th>
+      <th>Unconfirmed</th>
+      <th>Re-issued</th>
+      <th>Revoked</th>
+      <th>Rejected by reason</th>
+      <th>Uploaded per target</th>
+    </tr>
+  </thead>`;
+}
+
 function groupTable(title: string, groups: Record<string, ReportGroup>): Html {
   const rows = Object.entries(groups);
   if (rows.length === 0)
@@ -160,18 +176,7 @@ function groupTable(title: string, groups: Record<string, ReportGroup>): Html {
       <p>None in this window.</p>`;
   return html`<h3>${title}</h3>
     <table>
-      <thead>
-        <tr>
-          <th></th>
-          <th>Issued</th>
-          <th>Confirmed</th>
-          <th>Unconfirmed</th>
-          <th>Re-issued</th>
-          <th>Revoked</th>
-          <th>Rejected by reason</th>
-          <th>Uploaded per target</th>
-        </tr>
-      </thead>
+      ${groupHead()}
       <tbody>
         ${rows.map(([k, g]) => groupRow(k, g))}
       </tbody>
@@ -377,18 +382,7 @@ export function shiftReportHtml({ stationId, report, shift: f, at }: ShiftReport
 
         <h2>Certificates in this window</h2>
         <table data-table="totals">
-          <thead>
-            <tr>
-              <th></th>
-              <th>Issued</th>
-              <th>Confirmed</th>
-              <th>Unconfirmed</th>
-              <th>Re-issued</th>
-              <th>Revoked</th>
-              <th>Rejected by reason</th>
-              <th>Uploaded per target</th>
-            </tr>
-          </thead>
+          ${groupHead()}
           <tbody>
             ${groupRow("all", report.totals)}
           </tbody>
