@@ -25,48 +25,68 @@ export function pinGuard(
   maxAttempts: number,
   maxSoAttempts = DEFAULT_MAX_SO_PIN_ATTEMPTS,
 ): LoginGuard {
-  return {
-    beforeLogin(token, who = "user") {
-      const state = ctx.store.pinGuard(guardKey(token, who));
-      if (state.lockedAt) {
-        throw new LinesignError(
-          "HSM_PIN_LOCKED",
-          who === "so"
-            ? `The station stopped presenting SO PINs to token "${token}" after ${state.failures} wrong attempts (at ${state.lockedAt}), ` +
-                `before the token's own limit (some HSMs erase themselves when it is reached). Find the right SO PIN with its custodian; ` +
-                `then an officer lifts this stop with "linesign token unlock --token ${token} --clear-so-guard" (recorded) and tries once more.`
-            : `The station stopped using the PIN of token "${token}" after ${state.failures} wrong attempts (at ${state.lockedAt}). ` +
-                `A security officer must run "linesign token unlock --token ${token}" with the SO PIN in LINESIGN_SO_PIN.`,
-          { details: { token, failures: state.failures, pin: who === "so" ? "SO" : "user" } },
-        );
-      }
-    },
-    loginFailed(token, who = "user") {
-      const state = ctx.store.pinGuard(guardKey(token, who));
-      const failures = state.failures + 1;
-      const max = who === "so" ? maxSoAttempts : maxAttempts;
-      const lock = failures >= max;
-      ctx.store.transaction(() => {
-        ctx.store.setPinGuard(guardKey(token, who), {
-          failures,
-          lockedAt: lock ? ctx.clock.now().toISOString() : null,
-        });
-        if (lock) {
-          ctx.store.appendEvent({
-            actor: ctx.actor,
-            action: who === "so" ? "token.so-pin-locked" : "token.pin-locked",
-            subject: token,
-            outcome: "refused",
-            code: "HSM_PIN_LOCKED",
-            message: `${failures} consecutive wrong ${who === "so" ? "SO " : ""}PINs: the station will not present ${who === "so" ? "an SO PIN" : "a PIN"} to this token until an officer ${who === "so" ? "lifts the stop" : "unlocks it"}.`,
-            details: { failures, maxAttempts: max, pin: who === "so" ? "SO" : "user" },
-          });
-        }
+  const beforeLogin = (token: string, who: "user" | "so" = "user"): void => {
+    const state = ctx.store.pinGuard(guardKey(token, who));
+    if (state.lockedAt) {
+      throw new LinesignError(
+        "HSM_PIN_LOCKED",
+        who === "so"
+          ? `The station stopped presenting SO PINs to token "${token}" after ${state.failures} wrong attempts (at ${state.lockedAt}), ` +
+              `before the token's own limit (some HSMs erase themselves when it is reached). Find the right SO PIN with its custodian; ` +
+              `then an officer lifts this stop with "linesign token unlock --token ${token} --clear-so-guard" (recorded) and tries once more.`
+          : `The station stopped using the PIN of token "${token}" after ${state.failures} wrong attempts (at ${state.lockedAt}). ` +
+              `A security officer must run "linesign token unlock --token ${token}" with the SO PIN in LINESIGN_SO_PIN.`,
+        { details: { token, failures: state.failures, pin: who === "so" ? "SO" : "user" } },
+      );
+    }
+  };
+  const loginFailed = (token: string, who: "user" | "so"): void => {
+    const state = ctx.store.pinGuard(guardKey(token, who));
+    const failures = state.failures + 1;
+    const max = who === "so" ? maxSoAttempts : maxAttempts;
+    const lock = failures >= max;
+    ctx.store.setPinGuard(guardKey(token, who), {
+      failures,
+      lockedAt: lock ? ctx.clock.now().toISOString() : null,
+    });
+    if (lock) {
+      ctx.store.appendEvent({
+        actor: ctx.actor,
+        action: who === "so" ? "token.so-pin-locked" : "token.pin-locked",
+        subject: token,
+        outcome: "refused",
+        code: "HSM_PIN_LOCKED",
+        message: `${failures} consecutive wrong ${who === "so" ? "SO " : ""}PINs: the station will not present ${who === "so" ? "an SO PIN" : "a PIN"} to this token until an officer ${who === "so" ? "lifts the stop" : "unlocks it"}.`,
+        details: { failures, maxAttempts: max, pin: who === "so" ? "SO" : "user" },
       });
-    },
-    loginSucceeded(token, who = "user") {
-      if (ctx.store.pinGuard(guardKey(token, who)).failures > 0)
-        ctx.store.setPinGuard(guardKey(token, who), { failures: 0, lockedAt: null });
+    }
+  };
+  return {
+    beforeLogin,
+    present(token, who, attempt, isWrongPin, opts = {}) {
+      // The station's write lock (a database transaction taken at once) is the
+      // one lock every process of the station shares: held from the guard's
+      // reading through the PIN to its count, so that two processes can never
+      // both spend the last attempt the guard or the token's counter allows.
+      // A wrong PIN's count is committed, then its error thrown.
+      let wrong: { error: unknown } | null = null;
+      const value = ctx.store.transaction(() => {
+        if (opts.checkStop !== false) beforeLogin(token, who);
+        let v: ReturnType<typeof attempt>;
+        try {
+          v = attempt();
+        } catch (e) {
+          if (!isWrongPin(e)) throw e;
+          wrong = { error: e };
+          loginFailed(token, who);
+          return undefined;
+        }
+        if (ctx.store.pinGuard(guardKey(token, who)).failures > 0)
+          ctx.store.setPinGuard(guardKey(token, who), { failures: 0, lockedAt: null });
+        return v;
+      });
+      if (wrong !== null) throw (wrong as { error: unknown }).error;
+      return value as ReturnType<typeof attempt>;
     },
   };
 }

@@ -65,14 +65,27 @@ export interface Signer {
 }
 
 /**
- * Called around every user login. `beforeLogin` throws HSM_PIN_LOCKED when the
- * station has stopped presenting PINs to the token.
+ * Around every PIN presented to a token, user or security officer. Another
+ * process of the station may present a PIN to the same token at the same
+ * moment: the guard runs one presentation at a time across processes, and the
+ * token's own counters are read inside it, just before the PIN goes.
  */
 export interface LoginGuard {
   /** Throws HSM_PIN_LOCKED when the station stopped presenting `who`'s PIN to the token. */
   beforeLogin(tokenLabel: string, who?: "user" | "so"): void;
-  loginFailed(tokenLabel: string, who?: "user" | "so"): void;
-  loginSucceeded(tokenLabel: string, who?: "user" | "so"): void;
+  /**
+   * Runs `attempt` (which reads the token's counters and presents one PIN)
+   * while no other process of the station presents one, after `beforeLogin`
+   * (unless `checkStop` is false), and records how it went: a failure for
+   * which `isWrongPin` holds counts towards the stop. Rethrows what `attempt` threw.
+   */
+  present<T>(
+    tokenLabel: string,
+    who: "user" | "so",
+    attempt: () => T,
+    isWrongPin: (e: unknown) => boolean,
+    opts?: { checkStop?: boolean },
+  ): T;
 }
 
 /** The station's PKCS#11 token(s). PINs come from the PIN source given at construction. */

@@ -69,3 +69,44 @@ export function linesignAsync(args: string[], env: NodeJS.ProcessEnv): Promise<C
     });
   });
 }
+
+/**
+ * Runs `linesign` on a terminal of its own (a pseudo-terminal made by
+ * util-linux `script`), as a person at the station would: when `question`
+ * appears, runs `beforeAnswer`, then types `answer` and Enter. Resolves with
+ * the exit code and everything the terminal showed (stdout and stderr together).
+ */
+export function linesignOnTerminal(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  question: string,
+  answer: string,
+  beforeAnswer: () => void,
+): Promise<{ code: number; screen: string }> {
+  const quoted = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`);
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qfec", quoted.join(" "), "/dev/null"], {
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let screen = "";
+    let answered = false;
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      screen += d;
+      if (!answered && screen.includes(question)) {
+        answered = true;
+        try {
+          beforeAnswer();
+        } catch (e) {
+          child.kill();
+          reject(e as Error);
+          return;
+        }
+        child.stdin.write(`${answer}\r`);
+      }
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (screen += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, screen }));
+  });
+}

@@ -240,7 +240,9 @@ export class Pkcs11KeyStore
   /**
    * Stops before the token does: refuses to present `who`'s PIN when the token
    * reports it locked or at its last attempt, or when the station's own guard
-   * stopped; otherwise runs `present` and tells the guard how it went.
+   * stopped; otherwise runs `present` and tells the guard how it went. The
+   * guard holds the station's lock around the reading of the token's counters
+   * and the PIN, so another process cannot spend the last attempt in between.
    */
   private presentPin<T>(
     slot: Handle,
@@ -249,8 +251,17 @@ export class Pkcs11KeyStore
     present: () => T,
     finalTry = false,
   ): T {
-    this.refuseBeforePin(slot, tokenLabel, who, finalTry);
-    return this.tellGuard(tokenLabel, who, present);
+    const attempt = (): T => {
+      this.refuseOnCounters(slot, tokenLabel, who, finalTry);
+      return present();
+    };
+    return this.guard
+      ? this.guard.present(tokenLabel, who, attempt, (e) => this.isWrongPin(e, tokenLabel))
+      : attempt();
+  }
+
+  private isWrongPin(e: unknown, tokenLabel: string): boolean {
+    return mapPkcs11Error(e, "presenting a PIN", tokenLabel).code === "HSM_PIN_INCORRECT";
   }
 
   /**
@@ -266,19 +277,23 @@ export class Pkcs11KeyStore
       pkcs11js.CKF_USER_PIN_FINAL_TRY |
       pkcs11js.CKF_USER_PIN_LOCKED;
     if ((this.tokenFlags(slot, tokenLabel) & counting) === 0) return;
+    const login = (): void => {
+      try {
+        this.lib.C_Login(session, pkcs11js.CKU_USER, pin);
+      } catch (e) {
+        if (!(e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN))
+          throw e;
+        return;
+      }
+      this.lib.C_Logout(session);
+    };
     try {
-      this.tellGuard(tokenLabel, "user", () => {
-        try {
-          this.lib.C_Login(session, pkcs11js.CKU_USER, pin);
-        } catch (e) {
-          if (!(
-            e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_USER_ALREADY_LOGGED_IN
-          ))
-            throw e;
-          return;
-        }
-        this.lib.C_Logout(session);
-      });
+      // The officer's reset lifts the station's stop after this: it is not checked here.
+      if (this.guard)
+        this.guard.present(tokenLabel, "user", login, (e) => this.isWrongPin(e, tokenLabel), {
+          checkStop: false,
+        });
+      else login();
     } catch (e) {
       throw new LinesignError(
         "HSM_ERROR",
@@ -342,7 +357,7 @@ export class Pkcs11KeyStore
    * to present `who`'s PIN. `finalTry`: an officer chose to present the SO PIN
    * although the token reports one attempt left (never when it reports LOCKED).
    */
-  private refuseBeforePin(
+  private refuseOnCounters(
     slot: Handle,
     tokenLabel: string,
     who: "user" | "so",
@@ -376,21 +391,6 @@ export class Pkcs11KeyStore
         },
       );
     }
-    this.guard?.beforeLogin(tokenLabel, who);
-  }
-
-  /** Runs `present` (one PIN presented to the token) and tells the guard how it went. */
-  private tellGuard<T>(tokenLabel: string, who: "user" | "so", present: () => T): T {
-    let result: T;
-    try {
-      result = present();
-    } catch (e) {
-      if (mapPkcs11Error(e, "presenting a PIN", tokenLabel).code === "HSM_PIN_INCORRECT")
-        this.guard?.loginFailed(tokenLabel, who);
-      throw e;
-    }
-    this.guard?.loginSucceeded(tokenLabel, who);
-    return result;
   }
 
   officerReset(
@@ -1026,11 +1026,14 @@ export class Pkcs11KeyStore
       }
     }
     // Stop before the token does: one attempt left means a wrong PIN now locks (or wipes) it.
-    this.refuseBeforePin(token.slot, tokenLabel, "user");
+    // Checked before the PIN is asked for, so nobody types a PIN that will not be used,
+    // and again, under the station's lock, once it is here.
+    this.refuseOnCounters(token.slot, tokenLabel, "user");
+    this.guard?.beforeLogin(tokenLabel, "user");
     const pin = await this.pinSource(tokenLabel);
     const t = token;
     try {
-      this.tellGuard(tokenLabel, "user", () => {
+      this.presentPin(t.slot, tokenLabel, "user", () => {
         try {
           this.lib.C_Login(t.session, pkcs11js.CKU_USER, pin);
         } catch (e) {

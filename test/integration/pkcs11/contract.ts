@@ -18,7 +18,7 @@ import { assessToken, renderAssessment } from "../../../src/app/token.js";
 import { LinesignError } from "../../../src/domain/errors.js";
 import { KEY_TYPES, type KeyType } from "../../../src/domain/keys.js";
 import type { KeyInfo, TokenProbe } from "../../../src/domain/ports.js";
-import { cleanEnv, linesign, openssl } from "../../helpers/cli.js";
+import { cleanEnv, linesign, linesignOnTerminal, openssl } from "../../helpers/cli.js";
 import { startImpl, type TokenImpl, type TokenImplName } from "../../helpers/tokens.js";
 
 const HSM_DIR = fileURLToPath(new URL("../../../hsm/", import.meta.url));
@@ -559,6 +559,28 @@ function pinCounters(
 
       // The SO PIN the same way, through both commands that present it.
       const wrongSo = { LINESIGN_SO_PIN: "11223344" };
+      // Another process of the station is presenting a PIN (it holds the station's lock, a write
+      // transaction on station.db) while the officer types one: the officer's PIN waits, and is
+      // refused when the wait is too long, so the two never both spend an attempt the token allows.
+      const holder = new Database(join(home, "station.db"));
+      const withoutSoPin = { ...env };
+      delete withoutSoPin.LINESIGN_SO_PIN;
+      let asked: { code: number; screen: string };
+      try {
+        asked = await linesignOnTerminal(
+          ["token", "unlock", "--json"],
+          withoutSoPin,
+          `SO PIN for token "${tokenLabel}"`,
+          wrongSo.LINESIGN_SO_PIN,
+          () => holder.exec("BEGIN IMMEDIATE"),
+        );
+      } finally {
+        if (holder.inTransaction) holder.exec("ROLLBACK");
+        holder.close();
+      }
+      expect(asked.code, asked.screen).toBe(1);
+      expect(asked.screen).toContain('"code":"DB_LOCKED"');
+      expect(await pinFlags(store, tokenLabel), "no SO PIN was presented").toEqual([]);
       for (let i = 1; i < limits.so; i++) {
         const r =
           i % 2 === 1
