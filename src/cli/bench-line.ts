@@ -7,7 +7,12 @@
 import { randomBytes, scryptSync } from "node:crypto";
 import { hashPassphrase, passphraseMatches } from "../app/users.js";
 import type { Station } from "../compose.js";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { closeSync, fdatasyncSync, openSync, rmSync, writeSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join } from "node:path";
 import { rssSampler } from "./bench-audit.js";
+import { cpuMsOf, machineCpuMs } from "./proc-stat.js";
 import { ptyPair, socatAvailable, startSim } from "./sim-rig.js";
 
 export interface LineBenchResult {
@@ -33,6 +38,26 @@ export interface LineBenchResult {
   /** devicesPerMinute16 / devicesPerMinute1 (target at least 14). */
   ports16To1: number;
   /**
+   * What bounds ports16To1: the 1-port and 16-port runs' accounts, and for the 16-port run
+   * the shares of the machine's CPU taken by the station, the rig (simulators and socat) and
+   * everything else, and the station's event-loop utilization.
+   */
+  gang: {
+    one: GangRun;
+    /** 16 ports, their devices simulated by one process (the rig's cheaper form). */
+    sixteen: GangRun;
+    /** 16 ports again with one simulator process per port (the rig as it was), and its ratio to 1 port. */
+    sixteenSimPerPort: GangRun;
+    ports16To1SimPerPort: number;
+    stationCpuShare: number | null;
+    rigCpuShare: number | null;
+    otherCpuShare: number | null;
+    idleCpuShare: number | null;
+    eventLoopUtilization: number;
+    /** One 4 KB append and fdatasync on the station's disk, median ms (see fsyncProbeMs). */
+    fsyncMs: number;
+  };
+  /**
    * One port's cycle per device while a user loops sign-ins in the same service: with no
    * sign-ins, with the check as it was (scryptSync N=2^14 on the event loop the line shares)
    * and as it is (scrypt N=2^17 in libuv's thread pool), ms; and each against no sign-ins.
@@ -46,13 +71,101 @@ export interface LineBenchResult {
 interface SimDone {
   ok: boolean;
   cycleMs?: number;
+  stationMs?: number;
   wireMs: number;
   txBytes: number;
   rxBytes: number;
 }
 
+/** One line run's account of where its time and the machine's CPU went. */
+export interface GangRun {
+  ports: number;
+  devices: number;
+  /** From the line's start to the last device confirmed, ms. */
+  spanMs: number;
+  devicesPerMinute: number;
+  /** Simulator processes driving the ports. */
+  simProcesses: number;
+  /** The 1-minute load average at the start and at the end of the run. */
+  loadAverage: { start: number; end: number };
+  /**
+   * CPU time per device confirmed, ms, by process: the station (all its threads), of which
+   * its main thread (the event loop); the simulated devices; socat; and everything else
+   * the machine ran meanwhile (other programs); null where /proc does not answer.
+   */
+  cpuMsPerDevice: {
+    station: number;
+    stationMain: number | null;
+    sims: number;
+    socat: number | null;
+    other: number | null;
+  };
+  /**
+   * Shares of the machine's CPU capacity over the run (cores x span): the station, the test
+   * rig (simulators and socat), everything else, and idle. Near 0 idle: the machine was full.
+   */
+  cpuShare: { station: number; rig: number; other: number; idle: number } | null;
+  /** The station's event loop: its utilization (0 to 1), and how late a 10 ms timer ran, ms. */
+  eventLoop: { utilization: number; delayMsP50: number; delayMsP99: number; delayMsMax: number };
+  /**
+   * Durable writes per device, each one fsync: group commits (and the records in each, and
+   * the ms each spent moving the token's log head after it), and log entries written alone
+   * (line.session, its own transaction).
+   */
+  durable: {
+    commitsPerDevice: number;
+    itemsPerCommit: number;
+    headMsPerCommit: number;
+    lonePerDevice: number;
+  };
+  /**
+   * One device's cycle as the device sees it, ms: in all; bytes on the wire at the baud rate;
+   * the station's turnarounds (last byte of the device's frame out to the first of the
+   * answer in); and the rest (the device's own work and its pacing running late).
+   */
+  cycleMs: { total: number; wire: number; station: number; device: number };
+}
+
+/**
+ * What one durable write costs on the disk the station's database is on: a 4 KB append and
+ * its fdatasync (what a WAL commit with synchronous=FULL does), the median of 30, ms.
+ */
+export function fsyncProbeMs(dir: string): number {
+  const path = join(dir, "fsync-probe");
+  const fd = openSync(path, "a");
+  const block = Buffer.alloc(4096, 0x5a);
+  const ms: number[] = [];
+  try {
+    for (let i = 0; i < 30; i++) {
+      const t0 = performance.now();
+      writeSync(fd, block);
+      fdatasyncSync(fd);
+      ms.push(performance.now() - t0);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(path, { force: true });
+  }
+  ms.sort((x, y) => x - y);
+  return ms[Math.floor(ms.length / 2)]!;
+}
+
+/** Entries of the log whose action is `action` (the bench's logs are short). */
+function entriesOf(s: Station, action: string): number {
+  let n = 0;
+  for (let after = 0; ;) {
+    const page = s.ctx.store.storedEvents(after, 4096);
+    if (page.length === 0) return n;
+    for (const e of page) if (e[3] === action) n++;
+    after = page.at(-1)![11];
+  }
+}
+
+const r1 = (x: number): number => Number(x.toFixed(1));
+const r3 = (x: number): number => Number(x.toFixed(3));
+
 /** Runs `ports` simulated devices lines of `perPort` devices each; returns their results and the line's span. */
-async function runLine(
+export async function runLine(
   s: Station,
   dir: string,
   ports: number,
@@ -60,32 +173,51 @@ async function runLine(
   baud: number,
   /** Runs beside the line, as another request would, until the line ends. */
   beside?: () => Promise<unknown>,
-): Promise<{ done: SimDone[]; spanMs: number; confirmed: number }> {
+  /** One simulator process for every port (the default), or one per port. */
+  simProcesses: "one" | "per-port" = "one",
+): Promise<{ done: SimDone[]; spanMs: number; confirmed: number; gang: GangRun }> {
   const pairs = await Promise.all(
     Array.from({ length: ports }, (_, i) => ptyPair(dir, `b${ports}-${i}`)),
   );
   try {
     // Every device is plugged in and waiting before the station starts greeting.
-    const sims = await Promise.all(
-      pairs.map((p, i) =>
-        startSim([
-          "--port",
-          p.device,
-          "--device-id",
-          `bench-${ports}-${i}`,
-          "--count",
-          String(perPort),
-          "--baud",
-          String(baud),
-        ]),
-      ),
-    );
+    const common = ["--count", String(perPort), "--baud", String(baud)];
+    const sims =
+      simProcesses === "one"
+        ? [
+            await startSim([
+              ...pairs.flatMap((p) => ["--port", p.device]),
+              "--device-id",
+              ports === 1 ? `bench-1-0` : `bench-${ports}`,
+              ...common,
+            ]),
+          ]
+        : await Promise.all(
+            pairs.map((p, i) =>
+              startSim(["--port", p.device, "--device-id", `bench-${ports}-${i}`, ...common]),
+            ),
+          );
     const line = s.line({
       ports: pairs.map((p) => p.station),
       count: ports * perPort,
       baudRate: baud,
     });
     await s.openToken();
+    const socatCpu = (): number | null =>
+      pairs.reduce<number | null>((sum, p) => {
+        const ms = cpuMsOf(p.pid);
+        return sum === null || ms === null ? null : sum + ms;
+      }, 0);
+    const stats0 = { ...s.issuance.committer.stats };
+    const sessions0 = entriesOf(s, "line.session");
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    const load0 = loadavg()[0]!;
+    const machine0 = machineCpuMs();
+    const socat0 = socatCpu();
+    const main0 = cpuMsOf(process.pid, process.pid);
+    const cpu0 = process.cpuUsage();
+    const elu0 = performance.eventLoopUtilization();
     const t0 = performance.now();
     let last = t0;
     line.onEvent((e) => {
@@ -101,13 +233,85 @@ async function runLine(
       }
     })();
     const summary = await line.finished();
+    // The window ends as the line does: the sims' exits and socat's close are not in it.
+    const cpu1 = process.cpuUsage();
+    const elu1 = performance.eventLoopUtilization();
+    const main1 = cpuMsOf(process.pid, process.pid);
+    const socat1 = socatCpu();
+    const m1 = machineCpuMs();
+    const load1 = loadavg()[0]!;
+    delay.disable();
+    const lone = entriesOf(s, "line.session") - sessions0;
     running = false;
     await besideLoop;
     await Promise.all(sims.map((c) => c.exited));
     const done = sims.flatMap((c) =>
       c.lines.filter((l) => l.event === "device.done"),
     ) as unknown as SimDone[];
-    return { done, spanMs: last - t0, confirmed: summary.confirmed };
+    const spanMs = last - t0;
+    const n = Math.max(1, summary.confirmed);
+    const simCpu = sims.reduce((sum, c) => {
+      const ready = c.lines.find((l) => l.event === "ready")?.cpuMs;
+      const end = c.lines.find((l) => l.event === "summary")?.cpuMs;
+      return sum + (typeof ready === "number" && typeof end === "number" ? end - ready : 0);
+    }, 0);
+    const stationCpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / 1000;
+    const stationMain = main0 !== null && main1 !== null ? main1 - main0 : null;
+    const socat = socat0 !== null && socat1 !== null ? socat1 - socat0 : null;
+    const machine =
+      machine0 && m1 ? { busy: m1.busy - machine0.busy, total: m1.total - machine0.total } : null;
+    const rig = simCpu + (socat ?? 0);
+    const other = machine ? Math.max(0, machine.busy - stationCpu - rig) : null;
+    const share = (x: number): number => (machine && machine.total > 0 ? r3(x / machine.total) : 0);
+    const elu = performance.eventLoopUtilization(elu1, elu0);
+    const stats = s.issuance.committer.stats;
+    const batches = stats.batches - stats0.batches;
+    const ok = done.filter((d) => d.ok && d.cycleMs !== undefined);
+    const total = mean(ok.map((d) => d.cycleMs!));
+    const wire = mean(ok.map((d) => d.wireMs));
+    const station = mean(ok.map((d) => d.stationMs ?? 0));
+    const gang: GangRun = {
+      ports,
+      simProcesses: sims.length,
+      devices: summary.confirmed,
+      spanMs: Math.round(spanMs),
+      devicesPerMinute: Math.round((summary.confirmed / spanMs) * 60_000),
+      loadAverage: { start: r1(load0), end: r1(load1) },
+      cpuMsPerDevice: {
+        station: r1(stationCpu / n),
+        stationMain: stationMain === null ? null : r1(stationMain / n),
+        sims: r1(simCpu / n),
+        socat: socat === null ? null : r1(socat / n),
+        other: other === null ? null : r1(other / n),
+      },
+      cpuShare: machine
+        ? {
+            station: share(stationCpu),
+            rig: share(rig),
+            other: share(other ?? 0),
+            idle: share(machine.total - machine.busy),
+          }
+        : null,
+      eventLoop: {
+        utilization: r3(elu.utilization),
+        delayMsP50: r1(delay.percentile(50) / 1e6),
+        delayMsP99: r1(delay.percentile(99) / 1e6),
+        delayMsMax: r1(delay.max / 1e6),
+      },
+      durable: {
+        commitsPerDevice: r3(batches / n),
+        itemsPerCommit: r3((stats.items - stats0.items) / Math.max(1, batches)),
+        headMsPerCommit: r3((stats.headMs - stats0.headMs) / Math.max(1, batches)),
+        lonePerDevice: r3(lone / n),
+      },
+      cycleMs: {
+        total: r1(total),
+        wire: r1(wire),
+        station: r1(station),
+        device: r1(total - wire - station),
+      },
+    };
+    return { done, spanMs, confirmed: summary.confirmed, gang };
   } finally {
     await Promise.all(pairs.map((p) => p.close()));
   }
@@ -125,9 +329,12 @@ export async function benchLine(
   if (!socatAvailable()) return null;
   const baud = 115200;
   log(`bench: serial line, 1 port, ${perPort} simulated devices at ${baud} baud`);
+  const fsyncMs = fsyncProbeMs(dir);
   const one = await runLine(s, dir, 1, perPort, baud);
   log(`bench: serial line, 16 ports, ${perPort} simulated devices each`);
   const sixteen = await runLine(s, dir, 16, perPort, baud);
+  log(`bench: serial line, 16 ports, ${perPort} devices each, one simulator process per port`);
+  const perProcess = await runLine(s, dir, 16, perPort, baud, undefined, "per-port");
   const pass = "a-user-looping-sign-ins";
   const salt = randomBytes(16);
   const stored = await hashPassphrase(pass);
@@ -143,7 +350,6 @@ export async function benchLine(
   const wireBytes = mean(ok.map((d) => d.txBytes + d.rxBytes));
   const wireMs = mean(ok.map((d) => d.wireMs));
   const cycleMs = mean(ok.map((d) => d.cycleMs!));
-  const r1 = (x: number) => Number(x.toFixed(1));
   const rate1 = (one.confirmed / one.spanMs) * 60_000;
   const rate16 = (sixteen.confirmed / sixteen.spanMs) * 60_000;
   return {
@@ -156,6 +362,20 @@ export async function benchLine(
     devicesPerMinute1: Math.round(rate1),
     devicesPerMinute16: Math.round(rate16),
     ports16To1: Number((rate16 / rate1).toFixed(2)),
+    gang: {
+      one: one.gang,
+      sixteen: sixteen.gang,
+      sixteenSimPerPort: perProcess.gang,
+      ports16To1SimPerPort: Number(
+        (((perProcess.confirmed / perProcess.spanMs) * 60_000) / rate1).toFixed(2),
+      ),
+      stationCpuShare: sixteen.gang.cpuShare?.station ?? null,
+      rigCpuShare: sixteen.gang.cpuShare?.rig ?? null,
+      otherCpuShare: sixteen.gang.cpuShare?.other ?? null,
+      idleCpuShare: sixteen.gang.cpuShare?.idle ?? null,
+      eventLoopUtilization: sixteen.gang.eventLoop.utilization,
+      fsyncMs: r3(fsyncMs),
+    },
     underSignIns: {
       cycleMs: { none: r1(cycleMs), before: r1(cycles(before)), after: r1(cycles(after)) },
       toNone: {

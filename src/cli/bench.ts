@@ -121,6 +121,21 @@ function opensslManualFlow(dir: string, runs: number): number | null {
   return (performance.now() - t0) / runs;
 }
 
+/** What bounded 16 ports against 1, in words with its figures. */
+function gangLine(line: LineBenchResult): string {
+  const g = line.gang.sixteen;
+  const pct = (x: number | null | undefined): string =>
+    x === null || x === undefined ? "?" : `${Math.round(x * 100)}%`;
+  const c = g.cpuMsPerDevice;
+  return (
+    `           16 ports (load ${g.loadAverage.start}): the machine's CPU went ${pct(g.cpuShare?.station)} to the station, ${pct(g.cpuShare?.rig)} to the simulated devices and socat, ` +
+    `${pct(g.cpuShare?.other)} to other programs, ${pct(g.cpuShare?.idle)} idle; the station's event loop was busy ${pct(g.eventLoop.utilization)} (a 10 ms timer p99 ${g.eventLoop.delayMsP99} ms late)\n` +
+    `           CPU ms per device: station ${c.station} (event loop ${c.stationMain ?? "?"}), simulators ${c.sims}, socat ${c.socat ?? "?"}; ` +
+    `cycle ${g.cycleMs.total} ms = wire ${g.cycleMs.wire} + station ${g.cycleMs.station} + device ${g.cycleMs.device}; ` +
+    `${g.durable.commitsPerDevice} commits and ${g.durable.lonePerDevice} lone log writes per device (fsync ${line.gang.fsyncMs} ms)\n`
+  );
+}
+
 /** Runs the bench; prints figures (JSON with --json). */
 export async function runBench(
   io: CliIo,
@@ -305,6 +320,7 @@ export async function runBench(
           ? "  serial line: not measured (--line-devices 0, or socat missing)"
           : `  serial line at ${result.line.baud} baud: ${result.line.wireBytesPerDevice} bytes/device on the wire (every byte from the answered HELLO to DONE, both directions) = ${result.line.wireMsPerDevice} ms; cycle ${result.line.cycleMsPerDevice} ms = ${result.line.cycleToWire}x wire time\n` +
             `           1 port ${result.line.devicesPerMinute1} devices/min; 16 ports ${result.line.devicesPerMinute16} devices/min = ${result.line.ports16To1}x\n` +
+            gangLine(result.line) +
             `           while a user loops sign-ins, 1 port's cycle ${result.line.underSignIns.cycleMs.before} ms before (scryptSync N=2^14 on the loop) = ${result.line.underSignIns.toNone.before}x, ${result.line.underSignIns.cycleMs.after} ms after (N=2^17 off it) = ${result.line.underSignIns.toNone.after}x of ${result.line.underSignIns.cycleMs.none} ms with none`,
         result.lineMemory === null
           ? "  line memory: not measured (--memory-devices 0, or socat missing)"

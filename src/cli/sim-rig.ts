@@ -58,6 +58,8 @@ function child(cmd: string, args: string[]): RigChild {
 export interface PtyPair {
   station: string;
   device: string;
+  /** The socat process relaying between the two ptys. */
+  pid: number;
   /** Ends the pair (both links disappear, as when a cable is pulled). */
   close(): Promise<void>;
 }
@@ -83,6 +85,7 @@ export async function ptyPair(dir: string, name: string): Promise<PtyPair> {
   return {
     station,
     device,
+    pid: proc.pid!,
     close: () => {
       proc.kill("SIGTERM");
       return exited;

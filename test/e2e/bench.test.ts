@@ -48,6 +48,28 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
     "ports16To1",
   ])
     expect(line[key], key).toBeGreaterThan(0);
+  // What bounds 16 ports against 1: CPU by process, the event loop, durable writes, the cycle's parts.
+  type Run = Record<string, Record<string, number>> & { simProcesses: number };
+  const gang = j.line!.gang as unknown as Record<string, number>;
+  const runs = j.line!.gang as unknown as Record<"one" | "sixteen" | "sixteenSimPerPort", Run>;
+  for (const key of [
+    "stationCpuShare",
+    "rigCpuShare",
+    "eventLoopUtilization",
+    "fsyncMs",
+    "ports16To1SimPerPort",
+  ])
+    expect(gang[key], `gang.${key}`).toBeGreaterThan(0);
+  expect(runs.sixteen.simProcesses).toBe(1);
+  expect(runs.sixteenSimPerPort.simProcesses).toBe(16);
+  for (const run of [runs.one, runs.sixteen, runs.sixteenSimPerPort]) {
+    for (const key of ["station", "sims"])
+      expect(run.cpuMsPerDevice![key], `cpuMsPerDevice.${key}`).toBeGreaterThan(0);
+    for (const key of ["total", "wire", "station"])
+      expect(run.cycleMs![key], `cycleMs.${key}`).toBeGreaterThan(0);
+    expect(run.durable!.commitsPerDevice).toBeGreaterThan(0);
+    expect(run.eventLoop!.utilization).toBeGreaterThan(0);
+  }
   // One port's cycle while a user loops sign-ins, before and after, measured in this run.
   const under = j.line!.underSignIns as unknown as Record<string, Record<string, number>>;
   for (const when of ["none", "before", "after"])
