@@ -19,7 +19,9 @@ import type { Station } from "./compose.js";
 /** The station's export folder: export.dir from station.json, else <home>/exports. */
 export function exportFolder(s: Station): ExportFolder {
   const dir = s.config.export?.dir;
-  return dir ? new ExportFolder(dir, true) : new ExportFolder(join(s.home.dir, "exports"), false);
+  return dir
+    ? new ExportFolder(dir, true, s.home.dir)
+    : new ExportFolder(join(s.home.dir, "exports"), false);
 }
 
 /** The folder and the files in it (regular files only, newest first). @throws LinesignError EXPORT_DIR_UNAVAILABLE */

@@ -20,6 +20,7 @@ import { devStation, type TestStation } from "../helpers/station.js";
 import { startProc, type Proc } from "../helpers/serial.js";
 import { launchChromium, signIn } from "../helpers/chromium.js";
 import { receiptFor } from "../helpers/receipt.js";
+import { newTmpfs, unmount } from "../helpers/mounts.js";
 import { x509 } from "../../src/app/pki/x509.js";
 import {
   BUNDLE_FORMAT,
@@ -70,7 +71,8 @@ describe("the officer's station in the kiosk", () => {
 
   beforeAll(async () => {
     st = devStation();
-    media = mkdtempSync(join(tmpdir(), "linesign-media-"));
+    // The medium is a file system of its own (a tmpfs here), as a USB stick is.
+    media = newTmpfs("16m", "linesign-media-");
     backups = mkdtempSync(join(tmpdir(), "linesign-backups-"));
     const cfgPath = join(st.home, "station.json");
     const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as Record<string, unknown>;
@@ -125,6 +127,7 @@ describe("the officer's station in the kiosk", () => {
     await browser?.close();
     serve?.proc.kill("SIGINT");
     await serve?.exited;
+    if (media) unmount(media);
   });
 
   it("moves a profile, deactivates and activates a CA, publishes a CRL, exports a bundle, imports its receipt and backs up, from the screen", async () => {

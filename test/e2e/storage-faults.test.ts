@@ -20,17 +20,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { csrPem, deviceKey, makeCsr } from "../../fixtures/csr-factory.js";
 import { devStation, type TestStation } from "../helpers/station.js";
+import { newTmpfs, unmount } from "../helpers/mounts.js";
 
 let st: TestStation;
 const mounts: string[] = [];
 
 /** A tmpfs of `size` (e.g. "4m") mounted on a new folder. */
 function tmpfs(size: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "linesign-tmpfs-"));
-  const r = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], {
-    encoding: "utf8",
-  });
-  if (r.status !== 0) throw new Error(`cannot mount a tmpfs (run as root): ${r.stderr}`);
+  const dir = newTmpfs(size);
   mounts.push(dir);
   return dir;
 }
@@ -68,7 +65,7 @@ beforeAll(() => {
   expect(st.run(["issue", "--csr", csr, "--out", join(st.hsm.dir, "first.pem")]).code).toBe(0);
 });
 afterAll(() => {
-  for (const m of mounts.reverse()) spawnSync("umount", ["-l", m]);
+  for (const m of mounts.reverse()) unmount(m);
 });
 
 describe("storage faults through the CLI", () => {

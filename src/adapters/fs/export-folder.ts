@@ -42,6 +42,8 @@ export class ExportFolder {
   constructor(
     readonly dir: string,
     readonly configured: boolean,
+    /** The station home: a configured folder on its disk (or on the system's) is no medium. */
+    private readonly homeDir?: string,
   ) {}
 
   /**
@@ -72,12 +74,35 @@ export class ExportFolder {
       isDir = true;
     }
     if (!isDir) throw refuse("is not a folder");
+    // A medium that is not mounted leaves its mount point, an empty folder on the
+    // system's disk: what would be written there never leaves the station.
+    if (this.configured) {
+      const own = this.ownDisk();
+      if (own) throw refuse(`is on ${own}, not on a medium of its own: nothing is mounted there`);
+    }
     if (!write) return;
     try {
       accessSync(this.dir, constants.W_OK);
     } catch (cause) {
       throw refuse(`may not be written by this user (${(cause as { code?: string }).code})`, cause);
     }
+  }
+
+  /** Which of the station's own disks (the system's, the home's) the folder is on, if one. */
+  private ownDisk(): string | null {
+    const dev = (p: string): number | null => {
+      try {
+        return statSync(p).dev;
+      } catch {
+        return null;
+      }
+    };
+    const here = dev(this.dir);
+    if (here === null) return null;
+    if (here === dev("/")) return "the system's disk";
+    if (this.homeDir && here === dev(this.homeDir))
+      return `the disk of the station home ${this.homeDir}`;
+    return null;
   }
 
   /**

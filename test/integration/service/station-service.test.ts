@@ -6,6 +6,7 @@
  * Origin checks).
  */
 import {
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -34,6 +35,7 @@ import {
   type LoopbackListening,
 } from "../../../src/service/http.js";
 import { engineStation } from "../../helpers/engine.js";
+import { mountTmpfs, newTmpfs, unmount } from "../../helpers/mounts.js";
 import { RefusalLog } from "../../../src/app/refusal-log.js";
 import { verifyChain } from "../../../src/domain/event-log.js";
 import { discardRestore, stageRestore } from "../../../src/compose-backup.js";
@@ -72,7 +74,8 @@ describe("station service API", () => {
     backupDir = mkdtempSync(join(tmpdir(), "linesign-backups-"));
     const cfgPath = join(es.home, "station.json");
     const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as Record<string, unknown>;
-    exportDir = mkdtempSync(join(tmpdir(), "linesign-media-"));
+    // The medium is a file system of its own (a tmpfs here), as a USB stick is.
+    exportDir = newTmpfs("8m", "linesign-media-");
     writeFileSync(
       cfgPath,
       JSON.stringify({ ...cfg, backup: { dir: backupDir }, export: { dir: exportDir } }, null, 2),
@@ -89,6 +92,7 @@ describe("station service API", () => {
   afterAll(async () => {
     await service.close();
     await s.close();
+    unmount(exportDir);
   });
 
   it("lets each role reach exactly the channels its rule allows", async () => {
@@ -457,8 +461,10 @@ describe("station service API", () => {
         expect(on).toMatchObject({ ok: true, result: { status: "active", usedBy: [] } });
         expect(refusedCode(await ask("cas.activate", { label: "dev-ica" }))).toBe("CA_STATE");
 
-        // The export folder gone (the medium taken out): refused before signing, no number used.
-        rmdirSync(exportDir);
+        // The medium taken out: its mount point is left, an empty folder on the system's disk,
+        // where a CRL would never leave the station. Refused before signing, no number used.
+        unmount(exportDir);
+        expect(existsSync(exportDir)).toBe(true);
         const gone = await ask("cas.publishCrl", { ca: "ica-2" });
         expect(refusedCode(gone)).toBe("EXPORT_DIR_UNAVAILABLE");
         expect(gone.error?.message).toContain(exportDir);
@@ -467,7 +473,17 @@ describe("station service API", () => {
           outcome: "refused",
           code: "EXPORT_DIR_UNAVAILABLE",
         });
+        expect(gone.error?.message).toContain("nothing is mounted there");
+        expect(readdirSync(exportDir)).toEqual([]);
+        // The mount point gone as well: refused the same way.
+        rmdirSync(exportDir);
+        expect(refusedCode(await ask("cas.publishCrl", { ca: "ica-2" }))).toBe(
+          "EXPORT_DIR_UNAVAILABLE",
+        );
+        expect(s.ctx.store.lastCrl("ica-2")).toBeNull();
+        // The medium put back.
         mkdirSync(exportDir);
+        mountTmpfs(exportDir, "8m");
 
         // Published: the file is in the export folder, the screen is told where, the log has it.
         const crl = await ask("cas.publishCrl", { ca: "ica-2" });
