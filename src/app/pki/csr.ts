@@ -36,6 +36,8 @@ export interface ParsedCsr extends CsrFacts {
   spki: Uint8Array;
   /** The subjectPublicKey bits (for the subject key identifier). */
   publicKeyBits: Uint8Array;
+  /** The key as node's crypto holds it, when decoding made it (see DecodedKey). */
+  publicKey?: KeyObject;
   signatureAlgorithm: string;
   request: CertificationRequest;
 }
@@ -178,6 +180,7 @@ function parseCsrStrictly(input: Uint8Array): ParsedCsr {
     der,
     spki: decoded.spki,
     publicKeyBits: decoded.publicKeyBits,
+    ...(decoded.publicKey ? { publicKey: decoded.publicKey } : {}),
     sha256: sha256(der),
     spkiSha256: sha256(decoded.spki),
     key: decoded.key,
@@ -198,6 +201,12 @@ function parseCsrStrictly(input: Uint8Array): ParsedCsr {
 /** What proof of possession is checked over: plain data, so it can cross a thread boundary. */
 export interface SignedRequest {
   spki: Uint8Array;
+  /**
+   * The same key as node's crypto holds it, when parsing made it; a KeyObject
+   * crosses to another thread by postMessage, so the pool's parse saves the
+   * main thread's decoding.
+   */
+  publicKey?: KeyObject;
   /** The certificationRequestInfo bytes exactly as the device signed them. */
   signed: Uint8Array;
   signature: Uint8Array;
@@ -208,6 +217,7 @@ export interface SignedRequest {
 export function signedRequest(csr: ParsedCsr): SignedRequest {
   return {
     spki: csr.spki,
+    ...(csr.publicKey ? { publicKey: csr.publicKey } : {}),
     signed: new Uint8Array(csr.request.certificationRequestInfoRaw!),
     signature: new Uint8Array(csr.request.signature),
     signatureAlgorithm: csr.signatureAlgorithm,
@@ -226,7 +236,8 @@ export function verifyCsrSignature(csr: SignedRequest): void {
   let key: KeyObject;
   try {
     // The station's own encoding of the key, decoded and checked before (public-key.ts).
-    key = createPublicKey({ key: Buffer.from(csr.spki), format: "der", type: "spki" });
+    key =
+      csr.publicKey ?? createPublicKey({ key: Buffer.from(csr.spki), format: "der", type: "spki" });
   } catch {
     throw new LinesignError(
       "KEY_TYPE_NOT_ALLOWED",

@@ -8,6 +8,10 @@
  *
  * Used on every request before it is decoded, and on every certificate and
  * CRL the station produces before it leaves (see assertDer).
+ *
+ * derElement frames content already encoded (by asn1js / asn1-schema) in one
+ * tag and a minimal definite length, so a certificate's template can splice
+ * its per-device parts between parts encoded once.
  */
 
 /** One element: where it is, what it is, and its children when constructed. */
@@ -293,3 +297,28 @@ export function oidOf(b: Uint8Array, n: DerNode): string {
   const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
   return [...head, ...arcs.slice(1)].join(".");
 }
+
+/** One element of `tag` (a single identifier octet) around `parts`, in DER's minimal definite length. */
+export function derElement(tag: number, parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  let lengthOctets = 0;
+  if (length >= 0x80) for (let l = length; l > 0; l = Math.floor(l / 256)) lengthOctets++;
+  const out = new Uint8Array(2 + lengthOctets + length);
+  out[0] = tag;
+  let at = 1;
+  if (lengthOctets === 0) {
+    out[at++] = length;
+  } else {
+    out[at++] = 0x80 | lengthOctets;
+    for (let i = lengthOctets - 1; i >= 0; i--) out[at++] = Math.floor(length / 256 ** i) % 256;
+  }
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A SEQUENCE of elements already encoded. */
+export const derSequence = (parts: readonly Uint8Array[]): Uint8Array => derElement(0x30, parts);

@@ -1,7 +1,8 @@
 /**
- * Device certificates: the to-be-signed certificate is built with asn1js from
- * parts encoded once per CA (issuer name, signature algorithm, authority key
- * identifier) and constant extensions, signed through the Signer port by the
+ * Device certificates: the to-be-signed certificate is a template of parts
+ * encoded once per CA (issuer name, signature algorithm, authority key
+ * identifier) and constant extensions, with the per-device parts encoded by
+ * asn1js / asn1-schema and spliced in; signed through the Signer port by the
  * caller, then wrapped. Split in encode / build / assemble so that building
  * can run in a worker thread while signing stays with the token's session.
  */
@@ -14,7 +15,7 @@ import { ATTRIBUTE_OIDS } from "../../domain/x500.js";
 import { isEc, type KeyType } from "../../domain/keys.js";
 import { keyAlgorithmFor } from "./signing-crypto.js";
 import { x509 } from "./x509.js";
-import { assertDer } from "./der.js";
+import { assertDer, derElement, derSequence } from "./der.js";
 
 /** Turns WebCrypto r||s into the DER ECDSA-Sig-Value a certificate carries. */
 const ecFormatter = new x509.AsnEcSignatureFormatter();
@@ -26,11 +27,21 @@ const SIGNATURE_OIDS = {
   "rsa-3072": "1.2.840.113549.1.1.11",
 } as const;
 
-/** An asn1js block from DER (parts encoded once, or taken from the request as they are). */
-function block(der: Uint8Array): asn1js.AsnType {
-  const parsed = asn1js.fromBER(der.slice().buffer);
+/** DER of an asn1-schema value. */
+const der = (v: unknown): Uint8Array => new Uint8Array(AsnConvert.serialize(v));
+
+/** DER of an asn1js block. */
+const toDer = (b: asn1js.AsnType): Uint8Array => new Uint8Array(b.toBER());
+
+/**
+ * The bytes asn1js writes for an encoding it reads (the CA's name, as the
+ * builder always re-encoded it), so a template holds exactly what building
+ * the whole tree would write.
+ */
+function canonical(bytes: Uint8Array): Uint8Array {
+  const parsed = asn1js.fromBER(bytes.slice().buffer);
   if (parsed.offset === -1) throw new Error(`cannot re-read DER: ${parsed.result.error}`);
-  return parsed.result;
+  return toDer(parsed.result);
 }
 
 function extension(oid: string, critical: boolean, value: unknown): asn1.Extension {
@@ -41,11 +52,11 @@ function extension(oid: string, critical: boolean, value: unknown): asn1.Extensi
   });
 }
 
-/** A CA's parts of every certificate it signs, encoded once and reused. */
+/** A CA's parts of every certificate it signs, encoded once and reused (DER bytes). */
 export interface IssuerEncoding {
-  name: asn1js.AsnType;
-  algorithm: asn1js.AsnType;
-  aki: asn1js.AsnType;
+  name: Uint8Array;
+  algorithm: Uint8Array;
+  aki: Uint8Array;
   ec: boolean;
   /** The CA key's WebCrypto algorithm (ECDSA: curve and hash), for the signature formatter. */
   ecParams: ReturnType<typeof keyAlgorithmFor> | null;
@@ -63,11 +74,10 @@ export function encodeIssuer(caCertDer: Uint8Array, keyType: KeyType): IssuerEnc
         .update(new Uint8Array(ca.tbsCertificate.subjectPublicKeyInfo.subjectPublicKey))
         .digest().buffer;
   const ec = isEc(keyType);
-  const der = (v: unknown): Uint8Array => new Uint8Array(AsnConvert.serialize(v));
   return {
-    name: block(der(ca.tbsCertificate.subject)),
+    name: canonical(der(ca.tbsCertificate.subject)),
     // ECDSA algorithm identifiers have absent parameters; RSA ones carry NULL.
-    algorithm: block(
+    algorithm: canonical(
       der(
         new asn1.AlgorithmIdentifier({
           algorithm: SIGNATURE_OIDS[keyType],
@@ -75,7 +85,7 @@ export function encodeIssuer(caCertDer: Uint8Array, keyType: KeyType): IssuerEnc
         }),
       ),
     ),
-    aki: block(
+    aki: canonical(
       der(
         extension(
           asn1.id_ce_authorityKeyIdentifier,
@@ -89,8 +99,7 @@ export function encodeIssuer(caCertDer: Uint8Array, keyType: KeyType): IssuerEnc
   };
 }
 
-const constant = (e: asn1.Extension): asn1js.AsnType =>
-  block(new Uint8Array(AsnConvert.serialize(e)));
+const constant = (e: asn1.Extension): Uint8Array => canonical(der(e));
 const BASIC_CONSTRAINTS = constant(
   extension(asn1.id_ce_basicConstraints, true, new asn1.BasicConstraints({ cA: false })),
 );
@@ -106,6 +115,13 @@ const KU_RSA = constant(
     true,
     new asn1.KeyUsage(asn1.KeyUsageFlags.digitalSignature | asn1.KeyUsageFlags.keyEncipherment),
   ),
+);
+/** version [0] EXPLICIT INTEGER 2 (v3). */
+const VERSION_V3 = toDer(
+  new asn1js.Constructed({
+    idBlock: { tagClass: 3, tagNumber: 0 },
+    value: [new asn1js.Integer({ value: 2 })],
+  }),
 );
 
 /** The subject name: one attribute per RDN, in order. */
@@ -157,22 +173,23 @@ export interface LeafParams {
 }
 
 /**
- * Builds the to-be-signed certificate. Parts encoded once per CA (issuer
- * name, algorithm, AKI) and the constant extensions are reused; the SPKI is
- * the station's own encoding of the device's key, never the request's bytes.
+ * Builds the to-be-signed certificate from a template: the parts encoded
+ * once per CA (issuer name, algorithm, AKI) and the constant extensions are
+ * kept as DER and spliced between the few parts encoded per device (serial,
+ * validity, subject, SPKI, SKI, SAN). The SPKI is the station's own encoding
+ * of the device's key, never the request's bytes.
  */
-export function buildTbs(
-  issuer: IssuerEncoding,
-  p: LeafParams,
-): { tbs: asn1js.Sequence; der: Uint8Array } {
+export function buildTbs(issuer: IssuerEncoding, p: LeafParams): Uint8Array {
   const ski = createHash("sha1").update(p.publicKeyBits).digest();
-  const extensions: asn1js.AsnType[] = [
+  const extensions: Uint8Array[] = [
     BASIC_CONSTRAINTS,
     p.rsaKey ? KU_RSA : KU_EC,
     EKU_CLIENT_AUTH,
-    simpleExtension(
-      asn1.id_ce_subjectKeyIdentifier,
-      new asn1js.OctetString({ valueHex: ski }).toBER(),
+    toDer(
+      simpleExtension(
+        asn1.id_ce_subjectKeyIdentifier,
+        new asn1js.OctetString({ valueHex: ski }).toBER(),
+      ),
     ),
     issuer.aki,
   ];
@@ -185,45 +202,36 @@ export function buildTbs(
           ),
       ),
     );
-    extensions.push(simpleExtension(asn1.id_ce_subjectAltName, AsnConvert.serialize(san)));
+    extensions.push(toDer(simpleExtension(asn1.id_ce_subjectAltName, AsnConvert.serialize(san))));
   }
-  const tbs = new asn1js.Sequence({
-    value: [
-      new asn1js.Constructed({
-        idBlock: { tagClass: 3, tagNumber: 0 },
-        value: [new asn1js.Integer({ value: 2 })],
-      }),
-      new asn1js.Integer({ valueHex: Buffer.from(p.serialHex, "hex") }),
-      issuer.algorithm,
-      issuer.name,
-      new asn1js.Sequence({ value: [timeAsn(p.notBefore), timeAsn(p.notAfter)] }),
-      nameAsn(p.subject),
-      block(p.spki),
-      new asn1js.Constructed({
-        idBlock: { tagClass: 3, tagNumber: 3 },
-        value: [new asn1js.Sequence({ value: extensions })],
-      }),
-    ],
-  });
-  return { tbs, der: new Uint8Array(tbs.toBER()) };
+  return derSequence([
+    VERSION_V3,
+    toDer(new asn1js.Integer({ valueHex: Buffer.from(p.serialHex, "hex") })),
+    issuer.algorithm,
+    issuer.name,
+    toDer(new asn1js.Sequence({ value: [timeAsn(p.notBefore), timeAsn(p.notAfter)] })),
+    toDer(nameAsn(p.subject)),
+    p.spki,
+    derElement(0xa3, [derSequence(extensions)]),
+  ]);
 }
 
 /** Wraps a signed TBS into the certificate; `signature` in WebCrypto form (r||s for ECDSA). */
 export function assembleCertificate(
   issuer: IssuerEncoding,
-  tbs: asn1js.Sequence,
+  tbsDer: Uint8Array,
   signature: Uint8Array,
 ): Uint8Array {
   const value = issuer.ec
     ? ecFormatter.toAsnSignature(issuer.ecParams!, signature.slice().buffer)
     : signature.slice().buffer;
   if (!value) throw new Error("the token returned an ECDSA signature of the wrong size");
-  const der = new Uint8Array(
-    new asn1js.Sequence({
-      value: [tbs, issuer.algorithm, new asn1js.BitString({ valueHex: value })],
-    }).toBER(),
-  );
+  const cert = derSequence([
+    tbsDer,
+    issuer.algorithm,
+    toDer(new asn1js.BitString({ valueHex: value })),
+  ]);
   // Nothing leaves the station that a strict DER reader would refuse.
-  assertDer(der, "a device certificate");
-  return der;
+  assertDer(cert, "a device certificate");
+  return cert;
 }

@@ -24,7 +24,6 @@ import {
   type SignedRequest,
 } from "./csr.js";
 import { assembleCertificate, buildTbs, encodeIssuer, type IssuerEncoding } from "./leaf.js";
-import type * as asn1js from "asn1js";
 
 export interface PrepareInput {
   csr: Uint8Array;
@@ -86,7 +85,7 @@ const now = (): bigint => process.hrtime.bigint();
 /** Keeps what is reused between requests in one thread: CA encodings, and TBS blocks awaiting their signature. */
 export class PrepareContext {
   private readonly issuers = new Map<string, IssuerEncoding>();
-  private readonly pending = new Map<number, { tbs: asn1js.Sequence; issuer: IssuerEncoding }>();
+  private readonly pending = new Map<number, { tbsDer: Uint8Array; issuer: IssuerEncoding }>();
 
   /** Runs the pure steps; a refusal comes back as data, never thrown. `job` names the TBS kept for assemble(). */
   prepare(job: number, input: PrepareInput): PrepareResult {
@@ -124,7 +123,7 @@ export class PrepareContext {
       if (input.ca) {
         const issuer = this.issuer(input.ca);
         const id = deviceId;
-        const built = buildTbs(issuer, {
+        tbsDer = buildTbs(issuer, {
           serialHex: input.serialHex,
           subject: buildSubject(profile, id, copied),
           spki: csr.spki,
@@ -134,8 +133,7 @@ export class PrepareContext {
           notAfter,
           sans: profile.san.map((s) => ({ type: s.type, value: expandTemplate(s.template, id) })),
         });
-        this.pending.set(job, { tbs: built.tbs, issuer });
-        tbsDer = built.der;
+        this.pending.set(job, { tbsDer, issuer });
       }
       timings.build = Number(now() - t);
       return {
@@ -178,7 +176,7 @@ export class PrepareContext {
         `No prepared certificate ${job} is waiting for a signature.`,
       );
     this.pending.delete(job);
-    return assembleCertificate(p.issuer, p.tbs, signature);
+    return assembleCertificate(p.issuer, p.tbsDer, signature);
   }
 
   /** Forgets a job that will not be signed (refused by a later check). */

@@ -5,7 +5,7 @@
  * key reuse is judged on it, so one key has one encoding whatever the device
  * sent. Whether a point lies on its curve is left to node's crypto (OpenSSL).
  */
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import { LinesignError } from "../../domain/errors.js";
@@ -52,6 +52,12 @@ export interface DecodedKey {
   spki: Uint8Array;
   /** The subjectPublicKey bits inside it (the subject key identifier is their SHA-1). */
   publicKeyBits: Uint8Array;
+  /**
+   * The key as node's crypto holds it, when decoding already made it (an EC
+   * key, to check its point): the signature check reuses it instead of
+   * decoding the SPKI again (OpenSSL's decoder is the costly part of both).
+   */
+  publicKey?: KeyObject;
 }
 
 function invalid(why: string, details: Record<string, unknown> = {}): LinesignError {
@@ -155,16 +161,17 @@ function decodeEc(
     }),
     point,
   );
+  let publicKey: KeyObject;
   try {
     // OpenSSL refuses a point not on the curve, or with a coordinate outside the field.
-    createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+    publicKey = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
   } catch {
     throw invalid(`its point is not on the curve ${curve.name}`);
   }
   const key: DeviceKey = curve.station
     ? { kind: "ec", curve: curve.station }
     : { kind: "other", name: `EC ${curve.name}` };
-  return { key, spki, publicKeyBits: point };
+  return { key, spki, publicKeyBits: point, publicKey };
 }
 
 function decodeRsa(params: DerNode | undefined, bits: Uint8Array): DecodedKey {
