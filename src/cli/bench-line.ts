@@ -108,15 +108,14 @@ export interface GangRun {
   /** The station's event loop: its utilization (0 to 1), and how late a 10 ms timer ran, ms. */
   eventLoop: { utilization: number; delayMsP50: number; delayMsP99: number; delayMsMax: number };
   /**
-   * Durable writes per device, each one fsync: group commits (and the records in each, and
-   * the ms each spent moving the token's log head after it), and log entries written alone
-   * (line.session, its own transaction).
+   * Durable writes per device, each one fsync: group commits (each device's issuance, its
+   * delivery, its confirmation and its line.session record, shared with the other ports'),
+   * the records in each, and the ms each spent moving the token's log head after it.
    */
   durable: {
     commitsPerDevice: number;
     itemsPerCommit: number;
     headMsPerCommit: number;
-    lonePerDevice: number;
   };
   /**
    * One device's cycle as the device sees it, ms: in all; bytes on the wire at the baud rate;
@@ -148,17 +147,6 @@ export function fsyncProbeMs(dir: string): number {
   }
   ms.sort((x, y) => x - y);
   return ms[Math.floor(ms.length / 2)]!;
-}
-
-/** Entries of the log whose action is `action` (the bench's logs are short). */
-function entriesOf(s: Station, action: string): number {
-  let n = 0;
-  for (let after = 0; ;) {
-    const page = s.ctx.store.storedEvents(after, 4096);
-    if (page.length === 0) return n;
-    for (const e of page) if (e[3] === action) n++;
-    after = page.at(-1)![11];
-  }
 }
 
 const r1 = (x: number): number => Number(x.toFixed(1));
@@ -209,7 +197,6 @@ export async function runLine(
         return sum === null || ms === null ? null : sum + ms;
       }, 0);
     const stats0 = { ...s.issuance.committer.stats };
-    const sessions0 = entriesOf(s, "line.session");
     const delay = monitorEventLoopDelay({ resolution: 10 });
     delay.enable();
     const load0 = loadavg()[0]!;
@@ -241,7 +228,6 @@ export async function runLine(
     const m1 = machineCpuMs();
     const load1 = loadavg()[0]!;
     delay.disable();
-    const lone = entriesOf(s, "line.session") - sessions0;
     running = false;
     await besideLoop;
     await Promise.all(sims.map((c) => c.exited));
@@ -302,7 +288,6 @@ export async function runLine(
         commitsPerDevice: r3(batches / n),
         itemsPerCommit: r3((stats.items - stats0.items) / Math.max(1, batches)),
         headMsPerCommit: r3((stats.headMs - stats0.headMs) / Math.max(1, batches)),
-        lonePerDevice: r3(lone / n),
       },
       cycleMs: {
         total: r1(total),

@@ -132,7 +132,7 @@ function gangLine(line: LineBenchResult): string {
     `${pct(g.cpuShare?.other)} to other programs, ${pct(g.cpuShare?.idle)} idle; the station's event loop was busy ${pct(g.eventLoop.utilization)} (a 10 ms timer p99 ${g.eventLoop.delayMsP99} ms late)\n` +
     `           CPU ms per device: station ${c.station} (event loop ${c.stationMain ?? "?"}), simulators ${c.sims}, socat ${c.socat ?? "?"}; ` +
     `cycle ${g.cycleMs.total} ms = wire ${g.cycleMs.wire} + station ${g.cycleMs.station} + device ${g.cycleMs.device}; ` +
-    `${g.durable.commitsPerDevice} commits and ${g.durable.lonePerDevice} lone log writes per device (fsync ${line.gang.fsyncMs} ms)\n`
+    `${g.durable.commitsPerDevice} durable commits per device (${g.durable.itemsPerCommit} records each; fsync ${line.gang.fsyncMs} ms)\n`
   );
 }
 

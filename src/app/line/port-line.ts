@@ -642,11 +642,40 @@ export class PortLine {
       ms,
       wireBytes: session.wireBytes,
     });
-    this.record(session, "ok", null, null);
     // Keep the answer: if DONE is lost, the device's repeated STORED gets it again.
     const done = this.answered;
+    const link = this.link;
+    // The exchange is over: nothing that happens while its record is written can fail it.
+    this.session = null;
+    await this.recordConfirmed(session);
+    // Written before the port greets again (unless the port went, or a device started meanwhile).
+    if (this.link !== link || this.session !== null) return;
     this.backToIdle();
     this.answered = done;
+  }
+
+  /**
+   * The record of a confirmed exchange, through the group commit: the records of ports that
+   * confirm at the same moment share one durable transaction (one fsync) with each other and
+   * with the issuances committed then, where a record written alone cost a transaction of its
+   * own on the event loop for every device. A lock held by another process is waited out there.
+   */
+  private async recordConfirmed(session: Session): Promise<void> {
+    const entry = sessionEntry(
+      this.ctx.actor,
+      this.o.path,
+      this.o.workOrder,
+      session,
+      "ok",
+      null,
+      null,
+      {},
+    );
+    try {
+      await this.engine.committer.commit(() => this.ctx.store.appendEvent(entry));
+    } catch (err) {
+      this.ctx.logger.error({ err, port: this.o.path }, "could not record a line session");
+    }
   }
 
   /**
