@@ -396,6 +396,11 @@ export class SqliteStationStore implements StationStore {
   private readonly insertIssuanceStmt;
   private readonly insertRejectionStmt;
   private readonly bySpkiStmt;
+  /**
+   * Statements of the lookups every issuance and every state change makes, prepared once:
+   * preparing one is SQLite compiling it, which each call used to do again on the event loop.
+   */
+  private readonly prepared = new Map<string, Database.Statement>();
   private readonly liveStmt;
 
   private readonly storedPageStmt;
@@ -628,8 +633,7 @@ export class SqliteStationStore implements StationStore {
   }
 
   getCa(label: string): CaRecord | null {
-    const row = this.db.prepare("SELECT * FROM cas WHERE label = ?").get(label) as
-      CaRow | undefined;
+    const row = this.statement("SELECT * FROM cas WHERE label = ?").get(label) as CaRow | undefined;
     return row ? toCa(row) : null;
   }
 
@@ -675,7 +679,7 @@ export class SqliteStationStore implements StationStore {
   }
 
   getIssuance(id: number): IssuanceRecord | null {
-    const row = this.db.prepare("SELECT * FROM issuances WHERE id = ?").get(id) as
+    const row = this.statement("SELECT * FROM issuances WHERE id = ?").get(id) as
       IssuanceRow | undefined;
     return row ? toIssuance(row) : null;
   }
@@ -697,10 +701,20 @@ export class SqliteStationStore implements StationStore {
     return row ? toIssuance(row) : null;
   }
 
+  /** The statement for `sql`, prepared on first use and kept. */
+  private statement(sql: string): Database.Statement {
+    let st = this.prepared.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.prepared.set(sql, st);
+    }
+    return st;
+  }
+
   setIssuanceState(id: number, state: IssuanceState, reason: string | null): void {
-    const info = this.db
-      .prepare("UPDATE issuances SET state = ?, state_reason = ?, updated_at = ? WHERE id = ?")
-      .run(state, reason, this.clock.now().toISOString(), id);
+    const info = this.statement(
+      "UPDATE issuances SET state = ?, state_reason = ?, updated_at = ? WHERE id = ?",
+    ).run(state, reason, this.clock.now().toISOString(), id);
     if (info.changes !== 1)
       throw new LinesignError("ISSUANCE_UNKNOWN", `No issuance has id ${id}.`);
   }
@@ -1066,7 +1080,7 @@ export class SqliteStationStore implements StationStore {
   }
 
   getWorkOrder(id: string): WorkOrder | null {
-    const r = this.db.prepare("SELECT * FROM work_orders WHERE id = ?").get(id) as
+    const r = this.statement("SELECT * FROM work_orders WHERE id = ?").get(id) as
       WorkOrderRow | undefined;
     return r ? toWorkOrder(r) : null;
   }
@@ -1122,9 +1136,9 @@ export class SqliteStationStore implements StationStore {
 
   countIssuedFor(workOrder: string): number {
     return (
-      this.db
-        .prepare("SELECT COUNT(DISTINCT device_id) AS n FROM issuances WHERE work_order = ?")
-        .get(workOrder) as { n: number }
+      this.statement(
+        "SELECT COUNT(DISTINCT device_id) AS n FROM issuances WHERE work_order = ?",
+      ).get(workOrder) as { n: number }
     ).n;
   }
 
@@ -1134,9 +1148,10 @@ export class SqliteStationStore implements StationStore {
 
   workOrderHasDevice(workOrder: string, deviceId: string): boolean {
     return (
-      this.db
-        .prepare("SELECT 1 FROM issuances WHERE work_order = ? AND device_id = ? LIMIT 1")
-        .get(workOrder, deviceId) !== undefined
+      this.statement("SELECT 1 FROM issuances WHERE work_order = ? AND device_id = ? LIMIT 1").get(
+        workOrder,
+        deviceId,
+      ) !== undefined
     );
   }
 
