@@ -48,10 +48,17 @@ export async function publishCrl(
   nextUpdate: string;
 }> {
   const folder = exportFolder(s);
-  await act(s.ctx, "ca.crl", ca, async () => folder.check(true));
-  const r = await s.revocation.crl(ca, days);
+  // The file's place is taken before the CRL is signed: a folder that cannot take it costs no number.
+  const file = await act(s.ctx, "ca.crl", ca, async () => folder.reserve());
+  let r: Awaited<ReturnType<typeof s.revocation.crl>>;
+  try {
+    r = await s.revocation.crl(ca, days);
+  } catch (e) {
+    file.release();
+    throw e;
+  }
   const out = await act(s.ctx, "ca.crl", ca, async () =>
-    folder.write(`crl-${r.ca}-${r.number}.pem`, r.pem),
+    file.write(r.pem, `crl-${r.ca}-${r.number}.pem`),
   );
   return {
     out,
@@ -81,17 +88,18 @@ export async function exportBundleTo(
   verificationExpiry: string | null;
 }> {
   const folder = exportFolder(s);
-  await act(s.ctx, "bundle.export", target, async () => folder.check(true));
-  const { file, manifest, verificationExpiry } = await exportBundle(
-    s.ctx,
-    s.ca,
-    s.checkpointer,
-    s.sync,
-    target,
-    registrationCode,
-  );
+  // The file's place is taken before the bundle is signed and recorded.
+  const place = await act(s.ctx, "bundle.export", target, async () => folder.reserve());
+  let made: Awaited<ReturnType<typeof exportBundle>>;
+  try {
+    made = await exportBundle(s.ctx, s.ca, s.checkpointer, s.sync, target, registrationCode);
+  } catch (e) {
+    place.release();
+    throw e;
+  }
+  const { file, manifest, verificationExpiry } = made;
   const out = await act(s.ctx, "bundle.export", target, async () =>
-    folder.write(`bundle-${target}-${manifest.id}.json`, JSON.stringify(file) + "\n"),
+    place.write(JSON.stringify(file) + "\n", `bundle-${target}-${manifest.id}.json`),
   );
   return {
     out,

@@ -113,9 +113,17 @@ export function registerRevocationCommands(program: Command, d: CommandDeps): vo
     .option("--days <n>", "until the next update", "7")
     .action(async (o: { ca: string; out?: string; days: string }) => {
       await withStation(async (s) => {
-        const r = await s.revocation.crl(o.ca, Number(o.days));
-        if (o.out) {
-          s.home.writeFile(o.out, r.pem, 0o644);
+        // The file's place is taken before the CRL is signed: a path that cannot take it costs no number.
+        const file = o.out ? s.home.reserveFile(o.out, 0o644) : null;
+        let r: Awaited<ReturnType<typeof s.revocation.crl>>;
+        try {
+          r = await s.revocation.crl(o.ca, Number(o.days));
+        } catch (e) {
+          file?.release();
+          throw e;
+        }
+        if (o.out && file) {
+          file.write(r.pem);
           emit(
             {
               ok: true,

@@ -300,15 +300,24 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
     )
     .action(async (o: { target: string; out: string; registrationCode?: string }) => {
       await d.withStation(async (s) => {
-        const { file, manifest, verificationExpiry } = await exportBundle(
-          s.ctx,
-          s.ca,
-          s.checkpointer,
-          s.sync,
-          o.target,
-          o.registrationCode,
-        );
-        s.home.writeFile(o.out, JSON.stringify(file) + "\n", 0o644);
+        // The file's place is taken before the bundle is signed and recorded.
+        const place = s.home.reserveFile(o.out, 0o644);
+        let made: Awaited<ReturnType<typeof exportBundle>>;
+        try {
+          made = await exportBundle(
+            s.ctx,
+            s.ca,
+            s.checkpointer,
+            s.sync,
+            o.target,
+            o.registrationCode,
+          );
+        } catch (e) {
+          place.release();
+          throw e;
+        }
+        const { file, manifest, verificationExpiry } = made;
+        place.write(JSON.stringify(file) + "\n");
         d.emit(
           {
             ok: true,

@@ -85,6 +85,14 @@ describe("revocation and CRL", () => {
   it("signs CRLs in the token with reason codes and a growing number; openssl refuses the revoked leaf", () => {
     const one = join(st.hsm.dir, "crl1.pem");
     const two = join(st.hsm.dir, "crl2.pem");
+    // A file that cannot be written is refused before the CRL is signed: no number is spent.
+    const nowhere = join(st.hsm.dir, "no-such-folder", "crl0.pem");
+    const refused = st.run(["crl", "--ca", "dev-ica", "--out", nowhere, "--json"]);
+    expect(refused.code).toBe(1);
+    expect(refused.json.error).toMatchObject({ code: "FILE_WRITE_FAILED" });
+    expect(refused.json.error!.message).toContain(nowhere);
+    expect(refused.json.error!.message).toContain("the folder does not exist");
+    expect(st.events().filter((e) => e.action === "ca.crl")).toEqual([]);
     expect(st.run(["crl", "--ca", "dev-ica", "--out", one, "--json"]).json).toMatchObject({
       number: 1,
       entries: 3,

@@ -371,6 +371,13 @@ describe("AWS IoT sync: Things, policies and groups", { timeout: 300_000 }, () =
       (await run(["uploader", "enroll", "--name", "identity-up", "--cert", String(made.json.cert)]))
         .code,
     ).toBe(0);
+    // A bundle file that cannot be written is refused before the bundle is signed and recorded.
+    const nowhere = join(dir, "no-such-folder", "identity-0.json");
+    const refused = await run(["export", "--target", "offline", "--out", nowhere]);
+    expect(refused.code).toBe(1);
+    expect(refused.json.error).toMatchObject({ code: "FILE_WRITE_FAILED" });
+    expect(refused.json.error!.message).toContain(nowhere);
+    expect(events("bundle.export")).toEqual([]);
     const round = async (n: number) => {
       const bundle = join(dir, `identity-${n}.json`);
       const ex = await run(["export", "--target", "offline", "--out", bundle]);

@@ -59,6 +59,47 @@ export function writeFileAtomic(
   data: string | Uint8Array,
   options: { mode?: number; exclusive?: boolean } = {},
 ): void {
+  reserveFile(path, options).write(data);
+}
+
+/** A file's place taken before its content exists (see reserveFile). */
+export interface ReservedFile {
+  readonly path: string;
+  /**
+   * Writes the content whole, syncs it and puts it in place: at `path`, or at
+   * `name` in the same folder when the name depends on the content (a CRL's number).
+   * @throws LinesignError FILE_WRITE_FAILED
+   */
+  write(data: string | Uint8Array, name?: string): string;
+  /** Gives the place up: nothing is left behind. */
+  release(): void;
+}
+
+/**
+ * Takes the place of a file that is about to be made: its temp file is
+ * created now, so a folder that is missing, read-only, not writable or full
+ * of names, or (`exclusive`) a file already there, is refused before the
+ * content is made (a CRL number or a signature spent). `write` then completes
+ * it as writeFileAtomic does.
+ * @throws LinesignError FILE_WRITE_FAILED naming the path, the cause and the fix
+ */
+export function reserveFile(
+  path: string,
+  options: { mode?: number; exclusive?: boolean } = {},
+): ReservedFile {
+  let target = path;
+  const refuse = (cause: unknown, renamed: boolean): LinesignError => {
+    if (cause instanceof LinesignError) return cause;
+    const code = (cause as { code?: string }).code ?? "unknown";
+    return new LinesignError(
+      "FILE_WRITE_FAILED",
+      `Could not write ${target} (${code}): ${FIXES[code] ?? "check that the folder exists and is writable"}.` +
+        (renamed
+          ? " The file is in place but its folder could not be synced to disk."
+          : " Nothing was written."),
+      { cause, details: { path: target, cause: code } },
+    );
+  };
   if (options.exclusive && existsSync(path)) {
     throw new LinesignError(
       "FILE_WRITE_FAILED",
@@ -67,49 +108,65 @@ export function writeFileAtomic(
     );
   }
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(8).toString("hex")}.tmp`);
-  let renamed = false;
+  let fd: number | null;
   try {
-    const fd = openSync(
+    fd = openSync(
       tmp,
       constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
       options.mode ?? 0o600,
     );
-    try {
-      // The mode asked for, whatever the umask (the station runs under 077): a certificate export is 0644.
-      fchmodSync(fd, options.mode ?? 0o600);
-      writeAll(fd, typeof data === "string" ? Buffer.from(data) : data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (options.exclusive) placeNew(tmp, path);
-    else renameSync(tmp, path);
-    renamed = true;
-    const dir = openSync(dirname(path), "r");
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
   } catch (cause) {
-    if (cause instanceof LinesignError) throw cause;
-    if (!renamed) {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        // the temp file may not exist
-      }
-    }
-    const code = (cause as { code?: string }).code ?? "unknown";
-    throw new LinesignError(
-      "FILE_WRITE_FAILED",
-      `Could not write ${path} (${code}): ${FIXES[code] ?? "check that the folder exists and is writable"}.` +
-        (renamed
-          ? " The file is in place but its folder could not be synced to disk."
-          : " Nothing was written."),
-      { cause, details: { path, cause: code } },
-    );
+    throw refuse(cause, false);
   }
+  const drop = (): void => {
+    if (fd !== null) {
+      try {
+        closeSync(fd);
+      } catch {
+        // closing is all that is left to do
+      }
+      fd = null;
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+  };
+  return {
+    path,
+    release: drop,
+    write(data, name) {
+      if (fd === null)
+        throw new Error(`${path}: the reserved file was already written or released`);
+      if (name !== undefined) {
+        if (basename(name) !== name) throw new Error(`${name}: a name in the folder, not a path`);
+        target = join(dirname(path), name);
+      }
+      let renamed = false;
+      try {
+        const f = fd;
+        fchmodSync(f, options.mode ?? 0o600);
+        writeAll(f, typeof data === "string" ? Buffer.from(data) : data);
+        fsyncSync(f);
+        fd = null;
+        closeSync(f);
+        if (options.exclusive) placeNew(tmp, target);
+        else renameSync(tmp, target);
+        renamed = true;
+        const dir = openSync(dirname(path), "r");
+        try {
+          fsyncSync(dir);
+        } finally {
+          closeSync(dir);
+        }
+      } catch (cause) {
+        if (!renamed) drop();
+        throw refuse(cause, renamed);
+      }
+      return target;
+    },
+  };
 }
 
 /** Puts `tmp` at `path` only if nothing is there, at the moment of the move. */

@@ -19,7 +19,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { LinesignError } from "../../domain/errors.js";
-import { writeFileAtomic } from "./atomic.js";
+import { reserveFile, type ReservedFile } from "./atomic.js";
 
 /** A file's name in the folder: letters, digits, '.', '_', '-', starting with a letter or digit. */
 export const EXPORT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
@@ -106,16 +106,28 @@ export class ExportFolder {
   }
 
   /**
-   * Writes a new file `name` whole (never over an existing one) and returns its path.
+   * Takes the place of a new file in the folder before its content is made
+   * (signed); `write(data, name)` on the answer puts it there whole as `name`
+   * (a plain name, never over an existing file).
    * @throws LinesignError EXPORT_DIR_UNAVAILABLE, FILE_WRITE_FAILED
    */
-  write(name: string, data: string | Uint8Array): string {
-    if (!EXPORT_NAME.test(name))
-      throw new LinesignError("USAGE", `"${name.slice(0, 60)}" is not a plain file name.`);
+  reserve(): ReservedFile {
     this.check(true);
-    const path = join(this.dir, name);
-    writeFileAtomic(path, data, { mode: 0o644, exclusive: true });
-    return path;
+    const file = reserveFile(join(this.dir, "new"), { mode: 0o644, exclusive: true });
+    return {
+      path: file.path,
+      release: () => file.release(),
+      write: (data, name) => {
+        if (name === undefined || !EXPORT_NAME.test(name)) {
+          file.release();
+          throw new LinesignError(
+            "USAGE",
+            `"${String(name).slice(0, 60)}" is not a plain file name.`,
+          );
+        }
+        return file.write(data, name);
+      },
+    };
   }
 
   /**

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { homedir } from "node:os";
 import { parseStationConfig, type StationConfig } from "../../domain/config.js";
 import { LinesignError } from "../../domain/errors.js";
-import { writeFileAtomic } from "./atomic.js";
+import { reserveFile, writeFileAtomic, type ReservedFile } from "./atomic.js";
 import { READ_LIMITS, readTextBounded } from "./bounded-read.js";
 
 export class StationHome {
@@ -127,5 +127,14 @@ export class StationHome {
 
   writeFile(path: string, data: string, mode = 0o600): void {
     writeFileAtomic(path, data, { mode });
+  }
+
+  /**
+   * Takes the place of a file named on the command line before its content is
+   * made (signed), so that a folder that cannot take it costs nothing.
+   * @throws LinesignError FILE_WRITE_FAILED
+   */
+  reserveFile(path: string, mode = 0o600): ReservedFile {
+    return reserveFile(path, { mode });
   }
 }
