@@ -5,15 +5,28 @@
  * with node's native crypto over the exact bytes the device signed).
  */
 import { createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
-import * as asn1js from "asn1js";
-import { AsnConvert, AsnParser } from "@peculiar/asn1-schema";
-import { CertificationRequest } from "@peculiar/asn1-csr";
-import { Extensions, Name, id_ce_basicConstraints, BasicConstraints } from "@peculiar/asn1-x509";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import {
+  Attribute,
+  Extensions,
+  Name,
+  id_ce_basicConstraints,
+  BasicConstraints,
+} from "@peculiar/asn1-x509";
 import { id_pkcs9_at_extensionRequest } from "@peculiar/asn1-pkcs9";
 import { LinesignError } from "../../domain/errors.js";
 import { ATTRIBUTE_NAMES } from "../../domain/x500.js";
 import type { CsrFacts, SubjectEntry } from "../../domain/csr-policy.js";
-import { checkSetOrder, DerError, isUniversal, readDer, type DerNode } from "./der.js";
+import {
+  bytesOf,
+  checkSetOrder,
+  contentOf,
+  DerError,
+  isUniversal,
+  oidOf,
+  readDer,
+  type DerNode,
+} from "./der.js";
 import { decodePublicKey } from "./public-key.js";
 
 /** Largest request accepted, PEM or DER. */
@@ -39,7 +52,10 @@ export interface ParsedCsr extends CsrFacts {
   /** The key as node's crypto holds it, when decoding made it (see DecodedKey). */
   publicKey?: KeyObject;
   signatureAlgorithm: string;
-  request: CertificationRequest;
+  /** The certificationRequestInfo bytes exactly as the device signed them. */
+  signed: Uint8Array;
+  /** The signature's bits. */
+  signature: Uint8Array;
 }
 
 const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
@@ -69,6 +85,14 @@ function toDer(input: Uint8Array): Uint8Array {
   const der = Buffer.from(m[2]!.replace(/\s+/g, ""), "base64");
   if (der.length === 0) throw malformed("the PEM block is empty");
   return new Uint8Array(der);
+}
+
+/** A DER INTEGER's value (for messages). */
+function signedInteger(content: Uint8Array): string {
+  if (content.length === 0) return "0";
+  let v = BigInt("0x" + Buffer.from(content).toString("hex"));
+  if ((content[0]! & 0x80) !== 0) v -= 1n << BigInt(content.length * 8);
+  return v.toString();
 }
 
 /** The subject as a list of (attribute, value), in order. */
@@ -139,22 +163,26 @@ function parseCsrStrictly(input: Uint8Array): ParsedCsr {
     if (e instanceof DerError) throw malformed(`it is not DER: ${e.message}`);
     throw e;
   }
-  const outer = asn1js.fromBER(der.slice().buffer);
-  if (outer.offset !== der.length) throw malformed("its ASN.1 encoding is broken");
-  let request: CertificationRequest;
+  // The request's parts are mapped from the strict tree read above (asn1-schema for the
+  // subject and the attributes), never parsed again as a whole.
+  const version = contentOf(der, versionNode);
+  if (version.length !== 1 || version[0] !== 0)
+    throw malformed(`version ${signedInteger(version)} is not v1 (0)`);
+  const [sigOidNode] = sigAlgNode.children;
+  if (!isUniversal(sigOidNode, 6))
+    throw malformed("its structure is not a CertificationRequest: no signature algorithm");
+  let subject: Name;
+  let attributes: Attribute[];
   try {
-    // Map the tree already parsed above instead of parsing the bytes again.
-    request = AsnParser.fromASN(outer.result, CertificationRequest);
+    subject = AsnConvert.parse(bytesOf(der, subjectNode), Name);
+    attributes = attrsNode.children.map((a) => AsnConvert.parse(bytesOf(der, a), Attribute));
   } catch (cause) {
     throw malformed("its structure is not a CertificationRequest", cause);
   }
-  const info = request.certificationRequestInfo;
-  if (info.version !== 0) throw malformed(`version ${info.version} is not v1 (0)`);
-  if (!request.certificationRequestInfoRaw) throw malformed("the signed part could not be located");
   const decoded = decodePublicKey(der, spkiNode);
   const subjectDerLength = subjectNode.end - subjectNode.start;
   const requestedExtensions: CsrFacts["requestedExtensions"] = [];
-  for (const attr of info.attributes) {
+  for (const attr of attributes) {
     if (attr.type !== id_pkcs9_at_extensionRequest) continue;
     for (const value of attr.values) {
       let exts: Extensions;
@@ -184,11 +212,13 @@ function parseCsrStrictly(input: Uint8Array): ParsedCsr {
     sha256: sha256(der),
     spkiSha256: sha256(decoded.spki),
     key: decoded.key,
-    subject: subjectEntries(info.subject),
+    subject: subjectEntries(subject),
     subjectDerLength,
     requestedExtensions,
-    signatureAlgorithm: request.signatureAlgorithm.algorithm,
-    request,
+    signatureAlgorithm: oidOf(der, sigOidNode),
+    signed: der.slice(infoNode.start, infoNode.end),
+    // The unused-bits octet is not part of the signature (DER: zero bits, checked above).
+    signature: contentOf(der, sigNode).slice(1),
   };
 }
 
@@ -218,8 +248,8 @@ export function signedRequest(csr: ParsedCsr): SignedRequest {
   return {
     spki: csr.spki,
     ...(csr.publicKey ? { publicKey: csr.publicKey } : {}),
-    signed: new Uint8Array(csr.request.certificationRequestInfoRaw!),
-    signature: new Uint8Array(csr.request.signature),
+    signed: csr.signed,
+    signature: csr.signature,
     signatureAlgorithm: csr.signatureAlgorithm,
   };
 }

@@ -10,7 +10,16 @@ import { AsnConvert } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import { LinesignError } from "../../domain/errors.js";
 import type { DeviceKey } from "../../domain/csr-policy.js";
-import { contentOf, DerError, isUniversal, oidOf, readDer, type DerNode } from "./der.js";
+import * as asn1js from "asn1js";
+import {
+  contentOf,
+  DerError,
+  derSequence,
+  isUniversal,
+  oidOf,
+  readDer,
+  type DerNode,
+} from "./der.js";
 
 export const ID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
 export const ID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1";
@@ -21,11 +30,11 @@ export const MAX_RSA_BITS = 16384;
 /** Named curves whose points the station can check: field size in bytes, name in node's crypto. */
 const CURVES: Record<
   string,
-  { name: string; bytes: number; station?: "P-256" | "P-384" | "P-521" }
+  { name: string; bytes: number; station?: "P-256" | "P-384" | "P-521"; jwk?: string }
 > = {
-  "1.2.840.10045.3.1.7": { name: "P-256", bytes: 32, station: "P-256" },
-  "1.3.132.0.34": { name: "P-384", bytes: 48, station: "P-384" },
-  "1.3.132.0.35": { name: "P-521", bytes: 66, station: "P-521" },
+  "1.2.840.10045.3.1.7": { name: "P-256", bytes: 32, station: "P-256", jwk: "P-256" },
+  "1.3.132.0.34": { name: "P-384", bytes: 48, station: "P-384", jwk: "P-384" },
+  "1.3.132.0.35": { name: "P-521", bytes: 66, station: "P-521", jwk: "P-521" },
   "1.2.840.10045.3.1.1": { name: "P-192", bytes: 24 },
   "1.3.132.0.33": { name: "P-224", bytes: 28 },
   "1.3.132.0.10": { name: "secp256k1", bytes: 32 },
@@ -83,6 +92,50 @@ function encodeSpki(algorithm: AlgorithmIdentifier, bits: Uint8Array): Uint8Arra
       new SubjectPublicKeyInfo({ algorithm, subjectPublicKey: bits.slice().buffer }),
     ),
   );
+}
+
+/** An EC key's AlgorithmIdentifier per curve, encoded once (the curve OID's DER is the key). */
+const ecAlgorithms = new Map<string, Uint8Array>();
+
+/**
+ * The SPKI of an EC point under `params` (the curve OID's DER): the
+ * AlgorithmIdentifier asn1-schema encoded once for the curve, and the point's
+ * BIT STRING by asn1js, in one SEQUENCE; the bytes encodeSpki writes.
+ */
+function encodeEcSpki(params: Uint8Array, point: Uint8Array): Uint8Array {
+  const id = Buffer.from(params).toString("latin1");
+  let algorithm = ecAlgorithms.get(id);
+  if (!algorithm) {
+    algorithm = new Uint8Array(
+      AsnConvert.serialize(
+        new AlgorithmIdentifier({ algorithm: ID_EC_PUBLIC_KEY, parameters: params.slice().buffer }),
+      ),
+    );
+    if (ecAlgorithms.size < 16) ecAlgorithms.set(id, algorithm);
+  }
+  return derSequence([
+    algorithm,
+    new Uint8Array(new asn1js.BitString({ valueHex: point }).toBER()),
+  ]);
+}
+
+/**
+ * The key as node's crypto holds it. The station's own curves go in as JWK
+ * coordinates, which OpenSSL reads several times faster than a DER SPKI; it
+ * refuses a point off the curve or a coordinate outside the field either way.
+ */
+function ecKeyObject(curve: { jwk?: string; bytes: number }, point: Uint8Array, spki: Uint8Array) {
+  if (!curve.jwk) return createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+  const b64 = (b: Uint8Array): string => Buffer.from(b).toString("base64url");
+  return createPublicKey({
+    key: {
+      kty: "EC",
+      crv: curve.jwk,
+      x: b64(point.subarray(1, 1 + curve.bytes)),
+      y: b64(point.subarray(1 + curve.bytes)),
+    },
+    format: "jwk",
+  });
 }
 
 /**
@@ -154,17 +207,11 @@ function decodeEc(
         (looksLike ? ` (a ${looksLike} point under the ${curve.name} curve identifier)` : ""),
     );
   }
-  const spki = encodeSpki(
-    new AlgorithmIdentifier({
-      algorithm: ID_EC_PUBLIC_KEY,
-      parameters: b.slice(params.start, params.end).buffer,
-    }),
-    point,
-  );
+  const spki = encodeEcSpki(b.subarray(params.start, params.end), point);
   let publicKey: KeyObject;
   try {
     // OpenSSL refuses a point not on the curve, or with a coordinate outside the field.
-    publicKey = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+    publicKey = ecKeyObject(curve, point, spki);
   } catch {
     throw invalid(`its point is not on the curve ${curve.name}`);
   }
