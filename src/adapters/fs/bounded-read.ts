@@ -24,7 +24,8 @@ export const READ_LIMITS = {
   small: 64 * 1024,
 } as const;
 
-function mib(n: number): string {
+/** A limit in words: "64 MiB", "64 KiB". */
+export function mib(n: number): string {
   return n >= 1024 * 1024 ? `${Math.round(n / (1024 * 1024))} MiB` : `${Math.round(n / 1024)} KiB`;
 }
 
@@ -55,18 +56,7 @@ export function readFileBounded(path: string, what: string, limit: number): Uint
         details: { path },
       });
     if (st.isFile() && st.size > limit) throw tooLarge();
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const want = Math.min(64 * 1024, limit + 1 - total);
-      const buf = Buffer.allocUnsafe(want);
-      const n = readSync(fd, buf, 0, want, null);
-      if (n === 0) break;
-      chunks.push(n === want ? buf : buf.subarray(0, n));
-      total += n;
-      if (total > limit) throw tooLarge();
-    }
-    return new Uint8Array(Buffer.concat(chunks, total));
+    return readFdBounded(fd, limit, tooLarge);
   } catch (e) {
     if (e instanceof LinesignError) throw e;
     throw new LinesignError("FILE_READ_FAILED", `Cannot read ${what} ${path}: check the path.`, {
@@ -76,6 +66,25 @@ export function readFileBounded(path: string, what: string, limit: number): Uint
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * What is left to read from `fd`, in chunks of 64 KiB; `tooLarge()` is thrown
+ * as soon as more than `limit` bytes came (a file that grew, a device without end).
+ */
+export function readFdBounded(fd: number, limit: number, tooLarge: () => Error): Uint8Array {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const want = Math.min(64 * 1024, limit + 1 - total);
+    const buf = Buffer.allocUnsafe(want);
+    const n = readSync(fd, buf, 0, want, null);
+    if (n === 0) break;
+    chunks.push(n === want ? buf : buf.subarray(0, n));
+    total += n;
+    if (total > limit) throw tooLarge();
+  }
+  return new Uint8Array(Buffer.concat(chunks, total));
 }
 
 /** The same, as UTF-8 text; refused when the bytes are not UTF-8. */

@@ -14,12 +14,12 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readSync,
   statSync,
 } from "node:fs";
 import { join } from "node:path";
 import { LinesignError } from "../../domain/errors.js";
 import { reserveFile, type ReservedFile } from "./atomic.js";
+import { mib, readFdBounded } from "./bounded-read.js";
 
 /** A file's name in the folder: letters, digits, '.', '_', '-', starting with a letter or digit. */
 export const EXPORT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
@@ -208,20 +208,10 @@ export class ExportFolder {
     try {
       const st = fstatSync(fd);
       if (!st.isFile()) throw refuse(`${path} is not a plain file`);
-      if (st.size > limit) throw refuse(`${path} is larger than ${mib(limit)}: it is not one`);
-      const chunks: Buffer[] = [];
-      let total = 0;
-      for (;;) {
-        const want = Math.min(64 * 1024, limit + 1 - total);
-        const buf = Buffer.allocUnsafe(want);
-        const n = readSync(fd, buf, 0, want, null);
-        if (n === 0) break;
-        chunks.push(buf.subarray(0, n));
-        total += n;
-        // Grown since it was looked at.
-        if (total > limit) throw refuse(`${path} is larger than ${mib(limit)}: it is not one`);
-      }
-      return new Uint8Array(Buffer.concat(chunks, total));
+      const tooLarge = () => refuse(`${path} is larger than ${mib(limit)}: it is not one`);
+      if (st.size > limit) throw tooLarge();
+      // Read with the bound again: the file may have grown since it was looked at.
+      return readFdBounded(fd, limit, tooLarge);
     } catch (e) {
       if (e instanceof LinesignError) throw e;
       throw new LinesignError(
@@ -236,8 +226,4 @@ export class ExportFolder {
       closeSync(fd);
     }
   }
-}
-
-function mib(n: number): string {
-  return n >= 1024 * 1024 ? `${Math.round(n / (1024 * 1024))} MiB` : `${Math.round(n / 1024)} KiB`;
 }
