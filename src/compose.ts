@@ -322,10 +322,13 @@ function buildStation(
   const fromProcess = processPins(config, tokenLabel, env, opts.prompt);
   // Who may present the station token's PIN without a signing session (see signInProcess).
   let directPin = false;
+  // An auditor is never asked for the user PIN (separation of duties): given in the
+  // environment it is used, else the auditor's commands read what needs no login.
+  let directPins: PinSource = fromProcess;
   const pins: PinSource = async (label) => {
     if (label !== tokenLabel) return fromProcess(label);
     if (signing.isOpen()) return signing.pin();
-    if (mode === "process" && directPin) return fromProcess(label);
+    if (mode === "process" && directPin) return directPins(label);
     throw new LinesignError(
       "SIGNING_SESSION_REQUIRED",
       mode === "service"
@@ -422,7 +425,13 @@ function buildStation(
           () => checkpointer.tokenAuditKeySpki(),
           verifySignature,
         )
-      : new DataObjectHeadStore(ctx);
+      : new DataObjectHeadStore(ctx, {
+          // The auditor's copy: signed by the audit key the log trusts, read without the PIN.
+          signer: () => checkpointer.publicSigner(),
+          verify: verifySignature,
+          everyMs: config.audit.publicHeadEveryMs ?? 1000,
+          now: () => ctx.clock.now().getTime(),
+        });
   checkpointer.useHeadStore(headStoreOf(config.audit.headStore, config.audit.headFile));
   // A rollover signs before the new token is bound to the log.
   checkpointer.useRawKeys(() => openKeys());
@@ -535,7 +544,10 @@ function buildStation(
       if (!user) return;
       ctx.actor = user.name;
       if (user.role === "officer") signing.openForProcess(user.name, () => fromProcess(tokenLabel));
-      else directPin = user.role !== "operator";
+      else {
+        directPin = user.role !== "operator";
+        if (user.role === "auditor") directPins = processPins(config, tokenLabel, env, undefined);
+      }
     },
     openToken: async () => {
       await openKeys().login(tokenLabel);
@@ -641,6 +653,7 @@ function buildStation(
       } catch {
         // recorded and kept in checkpointFailed by closingCheckpoint
       } finally {
+        checkpointer.stop();
         // The last entries this process recorded go into the second copy.
         await copy?.close();
         await issuance.close();

@@ -28,7 +28,9 @@ export type AuditProblem =
   /** Entries past the configured checkpoint interval that no signed checkpoint covers. */
   | { kind: "uncovered"; seq: number; why: string }
   /** The token's head could not be compared, and nobody said that was expected. */
-  | { kind: "token"; seq: number; why: string };
+  | { kind: "token"; seq: number; why: string }
+  /** The head read without the user PIN (the token's public copy, or the head file) is not genuine. */
+  | { kind: "public-head"; seq: number; why: string };
 
 export interface VerifyOptions {
   /**
@@ -49,8 +51,26 @@ export interface AuditVerdict {
   recorded: boolean;
   /** Losses an officer accepted: they stay visible in every verification. */
   losses: AcceptedLoss[];
-  /** Whether the token's head was compared, and why not when it was not. */
-  token: { checked: boolean; headSeq: number | null; note: string | null };
+  /**
+   * Whether the token's head was compared, and why not when it was not.
+   * `source`: the private head (with the user PIN), or, without the PIN, the
+   * token's public copy or the head file; `public`: that copy's entry, its
+   * time and age, and how many entries the database holds past it.
+   */
+  token: {
+    checked: boolean;
+    headSeq: number | null;
+    note: string | null;
+    source?: "private" | "public-object" | "head-file";
+    public?: {
+      where: string;
+      seq: number;
+      ts: string;
+      tsSigned: boolean;
+      ageSeconds: number | null;
+      entriesAfter: number;
+    } | null;
+  };
   /** The chain of audit keys: each key and the entry from which it signs (more than one after a rollover). */
   auditKeys: KeyPeriod[];
   /** Plain words: what was found. */
@@ -143,6 +163,14 @@ function checkSignatures(cps: CheckpointRecord[], stationId: string): Promise<bo
       return verifyWith(key, checkpointMessage(stationId, cp.seq, cp.hash), cp.signature);
     }),
   );
+}
+
+/** "45 s", "12 min", "3 h", "2 days": how old a head is, in words. */
+function formatAge(seconds: number): string {
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86_400)} days`;
 }
 
 /** Entries read per page of the walk: what it holds in memory, and how long it keeps the event loop. */
@@ -310,10 +338,12 @@ export class AuditService {
     }
 
     const token: AuditVerdict["token"] = { checked: false, headSeq: null, note: null };
+    let withoutPin = false;
     try {
       const binding = await this.checkpointer.binding();
       const auditSpki = await this.checkpointer.tokenAuditKeySpki();
       token.checked = true;
+      token.source = "private";
       token.headSeq = binding.tokenSeq;
       const inForce = keys.periods.at(-1);
       if (
@@ -339,11 +369,14 @@ export class AuditService {
       }
     } catch (e) {
       if (!isLinesignError(e)) throw e;
-      if (e.code === "AUDIT_CHAIN_BROKEN" && !firstBad) {
+      // No user PIN here (an auditor, or a service without a signing session): the copy
+      // readable without login is compared instead.
+      if (e.code === "HSM_PIN_REQUIRED" || e.code === "SIGNING_SESSION_REQUIRED") withoutPin = true;
+      else if (e.code === "AUDIT_CHAIN_BROKEN" && !firstBad) {
         firstBad = { kind: "truncated", seq: head?.seq ?? 0, why: e.message.replace(/\.$/, "") };
       }
-      token.note = `the token's log head was not compared (${e.message})`;
-      if (!firstBad && !opts.withoutToken)
+      if (!withoutPin) token.note = `the token's log head was not compared (${e.message})`;
+      if (!withoutPin && !firstBad && !opts.withoutToken)
         firstBad = {
           kind: "token",
           seq: head?.seq ?? 0,
@@ -352,6 +385,7 @@ export class AuditService {
             'copy of the database would not show. Verify where the token is (with its user PIN), or say that it is not expected with "--without-token"',
         };
     }
+    if (withoutPin) firstBad = await this.comparePublic(token, keys.periods, firstBad, opts, head);
     // Entries no signed checkpoint covers, beyond the interval: a checkpoint that could not be made.
     const lastCovered = cps.at(-1)?.seq ?? 0;
     if (!firstBad && head && head.seq - lastCovered > this.checkpointEvery)
@@ -393,13 +427,22 @@ export class AuditService {
                 )
                 .join("; ")})`
             : "") +
-          (token.checked
-            ? `, and the token's head ${token.headSeq === null ? "is not yet set" : `(entry ${token.headSeq}) matches`}.`
-            : `; ${token.note}.`) +
+          (token.checked && token.public
+            ? `, and the token's head read without the user PIN (${token.public.where}: entry ${token.public.seq}, written ${token.public.ts}` +
+              `${token.public.ageSeconds === null ? "" : `, ${formatAge(token.public.ageSeconds)} ago`}${token.public.tsSigned ? "" : " by the file's own account"}) matches` +
+              (token.public.entriesAfter > 0
+                ? `; the ${token.public.entriesAfter} entr${token.public.entriesAfter === 1 ? "y" : "ies"} after it came later (a cut-off tail there would show only with the user PIN, or at the station's next signed command).`
+                : ".")
+            : token.checked
+              ? `, and the token's head ${token.headSeq === null ? "is not yet set" : `(entry ${token.headSeq}) matches`}.`
+              : `; ${token.note}.`) +
           lossText
         : unverified(firstBad!)
           ? `The event log could not be fully verified: ${describe(firstBad!)}.` + lossText
-          : `The event log has been tampered with: ${describe(firstBad!)}.` + lossText,
+          : firstBad!.kind === "public-head"
+            ? `The token's log head read without the user PIN is not genuine: ${describe(firstBad!)}.` +
+              lossText
+            : `The event log has been tampered with: ${describe(firstBad!)}.` + lossText,
     };
     try {
       this.recordVerify(verdict, firstBad, losses.length);
@@ -412,6 +455,83 @@ export class AuditService {
     }
     if (!ok) this.ctx.logger.error({ firstBad }, verdict.message);
     return verdict;
+  }
+
+  /**
+   * Without the user PIN: compares the database with the head as the token
+   * shows it to anyone (its public copy) or the head file, signed by the
+   * audit key the log itself trusts (the newest key of its chain, never the
+   * token's say-so), and says where it was read and how recent it is.
+   */
+  private async comparePublic(
+    token: AuditVerdict["token"],
+    periods: KeyPeriod[],
+    firstBad: AuditProblem | null,
+    opts: VerifyOptions,
+    head: { seq: number; hash: string } | null,
+  ): Promise<AuditProblem | null> {
+    const inForce = periods.at(-1);
+    const trusted = inForce ? new Uint8Array(Buffer.from(inForce.spki, "base64")) : null;
+    const where = this.checkpointer.headStore.publicWhere;
+    const dbSeq = head?.seq ?? 0;
+    try {
+      const r = await this.checkpointer.publicBinding(trusted);
+      token.source =
+        this.checkpointer.headStore.kind === "signed-head" ? "head-file" : "public-object";
+      if (!r.head) {
+        token.note = `the token's log head was not compared: ${where} is not there`;
+        if (firstBad || opts.withoutToken) return firstBad;
+        // Absent, it proves nothing lost (anyone holding the token may remove a public object).
+        if (r.binding.state === "bound") {
+          token.checked = true;
+          return firstBad;
+        }
+        return {
+          kind: "token",
+          seq: dbSeq,
+          why:
+            `the log head could not be compared without the user PIN: ${where} is not there ` +
+            '(removed, never written by this release, or a token that keeps no public objects: see "linesign token probe"), ' +
+            "so a cut-off tail or an older copy of the database would not show. Verify with the user PIN (a security officer), or at the station after its next signed command",
+        };
+      }
+      token.checked = true;
+      token.headSeq = r.head.seq;
+      const at = Date.parse(r.head.ts);
+      token.public = {
+        where,
+        seq: r.head.seq,
+        ts: r.head.ts,
+        tsSigned: r.head.tsSigned,
+        ageSeconds: Number.isNaN(at)
+          ? null
+          : Math.max(0, Math.round((this.ctx.clock.now().getTime() - at) / 1000)),
+        entriesAfter: Math.max(0, dbSeq - r.head.seq),
+      };
+      if (firstBad || r.binding.state === "bound") return firstBad;
+      const b = r.binding;
+      return {
+        kind: "truncated",
+        seq: b.state === "gap" ? b.from : (b.tokenSeq ?? b.dbSeq),
+        why:
+          b.state === "stale"
+            ? `the token's head read without the user PIN (${where}, entry ${b.tokenSeq}, written ${r.head.ts}) is older than the database's signed checkpoint at entry ${b.checkpointSeq}: an older copy was put back, or the station could not write it; a cut-off tail or an older database would not show. Verify with the user PIN (a security officer)`
+            : `${describeBinding(b)} (read without the user PIN from ${where}, written ${r.head.ts})`,
+        binding: b,
+      };
+    } catch (e) {
+      if (!isLinesignError(e)) throw e;
+      token.note = `the token's log head was not compared without the user PIN (${e.message})`;
+      if (firstBad) return firstBad;
+      if (e.code === "AUDIT_CHAIN_BROKEN")
+        return { kind: "public-head", seq: dbSeq, why: e.message.replace(/\.$/, "") };
+      if (opts.withoutToken) return null;
+      return {
+        kind: "token",
+        seq: dbSeq,
+        why: `the log head could not be compared without the user PIN (${e.message.replace(/\.$/, "")}), so a cut-off tail or an older copy of the database would not show`,
+      };
+    }
   }
 
   private recordVerify(verdict: AuditVerdict, firstBad: AuditProblem | null, losses: number): void {

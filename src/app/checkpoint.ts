@@ -28,7 +28,12 @@ import {
   type RolloverEndorsement,
 } from "./audit-keys.js";
 import type { AppContext } from "./context.js";
-import { DataObjectHeadStore, type HeadStore, type TokenHead } from "./head-store.js";
+import {
+  DataObjectHeadStore,
+  type HeadStore,
+  type PublicHead,
+  type TokenHead,
+} from "./head-store.js";
 
 export { HEAD_OBJECT_LABEL, type TokenHead } from "./head-store.js";
 
@@ -102,6 +107,11 @@ export class Checkpointer {
   private held: number | undefined;
   /** Head moves and checkpoints run one at a time, in order. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The audit key that signs the public copy of the head (found, never made). */
+  private publicAuditSigner: Signer | null = null;
+  /** Brings a public copy the issuance path left behind up to the head, once its interval has passed. */
+  private publishTimer: ReturnType<typeof setTimeout> | null = null;
+  private stopped = false;
 
   /**
    * @param every checkpoint when this many entries were added since the last one.
@@ -227,7 +237,8 @@ export class Checkpointer {
         // The new token's head starts at the rollover; the station signs again.
         this.known = null;
         this.auditSigner = null;
-        await this.writeHead(entry, true);
+        this.publicAuditSigner = null;
+        await this.writeHead(entry, true, true);
         this.bound = true;
         this.ctx.health.clear("log-head");
         return { entry, binding, created };
@@ -253,7 +264,7 @@ export class Checkpointer {
       this.useHeadStore(store);
       const head = this.ctx.store.head();
       try {
-        if (head) await this.writeHead(head, true);
+        if (head) await this.writeHead(head, true, true);
       } catch (e) {
         this.useHeadStore(previous);
         throw e;
@@ -317,7 +328,40 @@ export class Checkpointer {
       if (!now || (this.known && this.known.seq >= now.seq) || this.beyondHold(now.seq)) return;
       await this.ensureBound();
       await this.writeHead(now);
+      this.schedulePublish();
     });
+  }
+
+  /**
+   * The public copy follows the issuance path's head at most once per its
+   * interval; when a burst ends between two, it is brought up once the
+   * interval has passed (and at the next checkpoint or command's end anyway).
+   */
+  private schedulePublish(): void {
+    if (this.publishTimer || this.stopped) return;
+    const due = this.heads.publicDueInMs();
+    if (due === null) return;
+    this.publishTimer = setTimeout(() => {
+      this.publishTimer = null;
+      void this.serial(async () => {
+        const k = this.known;
+        if (!k || this.stopped) return;
+        await this.heads.publish({
+          station: this.ctx.stationId,
+          seq: k.seq,
+          hash: k.hash,
+          ts: this.ctx.clock.now().toISOString(),
+        });
+      });
+    }, due);
+    this.publishTimer.unref?.();
+  }
+
+  /** Stops the trailing public copy (the station closes; its closing checkpoint published). */
+  stop(): void {
+    this.stopped = true;
+    if (this.publishTimer) clearTimeout(this.publishTimer);
+    this.publishTimer = null;
   }
 
   /**
@@ -330,7 +374,25 @@ export class Checkpointer {
     return this.compare(await this.tokenHead(), upTo);
   }
 
-  private compare(token: TokenHead | null, upTo?: number): HeadBinding {
+  /**
+   * Compares the database with the head as a reader without the user PIN
+   * sees it (the token's public copy, or the head file), its signature checked
+   * against `trusted`, the audit key the log trusts. Such a copy can be put
+   * back alone, so one older than the database's signed checkpoint is `stale`.
+   * @throws LinesignError AUDIT_CHAIN_BROKEN (not genuine), AUDIT_INCOMPLETE, HSM_*
+   */
+  async publicBinding(
+    trusted: Uint8Array | null,
+  ): Promise<{ binding: HeadBinding; head: PublicHead | null; where: string }> {
+    const head = await this.heads.readPublic(trusted);
+    return {
+      binding: this.compare(head, undefined, true),
+      head,
+      where: this.heads.publicWhere,
+    };
+  }
+
+  private compare(token: TokenHead | null, upTo?: number, alone = false): HeadBinding {
     const db = this.ctx.store.head();
     const dbSeq = upTo === undefined ? (db?.seq ?? 0) : Math.min(upTo, db?.seq ?? 0);
     if (!token) {
@@ -343,7 +405,11 @@ export class Checkpointer {
     // A head outside the token can be put back alone: it never lags the signed checkpoints
     // (checkpointNow moves it before it records the checkpoint).
     const lastCheckpoint = this.ctx.store.checkpoints().at(-1)?.seq ?? 0;
-    if (this.heads.kind === "signed-head" && token.seq < lastCheckpoint && upTo === undefined)
+    if (
+      (alone || this.heads.kind === "signed-head") &&
+      token.seq < lastCheckpoint &&
+      upTo === undefined
+    )
       return { state: "stale", tokenSeq: token.seq, dbSeq, checkpointSeq: lastCheckpoint };
     if (dbSeq < token.seq)
       return { state: "gap", tokenSeq: token.seq, dbSeq, from: dbSeq + 1, to: token.seq };
@@ -391,7 +457,7 @@ export class Checkpointer {
         details: { ...b, what, reason },
       });
       this.known = null; // the head moves back or across: the one case it may
-      await this.writeHead(entry, true);
+      await this.writeHead(entry, true, true);
       this.bound = true;
       this.ctx.health.clear("log-head");
       return {
@@ -419,6 +485,23 @@ export class Checkpointer {
   async tokenAuditKeySpki(): Promise<Uint8Array | null> {
     const key = await this.ctx.keys().findKey(this.keyUri());
     return key?.spki ?? null;
+  }
+
+  /**
+   * The audit key that signs the public copy of the head: the token's own
+   * audit key, found and never made, and only when it is the key the log
+   * trusts (any, before the first checkpoint names one); null otherwise. Not
+   * bound to the log: a loss accepted and a rollover publish while unbound.
+   */
+  async publicSigner(): Promise<Signer | null> {
+    if (this.publicAuditSigner) return this.publicAuditSigner;
+    const keys = this.rawKeys();
+    const key = await keys.findKey(this.keyUri());
+    if (!key) return null;
+    const inForce = this.keyInForce();
+    if (inForce && Buffer.from(key.spki).toString("base64") !== inForce) return null;
+    this.publicAuditSigner = await keys.signer(key.uri);
+    return this.publicAuditSigner;
   }
 
   /** The audit key in the token (made on first use). */
@@ -461,7 +544,8 @@ export class Checkpointer {
       checkpointMessage(this.ctx.stationId, signed.seq, signed.hash),
     );
     // The head first: the stored head is never behind a recorded checkpoint.
-    await this.writeHead(signed);
+    // Its public copy too, so an auditor's copy is never older than a checkpoint.
+    await this.writeHead(signed, false, true);
     this.ctx.store.insertCheckpoint({
       seq: signed.seq,
       hash: signed.hash,
@@ -479,16 +563,25 @@ export class Checkpointer {
    * holds this head or a later one (another process of the station moved it)
    * is left as it is.
    */
-  private async writeHead(head: { seq: number; hash: string }, force = false): Promise<void> {
-    if (!force && this.known && this.known.seq >= head.seq) return;
+  private async writeHead(
+    head: { seq: number; hash: string },
+    force = false,
+    publish = false,
+  ): Promise<void> {
     const value: TokenHead = {
       station: this.ctx.stationId,
       seq: head.seq,
       hash: head.hash,
       ts: this.ctx.clock.now().toISOString(),
     };
+    if (!force && this.known && this.known.seq >= head.seq) {
+      // The private head is there already (moved by the issuance path); its public copy may lag.
+      if (publish && this.known.seq === head.seq && this.known.hash === head.hash)
+        await this.heads.publish(value);
+      return;
+    }
     try {
-      await this.heads.write(value);
+      await this.heads.write(value, { publish });
     } catch (cause) {
       const code = cause instanceof LinesignError ? cause.code : null;
       throw new LinesignError(

@@ -24,6 +24,13 @@ import type { AppContext } from "./context.js";
 /** Label of the token data object that holds the log head. */
 export const HEAD_OBJECT_LABEL = "linesign-log-head";
 
+/**
+ * Name of the public register that holds the auditor's copy of the head: a
+ * public data object (CKA_PRIVATE false) read without the user PIN, its value
+ * the head with the audit key's signature over publicHeadMessage.
+ */
+export const PUBLIC_HEAD_NAME = "linesign-log-head-public";
+
 /** The two places a station keeps its log head. */
 export type HeadStoreKind = (typeof HEAD_STORE_KINDS)[number];
 
@@ -45,9 +52,69 @@ export interface HeadStore {
    * @throws LinesignError AUDIT_CHAIN_BROKEN when what is stored is unreadable or not genuine
    */
   read(): Promise<TokenHead | null>;
-  /** Stores `head` (the caller keeps it forward only). Throws the store's own errors. */
-  write(head: TokenHead): Promise<void>;
+  /**
+   * Stores `head` (the caller keeps it forward only). Throws the store's own errors.
+   * `publish`: also bring the copy readers without the PIN see up to it now
+   * (a checkpoint, a loss accepted, a rollover, the end of a command).
+   */
+  write(head: TokenHead, opts?: { publish?: boolean }): Promise<void>;
+  /** Brings the copy readers without the PIN see up to `head`, when it lags (no-op otherwise). */
+  publish(head: TokenHead): Promise<void>;
+  /**
+   * The head as a reader without the user PIN sees it (an auditor), its
+   * signature checked against `trusted` (the audit key the log trusts, never
+   * the token's say-so); null when the store keeps no such copy.
+   * @throws LinesignError AUDIT_CHAIN_BROKEN (not genuine, unreadable),
+   *   AUDIT_INCOMPLETE (no key to check it against), HSM_* (token absent)
+   */
+  readPublic(trusted: Uint8Array | null): Promise<PublicHead | null>;
+  /** Where readers without the PIN find the head, in words. */
+  readonly publicWhere: string;
+  /** In how many ms a lagging public copy may be written (null: it does not lag, or none is kept). */
+  publicDueInMs(): number | null;
 }
+
+/** A head read without the user PIN, with where it came from and whether its time is signed. */
+export interface PublicHead extends TokenHead {
+  source: "public-object" | "head-file";
+  /** True when `ts` is covered by the signature (the public object's); false for the head file. */
+  tsSigned: boolean;
+}
+
+/**
+ * The exact bytes the audit key signs for the public copy of the head: its
+ * own domain (neither a checkpoint's nor the head file's), and the time it
+ * was written, so a reader can say how recent it is and an older copy put
+ * back shows its own older time.
+ */
+export function publicHeadMessage(
+  station: string,
+  seq: number,
+  hash: string,
+  ts: string,
+): Uint8Array {
+  return new TextEncoder().encode(
+    `linesign-public-head/1\nstation=${station}\nseq=${seq}\nhash=${hash}\nts=${ts}\n`,
+  );
+}
+
+type VerifyFn = (spki: Uint8Array, message: Uint8Array, signature: Uint8Array) => Promise<boolean>;
+
+/** How the data-object store keeps the public copy of the head. */
+export interface PublicCopyOptions {
+  /** The audit key, when the token holds the one the log trusts (never made here); null: none yet. */
+  signer: () => Promise<Signer | null>;
+  verify: VerifyFn;
+  /**
+   * At most one public copy per this many ms on the issuance path's head
+   * moves (0: every move); checkpoints, losses accepted, rollovers and the
+   * end of every command publish at once.
+   */
+  everyMs: number;
+  now: () => number;
+}
+
+const SIGNATURE_B64 = /^[A-Za-z0-9+/]{1,2048}={0,2}$/;
 
 /** The exact bytes the audit key signs for a head kept outside the token (not a checkpoint's). */
 export function signedHeadMessage(station: string, seq: number, hash: string): Uint8Array {
@@ -83,10 +150,25 @@ function parseHead(bytes: Uint8Array): TokenHead | null {
 /** The head in a private data object of the station's token. */
 export class DataObjectHeadStore implements HeadStore {
   readonly kind = "data-object" as const;
-  constructor(private readonly ctx: AppContext) {}
+  /** The public copy this process last wrote (seq), and when. */
+  private published: { seq: number; at: number } | null = null;
+  /** Set while the public copy cannot be written (logged once, not per move). */
+  private publicFailing = false;
+  /** The private head this process last wrote (seq). */
+  private written = 0;
+
+  /** @param publicCopy how the auditor's copy is kept; without it, none is written. */
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly publicCopy: PublicCopyOptions | null = null,
+  ) {}
 
   get where(): string {
     return `a private data object "${HEAD_OBJECT_LABEL}" on token "${this.ctx.tokenLabel}"`;
+  }
+
+  get publicWhere(): string {
+    return `the public data object "${PUBLIC_HEAD_NAME}" on token "${this.ctx.tokenLabel}", signed by the audit key`;
   }
 
   async read(): Promise<TokenHead | null> {
@@ -117,7 +199,7 @@ export class DataObjectHeadStore implements HeadStore {
     return best;
   }
 
-  async write(head: TokenHead): Promise<void> {
+  async write(head: TokenHead, opts: { publish?: boolean } = {}): Promise<void> {
     const text = JSON.stringify(head);
     try {
       await this.ctx.tokenData().writeRegister(this.ctx.tokenLabel, HEAD_OBJECT_LABEL, text);
@@ -129,7 +211,124 @@ export class DataObjectHeadStore implements HeadStore {
         .tokenData()
         .writeData(this.ctx.tokenLabel, HEAD_OBJECT_LABEL, new TextEncoder().encode(text));
     }
+    this.written = head.seq;
+    // The private head binds; the public copy follows it, in the same session.
+    const pc = this.publicCopy;
+    if (pc && (opts.publish || !this.published || pc.now() - this.published.at >= pc.everyMs))
+      await this.writePublic(head);
   }
+
+  async publish(head: TokenHead): Promise<void> {
+    if (this.publicCopy && (!this.published || this.published.seq < head.seq))
+      await this.writePublic(head);
+  }
+
+  publicDueInMs(): number | null {
+    const pc = this.publicCopy;
+    if (!pc || !this.published || this.published.seq >= this.written) return null;
+    return Math.max(0, this.published.at + pc.everyMs - pc.now());
+  }
+
+  /**
+   * Writes the auditor's copy. Never fails the head move: the private head is
+   * what binds the station; a copy that cannot be written is logged once and
+   * shows to the auditor as missing or old (with its signed time).
+   */
+  private async writePublic(head: TokenHead): Promise<void> {
+    const pc = this.publicCopy!;
+    try {
+      const signer = await pc.signer();
+      if (!signer) return; // no audit key yet (made at the first checkpoint)
+      const signature = await signer.sign(
+        publicHeadMessage(head.station, head.seq, head.hash, head.ts),
+      );
+      const value: SignedPublicHead = {
+        format: "linesign-public-head/1",
+        ...head,
+        signature: Buffer.from(signature).toString("base64"),
+      };
+      await this.ctx
+        .tokenData()
+        .writeRegister(this.ctx.tokenLabel, PUBLIC_HEAD_NAME, JSON.stringify(value), {
+          public: true,
+        });
+      this.published = { seq: head.seq, at: pc.now() };
+      if (this.publicFailing) {
+        this.publicFailing = false;
+        this.ctx.logger.info({ seq: head.seq }, "the public copy of the log head is written again");
+      }
+    } catch (err) {
+      if (!this.publicFailing)
+        this.ctx.logger.warn(
+          { err, seq: head.seq },
+          "the public copy of the log head (for auditors without the PIN) could not be written; the private head still binds",
+        );
+      this.publicFailing = true;
+    }
+  }
+
+  async readPublic(trusted: Uint8Array | null): Promise<PublicHead | null> {
+    const values = (
+      await this.ctx.tokenData().readPublicRegister(this.ctx.tokenLabel, PUBLIC_HEAD_NAME)
+    ).filter((v) => v !== "");
+    if (values.length === 0) return null;
+    const broken = (why: string): LinesignError =>
+      new LinesignError(
+        "AUDIT_CHAIN_BROKEN",
+        `The public copy of the log head on token "${this.ctx.tokenLabel}" ${why}. Anyone holding the token can rewrite a public object; ` +
+          'the station writes it again at its next signed command. Compare the private head with the user PIN (a security officer\'s "linesign audit verify").',
+        { details: { token: this.ctx.tokenLabel, object: PUBLIC_HEAD_NAME } },
+      );
+    if (!trusted)
+      throw new LinesignError(
+        "AUDIT_INCOMPLETE",
+        `The public copy of the log head on token "${this.ctx.tokenLabel}" cannot be checked: the database holds no signed checkpoint, so no audit key is on record to check its signature against.`,
+        { details: { token: this.ctx.tokenLabel } },
+      );
+    let best: PublicHead | null = null;
+    for (const text of values) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw broken("is not a readable head");
+      }
+      const head = asHead(parsed);
+      const sig = (parsed as Partial<SignedPublicHead> | null)?.signature;
+      if (
+        !head ||
+        (parsed as SignedPublicHead).format !== "linesign-public-head/1" ||
+        typeof sig !== "string" ||
+        !SIGNATURE_B64.test(sig)
+      )
+        throw broken("is not a readable head");
+      const ok = await this.publicCopy!.verify(
+        trusted,
+        publicHeadMessage(head.station, head.seq, head.hash, head.ts),
+        Buffer.from(sig, "base64"),
+      );
+      if (!ok)
+        throw broken(
+          `(entry ${head.seq}) does not carry a valid signature of the audit key this station's log trusts: it was altered or forged`,
+        );
+      if (!best || head.seq > best.seq)
+        best = {
+          station: head.station,
+          seq: head.seq,
+          hash: head.hash,
+          ts: head.ts,
+          source: "public-object",
+          tsSigned: true,
+        };
+    }
+    return best;
+  }
+}
+
+interface SignedPublicHead extends TokenHead {
+  format: "linesign-public-head/1";
+  /** The audit key's signature over publicHeadMessage(station, seq, hash, ts), base64. */
+  signature: string;
 }
 
 interface SignedHeadFile extends TokenHead {
@@ -163,15 +362,56 @@ export class SignedHeadStore implements HeadStore {
     return `the file ${this.file.path}, signed by the token's audit key`;
   }
 
-  async read(): Promise<TokenHead | null> {
+  get publicWhere(): string {
+    return `the file ${this.file.path}, signed by the audit key`;
+  }
+
+  /** The head file is readable without the PIN already, and signed. */
+  publish(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  publicDueInMs(): null {
+    return null;
+  }
+
+  async readPublic(trusted: Uint8Array | null): Promise<PublicHead | null> {
+    const head = await this.readWith(async () => {
+      if (!trusted)
+        throw new LinesignError(
+          "AUDIT_INCOMPLETE",
+          `The log head file ${this.file.path} cannot be checked: the database holds no signed checkpoint, so no audit key is on record to check its signature against.`,
+          { details: { path: this.file.path } },
+        );
+      return trusted;
+    }, "the audit key this station's log trusts");
+    return head ? { ...head, source: "head-file", tsSigned: false } : null;
+  }
+
+  read(): Promise<TokenHead | null> {
+    return this.readWith(async () => {
+      const spki = await this.auditSpki();
+      if (!spki)
+        throw this.broken("is signed, but the token holds no audit key to check it against");
+      return spki;
+    }, "the token's audit key");
+  }
+
+  private broken(why: string): LinesignError {
+    return new LinesignError(
+      "AUDIT_CHAIN_BROKEN",
+      `The log head file ${this.file.path} ${why}. Put back the station's own head file, or have a security officer record the loss ("linesign audit accept-loss --reason ...").`,
+      { details: { path: this.file.path } },
+    );
+  }
+
+  private async readWith(
+    keyOf: () => Promise<Uint8Array>,
+    whose: string,
+  ): Promise<TokenHead | null> {
     const text = this.file.read();
     if (text === null) return null;
-    const broken = (why: string): LinesignError =>
-      new LinesignError(
-        "AUDIT_CHAIN_BROKEN",
-        `The log head file ${this.file.path} ${why}. Put back the station's own head file, or have a security officer record the loss ("linesign audit accept-loss --reason ...").`,
-        { details: { path: this.file.path } },
-      );
+    const broken = (why: string): LinesignError => this.broken(why);
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -184,11 +424,10 @@ export class SignedHeadStore implements HeadStore {
       !head ||
       (parsed as SignedHeadFile).format !== "linesign-head/1" ||
       typeof sig !== "string" ||
-      !/^[A-Za-z0-9+/]{1,2048}={0,2}$/.test(sig)
+      !SIGNATURE_B64.test(sig)
     )
       throw broken("is not a readable head");
-    const spki = await this.auditSpki();
-    if (!spki) throw broken("is signed, but the token holds no audit key to check it against");
+    const spki = await keyOf();
     const ok = await this.verify(
       spki,
       signedHeadMessage(head.station, head.seq, head.hash),
@@ -196,7 +435,7 @@ export class SignedHeadStore implements HeadStore {
     );
     if (!ok)
       throw broken(
-        "does not carry a valid signature of the token's audit key: it was altered, or made without this token",
+        `does not carry a valid signature of ${whose}: it was altered, or made without this token`,
       );
     return { station: head.station, seq: head.seq, hash: head.hash, ts: head.ts };
   }

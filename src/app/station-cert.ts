@@ -75,7 +75,13 @@ export async function rootSignedStationCertificate(
       action: "station.cert",
       subject: ctx.stationId,
       outcome: "ok",
-      details: { serial: cert.serialNumber, issuer: rootLabel, fingerprint: sha256Hex(der) },
+      // The certificate itself (public): an auditor shows it later without the PIN.
+      details: {
+        serial: cert.serialNumber,
+        issuer: rootLabel,
+        fingerprint: sha256Hex(der),
+        pem: cert.toString("pem"),
+      },
     });
     return cert.toString("pem") + "\n";
   });
@@ -196,4 +202,92 @@ export async function auditKeyRollover(
     await checkpointer.checkpoint();
     return { entry, stationCert, created, binding, keysMissing };
   });
+}
+
+/** A station certificate as the log recorded it, with its chain to the station's root. */
+export interface RecordedStationCertificate {
+  /** The station certificate, PEM. */
+  pem: string;
+  /** The root that issued it (PEM), when it is one of the station's root CAs; empty for a self-signed one. */
+  chain: string[];
+  /** The root's label, or null (self-signed by the audit key). */
+  root: string | null;
+  /** The entry that recorded it. */
+  seq: number;
+  ts: string;
+  fingerprint: string;
+  notAfter: string;
+}
+
+/**
+ * The station certificate for the audit key in force, as the log recorded it
+ * (`station.cert`, or a rollover's ceremony): read-only, no token, no PIN, no
+ * key made. A root-signed one is preferred to a self-signed one, the newest of
+ * each; its root's certificate from the station's CA records follows when its
+ * signature checks.
+ * @throws LinesignError CA_NO_CERTIFICATE when none is recorded for the key in force
+ */
+export async function recordedStationCertificate(
+  ctx: AppContext,
+  checkpointer: Checkpointer,
+): Promise<RecordedStationCertificate> {
+  const inForce = checkpointer.keyInForce();
+  const found: { pem: string; seq: number; ts: string }[] = [];
+  for (const e of ctx.store.queryEvents({ action: "station.cert", outcome: "ok" })) {
+    const pem = (e.details as { pem?: unknown }).pem;
+    if (typeof pem === "string") found.push({ pem, seq: e.seq, ts: e.ts });
+  }
+  for (const e of ctx.store.queryEvents({ action: "audit.key.rollover", outcome: "ok" })) {
+    const en = (e.details as { endorsement?: { stationCert?: unknown } }).endorsement;
+    if (typeof en?.stationCert === "string")
+      found.push({ pem: en.stationCert, seq: e.seq, ts: e.ts });
+  }
+  const candidates: RecordedStationCertificate[] = [];
+  for (const f of found) {
+    let cert: x509.X509Certificate;
+    try {
+      cert = new x509.X509Certificate(f.pem);
+    } catch {
+      continue; // not a certificate: never shown as one
+    }
+    const spki = Buffer.from(cert.publicKey.rawData).toString("base64");
+    if (inForce && spki !== inForce) continue;
+    let root: string | null = null;
+    const chain: string[] = [];
+    if (cert.subject !== cert.issuer) {
+      for (const ca of ctx.store.listCas()) {
+        if (ca.kind !== "root" || !ca.certDer) continue;
+        const rootCert = new x509.X509Certificate(ca.certDer);
+        if (rootCert.subject !== cert.issuer) continue;
+        try {
+          if (!(await cert.verify({ publicKey: rootCert.publicKey, signatureOnly: true })))
+            continue;
+        } catch {
+          continue;
+        }
+        root = ca.label;
+        chain.push(rootCert.toString("pem") + "\n");
+        break;
+      }
+    }
+    candidates.push({
+      pem: cert.toString("pem") + "\n",
+      chain,
+      root,
+      seq: f.seq,
+      ts: f.ts,
+      fingerprint: sha256Hex(new Uint8Array(cert.rawData)),
+      notAfter: cert.notAfter.toISOString(),
+    });
+  }
+  candidates.sort((a, b) => Number(b.root !== null) - Number(a.root !== null) || b.seq - a.seq);
+  const best = candidates[0];
+  if (!best)
+    throw new LinesignError(
+      "CA_NO_CERTIFICATE",
+      `No station certificate ${inForce ? "for the audit key in force " : ""}is recorded in this station's log. ` +
+        'A security officer makes one ("linesign station-cert", or "linesign station-cert --root ROOT" in the key ceremony); the station records it, and auditors read it from then on.',
+      { details: { station: ctx.stationId } },
+    );
+  return best;
 }

@@ -22,6 +22,7 @@ import { benchSync, type SyncBenchResult } from "./bench-sync.js";
 import { benchKiosk, type KioskBenchResult } from "./bench-kiosk.js";
 import { benchSignIn, type SignInBenchResult } from "./bench-signin.js";
 import { benchAudit, type AuditBenchResult } from "./bench-audit.js";
+import { benchHead, type HeadBenchResult } from "./bench-head.js";
 
 type CaKey = "ec-p256" | "rsa-2048";
 
@@ -59,6 +60,8 @@ export interface BenchResult {
   signIn: SignInBenchResult | null;
   /** `audit verify` over a long log (--audit-events); null when skipped. */
   audit: AuditBenchResult | null;
+  /** Head moves with and without the auditor's public copy (null when skipped). */
+  head: HeadBenchResult | null;
 }
 
 interface CsrFactory {
@@ -146,6 +149,8 @@ export async function runBench(
     memoryDevices: number;
     syncCerts: number;
     auditEvents: number;
+    /** Log head moves per head store (0 skips). */
+    headMoves?: number;
   },
 ): Promise<BenchResult> {
   const log = (t: string): void => {
@@ -204,6 +209,7 @@ export async function runBench(
       kiosk: null,
       signIn: null,
       audit: null,
+      head: null,
     };
     for (const [caKey, label] of [
       ["ec-p256", "dev-ica"],
@@ -287,6 +293,8 @@ export async function runBench(
     result.signIn = await benchSignIn(log);
     // Last: the other figures are measured on the log they always were.
     if (opts.auditEvents > 0) result.audit = await benchAudit(s, opts.auditEvents, log);
+    // After everything else: it moves this throwaway station's head far past its log.
+    if ((opts.headMoves ?? 0) > 0) result.head = await benchHead(s, opts.headMoves!, log);
     await s.close();
     log("bench: timing the seed articles' manual openssl flow");
     const manualDir = join(dir, "manual");
@@ -341,6 +349,10 @@ export async function runBench(
           : `  audit verify of ${result.audit.events} entries (${result.audit.checkpoints} checkpoints): ${result.audit.verifyMs} ms = ${result.audit.auditVerifyPerSec}/s; ` +
             `reading them alone ${result.audit.readPerSec}/s (verify ${result.audit.ofRead}x of that); ` +
             `RSS ${result.audit.rssMb.start} MB before, ${result.audit.rssMb.peak} MB peak, ${result.audit.rssMb.end} MB after; appended at ${result.audit.appendPerSec}/s`,
+        result.head === null
+          ? "  log head moves: not measured (--head-moves 0)"
+          : `  log head moves (${result.head.moves} each): private head only ${result.head.movesPerSec.privateOnly}/s; with the auditor's public copy on every move ${result.head.movesPerSec.publicEveryMove}/s = ${result.head.everyMoveToPrivate}x; ` +
+            `at most every ${result.head.throttleMs} ms (as the station keeps it) ${result.head.movesPerSec.publicThrottled}/s = ${result.head.throttledToPrivate}x`,
       ];
       io.out(lines.join("\n") + "\n");
     }
@@ -375,6 +387,11 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
       "10000",
     )
     .option(
+      "--head-moves <n>",
+      "log head moves through each head store, with and without the auditor's public copy (0 skips)",
+      "400",
+    )
+    .option(
       "--audit-events <n>",
       "entries in the log that audit verify is timed over (about a year of a busy line; 0 skips)",
       "1000000",
@@ -386,6 +403,7 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
         memoryDevices: string;
         syncCerts: string;
         auditEvents: string;
+        headMoves: string;
       }) => {
         const count = Number(o.count);
         if (!Number.isInteger(count) || count < 10 || count > 1_000_000)
@@ -414,6 +432,9 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
             "USAGE",
             "--audit-events must be a whole number from 0 to 10000000.",
           );
+        const headMoves = Number(o.headMoves);
+        if (!Number.isInteger(headMoves) || headMoves < 0 || headMoves > 100_000)
+          throw new LinesignError("USAGE", "--head-moves must be a whole number from 0 to 100000.");
         await runBench(io, {
           json: d.json(),
           count,
@@ -421,6 +442,7 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
           memoryDevices,
           syncCerts,
           auditEvents,
+          headMoves,
         });
       },
     );

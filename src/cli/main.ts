@@ -63,6 +63,9 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     // Recording a probe changes the station (its config, where its log head is kept): an officer's act.
     if (commandPath === "token probe" && (action.opts() as { record?: boolean }).record)
       commandPath += " --record";
+    // The key ceremony signs a new station certificate with the root: an officer's act.
+    if (commandPath === "station-cert" && (action.opts() as { root?: string }).root)
+      commandPath += " --root";
   });
   const withStation = async <T>(
     fn: (s: Station) => Promise<T>,

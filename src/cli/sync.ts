@@ -18,7 +18,7 @@ import {
   stationCertificate,
 } from "../app/sync/bundle.js";
 import { summaryText } from "./online.js";
-import { rootSignedStationCertificate } from "../app/station-cert.js";
+import { recordedStationCertificate, rootSignedStationCertificate } from "../app/station-cert.js";
 
 export interface SyncCliDeps {
   io: CliIo;
@@ -267,15 +267,38 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
   program
     .command("station-cert")
     .description(
-      "the station's certificate (its audit key, in the token) for 'upload --trust' elsewhere",
+      "the station's certificate (its audit key, in the token) for 'upload --trust' and 'audit verify --trust' elsewhere; an auditor (or --recorded) reads the one the log recorded, with the root's after it",
     )
     .option("--out <file>", "write to a file instead of stdout")
     .option(
       "--root <label>",
-      "key ceremony: have the offline root CA sign it (its token present, LINESIGN_ROOT_PIN), so auditors trust the audit key through the root",
+      "key ceremony (officer): have the offline root CA sign it (its token present, LINESIGN_ROOT_PIN), so auditors trust the audit key through the root",
     )
-    .action(async (o: { out?: string; root?: string }) => {
+    .option(
+      "--recorded",
+      "read-only: the station certificate the log recorded for the audit key in force (no token, no PIN, nothing made); what an auditor always gets",
+    )
+    .action(async (o: { out?: string; root?: string; recorded?: boolean }) => {
       await d.withStation(async (s) => {
+        const role = s.ctx.store.getUser(s.ctx.actor)?.role;
+        if (o.recorded || role === "auditor") {
+          if (o.root)
+            throw new LinesignError(
+              "USAGE",
+              "--recorded reads the recorded certificate; --root makes a new one in the key ceremony. Give one of them.",
+            );
+          const r = await recordedStationCertificate(s.ctx, s.checkpointer);
+          const text = r.pem + r.chain.join("");
+          if (o.out) {
+            s.home.writeFile(o.out, text, 0o644);
+            d.emit(
+              { ok: true, out: o.out, ...r },
+              `Wrote the station certificate recorded at entry ${r.seq}${r.root ? ` (signed by root "${r.root}", its certificate after it)` : " (self-signed by the audit key)"} to ${o.out}.`,
+            );
+          } else if (d.json()) d.emit({ ok: true, ...r }, text);
+          else d.io.out(text);
+          return;
+        }
         const pem = o.root
           ? await rootSignedStationCertificate(s.ctx, s.checkpointer, s.ca, o.root)
           : await stationCertificate(s.ctx, s.checkpointer);

@@ -2,8 +2,21 @@
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
 import { probeToken } from "../compose.js";
-import { renderAssessment } from "../app/token.js";
+import { renderAssessment as renderBase, type TokenAssessment } from "../app/token.js";
 import type { CommandDeps } from "./io.js";
+
+/** The assessment, and where an auditor without the user PIN reads the log head. */
+function renderAssessment(a: TokenAssessment): string {
+  const pub = a.probe.publicDataObjects;
+  return (
+    renderBase(a) +
+    (pub === undefined || pub === null
+      ? ""
+      : pub.kept
+        ? "\nAuditor's head: a public data object made in the user session is read without login, so auditors compare the log head without the user PIN.\n"
+        : `\nAuditor's head: NOT available without the user PIN (${pub.reason}); an auditor's "audit verify" says the head could not be compared, and the comparison needs the user PIN (a security officer).\n`)
+  );
+}
 
 export function registerTokenCommands(program: Command, d: CommandDeps): void {
   const { io, prompt, withStation, emit, secret } = d;

@@ -139,6 +139,13 @@ export const StationConfigSchema = z
          * cannot catch). `linesign token probe --record` sets it from what the token keeps.
          */
         headStore: z.enum(HEAD_STORE_KINDS).default("data-object"),
+        /**
+         * The public copy of the log head (data-object store: a public data object, signed by the
+         * audit key, that an auditor reads without the user PIN) follows the issuance path's head
+         * moves at most once per this many ms, and at once at every checkpoint and command's end
+         * (0: every move; each copy costs a token write and an audit-key signature). Default 1000.
+         */
+        publicHeadEveryMs: z.number().int().min(0).max(3_600_000).optional(),
         /** The signed head's file (absolute path; default <home>/log-head.json). Best on other media than the database. */
         headFile: z
           .string()

@@ -142,6 +142,11 @@ export interface TokenProbe {
   )[];
   /** Whether a private CKO_DATA object with CKA_APPLICATION is kept (null: not tried, needs the PIN). */
   dataObjects: { kept: boolean; reason: string | null } | null;
+  /**
+   * With `login`: whether a public data object made in the user session is found
+   * again in a public session (no login), where an auditor without the user PIN reads.
+   */
+  publicDataObjects?: { kept: boolean; reason: string | null } | null;
   /** The template a throwaway key was made from and its custody read back (null: not tried, needs the PIN). */
   template: {
     keyType: KeyType;
@@ -405,8 +410,22 @@ export interface TokenDataStore {
 export interface TokenRegisterStore {
   /** The values the register's slots hold (none, one or two; an empty slot reads ""). */
   readRegister(tokenLabel: string, name: string): Promise<string[]>;
-  /** Writes `value` into the slot not written last (creating the slots on first use). */
-  writeRegister(tokenLabel: string, name: string, value: string): Promise<void>;
+  /**
+   * Writes `value` into the slot not written last (creating the slots on first use).
+   * With `public`, the slots are public objects (CKA_PRIVATE false): readable
+   * without the user PIN by readPublicRegister, so anyone with the token can also rewrite them.
+   */
+  writeRegister(
+    tokenLabel: string,
+    name: string,
+    value: string,
+    opts?: { public?: boolean },
+  ): Promise<void>;
+  /**
+   * A public register's values, read in a public session (no login, no PIN asked):
+   * what an auditor without the user PIN sees.
+   */
+  readPublicRegister(tokenLabel: string, name: string): Promise<string[]>;
 }
 
 export type IssuanceState =

@@ -59,7 +59,9 @@ export const COMMAND_ROLES: Readonly<Record<string, Rule>> = {
   "target list": "any",
   "target remove": O,
   sync: ["sync", "officer"],
-  "station-cert": O,
+  // Auditors read the recorded station certificate; making one (and the ceremony) is an officer's.
+  "station-cert": ["officer", "auditor"],
+  "station-cert --root": O,
   export: ["sync", "officer"],
   "import-receipt": ["sync", "officer"],
   "audit log": ["auditor", "officer"],

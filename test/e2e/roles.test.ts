@@ -64,6 +64,8 @@ describe("roles", { timeout: 240_000 }, () => {
           "audit export",
           "user list",
           "reissue list",
+          // Read-only for an auditor: the recorded certificate (making one is "station-cert --root" or an officer's).
+          "station-cert",
         ]).toContain(p);
       if (rule.includes("operator")) expect(p).toBe("line run");
     }

@@ -536,11 +536,21 @@ export class Pkcs11KeyStore
     });
   }
 
-  async writeRegister(tokenLabel: string, name: string, value: string): Promise<void> {
+  async writeRegister(
+    tokenLabel: string,
+    name: string,
+    value: string,
+    opts: { public?: boolean } = {},
+  ): Promise<void> {
     const key = `${tokenLabel}\n${name}`;
     await this.withToken(tokenLabel, `writing register "${name}"`, (t) => {
       const write = (): void => {
-        const reg = this.registerSlots(t.session, tokenLabel, name, true);
+        const reg = this.registerSlots(
+          t.session,
+          tokenLabel,
+          name,
+          opts.public ? "public" : "private",
+        );
         const slot = (reg.last + 1) % reg.handles.length;
         this.lib.C_SetAttributeValue(t.session, reg.handles[slot]!, [
           { type: pkcs11js.CKA_LABEL, value },
@@ -558,11 +568,62 @@ export class Pkcs11KeyStore
     });
   }
 
+  /**
+   * A public register's values, read in a session of its own that never logs
+   * in: the objects an auditor without the user PIN can see. Only public
+   * objects are asked for (a logged-in process would see its private ones too).
+   * @throws LinesignError HSM_TOKEN_NOT_FOUND, HSM_ERROR
+   */
+  async readPublicRegister(tokenLabel: string, name: string): Promise<string[]> {
+    await Promise.resolve();
+    const slot = this.findSlot(tokenLabel);
+    const doing = `reading the public register "${name}" without login`;
+    let session: Handle;
+    try {
+      session = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+    } catch (e) {
+      throw mapPkcs11Error(e, doing, tokenLabel);
+    }
+    try {
+      this.lib.C_FindObjectsInit(session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_APPLICATION, value: APPLICATION },
+        { type: pkcs11js.CKA_PRIVATE, value: false },
+      ]);
+      let all: Handle[];
+      try {
+        all = this.lib.C_FindObjects(session, 64);
+      } finally {
+        this.lib.C_FindObjectsFinal(session);
+      }
+      const values: string[] = [];
+      for (const h of all) {
+        const [tag, label] = this.lib.C_GetAttributeValue(session, h, [
+          { type: pkcs11js.CKA_VALUE },
+          { type: pkcs11js.CKA_LABEL },
+        ]);
+        const t = (tag?.value as Buffer).toString("utf8");
+        if (REGISTER_SLOTS.some((s) => t === `${name}${s}`))
+          values.push(trim((label?.value as Buffer).toString("utf8")));
+      }
+      return values;
+    } catch (e) {
+      throw mapPkcs11Error(e, doing, tokenLabel);
+    } finally {
+      try {
+        this.lib.C_CloseSession(session);
+      } catch {
+        // the session is gone either way
+      }
+    }
+  }
+
   private registerSlots(
     session: Handle,
     tokenLabel: string,
     name: string,
-    create: boolean,
+    /** Create missing slots as private or public objects; false: find only. */
+    create: false | "private" | "public",
   ): { handles: Handle[]; last: number } {
     const key = `${tokenLabel}\n${name}`;
     const known = this.registers.get(key);
@@ -591,8 +652,9 @@ export class Pkcs11KeyStore
           this.lib.C_CreateObject(session, [
             { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
             { type: pkcs11js.CKA_TOKEN, value: true },
-            // Private: reading or rewriting it needs the user PIN, like the keys.
-            { type: pkcs11js.CKA_PRIVATE, value: true },
+            // Private: reading or rewriting it needs the user PIN, like the keys. A public
+            // register is for readers without the PIN (its value carries its own signature).
+            { type: pkcs11js.CKA_PRIVATE, value: create === "private" },
             { type: pkcs11js.CKA_APPLICATION, value: APPLICATION },
             { type: pkcs11js.CKA_LABEL, value: "" },
             { type: pkcs11js.CKA_VALUE, value: Buffer.from(`${name}${s}`) },
@@ -852,6 +914,7 @@ export class Pkcs11KeyStore
         return { kept: false, reason: `C_CreateObject refused a private data object (${name})` };
       }
     });
+    probe.publicDataObjects = await this.probePublicData(tokenLabel);
     const fit = probe.keyTypes.find((k) => k.fit);
     if (fit) {
       const label = `linesign-probe-${randomBytes(4).toString("hex")}`;
@@ -875,6 +938,58 @@ export class Pkcs11KeyStore
       }
     }
     return probe;
+  }
+
+  /**
+   * Makes a public data object in the user session, logs out, and looks for
+   * it in a public session (what an auditor without the PIN would read); then
+   * removes it (logged in again).
+   */
+  private async probePublicData(
+    tokenLabel: string,
+  ): Promise<{ kept: boolean; reason: string | null }> {
+    const label = `linesign-probe-public-${randomBytes(4).toString("hex")}`;
+    const template: Pkcs11Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: false },
+      { type: pkcs11js.CKA_APPLICATION, value: APPLICATION },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_VALUE, value: Buffer.from("probe") },
+    ];
+    const made = await this.withToken(tokenLabel, "trying a public data object", (t) => {
+      try {
+        this.lib.C_CreateObject(t.session, template);
+        return null;
+      } catch (e) {
+        const name = e instanceof pkcs11js.Pkcs11Error ? ckrName(e.code) : String(e);
+        return `C_CreateObject refused a public data object (${name})`;
+      }
+    });
+    if (made) return { kept: false, reason: made };
+    let seen = false;
+    let reason: string | null = null;
+    try {
+      this.logout(tokenLabel);
+      const slot = this.findSlot(tokenLabel);
+      const session = this.lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+      try {
+        // CKS_RO_PUBLIC_SESSION (0) or CKS_RW_PUBLIC_SESSION (2): no user is logged in.
+        const state = this.lib.C_GetSessionInfo(session).state;
+        seen = (state === 0 || state === 2) && this.findData(session, label).length === 1;
+      } finally {
+        this.lib.C_CloseSession(session);
+      }
+      if (!seen)
+        reason = "a public data object made in the user session is not found without login";
+    } catch (e) {
+      const name = e instanceof pkcs11js.Pkcs11Error ? ckrName(e.code) : String(e);
+      reason = `a public session could not read it (${name})`;
+    }
+    await this.withToken(tokenLabel, "removing the probe's public data object", (t) => {
+      for (const h of this.findData(t.session, label)) this.lib.C_DestroyObject(t.session, h);
+    });
+    return { kept: seen, reason };
   }
 
   close(): void {

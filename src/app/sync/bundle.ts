@@ -44,7 +44,8 @@ export async function stationCertificate(
       action: "station.cert",
       subject: ctx.stationId,
       outcome: "ok",
-      details: { serial: cert.serialNumber },
+      // The certificate itself (public): an auditor shows it later without the PIN.
+      details: { serial: cert.serialNumber, pem: cert.toString("pem") },
     });
     return cert.toString("pem") + "\n";
   });

@@ -10,4 +10,6 @@ tokenContract("opencryptoki", {
   auditKey: "rsa-2048",
   // Its software token counts both PINs: COUNT_LOW after one wrong, FINAL_TRY after two, LOCKED at three.
   pinLimits: { user: 3, so: 3 },
+  // A public data object made in the user session is read without login (the auditor's head).
+  publicDataObjects: true,
 });

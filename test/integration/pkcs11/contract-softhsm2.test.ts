@@ -12,4 +12,6 @@ tokenContract("softhsm2", {
   engineLogin: true,
   caKey: "ec-p256",
   auditKey: "ec-p256",
+  // A public data object made in the user session is read without login (the auditor's head).
+  publicDataObjects: true,
 });

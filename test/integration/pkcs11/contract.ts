@@ -46,6 +46,12 @@ export interface ContractExpectations {
    * LOCKED at it); absent where it sets none of these flags (SoftHSM 2.6).
    */
   pinLimits?: { user: number; so: number };
+  /**
+   * True where a public data object made in the user session is known to be
+   * read in a session without login (the auditor's copy of the log head);
+   * unset: either, as long as the probe says which.
+   */
+  publicDataObjects?: true;
 }
 
 async function caught(p: Promise<unknown>): Promise<LinesignError> {
@@ -242,6 +248,36 @@ export function tokenContract(name: TokenImplName, expected: ContractExpectation
       } else {
         expect(probe.dataObjects?.reason).toBeTruthy();
       }
+    });
+
+    it("keeps a public copy of the log head that a session without login reads, or the probe says it cannot", async () => {
+      const pub = probe.publicDataObjects;
+      expect(pub).toBeDefined();
+      if (expected.publicDataObjects) expect(pub).toEqual({ kept: true, reason: null });
+      if (!pub?.kept) {
+        expect(pub?.reason).toBeTruthy();
+        return;
+      }
+      // Written in the user session, as the station writes it after the private head.
+      await store.writeRegister(label, "linesign-log-head-public", "public-1", { public: true });
+      await store.writeRegister(label, "linesign-log-head-public", "public-2", { public: true });
+      await store.writeRegister(label, "linesign-log-head", "private-1");
+      store.logout(label);
+      // Read by a reader that has no PIN to give: it never logs in.
+      let asked = 0;
+      const auditor = new Pkcs11KeyStore(impl.module, async () => {
+        asked++;
+        throw new Error("no PIN here");
+      });
+      try {
+        const values = await auditor.readPublicRegister(label, "linesign-log-head-public");
+        expect([...values].sort()).toEqual(["public-1", "public-2"]);
+        // The private register is not among what a public session sees.
+        expect(await auditor.readPublicRegister(label, "linesign-log-head")).toEqual([]);
+      } finally {
+        auditor.close();
+      }
+      expect(asked).toBe(0);
     });
 
     it("reopens a lost session and logs in again once, then signs", async () => {
