@@ -163,6 +163,8 @@ export async function runLine(
   beside?: () => Promise<unknown>,
   /** One simulator process for every port (the default), or one per port. */
   simProcesses: "one" | "per-port" = "one",
+  /** Told the count each time a device is confirmed. */
+  onConfirmed?: (confirmed: number) => void,
 ): Promise<{ done: SimDone[]; spanMs: number; confirmed: number; gang: GangRun }> {
   const pairs = await Promise.all(
     Array.from({ length: ports }, (_, i) => ptyPair(dir, `b${ports}-${i}`)),
@@ -207,8 +209,11 @@ export async function runLine(
     const elu0 = performance.eventLoopUtilization();
     const t0 = performance.now();
     let last = t0;
+    let confirmed = 0;
     line.onEvent((e) => {
-      if (e.event === "device.confirmed") last = performance.now();
+      if (e.event !== "device.confirmed") return;
+      last = performance.now();
+      onConfirmed?.(++confirmed);
     });
     line.start();
     let running = true;
@@ -378,6 +383,11 @@ export interface LineMemoryResult {
   rssMb: { start: number; peak: number; end: number };
   /** end / start. */
   endToStart: number;
+  /**
+   * RSS after each tenth of the devices, MB: growth to a steady state levels off, a leak
+   * keeps rising.
+   */
+  rssMbByDevices: { devices: number; rssMb: number }[];
 }
 
 /** A long line run on 16 ports with the station's memory sampled; null without socat. */
@@ -391,11 +401,17 @@ export async function benchLineMemory(
   const perPort = Math.ceil(devices / 16);
   log(`bench: memory over a line run of ${perPort * 16} devices on 16 ports`);
   const rss = rssSampler();
-  const run = await runLine(s, dir, 16, perPort, 115200);
+  const every = Math.max(1, Math.floor((perPort * 16) / 10));
+  const series: { devices: number; rssMb: number }[] = [];
+  const run = await runLine(s, dir, 16, perPort, 115200, undefined, "one", (n) => {
+    if (n % every === 0)
+      series.push({ devices: n, rssMb: Math.round(process.memoryUsage.rss() / 1e5) / 10 });
+  });
   const rssMb = rss.stop();
   return {
     devices: run.confirmed,
     rssMb,
     endToStart: Number((rssMb.end / rssMb.start).toFixed(2)),
+    rssMbByDevices: series,
   };
 }

@@ -76,8 +76,17 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
     expect(under.cycleMs![when], `underSignIns.cycleMs.${when}`).toBeGreaterThan(0);
   for (const when of ["before", "after"])
     expect(under.toNone![when], `underSignIns.toNone.${when}`).toBeGreaterThan(0);
-  const memory = j.lineMemory as unknown as { devices: number; rssMb: Record<string, number> };
+  const memory = j.lineMemory as unknown as {
+    devices: number;
+    rssMb: Record<string, number>;
+    rssMbByDevices: { devices: number; rssMb: number }[];
+  };
   expect(memory.devices).toBe(32);
+  // After each tenth of the devices (32 devices: every 3rd).
+  expect(memory.rssMbByDevices.map((p) => p.devices)).toEqual([
+    3, 6, 9, 12, 15, 18, 21, 24, 27, 30,
+  ]);
+  for (const p of memory.rssMbByDevices) expect(p.rssMb).toBeGreaterThan(0);
   for (const key of ["start", "peak", "end"])
     expect(memory.rssMb[key], `lineMemory.rssMb.${key}`).toBeGreaterThan(0);
   const sync = j.sync as unknown as Record<string, number>;
