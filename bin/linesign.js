@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// Entry point of the `linesign` command: runs the compiled CLI. The online
-// machine's commands (upload, uploader init) run without the station, so they
-// load none of its native modules (PKCS#11, SQLite, serial port).
+// Entry point of the `linesign` command: runs the built CLI (dist/cli, bundled by
+// `npm run build`: a few files to load instead of a few hundred modules). The
+// online machine's commands (upload, uploader init) run without the station, so
+// they load none of its native modules (PKCS#11, SQLite, serial port).
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const main = new URL("../dist/src/cli/main.js", import.meta.url);
+const main = new URL("../dist/cli/main.js", import.meta.url);
 if (!existsSync(fileURLToPath(main))) {
   console.error(
     'linesign is not built yet: run "npm ci && npm run build" in the repository first.',
@@ -13,7 +14,7 @@ if (!existsSync(fileURLToPath(main))) {
   process.exit(2);
 }
 const argv = process.argv.slice(2);
-const online = await import(new URL("../dist/src/cli/online.js", import.meta.url).href);
+const online = await import(new URL("../dist/cli/online.js", import.meta.url).href);
 if (online.isOnlineCommand(argv)) {
   process.exitCode = await online.runOnline(argv, online.processIo());
 } else {

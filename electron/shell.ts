@@ -343,7 +343,7 @@ export const SERVICE_ENV = [
 ];
 
 /**
- * How the kiosk starts its service. Packaged, the service (bin/, dist/src and
+ * How the kiosk starts its service. Packaged, the service (bin/, dist/cli, dist/src and
  * its node_modules, built for the system's Node) is in the application's
  * resources, outside the asar: `<resources>/service/bin/linesign.js`.
  * Unpackaged, it is the repository's bin/. Node is LINESIGN_NODE when that is

@@ -17,7 +17,6 @@ import {
 import type { ProfileInput } from "./domain/profile.js";
 import { LinesignError, toLinesignError } from "./domain/errors.js";
 import type { Logger } from "./domain/logger.js";
-import type { ChainHash } from "./domain/event-log.js";
 import type { KeyStore, Signer } from "./domain/ports.js";
 import { Pkcs11KeyStore, type PinSource } from "./adapters/pkcs11/key-store.js";
 import { acquireModule, releaseModule } from "./adapters/pkcs11/module.js";
@@ -215,7 +214,7 @@ export function kioskKey(station: Station): string {
 }
 
 /** The event log's hash step, for what checks a log without a station (an audit export). */
-export const chainHash: ChainHash = nodeChainHash;
+export { chainHash } from "./compose-files.js";
 
 /**
  * The station's keys, whose signers sign only while the database and the
@@ -928,16 +927,14 @@ export async function initStation(opts: InitOptions): Promise<InitResult> {
 
 export { DEV };
 
-/** Writes a file atomically (temporary file, fsync, rename): for commands that run without a station home. */
-export { writeFileAtomic } from "./adapters/fs/atomic.js";
-
-/** The station home a command names (--home, LINESIGN_HOME, ~/.linesign), checked private. */
-export function privateHome(explicit: string | undefined, env: NodeJS.ProcessEnv): string {
-  const home = StationHome.locate(explicit, env);
-  home.checkPrivate();
-  return home.dir;
-}
-export { readFileBounded, readTextBounded, READ_LIMITS } from "./adapters/fs/bounded-read.js";
+// Bounded reads, atomic writes and the home's place: also for commands that open no station.
+export {
+  privateHome,
+  readFileBounded,
+  readTextBounded,
+  READ_LIMITS,
+  writeFileAtomic,
+} from "./compose-files.js";
 
 export interface ProbeOptions {
   /** `--home`; used when no module is given, for the station's module and token. */

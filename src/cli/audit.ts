@@ -6,7 +6,7 @@ import { buildShift } from "../app/shift.js";
 import { shiftReportHtml } from "./report-html.js";
 import { eventsCsv, formatAuditTable, isoTime, toCsv } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
-import { chainHash, READ_LIMITS } from "../compose.js";
+import { chainHash, READ_LIMITS } from "../compose-files.js";
 import { LinesignError } from "../domain/errors.js";
 import { checkStationCertificate } from "../app/station-cert.js";
 

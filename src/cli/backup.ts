@@ -2,14 +2,10 @@
 import { join } from "node:path";
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
-import {
-  backupStation,
-  compareRestore,
-  discardRestore,
-  placeRestore,
-  stageRestore,
-} from "../compose-backup.js";
 import type { CommandDeps } from "./io.js";
+
+/** Loaded when a backup or restore runs (it wires the station's database). */
+const backups = () => import("../compose-backup.js");
 
 export function registerBackupCommands(program: Command, d: CommandDeps): void {
   const { withStation, emit } = d;
@@ -20,6 +16,7 @@ export function registerBackupCommands(program: Command, d: CommandDeps): void {
     )
     .requiredOption("--out <file>", "the backup file (on another disk or removable media)")
     .action(async (o: { out: string }) => {
+      const { backupStation } = await backups();
       await withStation(async (s) => {
         const r = await backupStation(s, o.out);
         emit(
@@ -42,6 +39,7 @@ export function registerBackupCommands(program: Command, d: CommandDeps): void {
           "USAGE",
           "Name the new station home with --home DIR (an empty folder, or one not yet made).",
         );
+      const { compareRestore, discardRestore, placeRestore, stageRestore } = await backups();
       const staged = await stageRestore(file, home);
       let placed = false;
       try {

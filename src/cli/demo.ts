@@ -9,7 +9,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openStation, type Station } from "../compose.js";
+import type { Station } from "../compose.js";
 import { LinesignError } from "../domain/errors.js";
 import { DEV_OFFICER } from "../app/users.js";
 import { childEnv, startService } from "./serve.js";
@@ -123,6 +123,7 @@ export async function openDemoKiosk(o: {
     const run = new Date().toISOString().replace(/[-:]/g, "").slice(0, 15);
     const chain = join(dir, "chain.pem");
     {
+      const { openStation } = await import("../compose.js");
       const s = openStation({ home: o.home, env: o.env, officer: DEV_OFFICER.name });
       try {
         writeFileSync(chain, await s.ca.export("dev-ica", true));

@@ -3,7 +3,8 @@
  * `run` builds once per invocation (a station opened for the caller's role,
  * secrets from the environment or a prompt, one output line per result).
  */
-import { readFileBounded, READ_LIMITS, type Station } from "../compose.js";
+import { readFileBounded, READ_LIMITS } from "../compose-files.js";
+import type { Station } from "../compose.js";
 
 export interface CliIo {
   out: (text: string) => void;

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { pemCertificate } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
-import { READ_LIMITS } from "../compose.js";
+import { READ_LIMITS } from "../compose-files.js";
 
 export function registerIssueCommand(program: Command, d: CommandDeps): void {
   const { io, withStation, emit } = d;

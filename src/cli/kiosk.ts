@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
-import { privateHome } from "../compose.js";
+import { privateHome } from "../compose-files.js";
 import { childEnv } from "./serve.js";
 import { unsafeSocketFolder } from "../service/http.js";
 import type { CliIo } from "./io.js";

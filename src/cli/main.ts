@@ -8,14 +8,14 @@
 import { Command, CommanderError } from "commander";
 import { COMMAND_ROLES } from "../domain/roles.js";
 import { LinesignError, toLinesignError } from "../domain/errors.js";
-import { loadAwsSdk, openStation, type Station } from "../compose.js";
+import type { Station } from "../compose.js";
 import { promptSecret } from "./prompt.js";
-import { registerBenchCommand } from "./bench.js";
+import { registerBenchCommand } from "./bench-command.js";
 import { registerLineCommands } from "./line.js";
 import { registerServeCommand } from "./serve.js";
 import { registerKioskCommand } from "./kiosk.js";
 import { registerSyncCommands } from "./sync.js";
-import { commandOf, registerOnlineCommands } from "./online.js";
+import { registerOnlineCommands } from "./online.js";
 import { registerStationCommands } from "./station.js";
 import { registerCaCommands } from "./ca.js";
 import { registerTokenCommands } from "./token.js";
@@ -40,8 +40,6 @@ interface GlobalOpts {
 export async function run(argv: string[], io: CliIo = defaultIo()): Promise<number> {
   let exitCode = 0;
   let json = argv.includes("--json");
-  // A sync sends paced requests: the SDK is loaded first, before the station opens.
-  if (commandOf(argv)[0] === "sync") await loadAwsSdk();
 
   const program = new Command("linesign")
     .description("HSM-backed offline signing station for factory lines")
@@ -71,6 +69,8 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     fn: (s: Station) => Promise<T>,
     at?: { home: string; headFile?: string },
   ): Promise<T> => {
+    // The station (token, database, their drivers) loads when a command opens it, not for --help.
+    const { openStation } = await import("../compose.js");
     const station = openStation({
       home: at?.home ?? globals().home,
       ...(at?.headFile ? { headFile: at.headFile } : {}),

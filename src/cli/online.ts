@@ -86,6 +86,9 @@ export function registerOnlineCommands(program: Command, d: OnlineCliDeps): Comm
           verifyOnly?: boolean;
         },
       ) => {
+        // An upload sends paced requests: the SDK is loaded first, before the bundle is read
+        // (when the command runs, not for its --help).
+        if (!o.verifyOnly) await loadAwsSdk();
         const bundle = readBounded(
           file,
           "the bundle",
@@ -173,8 +176,6 @@ export function registerOnlineCommands(program: Command, d: OnlineCliDeps): Comm
 export async function runOnline(argv: string[], io: CliIo): Promise<number> {
   let exitCode = 0;
   const json = argv.includes("--json");
-  // An upload sends paced requests: the SDK is loaded first, before the bundle is read.
-  if (commandOf(argv)[0] === "upload" && !argv.includes("--verify-only")) await loadAwsSdk();
   const program = new Command("linesign")
     .option("--home <dir>", "unused by the online commands")
     .option("--json", "machine-readable output: one JSON object on stdout")

@@ -17,8 +17,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
-import { kioskKey, openStation, type Station } from "../compose.js";
-import { StationService } from "../service/station-service.js";
+import type { Station } from "../compose.js";
+import type { StationService } from "../service/station-service.js";
 import { KioskTickets, listenLoopback, listenUnix, type Listening } from "../service/http.js";
 import type { CliIo } from "./io.js";
 
@@ -102,6 +102,10 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
       "USAGE",
       `The kiosk page is not built (${UI_DIR}): run "npm run build" first.`,
     );
+  const [{ kioskKey, openStation }, { StationService }] = await Promise.all([
+    import("../compose.js"),
+    import("../service/station-service.js"),
+  ]);
   const station = openStation({ home: o.home, env: o.env, mode: "service" });
   const listeners: Listening[] = [];
   let unlock: (() => void) | null = null;

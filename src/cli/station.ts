@@ -4,7 +4,6 @@ import { Option, type Command } from "commander";
 import { KEY_TYPES, type KeyType } from "../domain/keys.js";
 import { HEAD_STORE_KINDS } from "../domain/config.js";
 import type { HeadStoreKind } from "../app/head-store.js";
-import { initStation } from "../compose.js";
 import { DEV_OFFICER } from "../app/users.js";
 import { describeLineEvent } from "./line.js";
 import { checkDemoKiosk, DEMO_OPERATOR, openDemoKiosk, runDemoLine } from "./demo.js";
@@ -49,6 +48,7 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
         auditKeyType?: KeyType;
         headStore?: HeadStoreKind;
       }) => {
+        const { initStation } = await import("../compose.js");
         const result = await initStation({
           home: d.home(),
           env: io.env,
@@ -81,6 +81,7 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
     )
     .option("--no-kiosk", "stop after the simulated line; do not open the kiosk")
     .action(async (o: { kiosk: boolean }) => {
+      const { initStation } = await import("../compose.js");
       const result = await initStation({ home: d.home(), env: io.env, prompt, dev: true });
       const ica = result.status.cas.find((c) => c.label === "dev-ica");
       const lines = [

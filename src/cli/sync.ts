@@ -10,7 +10,8 @@ import type { Station } from "../compose.js";
 import type { TargetView } from "../app/sync/sync.js";
 import type { SyncItemEvent } from "../app/sync/target-sync.js";
 import type { CliIo } from "./io.js";
-import { readFileBounded, readTextBounded, READ_LIMITS } from "../compose.js";
+import { readFileBounded, readTextBounded, READ_LIMITS } from "../compose-files.js";
+import { loadAwsSdk } from "../compose-online.js";
 import {
   enrollUploader,
   exportBundle,
@@ -221,6 +222,8 @@ export function registerSyncCommands(program: Command, d: SyncCliDeps): void {
       "print the plan per target (account, profile, region, endpoint), checking credentials with read-only calls; change nothing",
     )
     .action(async (o: { target?: string[]; dryRun?: boolean }) => {
+      // A sync sends paced requests: the SDK is loaded first, before the station opens.
+      await loadAwsSdk();
       const json = d.json();
       const bar = !json && d.io.terminal;
       let done = 0;

@@ -1,7 +1,6 @@
 /** `linesign token ...`: the PKCS#11 tokens the station sees. */
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
-import { probeToken } from "../compose.js";
 import { renderAssessment as renderBase, type TokenAssessment } from "../app/token.js";
 import type { CommandDeps } from "./io.js";
 
@@ -49,6 +48,7 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
       "keep the facts in the station's log (status shows them) and set audit.headStore from whether the token keeps data objects (needs LINESIGN_USER_PIN)",
     )
     .action(async (o: { module?: string; token?: string; record?: boolean }) => {
+      const { probeToken } = await import("../compose.js");
       const a = await probeToken({
         ...(d.home() ? { home: d.home()! } : {}),
         ...(o.module ? { module: o.module } : {}),

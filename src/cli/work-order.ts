@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { isoTime } from "./output.js";
 import { readInput, type CommandDeps } from "./io.js";
-import { READ_LIMITS } from "../compose.js";
+import { READ_LIMITS } from "../compose-files.js";
 
 export function registerWorkOrderCommands(program: Command, d: CommandDeps): void {
   const { withStation, emit } = d;

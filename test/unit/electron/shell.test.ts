@@ -285,7 +285,12 @@ describe("packaging", () => {
     const code = extra.find((e) => e.from === ".")!;
     expect(code.to).toBe("service");
     expect(code.filter).toEqual(
-      expect.arrayContaining(["package.json", "bin/linesign.js", "dist/src/**/*.js"]),
+      expect.arrayContaining([
+        "package.json",
+        "bin/linesign.js",
+        "dist/cli/**/*.js",
+        "dist/src/**/*.js",
+      ]),
     );
     const modules = extra.find((e) => e.from === "node_modules")!;
     expect(modules.to).toBe("service/node_modules");
