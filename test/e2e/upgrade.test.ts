@@ -8,7 +8,7 @@
  * refuses the migrated database without changing it.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it, vi } from "vitest";
@@ -53,6 +53,13 @@ beforeAll(() => {
     cwd: dir,
     stdio: "inherit",
   });
+  // A release whose command line is bundled (dist/cli) builds the bundle as well.
+  if (existsSync(join(dir, "vite.cli.config.ts")))
+    execFileSync(
+      process.execPath,
+      ["node_modules/vite/bin/vite.js", "build", "--config", "vite.cli.config.ts"],
+      { cwd: dir, stdio: "inherit" },
+    );
   oldBin = join(dir, "bin", "linesign.js");
   st = emptyStation();
 });
