@@ -2,10 +2,10 @@
 import { join } from "node:path";
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
-import type { CommandDeps } from "./io.js";
+import { withDrivers, type CommandDeps } from "./io.js";
 
 /** Loaded when a backup or restore runs (it wires the station's database). */
-const backups = () => import("../compose-backup.js");
+const backups = () => withDrivers(() => import("../compose-backup.js"));
 
 export function registerBackupCommands(program: Command, d: CommandDeps): void {
   const { withStation, emit } = d;

@@ -1,7 +1,7 @@
 /** `linesign bench`: the command; the bench itself (bench.ts) loads when it runs. */
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
-import type { CommandDeps } from "./io.js";
+import { withDrivers, type CommandDeps } from "./io.js";
 
 /** `linesign bench`: the command around runBench. */
 export function registerBenchCommand(program: Command, d: CommandDeps): void {
@@ -77,7 +77,7 @@ export function registerBenchCommand(program: Command, d: CommandDeps): void {
         if (!Number.isInteger(headMoves) || headMoves < 0 || headMoves > 100_000)
           throw new LinesignError("USAGE", "--head-moves must be a whole number from 0 to 100000.");
         // The bench (a throwaway station, the line, the sync, the kiosk service) loads when it runs.
-        const { runBench } = await import("./bench.js");
+        const { runBench } = await withDrivers(() => import("./bench.js"));
         await runBench(io, {
           json: d.json(),
           count,

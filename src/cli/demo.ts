@@ -13,6 +13,7 @@ import type { Station } from "../compose.js";
 import { LinesignError } from "../domain/errors.js";
 import { DEV_OFFICER } from "../app/users.js";
 import { childEnv, startService } from "./serve.js";
+import { loadStation } from "./io.js";
 import type { LineSummary } from "../app/line/line.js";
 import type { LineEvent } from "../app/line/line-events.js";
 import { ptyPair, socatAvailable, startSim, type PtyPair, type RigChild } from "./sim-rig.js";
@@ -123,7 +124,7 @@ export async function openDemoKiosk(o: {
     const run = new Date().toISOString().replace(/[-:]/g, "").slice(0, 15);
     const chain = join(dir, "chain.pem");
     {
-      const { openStation } = await import("../compose.js");
+      const { openStation } = await loadStation();
       const s = openStation({ home: o.home, env: o.env, officer: DEV_OFFICER.name });
       try {
         writeFileSync(chain, await s.ca.export("dev-ica", true));

@@ -5,6 +5,29 @@
  */
 import { readFileBounded, READ_LIMITS } from "../compose-files.js";
 import type { Station } from "../compose.js";
+import { LinesignError } from "../domain/errors.js";
+import { cut, wellFormed } from "../domain/text.js";
+
+/**
+ * Loads a module that wires the station's drivers (PKCS#11, SQLite) when a command first needs
+ * it, not at start-up. A driver that does not load here (an online machine that has none, or
+ * drivers built for another Node) is a refusal saying so, not an unexpected error.
+ */
+export async function withDrivers<T>(load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (cause) {
+    const why = wellFormed(cut(cause instanceof Error ? cause.message : String(cause), 400));
+    throw new LinesignError(
+      "DRIVERS_UNAVAILABLE",
+      `The station's drivers (PKCS#11, SQLite) do not load on this machine: ${why}. An online machine runs only "linesign upload" and "linesign uploader init"; for the station, install again with "npm ci && npm run build" under the Node that runs linesign.`,
+      { cause },
+    );
+  }
+}
+
+/** The station's wiring (src/compose.ts), loaded when a command opens or makes a station. */
+export const loadStation = () => withDrivers(() => import("../compose.js"));
 
 export interface CliIo {
   out: (text: string) => void;

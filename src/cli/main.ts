@@ -27,7 +27,7 @@ import { registerRevocationCommands } from "./revocation.js";
 import { registerProfileCommands } from "./profile.js";
 import { registerBackupCommands } from "./backup.js";
 import { writeOutput } from "./output.js";
-import { defaultIo, type CliIo, type CommandDeps } from "./io.js";
+import { defaultIo, loadStation, type CliIo, type CommandDeps } from "./io.js";
 
 export type { CliIo } from "./io.js";
 
@@ -70,7 +70,7 @@ export async function run(argv: string[], io: CliIo = defaultIo()): Promise<numb
     at?: { home: string; headFile?: string },
   ): Promise<T> => {
     // The station (token, database, their drivers) loads when a command opens it, not for --help.
-    const { openStation } = await import("../compose.js");
+    const { openStation } = await loadStation();
     const station = openStation({
       home: at?.home ?? globals().home,
       ...(at?.headFile ? { headFile: at.headFile } : {}),

@@ -20,7 +20,7 @@ import { LinesignError } from "../domain/errors.js";
 import type { Station } from "../compose.js";
 import type { StationService } from "../service/station-service.js";
 import { KioskTickets, listenLoopback, listenUnix, type Listening } from "../service/http.js";
-import type { CliIo } from "./io.js";
+import { loadStation, withDrivers, type CliIo } from "./io.js";
 
 /** The built kiosk page (vite build of electron/renderer). */
 export const UI_DIR = fileURLToPath(new URL("../../renderer", import.meta.url));
@@ -103,8 +103,8 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
       `The kiosk page is not built (${UI_DIR}): run "npm run build" first.`,
     );
   const [{ kioskKey, openStation }, { StationService }] = await Promise.all([
-    import("../compose.js"),
-    import("../service/station-service.js"),
+    loadStation(),
+    withDrivers(() => import("../service/station-service.js")),
   ]);
   const station = openStation({ home: o.home, env: o.env, mode: "service" });
   const listeners: Listening[] = [];

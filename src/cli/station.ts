@@ -8,7 +8,7 @@ import { DEV_OFFICER } from "../app/users.js";
 import { describeLineEvent } from "./line.js";
 import { checkDemoKiosk, DEMO_OPERATOR, openDemoKiosk, runDemoLine } from "./demo.js";
 import { formatStatus } from "./output.js";
-import type { CommandDeps } from "./io.js";
+import { loadStation, type CommandDeps } from "./io.js";
 
 export function registerStationCommands(program: Command, d: CommandDeps): void {
   const { io, prompt, withStation, emit } = d;
@@ -48,7 +48,7 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
         auditKeyType?: KeyType;
         headStore?: HeadStoreKind;
       }) => {
-        const { initStation } = await import("../compose.js");
+        const { initStation } = await loadStation();
         const result = await initStation({
           home: d.home(),
           env: io.env,
@@ -81,7 +81,7 @@ export function registerStationCommands(program: Command, d: CommandDeps): void 
     )
     .option("--no-kiosk", "stop after the simulated line; do not open the kiosk")
     .action(async (o: { kiosk: boolean }) => {
-      const { initStation } = await import("../compose.js");
+      const { initStation } = await loadStation();
       const result = await initStation({ home: d.home(), env: io.env, prompt, dev: true });
       const ica = result.status.cas.find((c) => c.label === "dev-ica");
       const lines = [

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { LinesignError } from "../domain/errors.js";
 import { renderAssessment as renderBase, type TokenAssessment } from "../app/token.js";
-import type { CommandDeps } from "./io.js";
+import { loadStation, type CommandDeps } from "./io.js";
 
 /** The assessment, and where an auditor without the user PIN reads the log head. */
 function renderAssessment(a: TokenAssessment): string {
@@ -48,7 +48,7 @@ export function registerTokenCommands(program: Command, d: CommandDeps): void {
       "keep the facts in the station's log (status shows them) and set audit.headStore from whether the token keeps data objects (needs LINESIGN_USER_PIN)",
     )
     .action(async (o: { module?: string; token?: string; record?: boolean }) => {
-      const { probeToken } = await import("../compose.js");
+      const { probeToken } = await loadStation();
       const a = await probeToken({
         ...(d.home() ? { home: d.home()! } : {}),
         ...(o.module ? { module: o.module } : {}),

@@ -131,6 +131,7 @@ export const ERROR_CODES = [
   "FILE_WRITE_FAILED",
   "FILE_READ_FAILED",
   "HOME_UNSAFE",
+  "DRIVERS_UNAVAILABLE",
   "INTERNAL",
 ] as const;
 
@@ -198,6 +199,7 @@ export function outcomeOf(code: ErrorCode): "refused" | "failed" {
     case "FILE_WRITE_FAILED":
     case "FILE_READ_FAILED":
     case "HOME_UNSAFE":
+    case "DRIVERS_UNAVAILABLE":
     case "INTERNAL":
     case "SERIAL_PORT_UNAVAILABLE":
     case "SERIAL_PORT_LOST":

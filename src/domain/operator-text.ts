@@ -522,6 +522,11 @@ const TEXT: Record<KioskCode, RefusalText> = {
     CALL_OFFICER,
     "The station's home can be reached by other users or belongs to another: fix its owner and mode as the message says, then start again.",
   ),
+  DRIVERS_UNAVAILABLE: t(
+    "The station's software is incomplete",
+    CALL_OFFICER,
+    "A driver the station needs (PKCS#11, SQLite) does not load on this machine: install the station again as the message says.",
+  ),
   AUDIT_CHAIN_BROKEN: t(
     "The station's log does not check out",
     CALL_OFFICER,

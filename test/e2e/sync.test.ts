@@ -530,6 +530,7 @@ describe("AWS IoT sync", { timeout: 600_000 }, () => {
     const noStation = await linesignAsync(["--json", "status"], online);
     expect(noStation.code).not.toBe(0);
     expect(noStation.stdout + noStation.stderr).toContain("is not loadable on this machine");
+    expect(noStation.json.error?.code).toBe("DRIVERS_UNAVAILABLE");
     await enrollUploader(online);
     const upload = (file: string, trust = cert) =>
       linesignAsync(["--json", "upload", file, "--trust", trust], online);
