@@ -21,6 +21,7 @@ import { benchKiosk, type KioskBenchResult } from "./bench-kiosk.js";
 import { benchSignIn, type SignInBenchResult } from "./bench-signin.js";
 import { benchAudit, type AuditBenchResult } from "./bench-audit.js";
 import { benchHead, type HeadBenchResult } from "./bench-head.js";
+import { cores, cpuMsOf } from "./proc-stat.js";
 
 type CaKey = "ec-p256" | "rsa-2048";
 
@@ -37,6 +38,14 @@ export interface BenchResult {
   workers: number;
   /** issuePerSec / hsmSignPerSec, per CA key type. */
   issueToSignRatio: Record<CaKey, number>;
+  /**
+   * CPU per issuance in the 16-port run (from /proc; null elsewhere): the main
+   * thread's (verify, policy, sign, commit, head), the other threads' (the
+   * certificate builders, GC, libuv), and the rate they allow on this
+   * machine's cores when nothing else runs: the lower of 1000/main and
+   * cores*1000/(main+other).
+   */
+  issueCpuMs: Record<CaKey, { main: number; otherThreads: number; boundPerSec: number } | null>;
   /** Mean milliseconds per issuance in each stage (one at a time). */
   stagesMs: Record<
     CaKey,
@@ -198,6 +207,7 @@ export async function runBench(
       commitBatchSize: { "ec-p256": 0, "rsa-2048": 0 },
       workers: s.workers,
       issueToSignRatio: { "ec-p256": 0, "rsa-2048": 0 },
+      issueCpuMs: { "ec-p256": null, "rsa-2048": null },
       stagesMs: {} as BenchResult["stagesMs"],
       opensslManualMsPerDevice: null,
       speedupOverManualOpenssl: null,
@@ -243,6 +253,7 @@ export async function runBench(
       const headMs = s.issuance.committer.stats.headMs - head0;
       const stats0 = { ...s.issuance.committer.stats };
       let next = half;
+      const cpu0 = { all: cpuMsOf(process.pid), main: cpuMsOf(process.pid, process.pid) };
       t0 = performance.now();
       await Promise.all(
         Array.from({ length: PORTS }, async () => {
@@ -257,6 +268,19 @@ export async function runBench(
         }),
       );
       const ms = performance.now() - t0;
+      const cpu1 = { all: cpuMsOf(process.pid), main: cpuMsOf(process.pid, process.pid) };
+      if (cpu0.all !== null && cpu0.main !== null && cpu1.all !== null && cpu1.main !== null) {
+        const n = csrs.length - half;
+        const main = (cpu1.main - cpu0.main) / n;
+        const other = (cpu1.all - cpu1.main - (cpu0.all - cpu0.main)) / n;
+        result.issueCpuMs[caKey] = {
+          main: Number(main.toFixed(3)),
+          otherThreads: Number(other.toFixed(3)),
+          boundPerSec: Math.round(
+            Math.min(1000 / Math.max(main, 1e-3), (cores() * 1000) / Math.max(main + other, 1e-3)),
+          ),
+        };
+      }
       if (!opts.json && io.interactive) io.err("\n");
       const stats = s.issuance.committer.stats;
       result.commitBatchSize[caKey] = Number(
@@ -313,9 +337,11 @@ export async function runBench(
           (k) =>
             `  ${k.padEnd(8)} HSM sign ${result.hsmSignPerSec[k]}/s; issue ${result.issuePerSec[k]}/s with ${PORTS} ports at once ` +
             `(${result.commitBatchSize[k]} per commit), ${result.issuePerSecOneAtATime[k]}/s one at a time; ` +
-            `issue/sign ${result.issueToSignRatio[k]}\n           stages ms (one at a time): ${Object.entries(
-              result.stagesMs[k],
-            )
+            `issue/sign ${result.issueToSignRatio[k]}` +
+            (result.issueCpuMs[k]
+              ? `\n           CPU ms per issuance with ${PORTS} ports: main thread ${result.issueCpuMs[k].main}, other threads ${result.issueCpuMs[k].otherThreads}; that CPU allows ${result.issueCpuMs[k].boundPerSec}/s on ${cores()} cores`
+              : "") +
+            `\n           stages ms (one at a time): ${Object.entries(result.stagesMs[k])
               .map(([n, v]) => `${n} ${v}`)
               .join(", ")}`,
         ),

@@ -28,6 +28,13 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
     expect(Object.keys(j[key]!).sort()).toEqual(["ec-p256", "rsa-2048"]);
     for (const v of Object.values(j[key]!)) expect(v).toBeGreaterThan(0);
   }
+  // CPU per issuance by thread, and the rate it allows (from /proc: the machine is Linux).
+  const cpu = j.issueCpuMs as unknown as Record<string, Record<string, number>>;
+  for (const k of ["ec-p256", "rsa-2048"]) {
+    expect(cpu[k]!.main, k).toBeGreaterThanOrEqual(0);
+    expect(cpu[k]!.otherThreads, k).toBeGreaterThanOrEqual(0);
+    expect(cpu[k]!.boundPerSec, k).toBeGreaterThan(0);
+  }
   expect(Object.keys(j.stagesMs!["ec-p256"] as unknown as object)).toEqual([
     "parse",
     "verify",
