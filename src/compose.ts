@@ -6,7 +6,7 @@
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { loadKioskKey } from "./adapters/fs/kiosk-key.js";
 import { AsyncLocalStorage } from "node:async_hooks";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { availableParallelism, hostname, userInfo } from "node:os";
 import { fileURLToPath } from "node:url";
 import {
@@ -472,6 +472,14 @@ function buildStation(
               { err: e, path: home.copyStatePath },
               "the copy's state could not be written",
             );
+          }
+        },
+        identify: (path) => {
+          try {
+            const st = statSync(path);
+            return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+          } catch {
+            return null;
           }
         },
       })

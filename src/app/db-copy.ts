@@ -17,6 +17,7 @@ import { z } from "zod";
 import { toLinesignError } from "../domain/errors.js";
 import type { EventInput } from "../domain/event-log.js";
 import type { DatabaseCopyConfig } from "../domain/config.js";
+import type { CopyFileIdentity } from "../domain/ports.js";
 import type { AppContext } from "./context.js";
 
 /** The action of the log entries that say the copy started failing or works again. */
@@ -28,6 +29,8 @@ export interface CopyState {
   /** When the last whole copy was written, and the log head it ends at. */
   lastCopyAt: string | null;
   head: { seq: number; hash: string; ts: string } | null;
+  /** The file the last copy wrote (absent in states written before it was kept). */
+  file?: CopyFileIdentity | null;
   /** The last failure, while copying fails (null once a copy works again). */
   lastError: {
     at: string;
@@ -52,6 +55,15 @@ export const CopyStateSchema = z.object({
   path: z.string().max(4096),
   lastCopyAt: z.string().max(64).nullable(),
   head: Head.nullable(),
+  file: z
+    .object({
+      dev: z.number().nonnegative(),
+      ino: z.number().nonnegative(),
+      size: z.number().int().nonnegative(),
+      mtimeMs: z.number().nonnegative(),
+    })
+    .nullable()
+    .optional(),
   lastError: z
     .object({ at: Text, code: Text, message: Text, path: z.string().max(4096), cause: Text })
     .nullable(),
@@ -64,6 +76,8 @@ export interface CopyStateFile {
   read(): CopyState | null;
   /** Best effort: a home that cannot be written leaves the last state. */
   write(state: CopyState): void;
+  /** The file at `path` now; null when there is none. */
+  identify(path: string): CopyFileIdentity | null;
 }
 
 /** The copy as status shows it. */
@@ -81,6 +95,8 @@ export interface CopyStatus {
   lastError: CopyState["lastError"];
   failingSince: string | null;
   failures: number;
+  /** Why the file at the path is not the copy last written (deleted, replaced, changed); null when it is. */
+  problem: string | null;
 }
 
 export class DatabaseCopy {
@@ -164,7 +180,8 @@ export class DatabaseCopy {
   status(): CopyStatus {
     const s = this.readState();
     const head = this.ctx.store.head();
-    const copied = s?.path === this.config.path ? (s.head?.seq ?? 0) : 0;
+    const problem = this.problem(s);
+    const copied = s?.path === this.config.path && !problem ? (s.head?.seq ?? 0) : 0;
     const behind = Math.max(0, (head?.seq ?? 0) - copied);
     let seconds = 0;
     if (behind > 0) {
@@ -177,13 +194,31 @@ export class DatabaseCopy {
       trigger: this.config.trigger,
       everySeconds: this.config.everySeconds,
       lastCopyAt: same?.lastCopyAt ?? null,
-      copiedSeq: same?.head?.seq ?? null,
+      copiedSeq: problem ? null : (same?.head?.seq ?? null),
       entriesBehind: behind,
       secondsBehind: seconds,
       lastError: same?.lastError ?? null,
       failingSince: same?.failingSince ?? null,
       failures: same?.failures ?? 0,
+      problem,
     };
+  }
+
+  /**
+   * Why the file at the copy's path is not the copy the state names: gone,
+   * another file put there (an older copy put back, another process's), or
+   * changed since it was written. The state alone would call it current.
+   */
+  private problem(s: CopyState | null): string | null {
+    if (!s || s.path !== this.config.path || !s.head || !s.file) return null;
+    const now = this.state.identify(this.config.path);
+    if (!now) return `${this.config.path} is not there: it was deleted or its disk is not mounted`;
+    const was = s.file;
+    if (now.dev !== was.dev || now.ino !== was.ino)
+      return `${this.config.path} is another file than the copy written at ${s.lastCopyAt}: it was replaced`;
+    if (now.size !== was.size || now.mtimeMs !== was.mtimeMs)
+      return `${this.config.path} was changed since the copy was written at ${s.lastCopyAt}`;
+    return null;
   }
 
   private readState(): CopyState | null {
@@ -197,7 +232,11 @@ export class DatabaseCopy {
   private behind(): boolean {
     const s = this.readState();
     const copied = s?.path === this.config.path ? (s.head?.seq ?? 0) : 0;
-    return (this.ctx.store.head()?.seq ?? 0) > copied || Boolean(s?.lastError);
+    return (
+      (this.ctx.store.head()?.seq ?? 0) > copied ||
+      Boolean(s?.lastError) ||
+      this.problem(s) !== null
+    );
   }
 
   private run(): Promise<void> {
@@ -233,11 +272,12 @@ export class DatabaseCopy {
     const prev = before?.path === path ? before : null;
     const now = () => this.ctx.clock.now().toISOString();
     try {
-      const head = await this.ctx.store.writeCopy(path);
+      const { head, file } = await this.ctx.store.writeCopy(path);
       const state: CopyState = {
         path,
         lastCopyAt: now(),
         head,
+        file,
         lastError: null,
         failingSince: null,
         failures: 0,
@@ -271,6 +311,7 @@ export class DatabaseCopy {
         path,
         lastCopyAt: prev?.lastCopyAt ?? null,
         head: prev?.head ?? null,
+        file: prev?.file ?? null,
         lastError: { at, code: err.code, message: err.message, path, cause },
         failingSince: prev?.failingSince ?? at,
         failures: (prev?.failures ?? 0) + 1,

@@ -93,6 +93,9 @@ function formatCopy(c: CopyStatus): string {
       : `${c.entriesBehind} entr${c.entriesBehind === 1 ? "y" : "ies"} (${c.secondsBehind} s) behind`;
   return [
     `Second copy of the database: ${c.path}: ${lag}; last copy ${c.lastCopyAt ?? "never"} (${c.trigger}, at most every ${c.everySeconds} s)`,
+    ...(c.problem
+      ? [`  COPY NOT THERE AS WRITTEN: ${c.problem}; the next copy writes it again`]
+      : []),
     ...(c.lastError
       ? [`  COPY FAILING since ${c.failingSince} (${c.failures} tries): ${c.lastError.message}`]
       : []),

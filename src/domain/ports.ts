@@ -88,6 +88,14 @@ export interface LoginGuard {
   ): T;
 }
 
+/** Which file a copy is: another file put at its path, or the file changed, is not the copy written. */
+export interface CopyFileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
 /** The station's PKCS#11 token(s). PINs come from the PIN source given at construction. */
 export interface KeyStore {
   /** Tokens present, by label. Throws HSM_MODULE_* when the module cannot be used. */
@@ -271,10 +279,13 @@ export interface StationStore {
   /**
    * Writes a copy of the whole database to `path`, whole or not at all (a
    * temporary file beside it, synced and renamed over it), and returns the
-   * log head the copy ends at.
+   * log head the copy ends at, with the identity of the file it wrote.
    * @throws LinesignError DB_COPY_FAILED naming the path and the cause (ENOENT, EACCES, ENOSPC...)
    */
-  writeCopy(path: string): Promise<{ seq: number; hash: string; ts: string } | null>;
+  writeCopy(path: string): Promise<{
+    head: { seq: number; hash: string; ts: string } | null;
+    file: CopyFileIdentity;
+  }>;
   /** Entries matching every given filter, oldest first; `limit` keeps the newest ones. */
   queryEvents(q: EventQuery): EventRecord[];
   getCa(label: string): CaRecord | null;

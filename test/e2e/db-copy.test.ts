@@ -13,6 +13,7 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  rmSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -43,6 +44,7 @@ interface CopyView {
   secondsBehind: number;
   lastError: { path: string; cause: string; code: string; message: string } | null;
   failures: number;
+  problem: string | null;
 }
 const copyStatus = (): CopyView => {
   const r = s.run(["status", "--json"]);
@@ -155,6 +157,30 @@ describe("the second copy of the database", () => {
     expect(JSON.parse(events[1]!.details)).toMatchObject({ recovered: true, path: copyPath });
     expect(copyHead()).toEqual(stationHead());
     const c = copyStatus();
-    expect(c).toMatchObject({ entriesBehind: 0, lastError: null, failures: 0 });
+    expect(c).toMatchObject({ entriesBehind: 0, lastError: null, failures: 0, problem: null });
+  }, 180_000);
+
+  it("a copy deleted, or an older one put back, is not reported current; the next copy writes it again", () => {
+    expect(issue().code).toBe(0);
+    const older = readFileSync(copyPath);
+    expect(issue().code).toBe(0);
+    const head = stationHead() as { seq: number; hash: string };
+    expect(copyStatus()).toMatchObject({ entriesBehind: 0, copiedSeq: head.seq });
+    // An older copy put back at the path: the state file alone would still say current.
+    writeFileSync(copyPath, older);
+    let c = copyStatus();
+    expect(c.entriesBehind).toBe(head.seq);
+    expect(c.copiedSeq).toBeNull();
+    expect(c.problem).toContain(copyPath);
+    expect(s.run(["status"]).stdout).toContain("COPY NOT THERE AS WRITTEN");
+    // Deleted.
+    rmSync(copyPath);
+    c = copyStatus();
+    expect(c.problem).toContain("is not there");
+    expect(c.entriesBehind).toBe(head.seq);
+    // The next command that records something writes the copy again, whole and current.
+    expect(issue().code).toBe(0);
+    expect(copyHead()).toEqual(stationHead());
+    expect(copyStatus()).toMatchObject({ entriesBehind: 0, problem: null });
   }, 180_000);
 });

@@ -16,6 +16,7 @@ import {
 import {
   accessSync,
   closeSync,
+  fstatSync,
   constants,
   existsSync,
   fsyncSync,
@@ -62,6 +63,7 @@ import type {
   RevocationRecord,
   CrlRecord,
   UserRecord,
+  CopyFileIdentity,
 } from "../../domain/ports.js";
 
 interface CrlRow {
@@ -519,7 +521,10 @@ export class SqliteStationStore implements StationStore {
     }
   }
 
-  async writeCopy(path: string): Promise<{ seq: number; hash: string; ts: string } | null> {
+  async writeCopy(path: string): Promise<{
+    head: { seq: number; hash: string; ts: string } | null;
+    file: CopyFileIdentity;
+  }> {
     const dir = dirname(path);
     const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
     try {
@@ -538,8 +543,12 @@ export class SqliteStationStore implements StationStore {
         copy.close();
       }
       const fd = openSync(tmp, "r+");
+      let file: CopyFileIdentity;
       try {
         fsyncSync(fd);
+        // Taken from the file itself, not its path: a rename keeps it, another process's copy does not.
+        const st = fstatSync(fd);
+        file = { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
       } finally {
         closeSync(fd);
       }
@@ -550,7 +559,7 @@ export class SqliteStationStore implements StationStore {
       } finally {
         closeSync(d);
       }
-      return head;
+      return { head, file };
     } catch (e) {
       for (const f of [tmp, `${tmp}-journal`, `${tmp}-wal`, `${tmp}-shm`])
         rmSync(f, { force: true });

@@ -3,7 +3,7 @@
  * while a copy runs are taken by the next one, which starts no sooner than
  * the interval allows; never two at once.
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -56,7 +56,14 @@ describe("the second copy's pacing", () => {
     const copy = new DatabaseCopy(
       ctx,
       { path, trigger: "commit", everySeconds: 1 },
-      { read: () => state, write: (s) => (state = s) },
+      {
+        read: () => state,
+        write: (s) => (state = s),
+        identify: (p) => {
+          const st = statSync(p, { throwIfNoEntry: false });
+          return st ? { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs } : null;
+        },
+      },
     );
     const append = (i: number) =>
       store.appendEvent({
