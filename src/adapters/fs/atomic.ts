@@ -77,15 +77,16 @@ export interface ReservedFile {
 
 /**
  * Takes the place of a file that is about to be made: its temp file is
- * created now, so a folder that is missing, read-only, not writable or full
- * of names, or (`exclusive`) a file already there, is refused before the
- * content is made (a CRL number or a signature spent). `write` then completes
- * it as writeFileAtomic does.
+ * created now, so a folder that is missing, read-only, not writable or out of
+ * names, or (`exclusive`) a file already there, is refused before the content
+ * is made (a CRL number or a signature spent). A disk with room for an empty
+ * file but not for the content is still found only by `write`, which then
+ * completes the file as writeFileAtomic does.
  * @throws LinesignError FILE_WRITE_FAILED naming the path, the cause and the fix
  */
 export function reserveFile(
   path: string,
-  options: { mode?: number; exclusive?: boolean } = {},
+  options: { mode?: number; exclusive?: boolean; nameLater?: boolean } = {},
 ): ReservedFile {
   let target = path;
   const refuse = (cause: unknown, renamed: boolean): LinesignError => {
@@ -100,7 +101,7 @@ export function reserveFile(
       { cause, details: { path: target, cause: code } },
     );
   };
-  if (options.exclusive && existsSync(path)) {
+  if (options.exclusive && !options.nameLater && existsSync(path)) {
     throw new LinesignError(
       "FILE_WRITE_FAILED",
       `${path} already exists and will not be overwritten.`,
@@ -186,6 +187,15 @@ function placeNew(tmp: string, path: string): void {
     // FAT and some network file systems have no hard links: the check before the write stands.
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EXDEV")
       throw e;
+    // Without links the name is looked at once more, as late as can be: a rename replaces.
+    if (existsSync(path)) {
+      unlinkSync(tmp);
+      throw new LinesignError(
+        "FILE_WRITE_FAILED",
+        `${path} already exists and will not be overwritten.`,
+        { details: { path } },
+      );
+    }
     renameSync(tmp, path);
     return;
   }

@@ -113,7 +113,13 @@ export class ExportFolder {
    */
   reserve(): ReservedFile {
     this.check(true);
-    const file = reserveFile(join(this.dir, "new"), { mode: 0o644, exclusive: true });
+    // Its name comes with its content (a CRL's number): the place is a temp file of the
+    // folder's, and the name is checked when the file is put there.
+    const file = reserveFile(join(this.dir, "new"), {
+      mode: 0o644,
+      exclusive: true,
+      nameLater: true,
+    });
     return {
       path: file.path,
       release: () => file.release(),
