@@ -15,6 +15,9 @@ export const DEFAULT_MAX_PIN_ATTEMPTS = 5;
 /** Default consecutive wrong SO PINs before the station stops trying (HSMs that erase themselves allow few). */
 export const DEFAULT_MAX_SO_PIN_ATTEMPTS = 3;
 
+/** How long a PIN waits for another process's write to end before it is refused (DB_LOCKED). */
+const PIN_LOCK_WAIT_MS = 5_000;
+
 /** The guard row of `who`'s PIN on `token` (the SO PIN's is kept apart from the user PIN's). */
 const guardKey = (token: string, who: "user" | "so"): string =>
   who === "so" ? `so:${token}` : token;
@@ -69,22 +72,27 @@ export function pinGuard(
       // reading through the PIN to its count, so that two processes can never
       // both spend the last attempt the guard or the token's counter allows.
       // A wrong PIN's count is committed, then its error thrown.
+      // The line and the service otherwise never wait for a lock (they wait without blocking,
+      // see GroupCommitter); a login is rare, and failing it for a commit in progress would
+      // fail a device. Another process's writes are short.
       let wrong: { error: unknown } | null = null;
-      const value = ctx.store.transaction(() => {
-        if (opts.checkStop !== false) beforeLogin(token, who);
-        let v: ReturnType<typeof attempt>;
-        try {
-          v = attempt();
-        } catch (e) {
-          if (!isWrongPin(e)) throw e;
-          wrong = { error: e };
-          loginFailed(token, who);
-          return undefined;
-        }
-        if (ctx.store.pinGuard(guardKey(token, who)).failures > 0)
-          ctx.store.setPinGuard(guardKey(token, who), { failures: 0, lockedAt: null });
-        return v;
-      });
+      const value = ctx.store.withLockWait(PIN_LOCK_WAIT_MS, () =>
+        ctx.store.transaction(() => {
+          if (opts.checkStop !== false) beforeLogin(token, who);
+          let v: ReturnType<typeof attempt>;
+          try {
+            v = attempt();
+          } catch (e) {
+            if (!isWrongPin(e)) throw e;
+            wrong = { error: e };
+            loginFailed(token, who);
+            return undefined;
+          }
+          if (ctx.store.pinGuard(guardKey(token, who)).failures > 0)
+            ctx.store.setPinGuard(guardKey(token, who), { failures: 0, lockedAt: null });
+          return v;
+        }),
+      );
       if (wrong !== null) throw (wrong as { error: unknown }).error;
       return value as ReturnType<typeof attempt>;
     },

@@ -402,6 +402,8 @@ export interface StationStore {
   probe(): void;
   /** How long a write blocks waiting for another process's lock (0: not at all). */
   setLockWait(ms: number): void;
+  /** Runs `fn` with writes waiting at least `ms` for another process's lock (blocking), then as before. */
+  withLockWait<T>(ms: number, fn: () => T): T;
   close(): void;
 }
 

@@ -486,6 +486,17 @@ export class SqliteStationStore implements StationStore {
     this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
   }
 
+  withLockWait<T>(ms: number, fn: () => T): T {
+    const was = this.db.pragma("busy_timeout", { simple: true }) as number;
+    if (was >= ms) return fn();
+    this.setLockWait(ms);
+    try {
+      return fn();
+    } finally {
+      this.setLockWait(was);
+    }
+  }
+
   /**
    * Throws, as a commit would, when the database cannot take a write now: the
    * file deleted or replaced, its folder read-only, the disk full, another
