@@ -287,21 +287,7 @@ export class DataObjectHeadStore implements HeadStore {
       );
     let best: PublicHead | null = null;
     for (const text of values) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        throw broken("is not a readable head");
-      }
-      const head = asHead(parsed);
-      const sig = (parsed as Partial<SignedPublicHead> | null)?.signature;
-      if (
-        !head ||
-        (parsed as SignedPublicHead).format !== "linesign-public-head/1" ||
-        typeof sig !== "string" ||
-        !SIGNATURE_B64.test(sig)
-      )
-        throw broken("is not a readable head");
+      const { head, sig } = signedHeadOf(text, "linesign-public-head/1", broken);
       const ok = await this.publicCopy!.verify(
         trusted,
         publicHeadMessage(head.station, head.seq, head.hash, head.ts),
@@ -323,6 +309,33 @@ export class DataObjectHeadStore implements HeadStore {
     }
     return best;
   }
+}
+
+/**
+ * The head and the signature of a signed head's JSON (`format`: the file's or
+ * the token's public copy); anything else is `broken`.
+ */
+function signedHeadOf(
+  text: string,
+  format: SignedHeadFile["format"] | SignedPublicHead["format"],
+  broken: (why: string) => LinesignError,
+): { head: TokenHead; sig: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw broken("is not a readable head");
+  }
+  const head = asHead(parsed);
+  const sig = (parsed as { signature?: unknown } | null)?.signature;
+  if (
+    !head ||
+    (parsed as { format?: unknown }).format !== format ||
+    typeof sig !== "string" ||
+    !SIGNATURE_B64.test(sig)
+  )
+    throw broken("is not a readable head");
+  return { head, sig };
 }
 
 interface SignedPublicHead extends TokenHead {
@@ -412,21 +425,7 @@ export class SignedHeadStore implements HeadStore {
     const text = this.file.read();
     if (text === null) return null;
     const broken = (why: string): LinesignError => this.broken(why);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw broken("is not a readable head");
-    }
-    const head = asHead(parsed);
-    const sig = (parsed as Partial<SignedHeadFile> | null)?.signature;
-    if (
-      !head ||
-      (parsed as SignedHeadFile).format !== "linesign-head/1" ||
-      typeof sig !== "string" ||
-      !SIGNATURE_B64.test(sig)
-    )
-      throw broken("is not a readable head");
+    const { head, sig } = signedHeadOf(text, "linesign-head/1", broken);
     const spki = await keyOf();
     const ok = await this.verify(
       spki,
