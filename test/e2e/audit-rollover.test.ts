@@ -6,7 +6,7 @@
  * chain of audit keys across the rollover, a forged rollover fails, and the
  * CA whose key went with the old token is shown as such and refused.
  */
-import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -201,4 +201,94 @@ describe("audit-key rollover after a token replacement", () => {
       expect(String(r.json.message), name).toContain(`rollover at entry ${rolloverSeq}`);
     }
   }, 60_000);
+});
+
+describe("audit-key rollover endorsed by the old token, while it still works", () => {
+  it("moves the station to a new token; the old audit key signs the rollover and verification follows it", () => {
+    const t = devStation();
+    const issueOn = (i: number) => {
+      const csr = t.file(
+        `old-${i}.csr`,
+        csrPem(makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", `old-${i}`]] })),
+      );
+      return t.run(["issue", "--csr", csr, "--out", join(t.hsm.dir, `old-${i}.pem`), "--json"]);
+    };
+    expect(issueOn(1).code).toBe(0);
+    expect(t.run(["station-cert", "--json"]).code).toBe(0);
+    // A new token beside the old one; the station is pointed at it.
+    const newToken = "linesign-new";
+    const made = t.run(["token", "init", "--label", newToken, "--json"], {
+      LINESIGN_SO_PIN: "13572468",
+      LINESIGN_ROOT_PIN: "135246",
+    });
+    expect(made.json.ok, made.stdout + made.stderr).toBe(true);
+    const cfgPath = join(t.home, "station.json");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as { pkcs11: { tokenLabel: string } };
+    cfg.pkcs11.tokenLabel = newToken;
+    writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
+    // The new token's PIN is the station's user PIN now; the old token's is asked as another token's.
+    const pins = { LINESIGN_USER_PIN: "135246", LINESIGN_ROOT_PIN: "246810" };
+    const refused = t.run(["station-cert", "--json"], pins);
+    expect(refused.json.error?.code, refused.stdout).toBe("AUDIT_KEY_ROLLOVER_REQUIRED");
+
+    // A token that holds no audit key is not the old one.
+    const wrong = t.run(
+      ["audit", "rollover", "--old-token", newToken, "--reason", "moved to a new token", "--json"],
+      { ...pins, LINESIGN_ROOT_PIN: "135246" },
+    );
+    expect(wrong.json.error?.code, wrong.stdout).toBe("USAGE");
+    expect(wrong.json.error?.message).toContain("it is not the station's old token");
+
+    const r = t.run(
+      [
+        "audit",
+        "rollover",
+        "--old-token",
+        "linesign-dev",
+        "--reason",
+        "moved to a new token",
+        "--json",
+      ],
+      pins,
+    );
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const entry = t.events().find((e) => e.seq === (r.json.seq as number))!;
+    expect(entry.action).toBe("audit.key.rollover");
+    const details = JSON.parse(entry.details) as {
+      previousSpki: string;
+      newSpki: string;
+      after: { seq: number; hash: string };
+      endorsement: { by: string; signature: string };
+    };
+    expect(details.endorsement.by).toBe("previous-key");
+    // The endorsement is the old key's signature over the rollover message, checked here with node.
+    const station = (JSON.parse(readFileSync(cfgPath, "utf8")) as { station: { id: string } })
+      .station.id;
+    const message = rolloverMessage(
+      station,
+      details.after,
+      new Uint8Array(Buffer.from(details.previousSpki, "base64")),
+      new Uint8Array(Buffer.from(details.newSpki, "base64")),
+    );
+    expect(
+      verify(
+        "sha256",
+        message,
+        {
+          key: createPublicKey({
+            key: Buffer.from(details.previousSpki, "base64"),
+            format: "der",
+            type: "spki",
+          }),
+          dsaEncoding: "ieee-p1363",
+        },
+        Buffer.from(details.endorsement.signature, "base64"),
+      ),
+    ).toBe(true);
+
+    const v = t.run(["audit", "verify", "--json"], pins);
+    expect(v.code, v.stdout).toBe(0);
+    expect(v.json.auditKeys as unknown[]).toHaveLength(2);
+    expect(String(v.json.message)).toContain("across 1 audit-key rollover");
+  }, 180_000);
 });
