@@ -510,13 +510,20 @@ export class AuditService {
       };
       if (firstBad || r.binding.state === "bound") return firstBad;
       const b = r.binding;
+      if (b.state === "stale") {
+        // An old copy proves nothing either way (anyone holding the token may put one back, and
+        // a copy that could not be written stays old): the log could not be fully checked.
+        token.checked = false;
+        return {
+          kind: "token",
+          seq: b.tokenSeq,
+          why: `the token's head read without the user PIN (${where}, entry ${b.tokenSeq}, written ${r.head.ts}) is older than the database's signed checkpoint at entry ${b.checkpointSeq}: an older copy was put back, or the station could not write it; a cut-off tail or an older database would not show. Verify with the user PIN (a security officer)`,
+        };
+      }
       return {
         kind: "truncated",
         seq: b.state === "gap" ? b.from : (b.tokenSeq ?? b.dbSeq),
-        why:
-          b.state === "stale"
-            ? `the token's head read without the user PIN (${where}, entry ${b.tokenSeq}, written ${r.head.ts}) is older than the database's signed checkpoint at entry ${b.checkpointSeq}: an older copy was put back, or the station could not write it; a cut-off tail or an older database would not show. Verify with the user PIN (a security officer)`
-            : `${describeBinding(b)} (read without the user PIN from ${where}, written ${r.head.ts})`,
+        why: `${describeBinding(b)} (read without the user PIN from ${where}, written ${r.head.ts})`,
         binding: b,
       };
     } catch (e) {

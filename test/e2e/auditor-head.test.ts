@@ -232,6 +232,23 @@ describe("an auditor without the user PIN", () => {
     // The officer's next signed command writes it again.
     issue();
     expect(auditorVerify().code).toBe(0);
+
+    // A genuine but older copy put back (older than the log's last signed checkpoint): it proves
+    // nothing either way, so the log could not be fully checked; it is not called tampered with.
+    const older = rewritePublicHead(s.hsm, `(t) => t`);
+    issue();
+    rewritePublicHead(
+      s.hsm,
+      `(() => { const old = ${JSON.stringify(older)}; let i = 0; return () => old[i++]; })()`,
+    );
+    const stale = auditorVerify();
+    expect(stale.code, stale.stdout).toBe(1);
+    expect(stale.json.firstBad).toMatchObject({ kind: "token" });
+    expect(stale.json.message).toContain("could not be fully verified");
+    expect(stale.json.message).toContain("older than the database's signed checkpoint");
+    expect(stale.json.message).not.toContain("tampered");
+    issue();
+    expect(auditorVerify().code).toBe(0);
   });
 
   it("station-cert: the auditor reads the recorded certificate with its root; the ceremony stays an officer's", () => {
