@@ -152,6 +152,8 @@ export class DataObjectHeadStore implements HeadStore {
   readonly kind = "data-object" as const;
   /** The public copy this process last wrote (seq), and when. */
   private published: { seq: number; at: number } | null = null;
+  /** When the public copy was last tried (written or not), for its pace. */
+  private triedAt: number | null = null;
   /** Set while the public copy cannot be written (logged once, not per move). */
   private publicFailing = false;
   /** The private head this process last wrote (seq). */
@@ -214,7 +216,8 @@ export class DataObjectHeadStore implements HeadStore {
     this.written = head.seq;
     // The private head binds; the public copy follows it, in the same session.
     const pc = this.publicCopy;
-    if (pc && (opts.publish || !this.published || pc.now() - this.published.at >= pc.everyMs))
+    // Paced on tries, not successes: a copy that cannot be written costs a head move no more often.
+    if (pc && (opts.publish || this.triedAt === null || pc.now() - this.triedAt >= pc.everyMs))
       await this.writePublic(head);
   }
 
@@ -236,6 +239,7 @@ export class DataObjectHeadStore implements HeadStore {
    */
   private async writePublic(head: TokenHead): Promise<void> {
     const pc = this.publicCopy!;
+    this.triedAt = pc.now();
     try {
       const signer = await pc.signer();
       if (!signer) return; // no audit key yet (made at the first checkpoint)
