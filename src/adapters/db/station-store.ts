@@ -803,28 +803,10 @@ export class SqliteStationStore implements StationStore {
   }
 
   revocationsDue(target: string): { issuance: IssuanceRecord; upload: UploadRecord }[] {
-    const rows = this.db
-      .prepare(
-        `SELECT i.*, u.issuance_id AS u_issuance_id, u.target AS u_target, u.state AS u_state,
-                u.aws_certificate_id AS u_aws_certificate_id, u.aws_arn AS u_aws_arn, u.attempts AS u_attempts,
-                u.last_error AS u_last_error, u.updated_at AS u_updated_at
-         FROM issuances i JOIN uploads u ON u.issuance_id = i.id AND u.target = ?
-         WHERE i.state = 'REVOKED' AND u.state = 'done' ORDER BY i.id`,
-      )
-      .all(target) as (IssuanceRow & Record<string, unknown>)[];
-    return rows.map((r) => ({
-      issuance: toIssuance(r),
-      upload: toUpload({
-        issuance_id: r.u_issuance_id as number,
-        target: r.u_target as string,
-        state: r.u_state as UploadRecord["state"],
-        aws_certificate_id: r.u_aws_certificate_id as string | null,
-        aws_arn: r.u_aws_arn as string | null,
-        attempts: r.u_attempts as number,
-        last_error: r.u_last_error as string | null,
-        updated_at: r.u_updated_at as string,
-      }),
-    }));
+    return this.uploadsJoined(
+      "WHERE i.state = 'REVOKED' AND u.state = 'done' ORDER BY i.id",
+      target,
+    );
   }
 
   private uploadsJoined(where: string, ...args: unknown[]) {
