@@ -322,3 +322,57 @@ export function derElement(tag: number, parts: readonly Uint8Array[]): Uint8Arra
 
 /** A SEQUENCE of elements already encoded. */
 export const derSequence = (parts: readonly Uint8Array[]): Uint8Array => derElement(0x30, parts);
+
+/** OBJECT IDENTIFIERs written so far, by dotted form (a station writes a few dozen). */
+const oids = new Map<string, Uint8Array>();
+
+/** An OBJECT IDENTIFIER from its dotted form (X.690 8.19); throws on a malformed one. */
+export function derOid(dotted: string): Uint8Array {
+  const known = oids.get(dotted);
+  if (known) return known;
+  if (!/^[0-2](\.(0|[1-9][0-9]*))+$/.test(dotted)) throw new Error(`"${dotted}" is not an OID`);
+  const arcs = dotted.split(".").map((a) => BigInt(a));
+  if (arcs[0]! < 2n && arcs[1]! >= 40n) throw new Error(`"${dotted}" is not an OID`);
+  const bytes: number[] = [];
+  for (const arc of [arcs[0]! * 40n + arcs[1]!, ...arcs.slice(2)]) {
+    const group: number[] = [Number(arc & 0x7fn)];
+    for (let v = arc >> 7n; v > 0n; v >>= 7n) group.unshift(Number(v & 0x7fn) | 0x80);
+    bytes.push(...group);
+  }
+  const out = derElement(0x06, [Uint8Array.from(bytes)]);
+  if (oids.size < 1024) oids.set(dotted, out);
+  return out;
+}
+
+/** A lone UTF-16 surrogate: text with one is not a string any encoding can carry. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** A UTF8String (tag 0x0c); throws on text that is not well-formed UTF-16. */
+export function derUtf8String(text: string): Uint8Array {
+  if (LONE_SURROGATE.test(text)) throw new Error("the text holds a lone surrogate");
+  return derElement(0x0c, [Buffer.from(text, "utf8")]);
+}
+
+/**
+ * A string of one-octet characters under `tag` (PrintableString 0x13, IA5String 0x16, or a
+ * context tag implicitly so typed): each UTF-16 unit's low octet, as asn1js writes them.
+ */
+export const derOctetChars = (tag: number, text: string): Uint8Array =>
+  derElement(tag, [Buffer.from(text, "latin1")]);
+
+const two = (n: number): string => String(n).padStart(2, "0");
+
+/** RFC 5280 4.1.2.5: UTCTime (YYMMDDHHMMSSZ) through 2049, GeneralizedTime from 2050; whole seconds. */
+export function derTime(d: Date): Uint8Array {
+  const y = d.getUTCFullYear();
+  const rest =
+    two(d.getUTCMonth() + 1) +
+    two(d.getUTCDate()) +
+    two(d.getUTCHours()) +
+    two(d.getUTCMinutes()) +
+    two(d.getUTCSeconds()) +
+    "Z";
+  return y < 2050
+    ? derElement(0x17, [Buffer.from(two(y % 100) + rest, "latin1")])
+    : derElement(0x18, [Buffer.from(String(y).padStart(4, "0") + rest, "latin1")]);
+}

@@ -1,8 +1,8 @@
 /**
  * Device certificates: the to-be-signed certificate is a template of parts
- * encoded once per CA (issuer name, signature algorithm, authority key
- * identifier) and constant extensions, with the per-device parts encoded by
- * asn1js / asn1-schema and spliced in; signed through the Signer port by the
+ * encoded once per CA by asn1js / asn1-schema (issuer name, signature
+ * algorithm, authority key identifier) and constant extensions, with the few
+ * per-device parts written as DER (der.ts) and spliced in; signed through the Signer port by the
  * caller, then wrapped. Split in encode / build / assemble so that building
  * can run in a worker thread while signing stays with the token's session.
  */
@@ -15,7 +15,15 @@ import { ATTRIBUTE_OIDS } from "../../domain/x500.js";
 import { isEc, type KeyType } from "../../domain/keys.js";
 import { keyAlgorithmFor } from "./signing-crypto.js";
 import { x509 } from "./x509.js";
-import { assertDer, derElement, derSequence } from "./der.js";
+import {
+  assertDer,
+  derElement,
+  derOctetChars,
+  derOid,
+  derSequence,
+  derTime,
+  derUtf8String,
+} from "./der.js";
 
 /** Turns WebCrypto r||s into the DER ECDSA-Sig-Value a certificate carries. */
 const ecFormatter = new x509.AsnEcSignatureFormatter();
@@ -125,38 +133,27 @@ const VERSION_V3 = toDer(
 );
 
 /** The subject name: one attribute per RDN, in order. */
-function nameAsn(entries: SubjectEntry[]): asn1js.Sequence {
-  return new asn1js.Sequence({
-    value: entries.map((e) => {
+function nameDer(entries: SubjectEntry[]): Uint8Array {
+  return derSequence(
+    entries.map((e) => {
       // C is a PrintableString by X.520; emailAddress and DC IA5Strings; the rest UTF8String.
       const value =
         e.type === "C"
-          ? new asn1js.PrintableString({ value: e.value })
+          ? derOctetChars(0x13, e.value)
           : e.type === "emailAddress" || e.type === "DC"
-            ? new asn1js.IA5String({ value: e.value })
-            : new asn1js.Utf8String({ value: e.value });
-      const oid = new asn1js.ObjectIdentifier({ value: ATTRIBUTE_OIDS[e.type] ?? e.type });
-      return new asn1js.Set({ value: [new asn1js.Sequence({ value: [oid, value] })] });
+            ? derOctetChars(0x16, e.value)
+            : derUtf8String(e.value);
+      return derElement(0x31, [derSequence([derOid(ATTRIBUTE_OIDS[e.type] ?? e.type), value])]);
     }),
-  });
+  );
 }
 
-/** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050; whole seconds. */
-function timeAsn(d: Date): asn1js.UTCTime | asn1js.GeneralizedTime {
-  const whole = new Date(Math.floor(d.getTime() / 1000) * 1000);
-  return whole.getUTCFullYear() < 2050
-    ? new asn1js.UTCTime({ valueDate: whole })
-    : new asn1js.GeneralizedTime({ valueDate: whole });
-}
+/** A non-critical extension around its value's DER. */
+const extensionDer = (oid: string, valueDer: Uint8Array): Uint8Array =>
+  derSequence([derOid(oid), derElement(0x04, [valueDer])]);
 
-function simpleExtension(oid: string, valueDer: ArrayBuffer): asn1js.Sequence {
-  return new asn1js.Sequence({
-    value: [
-      new asn1js.ObjectIdentifier({ value: oid }),
-      new asn1js.OctetString({ valueHex: valueDer }),
-    ],
-  });
-}
+/** GeneralName tags, IMPLICIT IA5String: uniformResourceIdentifier [6], dNSName [2]. */
+const GENERAL_NAME_TAGS = { uri: 0x86, dns: 0x82 } as const;
 
 export interface LeafParams {
   serialHex: string;
@@ -185,32 +182,24 @@ export function buildTbs(issuer: IssuerEncoding, p: LeafParams): Uint8Array {
     BASIC_CONSTRAINTS,
     p.rsaKey ? KU_RSA : KU_EC,
     EKU_CLIENT_AUTH,
-    toDer(
-      simpleExtension(
-        asn1.id_ce_subjectKeyIdentifier,
-        new asn1js.OctetString({ valueHex: ski }).toBER(),
-      ),
-    ),
+    extensionDer(asn1.id_ce_subjectKeyIdentifier, derElement(0x04, [ski])),
     issuer.aki,
   ];
-  if (p.sans.length > 0) {
-    const san = new asn1.SubjectAlternativeName(
-      p.sans.map(
-        (s) =>
-          new asn1.GeneralName(
-            s.type === "uri" ? { uniformResourceIdentifier: s.value } : { dNSName: s.value },
-          ),
+  if (p.sans.length > 0)
+    extensions.push(
+      extensionDer(
+        asn1.id_ce_subjectAltName,
+        derSequence(p.sans.map((s) => derOctetChars(GENERAL_NAME_TAGS[s.type], s.value))),
       ),
     );
-    extensions.push(toDer(simpleExtension(asn1.id_ce_subjectAltName, AsnConvert.serialize(san))));
-  }
   return derSequence([
     VERSION_V3,
-    toDer(new asn1js.Integer({ valueHex: Buffer.from(p.serialHex, "hex") })),
+    // newSerialHex's bytes are positive and minimal as they stand.
+    derElement(0x02, [Buffer.from(p.serialHex, "hex")]),
     issuer.algorithm,
     issuer.name,
-    toDer(new asn1js.Sequence({ value: [timeAsn(p.notBefore), timeAsn(p.notAfter)] })),
-    toDer(nameAsn(p.subject)),
+    derSequence([derTime(p.notBefore), derTime(p.notAfter)]),
+    nameDer(p.subject),
     p.spki,
     derElement(0xa3, [derSequence(extensions)]),
   ]);
@@ -229,7 +218,8 @@ export function assembleCertificate(
   const cert = derSequence([
     tbsDer,
     issuer.algorithm,
-    toDer(new asn1js.BitString({ valueHex: value })),
+    // BIT STRING: no unused bits, then the signature.
+    derElement(0x03, [Uint8Array.of(0), new Uint8Array(value)]),
   ]);
   // Nothing leaves the station that a strict DER reader would refuse.
   assertDer(cert, "a device certificate");

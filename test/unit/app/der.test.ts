@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { DerError, readDer } from "../../../src/app/pki/der.js";
+import * as asn1js from "asn1js";
+import {
+  DerError,
+  derOctetChars,
+  derOid,
+  derTime,
+  derUtf8String,
+  readDer,
+} from "../../../src/app/pki/der.js";
 import { makeProfile } from "../../../src/domain/profile.js";
 import { sanTemplateProblem } from "../../../src/domain/san-template.js";
 
@@ -77,5 +85,39 @@ describe("SAN templates against the device-id rule", () => {
     expect(
       makeProfile({ ca: "x", san: [{ type: "uri", template: "urn:e:{deviceId}" }] }).san,
     ).toHaveLength(1);
+  });
+});
+
+describe("the DER writers of a certificate's per-device parts", () => {
+  const ber = (b: asn1js.AsnType): string => Buffer.from(b.toBER()).toString("hex");
+  const h = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+  it("write what asn1js writes, for OIDs, times and strings at their edges", () => {
+    for (const oid of [
+      "2.5.4.3",
+      "0.9.2342.19200300.100.1.25",
+      "1.2.840.113549.1.9.1",
+      "2.999.3",
+      "1.3.6.1.4.1.99999999999999999999.1",
+      "2.5.29.17",
+    ])
+      expect(h(derOid(oid)), oid).toBe(ber(new asn1js.ObjectIdentifier({ value: oid })));
+    for (const bad of ["", "2", "3.1", "1.40", "1.2.", "1.02", "a.b"])
+      expect(() => derOid(bad), bad).toThrow(/not an OID/);
+    for (const iso of ["2000-01-02T03:04:05Z", "2026-12-31T23:59:59Z", "2049-12-31T23:59:59Z"]) {
+      const d = new Date(iso);
+      expect(h(derTime(d)), iso).toBe(ber(new asn1js.UTCTime({ valueDate: d })));
+    }
+    for (const iso of ["2050-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]) {
+      const d = new Date(iso);
+      expect(h(derTime(d)), iso).toBe(ber(new asn1js.GeneralizedTime({ valueDate: d })));
+    }
+    for (const text of ["", "dev-1", "Gerät-7", "x".repeat(300), "\u{1F600}"])
+      expect(h(derUtf8String(text)), text).toBe(ber(new asn1js.Utf8String({ value: text })));
+    expect(() => derUtf8String("a\ud800b")).toThrow(/lone surrogate/);
+    for (const text of ["DE", "Aé", "ops@example.com"]) {
+      expect(h(derOctetChars(0x13, text))).toBe(ber(new asn1js.PrintableString({ value: text })));
+      expect(h(derOctetChars(0x16, text))).toBe(ber(new asn1js.IA5String({ value: text })));
+    }
   });
 });
