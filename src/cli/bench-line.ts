@@ -384,10 +384,13 @@ export interface LineMemoryResult {
   /** end / start. */
   endToStart: number;
   /**
-   * RSS after each tenth of the devices, MB: growth to a steady state levels off, a leak
-   * keeps rising.
+   * RSS and the JavaScript heap in use after each tenth of the devices, MB: growth to a
+   * steady state levels off, a leak keeps rising (the heap falls back at each full
+   * collection; what survives them is what is kept).
    */
-  rssMbByDevices: { devices: number; rssMb: number }[];
+  rssMbByDevices: { devices: number; rssMb: number; heapMb: number }[];
+  /** The series' second half: lowest and highest RSS, MB, and highest over lowest. */
+  steady: { rssMbLow: number; rssMbHigh: number; highToLow: number };
 }
 
 /** A long line run on 16 ports with the station's memory sampled; null without socat. */
@@ -402,16 +405,25 @@ export async function benchLineMemory(
   log(`bench: memory over a line run of ${perPort * 16} devices on 16 ports`);
   const rss = rssSampler();
   const every = Math.max(1, Math.floor((perPort * 16) / 10));
-  const series: { devices: number; rssMb: number }[] = [];
+  const series: LineMemoryResult["rssMbByDevices"] = [];
+  const mbOf = (bytes: number): number => Math.round(bytes / 1e5) / 10;
   const run = await runLine(s, dir, 16, perPort, 115200, undefined, "one", (n) => {
     if (n % every === 0)
-      series.push({ devices: n, rssMb: Math.round(process.memoryUsage.rss() / 1e5) / 10 });
+      series.push({
+        devices: n,
+        rssMb: mbOf(process.memoryUsage.rss()),
+        heapMb: mbOf(process.memoryUsage().heapUsed),
+      });
   });
   const rssMb = rss.stop();
+  const late = series.slice(Math.floor(series.length / 2)).map((p) => p.rssMb);
+  const low = late.length > 0 ? Math.min(...late) : rssMb.end;
+  const high = late.length > 0 ? Math.max(...late) : rssMb.end;
   return {
     devices: run.confirmed,
     rssMb,
     endToStart: Number((rssMb.end / rssMb.start).toFixed(2)),
     rssMbByDevices: series,
+    steady: { rssMbLow: low, rssMbHigh: high, highToLow: Number((high / low).toFixed(3)) },
   };
 }

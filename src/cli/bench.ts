@@ -356,7 +356,7 @@ export async function runBench(
             `           while a user loops sign-ins, 1 port's cycle ${result.line.underSignIns.cycleMs.before} ms before (scryptSync N=2^14 on the loop) = ${result.line.underSignIns.toNone.before}x, ${result.line.underSignIns.cycleMs.after} ms after (N=2^17 off it) = ${result.line.underSignIns.toNone.after}x of ${result.line.underSignIns.cycleMs.none} ms with none`,
         result.lineMemory === null
           ? "  line memory: not measured (--memory-devices 0, or socat missing)"
-          : `  line memory over ${result.lineMemory.devices} devices on 16 ports: RSS ${result.lineMemory.rssMb.start} MB at the start, ${result.lineMemory.rssMb.peak} MB at the peak, ${result.lineMemory.rssMb.end} MB at the end (end/start ${result.lineMemory.endToStart}x); by devices: ${result.lineMemory.rssMbByDevices.map((p) => `${p.devices} ${p.rssMb} MB`).join(", ")}`,
+          : `  line memory over ${result.lineMemory.devices} devices on 16 ports: RSS ${result.lineMemory.rssMb.start} MB at the start, ${result.lineMemory.rssMb.peak} MB at the peak, ${result.lineMemory.rssMb.end} MB at the end (end/start ${result.lineMemory.endToStart}x); second half ${result.lineMemory.steady.rssMbLow}-${result.lineMemory.steady.rssMbHigh} MB (${result.lineMemory.steady.highToLow}x); by devices (RSS/heap): ${result.lineMemory.rssMbByDevices.map((p) => `${p.devices} ${p.rssMb}/${p.heapMb} MB`).join(", ")}`,
         result.sync === null
           ? "  AWS IoT sync: not measured (--sync-certs 0)"
           : `  AWS IoT sync of ${result.sync.certificates} certificates to the emulator at --max-rps ${result.sync.maxRps}: ${result.sync.achievedRps}/s = ${result.sync.ofCeiling} of the ceiling; busiest second ${result.sync.busiestSecond} requests`,

@@ -86,14 +86,23 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
   const memory = j.lineMemory as unknown as {
     devices: number;
     rssMb: Record<string, number>;
-    rssMbByDevices: { devices: number; rssMb: number }[];
+    rssMbByDevices: { devices: number; rssMb: number; heapMb: number }[];
+    steady: { rssMbLow: number; rssMbHigh: number; highToLow: number };
   };
   expect(memory.devices).toBe(32);
   // After each tenth of the devices (32 devices: every 3rd).
   expect(memory.rssMbByDevices.map((p) => p.devices)).toEqual([
     3, 6, 9, 12, 15, 18, 21, 24, 27, 30,
   ]);
-  for (const p of memory.rssMbByDevices) expect(p.rssMb).toBeGreaterThan(0);
+  for (const p of memory.rssMbByDevices) {
+    expect(p.rssMb).toBeGreaterThan(0);
+    expect(p.heapMb).toBeGreaterThan(0);
+    expect(p.heapMb).toBeLessThan(p.rssMb);
+  }
+  // The steady figures come from the series' second half.
+  const late = memory.rssMbByDevices.slice(5).map((p) => p.rssMb);
+  expect(memory.steady.rssMbLow).toBe(Math.min(...late));
+  expect(memory.steady.rssMbHigh).toBe(Math.max(...late));
   for (const key of ["start", "peak", "end"])
     expect(memory.rssMb[key], `lineMemory.rssMb.${key}`).toBeGreaterThan(0);
   const sync = j.sync as unknown as Record<string, number>;
