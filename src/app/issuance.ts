@@ -33,7 +33,8 @@ import type { Checkpointer } from "./checkpoint.js";
 import { GroupCommitter, isWithheld } from "./group-commit.js";
 import { newSerialHex, sha256Hex } from "./pki/certificates.js";
 import { fingerprintInput, verifyCsrSignature } from "./pki/csr.js";
-import { InlinePreparer, type PreparedJob, type Preparer } from "./pki/preparer.js";
+import { InlinePreparer, type Preparer } from "./pki/preparer.js";
+import { assembleCertificate, IssuerEncodings } from "./pki/leaf.js";
 
 export interface IssueRequest {
   /** The request as received: PEM or DER. */
@@ -98,6 +99,8 @@ const now = (): bigint => process.hrtime.bigint();
 
 export class IssuanceEngine {
   private readonly signers = new Map<string, Promise<Signer>>();
+  /** The CAs' encodings, for wrapping each signature around its TBS in this thread. */
+  private readonly issuers = new IssuerEncodings();
   /** Commits of issuances signed at the same time share one durable transaction. */
   readonly committer: GroupCommitter;
   /** Issuances started and not yet committed or refused. */
@@ -142,7 +145,6 @@ export class IssuanceEngine {
     const profileName = req.profile ?? wo?.profile ?? this.defaultProfile;
     let csrSha256: string | null = null;
     let deviceId: string | null = req.deviceId ?? null;
-    let job: PreparedJob | null = null;
     try {
       if (req.workOrder && !wo)
         throw new LinesignError("WORK_ORDER_UNKNOWN", `No work order has id ${req.workOrder}.`);
@@ -156,7 +158,7 @@ export class IssuanceEngine {
       const nowDate = this.ctx.clock.now();
       const serial = newSerialHex();
       // The pure checks and the TBS, in a worker when the station has them.
-      job = await this.preparer.prepare({
+      const result = await this.preparer.prepare({
         csr: req.csr,
         profile,
         deviceId,
@@ -172,24 +174,24 @@ export class IssuanceEngine {
         nowMs: nowDate.getTime(),
         serialHex: serial,
       });
-      if (job.result.verify) {
+      if (result.verify) {
         // The signature check comes before the policy checks, whatever thread ran them.
         const t0 = timings ? now() : 0n;
         try {
-          verifyCsrSignature(job.result.verify);
+          verifyCsrSignature(result.verify);
         } catch (e) {
-          csrSha256 = job.result.ok ? job.result.prepared.csrSha256 : job.result.failure.csrSha256;
+          csrSha256 = result.ok ? result.prepared.csrSha256 : result.failure.csrSha256;
           throw e;
         }
         if (timings) timings.verify += now() - t0;
       }
-      if (!job.result.ok) {
-        const f = job.result.failure;
+      if (!result.ok) {
+        const f = result.failure;
         csrSha256 = f.csrSha256;
         deviceId = f.deviceId;
         throw new LinesignError(f.code, f.message, { details: f.details });
       }
-      const prep = job.result.prepared;
+      const prep = result.prepared;
       csrSha256 = prep.csrSha256;
       deviceId = prep.deviceId;
       if (req.keyType && prep.keyType !== req.keyType)
@@ -207,8 +209,6 @@ export class IssuanceEngine {
       let t = timings ? now() : 0n;
       const prior = this.ctx.store.findIssuanceBySpki(prep.spkiSha256);
       if (prior) {
-        job.drop();
-        job = null;
         return await this.redeliver(prior, prep.deviceId, profileName, req);
       }
       if (wo) {
@@ -229,7 +229,7 @@ export class IssuanceEngine {
       // nor against a database the token's log head does not bind.
       await this.checkpointer.ensureBound();
       const signer = await this.signer(ca);
-      if (!prep.tbsDer)
+      if (!prep.tbsDer || !caRecord?.fingerprint || !caRecord.certDer)
         throw new LinesignError(
           "CA_UNKNOWN",
           `The profile's CA "${profile.ca}" has no certificate.`,
@@ -237,8 +237,16 @@ export class IssuanceEngine {
       if (timings) [timings.policy, t] = [timings.policy + now() - t, now()];
       const signature = await signer.sign(prep.tbsDer);
       if (timings) [timings.sign, t] = [timings.sign + now() - t, now()];
-      const der = await job.assemble(signature);
-      job = null;
+      // The TBS was built against the profile's CA record read above.
+      const der = assembleCertificate(
+        this.issuers.of({
+          fingerprint: caRecord.fingerprint,
+          certDer: caRecord.certDer,
+          keyType: caRecord.keyType,
+        }),
+        prep.tbsDer,
+        signature,
+      );
       if (timings) [timings.build, t] = [timings.build + now() - t, now()];
       const fingerprint = sha256Hex(der);
       this.hooks.beforeCommit?.(der);
@@ -326,7 +334,6 @@ export class IssuanceEngine {
         redelivery: false,
       };
     } catch (e) {
-      job?.drop();
       const err = toLinesignError(e);
       if (isWithheld(err)) {
         // Recorded ISSUED, never handed over: not a rejection. The same request

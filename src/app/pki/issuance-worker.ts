@@ -9,22 +9,7 @@ const port = parentPort!;
 port.on("message", (msg: WorkerRequest) => {
   let reply: WorkerReply;
   try {
-    switch (msg.op) {
-      case "prepare":
-        reply = { id: msg.id, ok: true, value: context.prepare(msg.job, msg.input) };
-        break;
-      case "assemble":
-        reply = { id: msg.id, ok: true, value: context.assemble(msg.job, msg.signature) };
-        break;
-      case "drop":
-        context.drop(msg.job);
-        reply = { id: msg.id, ok: true, value: null };
-        break;
-      default: {
-        const never: never = msg;
-        throw new Error(`unknown request ${JSON.stringify(never)}`);
-      }
-    }
+    reply = { id: msg.id, ok: true, value: context.prepare(msg.input) };
   } catch (e) {
     reply = { id: msg.id, ok: false, error: e instanceof Error ? e.message : String(e) };
   }

@@ -4,7 +4,8 @@
  * algorithm, authority key identifier) and constant extensions, with the few
  * per-device parts written as DER (der.ts) and spliced in; signed through the Signer port by the
  * caller, then wrapped. Split in encode / build / assemble so that building
- * can run in a worker thread while signing stays with the token's session.
+ * can run in a worker thread while signing and wrapping stay with the
+ * token's session in the station's thread.
  */
 import { createHash } from "node:crypto";
 import * as asn1js from "asn1js";
@@ -105,6 +106,29 @@ export function encodeIssuer(caCertDer: Uint8Array, keyType: KeyType): IssuerEnc
     ec,
     ecParams: ec ? keyAlgorithmFor(keyType) : null,
   };
+}
+
+/** A CA as the builder and the engine name it: its certificate is needed the first time only. */
+export interface IssuerRef {
+  fingerprint: string;
+  certDer?: Uint8Array;
+  keyType: KeyType;
+}
+
+/** The encodings of the CAs seen so far in one thread, by certificate fingerprint. */
+export class IssuerEncodings {
+  private readonly byFingerprint = new Map<string, IssuerEncoding>();
+
+  of(ca: IssuerRef): IssuerEncoding {
+    let enc = this.byFingerprint.get(ca.fingerprint);
+    if (!enc) {
+      if (!ca.certDer)
+        throw new Error(`CA ${ca.fingerprint.slice(0, 16)} was never sent to this thread.`);
+      enc = encodeIssuer(ca.certDer, ca.keyType);
+      this.byFingerprint.set(ca.fingerprint, enc);
+    }
+    return enc;
+  }
 }
 
 const constant = (e: asn1.Extension): Uint8Array => canonical(der(e));

@@ -4,8 +4,10 @@
  * id, subject, requested extensions), work out subject, SANs and validity,
  * and build the to-be-signed certificate. The same code runs in the station's
  * thread or in a worker (see preparer.ts); only data crosses between them.
+ * The station's thread wraps the signature around the TBS it gets back
+ * (leaf.ts assembleCertificate), so a job crosses once each way.
  */
-import { LinesignError, toLinesignError, type ErrorCode } from "../../domain/errors.js";
+import { toLinesignError, type ErrorCode } from "../../domain/errors.js";
 import {
   buildSubject,
   checkKeyAllowed,
@@ -23,7 +25,7 @@ import {
   verifyCsrSignature,
   type SignedRequest,
 } from "./csr.js";
-import { assembleCertificate, buildTbs, encodeIssuer, type IssuerEncoding } from "./leaf.js";
+import { buildTbs, IssuerEncodings } from "./leaf.js";
 
 export interface PrepareInput {
   csr: Uint8Array;
@@ -82,18 +84,17 @@ export type PrepareResult =
 
 const now = (): bigint => process.hrtime.bigint();
 
-/** Keeps what is reused between requests in one thread: CA encodings, and TBS blocks awaiting their signature. */
+/** Keeps what is reused between requests in one thread: the CAs' encodings. */
 export class PrepareContext {
-  private readonly issuers = new Map<string, IssuerEncoding>();
-  private readonly pending = new Map<number, { tbsDer: Uint8Array; issuer: IssuerEncoding }>();
+  private readonly issuers = new IssuerEncodings();
 
-  /** Runs the pure steps; a refusal comes back as data, never thrown. `job` names the TBS kept for assemble(). */
-  prepare(job: number, input: PrepareInput): PrepareResult {
+  /** Runs the pure steps; a refusal comes back as data, never thrown. */
+  prepare(input: PrepareInput): PrepareResult {
     let csrSha256 = "";
     let deviceId: string | null = input.deviceId;
     let verify: SignedRequest | undefined;
     // Keep the CA whenever it is sent, even if this request fails early: the pool sends it once.
-    if (input.ca?.certDer) this.issuer(input.ca);
+    if (input.ca?.certDer) this.issuers.of(input.ca);
     try {
       let t = now();
       const timings: PrepareTimings = { parse: 0, verify: 0, policy: 0, build: 0 };
@@ -121,7 +122,7 @@ export class PrepareContext {
       t = now();
       let tbsDer: Uint8Array | null = null;
       if (input.ca) {
-        const issuer = this.issuer(input.ca);
+        const issuer = this.issuers.of(input.ca);
         const id = deviceId;
         tbsDer = buildTbs(issuer, {
           serialHex: input.serialHex,
@@ -133,7 +134,6 @@ export class PrepareContext {
           notAfter,
           sans: profile.san.map((s) => ({ type: s.type, value: expandTemplate(s.template, id) })),
         });
-        this.pending.set(job, { tbsDer, issuer });
       }
       timings.build = Number(now() - t);
       return {
@@ -165,36 +165,5 @@ export class PrepareContext {
         },
       };
     }
-  }
-
-  /** Wraps the signature around job's TBS and forgets the job. */
-  assemble(job: number, signature: Uint8Array): Uint8Array {
-    const p = this.pending.get(job);
-    if (!p)
-      throw new LinesignError(
-        "INTERNAL",
-        `No prepared certificate ${job} is waiting for a signature.`,
-      );
-    this.pending.delete(job);
-    return assembleCertificate(p.issuer, p.tbsDer, signature);
-  }
-
-  /** Forgets a job that will not be signed (refused by a later check). */
-  drop(job: number): void {
-    this.pending.delete(job);
-  }
-
-  private issuer(ca: NonNullable<PrepareInput["ca"]>): IssuerEncoding {
-    let enc = this.issuers.get(ca.fingerprint);
-    if (!enc) {
-      if (!ca.certDer)
-        throw new LinesignError(
-          "INTERNAL",
-          `CA ${ca.fingerprint.slice(0, 16)} was never sent to this certificate builder.`,
-        );
-      enc = encodeIssuer(ca.certDer, ca.keyType);
-      this.issuers.set(ca.fingerprint, enc);
-    }
-    return enc;
   }
 }

@@ -9,42 +9,25 @@ import { Worker } from "node:worker_threads";
 import { LinesignError } from "../../domain/errors.js";
 import { PrepareContext, type PrepareInput, type PrepareResult } from "./prepare.js";
 
-export type WorkerRequest =
-  | { id: number; op: "prepare"; job: number; input: PrepareInput }
-  | { id: number; op: "assemble"; job: number; signature: Uint8Array }
-  | { id: number; op: "drop"; job: number };
-
-/** A request before the pool numbers it (Omit distributed over the union). */
-type Unnumbered<T> = T extends unknown ? Omit<T, "id"> : never;
-
-export type WorkerReply =
-  { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
-
-/** A prepared job: assemble() or drop() it exactly once. */
-export interface PreparedJob {
-  result: PrepareResult;
-  assemble(signature: Uint8Array): Promise<Uint8Array>;
-  drop(): void;
+export interface WorkerRequest {
+  id: number;
+  input: PrepareInput;
 }
 
+export type WorkerReply =
+  { id: number; ok: true; value: PrepareResult } | { id: number; ok: false; error: string };
+
 export interface Preparer {
-  prepare(input: PrepareInput): Promise<PreparedJob>;
+  prepare(input: PrepareInput): Promise<PrepareResult>;
   close(): Promise<void>;
 }
 
 /** Runs everything in the calling thread. */
 export class InlinePreparer implements Preparer {
   private readonly context = new PrepareContext();
-  private next = 1;
 
-  async prepare(input: PrepareInput): Promise<PreparedJob> {
-    const job = this.next++;
-    const result = this.context.prepare(job, input);
-    return {
-      result,
-      assemble: async (signature) => this.context.assemble(job, signature),
-      drop: () => this.context.drop(job),
-    };
+  async prepare(input: PrepareInput): Promise<PrepareResult> {
+    return this.context.prepare(input);
   }
 
   async close(): Promise<void> {}
@@ -64,15 +47,14 @@ interface Slot {
   knownCas: Set<string>;
 }
 
-/** A pool of worker threads; a job's assemble goes to the worker that prepared it. */
+/** A pool of worker threads; each request goes to the one with the fewest outstanding. */
 export class WorkerPreparer implements Preparer {
   private readonly slots: Slot[] = [];
   private readonly waiting = new Map<
     number,
-    { resolve: (v: unknown) => void; reject: (e: unknown) => void; slot: Slot }
+    { resolve: (v: PrepareResult) => void; reject: (e: unknown) => void; slot: Slot }
   >();
   private nextId = 1;
-  private nextJob = 1;
 
   /** @param size number of worker threads (at least 1). */
   constructor(size: number) {
@@ -87,9 +69,8 @@ export class WorkerPreparer implements Preparer {
     }
   }
 
-  async prepare(input: PrepareInput): Promise<PreparedJob> {
+  async prepare(input: PrepareInput): Promise<PrepareResult> {
     const slot = this.slots.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
-    const job = this.nextJob++;
     // The main thread checks the signature: that balances the work between it and the pool.
     let sent: PrepareInput = { ...input, callerVerifies: true };
     if (input.ca) {
@@ -106,13 +87,7 @@ export class WorkerPreparer implements Preparer {
         slot.knownCas.add(input.ca.fingerprint);
       }
     }
-    const result = (await this.call(slot, { op: "prepare", job, input: sent })) as PrepareResult;
-    return {
-      result,
-      assemble: async (signature) =>
-        new Uint8Array((await this.call(slot, { op: "assemble", job, signature })) as Uint8Array),
-      drop: () => void this.call(slot, { op: "drop", job }).catch(() => undefined),
-    };
+    return this.call(slot, sent);
   }
 
   async close(): Promise<void> {
@@ -126,13 +101,13 @@ export class WorkerPreparer implements Preparer {
     }
   }
 
-  private call(slot: Slot, req: Unnumbered<WorkerRequest>): Promise<unknown> {
+  private call(slot: Slot, input: PrepareInput): Promise<PrepareResult> {
     const id = this.nextId++;
     // A worker with work in hand must keep the process alive until it answers.
     if (slot.outstanding++ === 0) slot.worker.ref();
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, slot });
-      slot.worker.postMessage({ ...req, id });
+      slot.worker.postMessage({ id, input } satisfies WorkerRequest);
     });
   }
 
