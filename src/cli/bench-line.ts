@@ -72,6 +72,7 @@ interface SimDone {
   ok: boolean;
   cycleMs?: number;
   stationMs?: number;
+  turnaroundsMs?: number[];
   wireMs: number;
   txBytes: number;
   rxBytes: number;
@@ -118,11 +119,20 @@ export interface GangRun {
     headMsPerCommit: number;
   };
   /**
-   * One device's cycle as the device sees it, ms: in all; bytes on the wire at the baud rate;
-   * the station's turnarounds (last byte of the device's frame out to the first of the
-   * answer in); and the rest (the device's own work and its pacing running late).
+   * One device's cycle as the device sees it, ms: in all, from the first byte of the greeting
+   * it answered to the last of DONE; bytes on the wire at the baud rate; the station's
+   * turnarounds (last byte of the device's frame out to the first of the answer in); and the
+   * rest (the device's own work and its pacing running late). `turnarounds`: the station's
+   * three one by one (answering IDENTIFY, CSR and STORED), over the devices that had exactly
+   * those three.
    */
-  cycleMs: { total: number; wire: number; station: number; device: number };
+  cycleMs: {
+    total: number;
+    wire: number;
+    station: number;
+    device: number;
+    turnarounds: { identify: number; csr: number; stored: number };
+  };
 }
 
 /**
@@ -261,6 +271,8 @@ export async function runLine(
     const total = mean(ok.map((d) => d.cycleMs!));
     const wire = mean(ok.map((d) => d.wireMs));
     const station = mean(ok.map((d) => d.stationMs ?? 0));
+    const three = ok.filter((d) => d.turnaroundsMs?.length === 3).map((d) => d.turnaroundsMs!);
+    const turn = (i: number): number => r1(mean(three.map((t) => t[i]!)));
     const gang: GangRun = {
       ports,
       simProcesses: sims.length,
@@ -299,6 +311,7 @@ export async function runLine(
         wire: r1(wire),
         station: r1(station),
         device: r1(total - wire - station),
+        turnarounds: { identify: turn(0), csr: turn(1), stored: turn(2) },
       },
     };
     return { done, spanMs, confirmed: summary.confirmed, gang };

@@ -168,6 +168,58 @@ describe("serial line", () => {
     expect(st.run(["audit", "verify", "--json"]).json.ok).toBe(true);
   });
 
+  it("times a device's cycle over the same bytes as its wire time, so its parts never add up to more than the whole", async () => {
+    // At 9600 baud the greeting alone is 45 ms on the line: a cycle that began once the whole
+    // greeting was in would come out shorter than the wire time and the station's turnarounds.
+    // No repeats on either side: the certificate takes 1.6 s on this line, and a repeat
+    // crossing an answer would put bytes of both directions on the line at once.
+    setLineConfig(st, {
+      timeouts: { retryMs: 20000, retries: 3, helloMs: 1000, csrMs: 60000, storedMs: 60000 },
+    });
+    const p = await pair("cycle");
+    const sim = startSim([
+      "--port",
+      p.device,
+      "--device-id",
+      "cycle-9600",
+      "--count",
+      "2",
+      "--baud",
+      "9600",
+      "--retry-ms",
+      "20000",
+      "--root",
+      chain.chain,
+      "--store",
+      join(dir, "store-cycle"),
+    ]);
+    // Waiting for the greeting before the station sends it, as a device on the fixture does.
+    await sim.lines.waitFor((e) => e.event === "ready", "the simulator's ready line");
+    const line = startLine(st, [p.station], ["--count", "2", "--baud", "9600"]);
+    const { code } = await sim.exited;
+    expect(code, sim.stderr()).toBe(0);
+    expect((await line.exited).code, line.stderr()).toBe(0);
+    const done = sim.lines.all.filter((e) => e.event === "device.done") as {
+      ok: boolean;
+      cycleMs: number;
+      wireMs: number;
+      stationMs: number;
+      resentBytes: number;
+      turnaroundsMs: number[];
+    }[];
+    // The second device's greeting follows the first one's DONE on the line, as on a fixture.
+    expect(done).toHaveLength(2);
+    for (const r of done) {
+      expect(r.ok).toBe(true);
+      expect(r.resentBytes).toBe(0);
+      // The station answered IDENTIFY, CSR and STORED: three turnarounds, together its time.
+      expect(r.turnaroundsMs).toHaveLength(3);
+      expect(r.turnaroundsMs.reduce((a, b) => a + b, 0)).toBeCloseTo(r.stationMs, 0);
+      // What is left of the cycle is the device's own: never negative (0.1 ms roundings aside).
+      expect(r.cycleMs - r.wireMs - r.stationMs).toBeGreaterThanOrEqual(-0.3);
+    }
+  });
+
   it("ends every fault with a plain reason, a log entry, and the port ready for the next device", async () => {
     setLineConfig(st, {
       timeouts: { retryMs: 300, retries: 3, helloMs: 200, csrMs: 3000, storedMs: 3000 },
