@@ -376,3 +376,11 @@ export function derTime(d: Date): Uint8Array {
     ? derElement(0x17, [Buffer.from(two(y % 100) + rest, "latin1")])
     : derElement(0x18, [Buffer.from(String(y).padStart(4, "0") + rest, "latin1")]);
 }
+
+/** An INTEGER holding the unsigned big-endian `bytes`, in its minimal form (X.690 8.3.2). */
+export function derUnsignedInteger(bytes: Uint8Array): Uint8Array {
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  const v = bytes.length === 0 ? Uint8Array.of(0) : bytes.subarray(i);
+  return (v[0]! & 0x80) !== 0 ? derElement(0x02, [Uint8Array.of(0), v]) : derElement(0x02, [v]);
+}

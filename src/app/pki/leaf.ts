@@ -14,8 +14,6 @@ import * as asn1 from "@peculiar/asn1-x509";
 import type { SubjectEntry } from "../../domain/csr-policy.js";
 import { ATTRIBUTE_OIDS } from "../../domain/x500.js";
 import { isEc, type KeyType } from "../../domain/keys.js";
-import { keyAlgorithmFor } from "./signing-crypto.js";
-import { x509 } from "./x509.js";
 import {
   assertDer,
   derElement,
@@ -23,11 +21,9 @@ import {
   derOid,
   derSequence,
   derTime,
+  derUnsignedInteger,
   derUtf8String,
 } from "./der.js";
-
-/** Turns WebCrypto r||s into the DER ECDSA-Sig-Value a certificate carries. */
-const ecFormatter = new x509.AsnEcSignatureFormatter();
 
 const SIGNATURE_OIDS = {
   "ec-p256": "1.2.840.10045.4.3.2",
@@ -66,9 +62,8 @@ export interface IssuerEncoding {
   name: Uint8Array;
   algorithm: Uint8Array;
   aki: Uint8Array;
-  ec: boolean;
-  /** The CA key's WebCrypto algorithm (ECDSA: curve and hash), for the signature formatter. */
-  ecParams: ReturnType<typeof keyAlgorithmFor> | null;
+  /** ECDSA: the octets of r and of s in the token's r||s signature (the curve's size); else null. */
+  ecHalf: number | null;
 }
 
 /** Encodes a CA's fixed parts from its certificate DER and key type. */
@@ -103,8 +98,7 @@ export function encodeIssuer(caCertDer: Uint8Array, keyType: KeyType): IssuerEnc
         ),
       ),
     ),
-    ec,
-    ecParams: ec ? keyAlgorithmFor(keyType) : null,
+    ecHalf: keyType === "ec-p256" ? 32 : keyType === "ec-p384" ? 48 : null,
   };
 }
 
@@ -229,21 +223,30 @@ export function buildTbs(issuer: IssuerEncoding, p: LeafParams): Uint8Array {
   ]);
 }
 
-/** Wraps a signed TBS into the certificate; `signature` in WebCrypto form (r||s for ECDSA). */
+/** Wraps a signed TBS into the certificate; `signature` as the token gives it (r||s for ECDSA). */
 export function assembleCertificate(
   issuer: IssuerEncoding,
   tbsDer: Uint8Array,
   signature: Uint8Array,
 ): Uint8Array {
-  const value = issuer.ec
-    ? ecFormatter.toAsnSignature(issuer.ecParams!, signature.slice().buffer)
-    : signature.slice().buffer;
-  if (!value) throw new Error("the token returned an ECDSA signature of the wrong size");
+  const half = issuer.ecHalf;
+  if (half !== null && signature.length !== 2 * half)
+    throw new Error(
+      `the token returned an ECDSA signature of ${signature.length} octets, not ${2 * half}`,
+    );
+  // ECDSA: the DER ECDSA-Sig-Value (RFC 5480 / X9.62), SEQUENCE { r INTEGER, s INTEGER }.
+  const value =
+    half === null
+      ? signature
+      : derSequence([
+          derUnsignedInteger(signature.subarray(0, half)),
+          derUnsignedInteger(signature.subarray(half)),
+        ]);
   const cert = derSequence([
     tbsDer,
     issuer.algorithm,
     // BIT STRING: no unused bits, then the signature.
-    derElement(0x03, [Uint8Array.of(0), new Uint8Array(value)]),
+    derElement(0x03, [Uint8Array.of(0), value]),
   ]);
   // Nothing leaves the station that a strict DER reader would refuse.
   assertDer(cert, "a device certificate");

@@ -103,6 +103,9 @@ function ecSignature(size: number, seed: number): Uint8Array {
   if (seed % 2 === 0) sig[0] = 0;
   else sig[0] = 0x80;
   if (seed % 3 === 0) sig[size] = 0;
+  // Two leading zeros; a zero before a high bit (the pad octet must stay).
+  if (seed % 5 === 0) sig[1] = 0;
+  if (seed % 7 === 1) [sig[size], sig[size + 1]] = [0, 0x80];
   return sig;
 }
 
