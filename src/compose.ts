@@ -664,7 +664,7 @@ function buildStation(
         // The last entries this process recorded go into the second copy.
         await copy?.close();
         await issuance.close();
-        keys?.close();
+        await keys?.close();
         keys = null;
         store.close();
       }
@@ -1008,6 +1008,6 @@ export async function probeToken(opts: ProbeOptions): Promise<TokenAssessment> {
     const probe = await keys.probe(token.label, { login: Boolean(pin) });
     return assessToken(probe, config?.audit.keyType ?? "ec-p256");
   } finally {
-    keys.close();
+    await keys.close();
   }
 }

@@ -27,7 +27,12 @@ type CaKey = "ec-p256" | "rsa-2048";
 
 export interface BenchResult {
   count: number;
+  /** Raw HSM signatures per second, one at a time (each awaited before the next). */
   hsmSignPerSec: Record<CaKey, number>;
+  /** The same with 16 callers at once, on the key store's signing sessions. */
+  hsmSignPerSecConcurrent: Record<CaKey, number>;
+  /** hsmSignPerSecConcurrent / hsmSignPerSec. */
+  hsmSignConcurrency: Record<CaKey, number>;
   /** Issuances per second with 16 callers at once (as 16 ports provisioning), durable records. */
   issuePerSec: Record<CaKey, number>;
   /** The same, one issuance at a time. */
@@ -202,6 +207,8 @@ export async function runBench(
     const result: BenchResult = {
       count: opts.count,
       hsmSignPerSec: { "ec-p256": 0, "rsa-2048": 0 },
+      hsmSignPerSecConcurrent: { "ec-p256": 0, "rsa-2048": 0 },
+      hsmSignConcurrency: { "ec-p256": 0, "rsa-2048": 0 },
       issuePerSec: { "ec-p256": 0, "rsa-2048": 0 },
       issuePerSecOneAtATime: { "ec-p256": 0, "rsa-2048": 0 },
       commitBatchSize: { "ec-p256": 0, "rsa-2048": 0 },
@@ -230,7 +237,24 @@ export async function runBench(
       let t0 = performance.now();
       for (let i = 0; i < signs; i++) await signer.sign(msg);
       result.hsmSignPerSec[caKey] = perSec(signs, performance.now() - t0);
-      log(`bench: ${caKey} raw HSM signing: ${result.hsmSignPerSec[caKey]}/s`);
+      let left = signs;
+      t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: PORTS }, async () => {
+          while (left > 0) {
+            left--;
+            await signer.sign(msg);
+          }
+        }),
+      );
+      result.hsmSignPerSecConcurrent[caKey] = perSec(signs, performance.now() - t0);
+      result.hsmSignConcurrency[caKey] = Number(
+        (result.hsmSignPerSecConcurrent[caKey] / result.hsmSignPerSec[caKey]).toFixed(3),
+      );
+      log(
+        `bench: ${caKey} raw HSM signing: ${result.hsmSignPerSec[caKey]}/s one at a time, ` +
+          `${result.hsmSignPerSecConcurrent[caKey]}/s with ${PORTS} callers at once`,
+      );
 
       log(`bench: making ${opts.count} device requests (EC P-256 keys) for the ${caKey} CA`);
       const csrs = Array.from({ length: opts.count }, (_, i) =>
@@ -335,7 +359,7 @@ export async function runBench(
         `Linesign bench (${opts.count} issuances per CA key type, one run, one token, ${result.workers} worker thread(s))`,
         ...(["ec-p256", "rsa-2048"] as const).map(
           (k) =>
-            `  ${k.padEnd(8)} HSM sign ${result.hsmSignPerSec[k]}/s; issue ${result.issuePerSec[k]}/s with ${PORTS} ports at once ` +
+            `  ${k.padEnd(8)} HSM sign ${result.hsmSignPerSec[k]}/s one at a time, ${result.hsmSignPerSecConcurrent[k]}/s with ${PORTS} callers at once; issue ${result.issuePerSec[k]}/s with ${PORTS} ports at once ` +
             `(${result.commitBatchSize[k]} per commit), ${result.issuePerSecOneAtATime[k]}/s one at a time; ` +
             `issue/sign ${result.issueToSignRatio[k]}` +
             (result.issueCpuMs[k]

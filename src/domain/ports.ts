@@ -122,8 +122,8 @@ export interface KeyStore {
    * log in again on their next use.
    */
   logout(tokenLabel: string): void;
-  /** Ends sessions and finalises the module. */
-  close(): void;
+  /** Ends sessions and finalises the module, after the signatures in flight have returned. */
+  close(): Promise<void>;
 }
 
 /** What `token probe` reports of a token. */

@@ -24,7 +24,13 @@ it("npm run bench -- --json reports per-key-type figures", async () => {
   );
   expect(r.code, r.stderr).toBe(0);
   const j = r.json as unknown as Record<string, Record<string, number>>;
-  for (const key of ["hsmSignPerSec", "issuePerSec", "issueToSignRatio"]) {
+  for (const key of [
+    "hsmSignPerSec",
+    "hsmSignPerSecConcurrent",
+    "hsmSignConcurrency",
+    "issuePerSec",
+    "issueToSignRatio",
+  ]) {
     expect(Object.keys(j[key]!).sort()).toEqual(["ec-p256", "rsa-2048"]);
     for (const v of Object.values(j[key]!)) expect(v).toBeGreaterThan(0);
   }

@@ -52,14 +52,16 @@ import {
 } from "./mechanisms.js";
 import {
   acquireModule,
+  beginThreadCall,
   ckrName,
   mapPkcs11Error,
   moduleGeneration,
   pkcs11js,
-  reinitialiseModule,
+  reinitialiseWhenQuiet,
   releaseModule,
   type Pkcs11,
 } from "./module.js";
+import { defaultSignSessions, SignSessions } from "./sign-sessions.js";
 import { ecPointToSpki, rsaToSpki } from "./spki.js";
 
 type Handle = Buffer;
@@ -85,6 +87,11 @@ export interface Pkcs11StoreOptions {
   /** How often an absent token is looked for (default 200 ms). */
   pollMs?: number;
   onTokenState?: TokenStateListener;
+  /**
+   * Sessions per token that sign at once, each on a thread of libuv's pool
+   * (default: the machine's cores, at most libuv's threads less two).
+   */
+  signSessions?: number;
 }
 
 interface OpenToken {
@@ -92,8 +99,13 @@ interface OpenToken {
   session: Handle;
   loggedIn: boolean;
   generation: number;
-  /** Private key handles found in this session, by URI. */
+  /**
+   * Private key handles found in this session, by URI; valid in every session
+   * of the token (an object handle belongs to the application, not to a session).
+   */
   handles: Map<string, Handle>;
+  /** The sessions signatures run on, beside the main one. */
+  signing: SignSessions;
 }
 
 const trim = (s: string): string => s.replace(/[\s\0]+$/, "");
@@ -159,6 +171,11 @@ export class Pkcs11KeyStore
   private readonly tokens = new Map<string, OpenToken>();
   private readonly mechs = new Map<string, Map<number, MechanismFact>>();
   private readonly recovering = new Map<string, Promise<void>>();
+  /** A login under way, per token: concurrent callers wait for it rather than present the PIN again. */
+  private readonly loggingIn = new Map<string, Promise<OpenToken>>();
+  /** Signatures running now (close() waits for them). */
+  private readonly signing = new Set<Promise<unknown>>();
+  private readonly signSessions: number;
   /**
    * The template each token accepted, per key family: later keys start there
    * (tpm2-pkcs11 leaks a TPM object context with every refused template, and
@@ -166,6 +183,7 @@ export class Pkcs11KeyStore
    */
   private readonly acceptedTier = new Map<string, number>();
   private closed = false;
+  private closing: Promise<void> | null = null;
   private readonly absentWaitMs: number;
   private readonly pollMs: number;
 
@@ -184,6 +202,7 @@ export class Pkcs11KeyStore
     this.lib = acquireModule(modulePath, opts.libraryParameters);
     this.absentWaitMs = opts.absentWaitMs ?? 30_000;
     this.pollMs = opts.pollMs ?? 200;
+    this.signSessions = Math.max(1, Math.floor(opts.signSessions ?? defaultSignSessions()));
   }
 
   listTokens(): TokenInfo[] {
@@ -845,14 +864,61 @@ export class Pkcs11KeyStore
     return {
       key: info,
       sign: async (message: Uint8Array): Promise<Uint8Array> => {
+        if (this.closed) throw closedError(tokenLabel);
         const input = signInput(plan, message);
-        return this.withToken(tokenLabel, `signing with key "${uri}"`, (t) => {
-          const priv = this.privateHandle(t, uri);
-          this.lib.C_SignInit(t.session, { mechanism: plan.mechanism }, priv);
-          return new Uint8Array(this.lib.C_Sign(t.session, input, Buffer.alloc(outLength)));
-        });
+        const run = this.withToken(tokenLabel, `signing with key "${uri}"`, (t) =>
+          this.signOnPool(t, uri, plan.mechanism, input, outLength),
+        );
+        this.signing.add(run);
+        try {
+          return await run;
+        } finally {
+          this.signing.delete(run);
+        }
       },
     };
+  }
+
+  /**
+   * One signature on a session of the token's signing pool: C_SignInit here
+   * (quick: it names the key), C_Sign on libuv's thread pool (pkcs11js's
+   * callback form), so the event loop goes on meanwhile.
+   */
+  private async signOnPool(
+    t: OpenToken,
+    uri: string,
+    mechanism: number,
+    input: Buffer,
+    outLength: number,
+  ): Promise<Uint8Array> {
+    const priv = this.privateHandle(t, uri);
+    const session = await t.signing.take();
+    let ok = false;
+    try {
+      this.lib.C_SignInit(session, { mechanism }, priv);
+      const out = Buffer.alloc(outLength);
+      const done = beginThreadCall(this.modulePath);
+      const sig = await new Promise<Buffer>((resolve, reject) => {
+        try {
+          // The module reads `input` and writes `out` on its thread (pkcs11js keeps no reference to them):
+          // the callback holds both until the call returns.
+          const held = [input, out];
+          this.lib.C_Sign(session, input, out, (err, data) => {
+            held.length = 0;
+            done();
+            if (err) reject(err);
+            else resolve(data);
+          });
+        } catch (e) {
+          done();
+          reject(e);
+        }
+      });
+      ok = true;
+      return new Uint8Array(sig);
+    } finally {
+      t.signing.give(session, ok);
+    }
   }
 
   async probe(tokenLabel: string, opts: { login: boolean }): Promise<TokenProbe> {
@@ -992,18 +1058,37 @@ export class Pkcs11KeyStore
     return { kept: seen, reason };
   }
 
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Ends every session and releases the module, after the signatures in
+   * flight have returned (a signature asked for after close() is refused).
+   * Without signatures in flight it is done when close() returns.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
     this.closed = true;
-    for (const t of this.tokens.values()) {
-      try {
-        this.lib.C_CloseSession(t.session);
-      } catch {
-        // closing is best effort; finalise below ends everything anyway
+    const finish = (): void => {
+      for (const t of this.tokens.values()) {
+        t.signing.end();
+        if (t.generation !== moduleGeneration(this.modulePath)) continue;
+        try {
+          this.lib.C_CloseSession(t.session);
+        } catch {
+          // closing is best effort; finalise below ends everything anyway
+        }
       }
+      this.tokens.clear();
+      releaseModule(this.modulePath);
+    };
+    if (this.signing.size === 0) {
+      finish();
+      this.closing = Promise.resolve();
+    } else {
+      this.closing = (async () => {
+        while (this.signing.size > 0) await Promise.allSettled([...this.signing]);
+        finish();
+      })();
     }
-    this.tokens.clear();
-    releaseModule(this.modulePath);
+    return this.closing;
   }
 
   async login(tokenLabel: string): Promise<void> {
@@ -1101,17 +1186,33 @@ export class Pkcs11KeyStore
     );
   }
 
-  /** An open, logged-in session on the token (opening and logging in when needed). */
+  /**
+   * An open, logged-in session on the token (opening and logging in when
+   * needed). Callers that come while a login is under way wait for it: the
+   * PIN is presented once, however many signatures are waiting.
+   */
   private async open(tokenLabel: string): Promise<OpenToken> {
     const pending = this.recovering.get(tokenLabel);
     if (pending) await pending;
-    let token = this.tokens.get(tokenLabel);
+    const token = this.tokens.get(tokenLabel);
     // Sessions opened before the module was initialised again are gone.
     if (token && token.generation !== moduleGeneration(this.modulePath)) {
       this.tokens.delete(tokenLabel);
-      token = undefined;
-    }
-    if (token?.loggedIn) return token;
+      token.signing.end();
+    } else if (token?.loggedIn) return token;
+    const under = this.loggingIn.get(tokenLabel);
+    if (under) return under;
+    const run = this.logIn(tokenLabel);
+    this.loggingIn.set(tokenLabel, run);
+    const done = () => {
+      if (this.loggingIn.get(tokenLabel) === run) this.loggingIn.delete(tokenLabel);
+    };
+    run.then(done, done);
+    return run;
+  }
+
+  private async logIn(tokenLabel: string): Promise<OpenToken> {
+    let token = this.tokens.get(tokenLabel);
     if (!token) {
       const slot = this.findSlot(tokenLabel);
       const flags = this.tokenFlags(slot, tokenLabel);
@@ -1128,12 +1229,19 @@ export class Pkcs11KeyStore
           slot,
           pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION,
         );
+        const generation = moduleGeneration(this.modulePath);
         token = {
           slot,
           session,
           loggedIn: false,
-          generation: moduleGeneration(this.modulePath),
+          generation,
           handles: new Map(),
+          signing: new SignSessions(
+            this.lib,
+            slot,
+            this.signSessions,
+            () => moduleGeneration(this.modulePath) === generation,
+          ),
         };
         this.tokens.set(tokenLabel, token);
       } catch (e) {
@@ -1181,19 +1289,21 @@ export class Pkcs11KeyStore
   private async withToken<T>(
     tokenLabel: string,
     doing: string,
-    work: (t: OpenToken) => T,
+    work: (t: OpenToken) => T | Promise<T>,
   ): Promise<T> {
     const first = await this.open(tokenLabel);
     try {
-      return work(first);
+      return await work(first);
     } catch (e) {
       if (!isLoss(e)) throw mapPkcs11Error(e, doing, tokenLabel);
-      this.opts.onTokenState?.(tokenLabel, "lost", { ckr: ckrName(e.code) });
+      // Told once per loss: signatures in flight on the same token share the recovery.
+      if (!this.recovering.has(tokenLabel) && this.tokens.get(tokenLabel) === first)
+        this.opts.onTokenState?.(tokenLabel, "lost", { ckr: ckrName(e.code) });
       await this.recover(tokenLabel, first);
     }
     const again = await this.open(tokenLabel);
     try {
-      return work(again);
+      return await work(again);
     } catch (e) {
       if (isLoss(e)) this.forget(tokenLabel);
       const err = mapPkcs11Error(e, doing, tokenLabel);
@@ -1227,8 +1337,8 @@ export class Pkcs11KeyStore
       slot = this.findSlot(tokenLabel);
     } catch {
       try {
-        this.tokens.clear();
-        reinitialiseModule(this.modulePath);
+        this.dropSessions();
+        await reinitialiseWhenQuiet(this.modulePath);
         this.mechs.delete(tokenLabel);
         slot = this.findSlot(tokenLabel);
       } catch (e) {
@@ -1242,10 +1352,19 @@ export class Pkcs11KeyStore
     }
   }
 
+  /** Every token's sessions end (before the module is initialised again). */
+  private dropSessions(): void {
+    for (const t of this.tokens.values()) t.signing.end();
+    this.tokens.clear();
+  }
+
   private forget(tokenLabel: string): void {
     const t = this.tokens.get(tokenLabel);
     this.tokens.delete(tokenLabel);
     if (!t) return;
+    // Idle signing sessions close now, those signing when their signature returns.
+    t.signing.end();
+    if (t.generation !== moduleGeneration(this.modulePath)) return;
     try {
       this.lib.C_CloseSession(t.session);
     } catch {
@@ -1272,9 +1391,10 @@ export class Pkcs11KeyStore
       for (let attempt = 0; ; attempt++) {
         try {
           if (attempt > 0) {
-            // Every session of this store ends with the re-initialisation.
-            this.tokens.clear();
-            reinitialiseModule(this.modulePath);
+            // Every session of this store ends with the re-initialisation, after the
+            // signatures running on other threads have returned.
+            this.dropSessions();
+            await reinitialiseWhenQuiet(this.modulePath);
             this.mechs.delete(tokenLabel);
           }
           const slot = this.findSlot(tokenLabel);
@@ -1408,6 +1528,14 @@ export class Pkcs11KeyStore
     }
     throw new LinesignError("KEY_TYPE_UNSUPPORTED", `The key "${uri}" is neither EC nor RSA.`);
   }
+}
+
+function closedError(tokenLabel: string): LinesignError {
+  return new LinesignError(
+    "HSM_ERROR",
+    `The station closed its sessions with token "${tokenLabel}": no more signatures are made with it in this process.`,
+    { details: { token: tokenLabel } },
+  );
 }
 
 function lookup(parsed: { object: string; id: string }): { label?: string; id?: Buffer } {

@@ -17,6 +17,10 @@ interface Loaded {
   libraryParameters: string | undefined;
   /** Bumped at each re-initialisation: sessions opened before it are gone. */
   generation: number;
+  /** Calls running on libuv's thread pool now (asynchronous C_Sign). */
+  inFlight: number;
+  /** Told when inFlight falls to 0. */
+  quiet: (() => void)[];
 }
 
 function initialise(lib: Pkcs11, libraryParameters: string | undefined): void {
@@ -85,7 +89,7 @@ export function acquireModule(path: string, libraryParameters?: string): Pkcs11 
       throw mapPkcs11Error(cause, "initialising the PKCS#11 module");
     }
   }
-  loaded.set(path, { lib, users: 1, libraryParameters, generation: 0 });
+  loaded.set(path, { lib, users: 1, libraryParameters, generation: 0, inFlight: 0, quiet: [] });
   return lib;
 }
 
@@ -113,6 +117,40 @@ export function reinitialiseModule(path: string): void {
     ))
       throw mapPkcs11Error(cause, "initialising the PKCS#11 module again");
   }
+}
+
+/**
+ * Counts one call the module runs on another thread (pkcs11js's callback
+ * form runs on libuv's thread pool) until the returned function is called.
+ * PKCS#11 v2.40 (C_Finalize) leaves the behaviour undefined when C_Finalize is
+ * called while other threads are making Cryptoki calls, so a re-initialisation
+ * waits for these first ({@link untilQuiet}).
+ */
+export function beginThreadCall(path: string): () => void {
+  const entry = loaded.get(path);
+  if (!entry) return () => {};
+  entry.inFlight++;
+  let ended = false;
+  return () => {
+    if (ended) return;
+    ended = true;
+    entry.inFlight--;
+    if (entry.inFlight === 0) for (const tell of entry.quiet.splice(0)) tell();
+  };
+}
+
+/** Waits until no call of the module runs on another thread, then runs `then` at once (no await in between). */
+async function whenQuiet<T>(path: string, then: () => T): Promise<T> {
+  for (;;) {
+    const entry = loaded.get(path);
+    if (!entry || entry.inFlight === 0) return then();
+    await new Promise<void>((r) => entry.quiet.push(r));
+  }
+}
+
+/** {@link reinitialiseModule} once the calls running on other threads have returned. */
+export function reinitialiseWhenQuiet(path: string): Promise<void> {
+  return whenQuiet(path, () => reinitialiseModule(path));
 }
 
 /** The module's re-initialisation count: sessions opened under an older one are gone. */

@@ -84,6 +84,76 @@ describe("PKCS#11 key store on a real SoftHSM2 token", () => {
     },
   );
 
+  it.each(["ec-p256", "rsa-2048"] as const)(
+    "signs 24 messages at once with the %s key on its signing sessions, beside the event loop; every signature verifies",
+    async (t) => {
+      const signer = await store.signer(keys.get(t)!.uri);
+      const messages = Array.from({ length: 24 }, (_, i) => Buffer.from(`at once ${t} ${i}`));
+      // The event loop turns while the signatures run on other threads.
+      let turns = 0;
+      let signing = true;
+      const turn = (): void => {
+        turns++;
+        if (signing) setImmediate(turn);
+      };
+      setImmediate(turn);
+      const sigs = await Promise.all(messages.map((m) => signer.sign(m)));
+      signing = false;
+      expect(turns).toBeGreaterThan(0);
+      const pub = createPublicKey({
+        key: Buffer.from(signer.key.spki),
+        format: "der",
+        type: "spki",
+      });
+      const opts = t === "ec-p256" ? { key: pub, dsaEncoding: "ieee-p1363" as const } : pub;
+      messages.forEach((m, i) => expect(verify("sha256", m, opts, sigs[i]!)).toBe(true));
+    },
+  );
+
+  it("close() waits for the signatures in flight, then ends every session it opened", async () => {
+    const { lib } = await store.rawSession("station");
+    const closing = new Pkcs11KeyStore(SOFTHSM_MODULE, async () => USER_PIN, null, {
+      signSessions: 2,
+    });
+    const signer = await closing.signer(keys.get("rsa-2048")!.uri);
+    // Two at once open both signing sessions.
+    await Promise.all([signer.sign(Buffer.from("a")), signer.sign(Buffer.from("b"))]);
+    const before = liveSessions(lib);
+    const messages = Array.from({ length: 6 }, (_, i) => Buffer.from(`in flight ${i}`));
+    const order: string[] = [];
+    const signs = messages.map((m, i) =>
+      signer.sign(m).then((sig) => {
+        order.push(`sign ${i}`);
+        return sig;
+      }),
+    );
+    const closed = closing.close().then(() => order.push("closed"));
+    const sigs = await Promise.all(signs);
+    await closed;
+    expect(order.at(-1)).toBe("closed");
+    expect(order).toHaveLength(7);
+    const pub = createPublicKey({ key: Buffer.from(signer.key.spki), format: "der", type: "spki" });
+    messages.forEach((m, i) => expect(verify("sha256", m, pub, sigs[i]!)).toBe(true));
+    // Its main session and both signing sessions are gone; the other store's are not.
+    const after = liveSessions(lib);
+    expect([...before].filter((h) => !after.has(h))).toHaveLength(3);
+    expect([...after].filter((h) => !before.has(h))).toEqual([]);
+    expect((await caught(signer.sign(Buffer.from("after close")))).code).toBe("HSM_ERROR");
+    // The module stays usable for the store still open.
+    const again = await store.signer(keys.get("ec-p256")!.uri);
+    expect(
+      verify(
+        "sha256",
+        Buffer.from("x"),
+        {
+          key: createPublicKey({ key: Buffer.from(again.key.spki), format: "der", type: "spki" }),
+          dsaEncoding: "ieee-p1363",
+        },
+        await again.sign(Buffer.from("x")),
+      ),
+    ).toBe(true);
+  });
+
   it.each(KEY_TYPES)(
     "keeps the %s private key sensitive, never extractable and sign-only",
     async (t) => {
@@ -181,6 +251,22 @@ describe("PKCS#11 key store on a real SoftHSM2 token", () => {
     );
   });
 });
+
+/** The session handles this process has open on SoftHSM now (its handles are small counters). */
+function liveSessions(lib: InstanceType<typeof pkcs11js.PKCS11>): Set<number> {
+  const live = new Set<number>();
+  for (let h = 1; h <= 512; h++) {
+    const handle = Buffer.alloc(8);
+    handle.writeBigUInt64LE(BigInt(h));
+    try {
+      lib.C_GetSessionInfo(handle);
+      live.add(h);
+    } catch {
+      // not a session
+    }
+  }
+  return live;
+}
 
 function findPrivate(
   lib: InstanceType<typeof pkcs11js.PKCS11>,

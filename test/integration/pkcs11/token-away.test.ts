@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pkcs11KeyStore } from "../../../src/adapters/pkcs11/key-store.js";
 import { LinesignError } from "../../../src/domain/errors.js";
-import type { KeyInfo } from "../../../src/domain/ports.js";
+import type { KeyInfo, LoginGuard } from "../../../src/domain/ports.js";
 import { SOFTHSM_MODULE, tempSoftHsm } from "../../helpers/softhsm.js";
 
 const hsm = tempSoftHsm();
@@ -65,6 +65,56 @@ describe("a token whose storage goes away for 3 s", () => {
       expect(verifies(m, await signer.sign(m))).toBe(true);
     }
     expect(states).toEqual(["lost", "absent", "back"]);
+  });
+
+  it("a burst of signatures at once while it goes away: one recovery, one PIN, each signature made or refused by name", async () => {
+    let pins = 0;
+    const guard: LoginGuard = {
+      beforeLogin: () => {},
+      present: (_token, who, attempt) => {
+        if (who === "user") pins++;
+        return attempt();
+      },
+    };
+    const seen: string[] = [];
+    let putBack: (() => void) | null = null;
+    const burst = new Pkcs11KeyStore(SOFTHSM_MODULE, async () => "246810", guard, {
+      absentWaitMs: 20_000,
+      pollMs: 100,
+      signSessions: 2,
+      onTokenState: (_token, state) => {
+        seen.push(state);
+        if (state === "absent") putBack?.();
+      },
+    });
+    try {
+      const signer = await burst.signer(key.uri);
+      expect(verifies(Buffer.from("first"), await signer.sign(Buffer.from("first")))).toBe(true);
+      expect(pins).toBe(1);
+      putBack = () => setTimeout(() => renameSync(away, tokens), 1000);
+      const messages = Array.from({ length: 12 }, (_, i) => Buffer.from(`burst ${i}`));
+      const signs = messages.map((m) => signer.sign(m));
+      // Gone while the first two are on the token's threads and ten wait for a session.
+      renameSync(tokens, away);
+      const results = await Promise.allSettled(signs);
+      results.forEach((r, i) => {
+        if (r.status === "fulfilled") expect(verifies(messages[i]!, r.value)).toBe(true);
+        else {
+          expect(r.reason).toBeInstanceOf(LinesignError);
+          expect(["HSM_TOKEN_NOT_FOUND", "HSM_ERROR"]).toContain((r.reason as LinesignError).code);
+        }
+      });
+      expect(results.filter((r) => r.status === "fulfilled").length).toBeGreaterThan(0);
+      // One login after the one recovery, however many signatures waited for it.
+      expect(pins).toBe(2);
+      expect(seen).toEqual(["lost", "absent", "back"]);
+      const after = await Promise.all(messages.map((m) => signer.sign(m)));
+      after.forEach((sig, i) => expect(verifies(messages[i]!, sig)).toBe(true));
+      expect(pins).toBe(2);
+      expect(seen).toEqual(["lost", "absent", "back"]);
+    } finally {
+      await burst.close();
+    }
   });
 
   it("fails clearly, naming the token, when it does not come back", async () => {
