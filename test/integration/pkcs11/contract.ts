@@ -280,6 +280,21 @@ export function tokenContract(name: TokenImplName, expected: ContractExpectation
       expect(asked).toBe(0);
     });
 
+    it("signs several messages at once on its signing sessions; every signature verifies", async () => {
+      const kt = expected.caKey;
+      const signer = await store.signer(keys.get(kt)!.uri);
+      const messages = Array.from({ length: 8 }, (_, i) => Buffer.from(`at once ${i}`));
+      const sigs = await Promise.all(messages.map((m) => signer.sign(m)));
+      const pub = createPublicKey({
+        key: Buffer.from(signer.key.spki),
+        format: "der",
+        type: "spki",
+      });
+      const opts = kt.startsWith("ec") ? { key: pub, dsaEncoding: "ieee-p1363" as const } : pub;
+      const hash = kt === "ec-p384" ? "sha384" : "sha256";
+      messages.forEach((m, i) => expect(verify(hash, m, opts, sigs[i]!), `${i}`).toBe(true));
+    });
+
     it("reopens a lost session and logs in again once, then signs", async () => {
       const kt = expected.caKey;
       const key = keys.get(kt)!;
