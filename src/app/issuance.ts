@@ -32,7 +32,7 @@ import type { CaService } from "./ca.js";
 import type { Checkpointer } from "./checkpoint.js";
 import { GroupCommitter, isWithheld } from "./group-commit.js";
 import { newSerialHex, sha256Hex } from "./pki/certificates.js";
-import { fingerprintInput, verifyCsrSignature } from "./pki/csr.js";
+import { fingerprintInput, verifyCsrSignatureOffThread } from "./pki/csr.js";
 import { InlinePreparer, type Preparer } from "./pki/preparer.js";
 import { assembleCertificate, IssuerEncodings } from "./pki/leaf.js";
 
@@ -178,7 +178,7 @@ export class IssuanceEngine {
         // The signature check comes before the policy checks, whatever thread ran them.
         const t0 = timings ? now() : 0n;
         try {
-          verifyCsrSignature(result.verify);
+          await verifyCsrSignatureOffThread(result.verify);
         } catch (e) {
           csrSha256 = result.ok ? result.prepared.csrSha256 : result.failure.csrSha256;
           throw e;

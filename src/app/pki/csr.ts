@@ -254,7 +254,8 @@ export function signedRequest(csr: ParsedCsr): SignedRequest {
   };
 }
 
-export function verifyCsrSignature(csr: SignedRequest): void {
+/** The hash and the key a request's signature is checked with; throws the refusals that come first. */
+function verification(csr: SignedRequest): { hash: string; key: KeyObject; ec: boolean } {
   const hash = SIGNATURE_HASHES[csr.signatureAlgorithm];
   if (!hash) {
     throw new LinesignError(
@@ -282,16 +283,41 @@ export function verifyCsrSignature(csr: SignedRequest): void {
       `The request is signed with ${sigIsEc ? "ECDSA" : "RSA"} (${csr.signatureAlgorithm}), but its key is ${keyKind === "ec" ? "EC" : keyKind === "rsa" ? "RSA" : keyKind}: the device signs with the wrong algorithm.`,
     );
   }
+  return { hash, key, ec: sigIsEc };
+}
+
+const badSignature = (): LinesignError =>
+  new LinesignError(
+    "CSR_SIGNATURE_INVALID",
+    "The request's signature does not verify with its own public key: the device did not prove it holds the key (corrupted request, or a fault in the device).",
+  );
+
+export function verifyCsrSignature(csr: SignedRequest): void {
+  const { hash, key, ec } = verification(csr);
   let ok: boolean;
   try {
-    ok = verify(hash, csr.signed, sigIsEc ? { key, dsaEncoding: "der" } : key, csr.signature);
+    ok = verify(hash, csr.signed, ec ? { key, dsaEncoding: "der" } : key, csr.signature);
   } catch {
     ok = false;
   }
-  if (!ok) {
-    throw new LinesignError(
-      "CSR_SIGNATURE_INVALID",
-      "The request's signature does not verify with its own public key: the device did not prove it holds the key (corrupted request, or a fault in the device).",
-    );
-  }
+  if (!ok) throw badSignature();
+}
+
+/**
+ * verifyCsrSignature on libuv's thread pool: the station's thread only hands
+ * the check over, so the event loop that commits and answers ports is not
+ * held for it.
+ */
+export async function verifyCsrSignatureOffThread(csr: SignedRequest): Promise<void> {
+  const { hash, key, ec } = verification(csr);
+  const ok = await new Promise<boolean>((resolve) => {
+    try {
+      verify(hash, csr.signed, ec ? { key, dsaEncoding: "der" } : key, csr.signature, (err, good) =>
+        resolve(!err && good),
+      );
+    } catch {
+      resolve(false);
+    }
+  });
+  if (!ok) throw badSignature();
 }

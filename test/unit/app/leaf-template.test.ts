@@ -19,6 +19,7 @@ import {
   parseCsr,
   signedRequest,
   verifyCsrSignature,
+  verifyCsrSignatureOffThread,
   type SignedRequest,
 } from "../../../src/app/pki/csr.js";
 import type { KeyType } from "../../../src/domain/keys.js";
@@ -171,6 +172,16 @@ function answer(req: SignedRequest): string {
   }
 }
 
+/** The same check on libuv's thread pool, as the issuance engine runs it. */
+async function answerOffThread(req: SignedRequest): Promise<string> {
+  try {
+    await verifyCsrSignatureOffThread(req);
+    return "ok";
+  } catch (e) {
+    return (e as { code?: string }).code ?? String(e);
+  }
+}
+
 /** The request as it reaches the main thread from the worker pool (structured clone). */
 async function acrossThreads(req: SignedRequest): Promise<SignedRequest> {
   const { port1, port2 } = new MessageChannel();
@@ -184,7 +195,7 @@ async function acrossThreads(req: SignedRequest): Promise<SignedRequest> {
 }
 
 describe("the request's signature checked with the key parsing made", () => {
-  it("answers as the key decoded again from the SPKI does, for the corpus and a bad signature", async () => {
+  it("answers as the key decoded again from the SPKI does, on and off the thread, for the corpus and a bad signature", async () => {
     const requests: Uint8Array[] = readdirSync(corpusDir)
       .filter((f) => f.endsWith(".pem") || f.endsWith(".der"))
       .map((f) => new Uint8Array(readFileSync(join(corpusDir, f))));
@@ -209,6 +220,8 @@ describe("the request's signature checked with the key parsing made", () => {
       const crossed = await acrossThreads(req);
       expect(crossed.publicKey === undefined).toBe(publicKey === undefined);
       expect(answer(crossed)).toBe(before);
+      expect(await answerOffThread(crossed)).toBe(before);
+      expect(await answerOffThread(decodedAgain)).toBe(before);
       answers.set(before, (answers.get(before) ?? 0) + 1);
       checked++;
     }
