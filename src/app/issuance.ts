@@ -50,6 +50,13 @@ export interface IssueRequest {
   keyType?: KeyType;
   /** What the device reported when it identified on the line (its Thing's name and attributes). */
   device?: { model: string | null; firmware: string | null };
+  /**
+   * The caller hands a new certificate straight over (the serial line): asked inside the
+   * issuance's own durable transaction, true records it DELIVERED there as well (its
+   * `issuance.deliver` entry right after `issuance.issue`), so that no second commit stands
+   * before the hand-over; false (the device went away meanwhile) leaves it ISSUED.
+   */
+  handOver?: () => boolean;
 }
 
 export interface Issued {
@@ -58,6 +65,8 @@ export interface Issued {
   chainDer: Uint8Array[];
   /** True when the same request was answered before and its certificate is handed out again. */
   redelivery: boolean;
+  /** True when the issuance's own commit recorded it DELIVERED (IssueRequest.handOver). */
+  delivered: boolean;
 }
 
 /** Accumulated stage times in nanoseconds (for the bench). */
@@ -276,53 +285,71 @@ export class IssuanceEngine {
         createdAt: stamp,
         updatedAt: stamp,
       };
-      const id = await this.committer.commit(() => {
-        // Re-checked inside the transaction: another port may have committed meanwhile.
-        const racedKey = this.ctx.store.findIssuanceBySpki(record.spkiSha256);
-        if (racedKey) throw this.keyReused(racedKey);
-        // Ports finishing at the same moment must not overrun the work order.
-        if (
-          wo &&
-          !this.ctx.store.workOrderHasDevice(wo.id, record.deviceId) &&
-          this.ctx.store.countIssuedFor(wo.id) >= wo.quantity
-        )
-          throw workOrderExhausted(wo);
-        const racedLive = this.ctx.store.liveIssuanceForDevice(record.deviceId);
-        const approval = this.checkLive(racedLive, profile, record.deviceId);
-        if (racedLive) {
-          this.ctx.store.setIssuanceState(
-            racedLive.id,
-            "SUPERSEDED",
-            `superseded by serial ${serial}`,
-          );
-          record.supersedes = racedLive.id;
-        }
-        const newId = this.ctx.store.insertIssuance(record);
-        if (approval) this.ctx.store.useReissueApproval(approval.id, newId, stamp);
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
-          action: "issuance.issue",
-          subject: record.deviceId,
-          outcome: "ok",
-          details: {
-            issuance: newId,
-            serial,
-            fingerprint,
-            spkiSha256: record.spkiSha256,
-            keyType: record.keyType,
-            profile: profileName,
-            profileSha256: profileSha256(profile),
-            ca: ca.label,
-            origin: req.origin,
-            workOrder: record.workOrder,
-            notAfter: record.notAfter,
-            validityCut: record.validityCut,
-            supersedes: record.supersedes,
-            ...(approval ? { reissueApproval: approval.id } : {}),
-          },
+      // Set once a commit recorded the hand-over (a commit tried again decides again).
+      let handedOver: number | null = null;
+      const id = await this.committer
+        .commit(() => {
+          handedOver = null;
+          record.state = "ISSUED";
+          // Re-checked inside the transaction: another port may have committed meanwhile.
+          const racedKey = this.ctx.store.findIssuanceBySpki(record.spkiSha256);
+          if (racedKey) throw this.keyReused(racedKey);
+          // Ports finishing at the same moment must not overrun the work order.
+          if (
+            wo &&
+            !this.ctx.store.workOrderHasDevice(wo.id, record.deviceId) &&
+            this.ctx.store.countIssuedFor(wo.id) >= wo.quantity
+          )
+            throw workOrderExhausted(wo);
+          const racedLive = this.ctx.store.liveIssuanceForDevice(record.deviceId);
+          const approval = this.checkLive(racedLive, profile, record.deviceId);
+          if (racedLive) {
+            this.ctx.store.setIssuanceState(
+              racedLive.id,
+              "SUPERSEDED",
+              `superseded by serial ${serial}`,
+            );
+            record.supersedes = racedLive.id;
+          }
+          const newId = this.ctx.store.insertIssuance(record);
+          if (approval) this.ctx.store.useReissueApproval(approval.id, newId, stamp);
+          this.ctx.store.appendEvent({
+            actor: this.ctx.actor,
+            action: "issuance.issue",
+            subject: record.deviceId,
+            outcome: "ok",
+            details: {
+              issuance: newId,
+              serial,
+              fingerprint,
+              spkiSha256: record.spkiSha256,
+              keyType: record.keyType,
+              profile: profileName,
+              profileSha256: profileSha256(profile),
+              ca: ca.label,
+              origin: req.origin,
+              workOrder: record.workOrder,
+              notAfter: record.notAfter,
+              validityCut: record.validityCut,
+              supersedes: record.supersedes,
+              ...(approval ? { reissueApproval: approval.id } : {}),
+            },
+          });
+          // Handed straight over: the delivery is recorded in the same durable transaction, as
+          // markDelivered records it, the device checked now (one gone stays ISSUED).
+          if (req.handOver?.()) {
+            this.writeTransition(newId, "issuance.deliver", ["ISSUED"], "DELIVERED", null);
+            record.state = "DELIVERED";
+            handedOver = newId;
+          }
+          return newId;
+        })
+        .catch(async (e: unknown) => {
+          // Committed, but the log head could not cover it: the certificate is withheld, so a
+          // delivery recorded with it is taken back (ISSUED, as an issuance withheld always is).
+          if (handedOver !== null && isWithheld(e)) await this.withdrawDelivery(handedOver);
+          throw e;
         });
-        return newId;
-      });
       if (timings) {
         timings.commit += now() - t;
         timings.count++;
@@ -332,6 +359,7 @@ export class IssuanceEngine {
         issuance: { ...record, id },
         chainDer: [ca.certDer!, ...ca.chainDer],
         redelivery: false,
+        delivered: handedOver !== null,
       };
     } catch (e) {
       const err = toLinesignError(e);
@@ -460,25 +488,59 @@ export class IssuanceEngine {
   ): Promise<IssuanceRecord> {
     return act(this.ctx, action, String(id), async () => {
       // Shares a durable transaction with whatever other ports commit at the same moment.
-      await this.committer.commit(() => {
-        const rec = this.mustGet(id);
-        if (!from.includes(rec.state)) {
-          throw new LinesignError(
-            "ISSUANCE_STATE",
-            `Issuance ${id} (${rec.deviceId}) is ${rec.state}; it cannot become ${to}.`,
-          );
-        }
-        this.ctx.store.setIssuanceState(id, to, reason);
-        this.ctx.store.appendEvent({
-          actor: this.ctx.actor,
-          action,
-          subject: rec.deviceId,
-          outcome: "ok",
-          details: { issuance: id, serial: rec.serial, from: rec.state, to, reason },
-        });
-      });
+      await this.committer.commit(() => this.writeTransition(id, action, from, to, reason));
       return this.mustGet(id);
     });
+  }
+
+  /** The state change and its log entry, inside the caller's transaction. */
+  private writeTransition(
+    id: number,
+    action: string,
+    from: IssuanceState[],
+    to: IssuanceState,
+    reason: string | null,
+  ): void {
+    const rec = this.mustGet(id);
+    if (!from.includes(rec.state)) {
+      throw new LinesignError(
+        "ISSUANCE_STATE",
+        `Issuance ${id} (${rec.deviceId}) is ${rec.state}; it cannot become ${to}.`,
+      );
+    }
+    this.ctx.store.setIssuanceState(id, to, reason);
+    this.ctx.store.appendEvent({
+      actor: this.ctx.actor,
+      action,
+      subject: rec.deviceId,
+      outcome: "ok",
+      details: { issuance: id, serial: rec.serial, from: rec.state, to, reason },
+    });
+  }
+
+  /**
+   * DELIVERED -> ISSUED for a certificate recorded as handed over in its issuance's commit and
+   * then withheld (the log head could not be moved): it never left, so it is neither uploaded
+   * nor listed as delivered. Durable even while the head still cannot move.
+   */
+  private async withdrawDelivery(id: number): Promise<void> {
+    try {
+      await this.committer.commit(() =>
+        this.writeTransition(
+          id,
+          "issuance.withhold",
+          ["DELIVERED"],
+          "ISSUED",
+          "withheld: the log head could not be moved, so the certificate was not handed over",
+        ),
+      );
+    } catch (e) {
+      if (isWithheld(e)) return; // recorded; the head is still stuck, which is already said
+      this.ctx.logger.error(
+        { err: e, issuance: id },
+        "a withheld certificate could not be recorded as not handed over: it is listed DELIVERED",
+      );
+    }
   }
 
   private mustGet(id: number): IssuanceRecord {
@@ -549,7 +611,12 @@ export class IssuanceEngine {
       outcome: "ok",
       details: { issuance: prior.id, serial: prior.serial, state: prior.state, origin: req.origin },
     });
-    return { issuance: prior, chainDer: [ca.certDer!, ...ca.chainDer], redelivery: true };
+    return {
+      issuance: prior,
+      chainDer: [ca.certDer!, ...ca.chainDer],
+      redelivery: true,
+      delivered: false,
+    };
   }
 
   private issuingCa(profile: Profile, ca: CaRecord | null): CaRecord {

@@ -597,11 +597,15 @@ export class PortLine {
         workOrder: this.o.workOrder,
         ...(session.keyType ? { keyType: session.keyType } : {}),
         device: { model: session.model ?? null, firmware: session.firmware ?? null },
+        // A new certificate is recorded DELIVERED in its own commit while the device is still
+        // there: one durable write, not two, before CERTIFICATE goes out.
+        handOver: () => this.session === session,
       });
       session.issuanceId = issued.issuance.id;
       session.serial = issued.issuance.serial;
-      if (this.session !== session) return; // the device went away meanwhile; it stays ISSUED
-      await this.engine.markDelivered(issued.issuance.id);
+      // The device went away meanwhile: before the commit, it stays ISSUED.
+      if (this.session !== session) return;
+      if (!issued.delivered) await this.engine.markDelivered(issued.issuance.id);
     } catch (e) {
       // The engine recorded the rejection; the session's end is recorded too.
       return this.failCurrent(session, e);

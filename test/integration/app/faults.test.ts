@@ -289,14 +289,27 @@ describe("the head that cannot be written", () => {
     try {
       const key = deviceKey("ec-p256");
       const csr = csrFor("head-1", key);
-      const e = await refusal(s.issuance.issue({ csr, origin: "t", profile: "once" }));
+      // As the line asks: handed straight over, its delivery recorded in the issuance's commit.
+      const e = await refusal(
+        s.issuance.issue({ csr, origin: "t", profile: "once", handOver: () => true }),
+      );
       expect(e.code).toBe("AUDIT_HEAD_WRITE_FAILED");
       expect(e.message).toMatch(/no certificate leaves/);
-      const recorded = rows<{ state: string }>(
+      const recorded = rows<{ id: number; state: string }>(
         es,
-        "SELECT state FROM issuances WHERE device_id='head-1'",
+        "SELECT id, state FROM issuances WHERE device_id='head-1'",
       );
-      expect(recorded).toEqual([{ state: "ISSUED" }]);
+      expect(recorded.map((r) => r.state)).toEqual(["ISSUED"]);
+      // It never left: the delivery recorded with it is taken back, in the log too.
+      expect(
+        [...s.ctx.store.events()]
+          .filter((x) => (x.details as { issuance?: unknown }).issuance === recorded[0]!.id)
+          .map((x) => [x.action, (x.details as { to?: string }).to ?? null]),
+      ).toEqual([
+        ["issuance.issue", null],
+        ["issuance.deliver", "DELIVERED"],
+        ["issuance.withhold", "ISSUED"],
+      ]);
       expect(rows(es, "SELECT * FROM rejections WHERE device_id='head-1'")).toEqual([]);
       // The next device is not signed and left ISSUED: the station waits.
       expect(s.ctx.health.current()?.code).toBe("AUDIT_HEAD_WRITE_FAILED");

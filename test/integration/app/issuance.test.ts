@@ -309,6 +309,50 @@ describe("issuance engine on a real token", () => {
     );
   });
 
+  it("records a certificate handed straight over DELIVERED in its own commit, after its issue entry; one whose device has gone stays ISSUED", async () => {
+    const entries = (id: number) =>
+      [...s.ctx.store.events()]
+        .filter((e) => (e.details as { issuance?: unknown }).issuance === id)
+        .map((e) => [e.action, (e.details as { to?: string }).to ?? null]);
+    const batches = s.issuance.committer.stats.batches;
+    let asked = 0;
+    const a = await s.issuance.issue({
+      csr: csrFor("hand-a"),
+      origin: "serial:/dev/ttyH",
+      handOver: () => (asked++, true),
+    });
+    // Asked once, inside the one durable transaction that holds both entries.
+    expect(asked).toBe(1);
+    expect(s.issuance.committer.stats.batches - batches).toBe(1);
+    expect(a.delivered).toBe(true);
+    expect(a.issuance.state).toBe("DELIVERED");
+    expect(s.ctx.store.getIssuance(a.issuance.id)!.state).toBe("DELIVERED");
+    expect(entries(a.issuance.id)).toEqual([
+      ["issuance.issue", null],
+      ["issuance.deliver", "DELIVERED"],
+    ]);
+    expect((await s.issuance.confirm(a.issuance.id, a.issuance.fingerprint)).state).toBe(
+      "CONFIRMED",
+    );
+    // The device went away before the commit: recorded, not handed over.
+    const kb = deviceKey("ec-p256");
+    const b = await s.issuance.issue({
+      csr: csrFor("hand-b", kb),
+      origin: "serial:/dev/ttyH",
+      handOver: () => false,
+    });
+    expect(b.delivered).toBe(false);
+    expect(s.ctx.store.getIssuance(b.issuance.id)!.state).toBe("ISSUED");
+    expect(entries(b.issuance.id)).toEqual([["issuance.issue", null]]);
+    // The same request again is a redelivery: recorded apart, as before.
+    const again = await s.issuance.issue({
+      csr: csrFor("hand-b", kb),
+      origin: "serial:/dev/ttyH",
+      handOver: () => true,
+    });
+    expect(again).toMatchObject({ redelivery: true, delivered: false });
+  });
+
   it("hands out nothing when the commit fails after signing (write-ahead)", async () => {
     let signed: Uint8Array | null = null;
     const broken = es.open({
