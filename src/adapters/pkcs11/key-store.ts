@@ -867,7 +867,9 @@ export class Pkcs11KeyStore
         if (this.closed) throw closedError(tokenLabel);
         const input = signInput(plan, message);
         const run = this.withToken(tokenLabel, `signing with key "${uri}"`, (t) =>
-          this.signOnPool(t, uri, plan.mechanism, input, outLength),
+          this.signOnPool(t, uri, plan.mechanism, input, outLength, (got) =>
+            wrongSignature(tokenLabel, parsed.object, info.keyType, got, outLength),
+          ),
         );
         this.signing.add(run);
         try {
@@ -882,7 +884,9 @@ export class Pkcs11KeyStore
   /**
    * One signature on a session of the token's signing pool: C_SignInit here
    * (quick: it names the key), C_Sign on libuv's thread pool (pkcs11js's
-   * callback form), so the event loop goes on meanwhile.
+   * callback form), so the event loop goes on meanwhile. A signature of any
+   * length but `outLength` is refused with what `wrong` makes of it (null: more
+   * than the buffer held); nothing of it is returned.
    */
   private async signOnPool(
     t: OpenToken,
@@ -890,13 +894,14 @@ export class Pkcs11KeyStore
     mechanism: number,
     input: Buffer,
     outLength: number,
+    wrong: (got: Buffer | null) => LinesignError,
   ): Promise<Uint8Array> {
     const priv = this.privateHandle(t, uri);
     const session = await t.signing.take();
     let ok = false;
     try {
       this.lib.C_SignInit(session, { mechanism }, priv);
-      const out = Buffer.alloc(outLength);
+      const out = Buffer.alloc(outLength + SIGNATURE_ROOM);
       const done = beginThreadCall(this.modulePath);
       const sig = await new Promise<Buffer>((resolve, reject) => {
         try {
@@ -914,8 +919,15 @@ export class Pkcs11KeyStore
           reject(e);
         }
       });
+      // The operation ended (C_Sign returned): the session serves again, whatever it answered.
       ok = true;
+      if (sig.length !== outLength) throw wrong(sig);
       return new Uint8Array(sig);
+    } catch (e) {
+      // More than the buffer holds: the operation is still active (the session is closed below).
+      if (e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_BUFFER_TOO_SMALL)
+        throw wrong(null);
+      throw e;
     } finally {
       t.signing.give(session, ok);
     }
@@ -1528,6 +1540,67 @@ export class Pkcs11KeyStore
     }
     throw new LinesignError("KEY_TYPE_UNSUPPORTED", `The key "${uri}" is neither EC nor RSA.`);
   }
+}
+
+/**
+ * Octets of C_Sign's buffer beyond the signature's length: an answer in another
+ * form (an ECDSA signature DER-encoded is 6 to 9 octets longer than r||s) then
+ * arrives and is named, instead of failing as CKR_BUFFER_TOO_SMALL.
+ */
+const SIGNATURE_ROOM = 16;
+
+/** Whether `sig` reads as a DER ECDSA-Sig-Value: SEQUENCE { INTEGER r, INTEGER s } filling it. */
+function isDerEcdsaSig(sig: Buffer): boolean {
+  if (sig.length < 8 || sig[0] !== 0x30 || sig[1] !== sig.length - 2 || sig[2] !== 0x02)
+    return false;
+  const r = 4 + sig[3]!;
+  return sig[r] === 0x02 && r + 2 + sig[r + 1]! === sig.length;
+}
+
+/**
+ * A token's answer to C_Sign that is no signature of the key's length (`got`
+ * null: longer than the buffer): refused, naming the token, what it returned
+ * and what was expected; the station uses nothing of it.
+ */
+function wrongSignature(
+  tokenLabel: string,
+  keyLabel: string,
+  keyType: KeyType,
+  got: Buffer | null,
+  expected: number,
+): LinesignError {
+  const ec = isEc(keyType);
+  const der = got !== null && ec && isDerEcdsaSig(got);
+  const returned =
+    got === null
+      ? `a signature longer than ${expected + SIGNATURE_ROOM} octets`
+      : got.length === 0
+        ? "an empty signature (no octets)"
+        : `a signature of ${got.length} octets` +
+          (der ? " (a DER-encoded ECDSA-Sig-Value)" : got.length < expected ? " (cut short)" : "");
+  const form = ec
+    ? `r and s of ${expected / 2} octets each, side by side, as PKCS#11 CKM_ECDSA answers`
+    : `the length of the key's modulus`;
+  return new LinesignError(
+    "HSM_ERROR",
+    `Token "${tokenLabel}" returned ${returned} for its ${keyType} key "${keyLabel}"; ` +
+      `a ${keyType} signature is ${expected} octets (${form}). The station used nothing of it. ` +
+      (der
+        ? "The token's PKCS#11 module answers ECDSA in DER, not in the form PKCS#11 defines: "
+        : "The token's PKCS#11 module or its firmware is answering wrongly: ") +
+      "check that pkcs11.module is the HSM vendor's module for this model and firmware (hsm/README.md) and report it to the vendor. " +
+      "The station signs again as soon as the token answers rightly.",
+    {
+      details: {
+        token: tokenLabel,
+        key: keyLabel,
+        keyType,
+        returnedOctets: got?.length ?? null,
+        expectedOctets: expected,
+        ...(der ? { form: "der" } : {}),
+      },
+    },
+  );
 }
 
 function closedError(tokenLabel: string): LinesignError {

@@ -12,6 +12,7 @@ import * as asn1js from "asn1js";
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import * as asn1 from "@peculiar/asn1-x509";
 import type { SubjectEntry } from "../../domain/csr-policy.js";
+import { LinesignError } from "../../domain/errors.js";
 import { ATTRIBUTE_OIDS } from "../../domain/x500.js";
 import { isEc, type KeyType } from "../../domain/keys.js";
 import {
@@ -64,7 +65,16 @@ export interface IssuerEncoding {
   aki: Uint8Array;
   /** ECDSA: the octets of r and of s in the token's r||s signature (the curve's size); else null. */
   ecHalf: number | null;
+  /** The octets of every signature the CA's key makes: 2 x ecHalf, or the RSA modulus' length. */
+  signatureOctets: number;
 }
+
+const SIGNATURE_OCTETS: Record<KeyType, number> = {
+  "ec-p256": 64,
+  "ec-p384": 96,
+  "rsa-2048": 256,
+  "rsa-3072": 384,
+};
 
 /** Encodes a CA's fixed parts from its certificate DER and key type. */
 export function encodeIssuer(caCertDer: Uint8Array, keyType: KeyType): IssuerEncoding {
@@ -98,7 +108,8 @@ export function encodeIssuer(caCertDer: Uint8Array, keyType: KeyType): IssuerEnc
         ),
       ),
     ),
-    ecHalf: keyType === "ec-p256" ? 32 : keyType === "ec-p384" ? 48 : null,
+    ecHalf: ec ? SIGNATURE_OCTETS[keyType] / 2 : null,
+    signatureOctets: SIGNATURE_OCTETS[keyType],
   };
 }
 
@@ -223,16 +234,28 @@ export function buildTbs(issuer: IssuerEncoding, p: LeafParams): Uint8Array {
   ]);
 }
 
-/** Wraps a signed TBS into the certificate; `signature` as the token gives it (r||s for ECDSA). */
+/**
+ * Wraps a signed TBS into the certificate; `signature` as the token gives it (r||s for ECDSA).
+ * @throws LinesignError HSM_ERROR when the signature is not of the CA key's length (the
+ *   key store refuses such an answer first; this holds for any signer)
+ */
 export function assembleCertificate(
   issuer: IssuerEncoding,
   tbsDer: Uint8Array,
   signature: Uint8Array,
 ): Uint8Array {
   const half = issuer.ecHalf;
-  if (half !== null && signature.length !== 2 * half)
-    throw new Error(
-      `the token returned an ECDSA signature of ${signature.length} octets, not ${2 * half}`,
+  if (signature.length !== issuer.signatureOctets)
+    throw new LinesignError(
+      "HSM_ERROR",
+      `The CA's key returned a signature of ${signature.length} octets; its signatures are ${issuer.signatureOctets} octets. ` +
+        "No certificate was made with it. Check the HSM and its PKCS#11 module; the station signs again once it answers rightly.",
+      {
+        details: {
+          returnedOctets: signature.length,
+          expectedOctets: issuer.signatureOctets,
+        },
+      },
     );
   // ECDSA: the DER ECDSA-Sig-Value (RFC 5480 / X9.62), SEQUENCE { r INTEGER, s INTEGER }.
   const value =

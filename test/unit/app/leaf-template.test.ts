@@ -158,6 +158,37 @@ describe("the certificate template", () => {
     }
     expect(compared).toBe(81);
   });
+
+  it("wraps no signature that is not of the CA key's length, whatever signed it", async () => {
+    const device = parseCsr(makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", "d"]] }));
+    for (const [keyType, octets] of [
+      ["ec-p256", 64],
+      ["rsa-2048", 256],
+    ] as const) {
+      const issuer = encodeIssuer(await caCert(keyType, "CN=Some ICA", true), keyType);
+      const tbs = buildTbs(issuer, {
+        serialHex: SERIALS[0]!,
+        subject: [{ type: "CN", value: "d" }],
+        spki: device.spki,
+        publicKeyBits: device.publicKeyBits,
+        rsaKey: false,
+        notBefore: DATES[0]![0],
+        notAfter: DATES[0]![1],
+        sans: [],
+      });
+      for (const length of [0, octets - 1, octets + 8]) {
+        expect(() => assembleCertificate(issuer, tbs, new Uint8Array(length).fill(1))).toThrow(
+          expect.objectContaining({
+            code: "HSM_ERROR",
+            details: { returnedOctets: length, expectedOctets: octets },
+          }),
+        );
+      }
+      expect(
+        readDer(assembleCertificate(issuer, tbs, new Uint8Array(octets).fill(1))).end,
+      ).toBeGreaterThan(0);
+    }
+  });
 });
 
 const corpusDir = fileURLToPath(new URL("../../../fixtures/csr-corpus/", import.meta.url));

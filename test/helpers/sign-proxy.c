@@ -1,0 +1,89 @@
+/*
+ * A PKCS#11 module standing in for a token that answers C_Sign wrongly: it
+ * loads the real module named at build time (REAL_MODULE), forwards every
+ * call to it, and alters C_Sign's output as the file MODE_FILE says when the
+ * call is made (read each time, so a test changes the answer between calls):
+ *   pass      the real module's answer
+ *   truncate  the last octet dropped
+ *   empty     no octets
+ *   der       an ECDSA r||s re-encoded as the DER ECDSA-Sig-Value, as a module
+ *             that answers CKM_ECDSA in the wrong form would (CKR_BUFFER_TOO_SMALL
+ *             when the caller's buffer cannot hold it, as PKCS#11 says)
+ * Built by the test with: cc -shared -fPIC -I<p11-kit headers> -DREAL_MODULE=... -DMODE_FILE=...
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+#include "pkcs11.h"
+
+static CK_FUNCTION_LIST proxy;
+static CK_FUNCTION_LIST_PTR real;
+
+static void mode(char *out, size_t n) {
+  FILE *f = fopen(MODE_FILE, "r");
+  out[0] = 0;
+  if (!f) return;
+  if (!fgets(out, (int)n, f)) out[0] = 0;
+  fclose(f);
+  out[strcspn(out, "\r\n ")] = 0;
+}
+
+/* One unsigned INTEGER of `len` octets, minimal, at `out`; its encoded length. */
+static size_t der_uint(const CK_BYTE *v, size_t len, CK_BYTE *out) {
+  while (len > 1 && v[0] == 0) v++, len--;
+  size_t pad = (v[0] & 0x80) ? 1 : 0;
+  out[0] = 0x02;
+  out[1] = (CK_BYTE)(len + pad);
+  if (pad) out[2] = 0;
+  memcpy(out + 2 + pad, v, len);
+  return 2 + pad + len;
+}
+
+static CK_RV proxy_sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
+                        CK_ULONG_PTR sig_len) {
+  char m[32];
+  mode(m, sizeof m);
+  if (strcmp(m, "der") == 0) {
+    CK_BYTE raw[1024];
+    CK_ULONG raw_len = sizeof raw;
+    CK_RV rv = real->C_Sign(s, data, data_len, raw, &raw_len);
+    if (rv != CKR_OK) return rv;
+    CK_BYTE body[1040];
+    size_t half = raw_len / 2;
+    size_t n = der_uint(raw, half, body);
+    n += der_uint(raw + half, half, body + n);
+    CK_ULONG total = (CK_ULONG)(2 + n);
+    if (sig == NULL) {
+      *sig_len = total;
+      return CKR_OK;
+    }
+    if (*sig_len < total) {
+      *sig_len = total;
+      return CKR_BUFFER_TOO_SMALL;
+    }
+    sig[0] = 0x30;
+    sig[1] = (CK_BYTE)n;
+    memcpy(sig + 2, body, n);
+    *sig_len = total;
+    return CKR_OK;
+  }
+  CK_RV rv = real->C_Sign(s, data, data_len, sig, sig_len);
+  if (rv != CKR_OK || sig == NULL) return rv;
+  if (strcmp(m, "truncate") == 0 && *sig_len > 0) *sig_len -= 1;
+  else if (strcmp(m, "empty") == 0) *sig_len = 0;
+  return rv;
+}
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
+  if (!real) {
+    void *h = dlopen(REAL_MODULE, RTLD_NOW | RTLD_LOCAL);
+    if (!h) return CKR_GENERAL_ERROR;
+    CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(h, "C_GetFunctionList");
+    if (!get || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
+    proxy = *real;
+    proxy.C_GetFunctionList = C_GetFunctionList;
+    proxy.C_Sign = proxy_sign;
+  }
+  *list = &proxy;
+  return CKR_OK;
+}
