@@ -519,26 +519,25 @@ export class IssuanceEngine {
   }
 
   /**
-   * DELIVERED -> ISSUED for a certificate recorded as handed over in its issuance's commit and
-   * then withheld (the log head could not be moved): it never left, so it is neither uploaded
-   * nor listed as delivered. Durable even while the head still cannot move.
+   * DELIVERED -> `to` (ISSUED unless said) for a certificate recorded as handed over that never
+   * left: withheld after its issuance's commit (the log head could not be moved), or its device
+   * went away before CERTIFICATE went out. So it is neither uploaded nor listed as delivered.
+   * Durable even while the head still cannot move; a failure is logged, never thrown.
    */
-  private async withdrawDelivery(id: number): Promise<void> {
+  async withdrawDelivery(
+    id: number,
+    reason = "withheld: the log head could not be moved, so the certificate was not handed over",
+    to: "ISSUED" | "DELIVERY_FAILED" = "ISSUED",
+  ): Promise<void> {
     try {
       await this.committer.commit(() =>
-        this.writeTransition(
-          id,
-          "issuance.withhold",
-          ["DELIVERED"],
-          "ISSUED",
-          "withheld: the log head could not be moved, so the certificate was not handed over",
-        ),
+        this.writeTransition(id, "issuance.withhold", ["DELIVERED"], to, reason),
       );
     } catch (e) {
       if (isWithheld(e)) return; // recorded; the head is still stuck, which is already said
       this.ctx.logger.error(
         { err: e, issuance: id },
-        "a withheld certificate could not be recorded as not handed over: it is listed DELIVERED",
+        "a certificate that was not handed over could not be recorded so: it is listed DELIVERED",
       );
     }
   }

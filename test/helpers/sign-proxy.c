@@ -9,11 +9,18 @@
  *   der       an ECDSA r||s re-encoded as the DER ECDSA-Sig-Value, as a module
  *             that answers CKM_ECDSA in the wrong form would (CKR_BUFFER_TOO_SMALL
  *             when the caller's buffer cannot hold it, as PKCS#11 says)
+ *   hold FIRST THEN  the first signature by the key labelled THEN after one by the key
+ *             labelled FIRST waits, on the caller's thread, after the real module
+ *             signed: it writes a line to the FIFO MODE_FILE.held,
+ *             then reads one from MODE_FILE.release (a token that takes its time, at a
+ *             moment the test chooses)
  * Built by the test with: cc -shared -fPIC -I<p11-kit headers> -DREAL_MODULE=... -DMODE_FILE=...
  */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "pkcs11.h"
 
 static CK_FUNCTION_LIST proxy;
@@ -37,6 +44,55 @@ static size_t der_uint(const CK_BYTE *v, size_t len, CK_BYTE *out) {
   if (pad) out[2] = 0;
   memcpy(out + 2 + pad, v, len);
   return 2 + pad + len;
+}
+
+/* Sessions whose operation signs with the key to hold (by session handle, modulo). */
+static volatile int hold_session[1024];
+/* Set by a signature with the key named first in "hold FIRST THEN". */
+static volatile int armed;
+
+static CK_RV proxy_sign_init(CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) {
+  char m[32];
+  mode(m, sizeof m);
+  hold_session[s % 1024] = 0;
+  if (strcmp(m, "hold") == 0) {
+    /* mode() cut the line at its first space: read it whole for the labels. */
+    FILE *f = fopen(MODE_FILE, "r");
+    char line[160] = {0}, first[64] = {0}, then[64] = {0};
+    if (f) {
+      if (!fgets(line, sizeof line, f)) line[0] = 0;
+      fclose(f);
+    }
+    char label[128] = {0};
+    CK_ATTRIBUTE a = {CKA_LABEL, label, sizeof label - 1};
+    if (sscanf(line, "hold %63s %63s", first, then) == 2 &&
+        real->C_GetAttributeValue(s, key, &a, 1) == CKR_OK && a.ulValueLen < sizeof label) {
+      label[a.ulValueLen] = 0;
+      if (strcmp(label, first) == 0) armed = 1;
+      else if (armed && strcmp(label, then) == 0) {
+        armed = 0;
+        hold_session[s % 1024] = 1;
+      }
+    }
+  }
+  return real->C_SignInit(s, mech, key);
+}
+
+static void hold(void) {
+  char path[600];
+  snprintf(path, sizeof path, "%s.held", MODE_FILE);
+  int fd = open(path, O_WRONLY);
+  if (fd >= 0) {
+    if (write(fd, "held\n", 5) < 0) { /* the test reads it or fails on its own deadline */ }
+    close(fd);
+  }
+  snprintf(path, sizeof path, "%s.release", MODE_FILE);
+  fd = open(path, O_RDONLY);
+  if (fd >= 0) {
+    char b[16];
+    if (read(fd, b, sizeof b) < 0) { /* released either way */ }
+    close(fd);
+  }
 }
 
 static CK_RV proxy_sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG data_len, CK_BYTE_PTR sig,
@@ -67,8 +123,13 @@ static CK_RV proxy_sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG data_len
     *sig_len = total;
     return CKR_OK;
   }
+  int held = hold_session[s % 1024];
   CK_RV rv = real->C_Sign(s, data, data_len, sig, sig_len);
   if (rv != CKR_OK || sig == NULL) return rv;
+  if (held) {
+    hold_session[s % 1024] = 0;
+    hold();
+  }
   if (strcmp(m, "truncate") == 0 && *sig_len > 0) *sig_len -= 1;
   else if (strcmp(m, "empty") == 0) *sig_len = 0;
   return rv;
@@ -83,6 +144,7 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
     proxy = *real;
     proxy.C_GetFunctionList = C_GetFunctionList;
     proxy.C_Sign = proxy_sign;
+    proxy.C_SignInit = proxy_sign_init;
   }
   *list = &proxy;
   return CKR_OK;

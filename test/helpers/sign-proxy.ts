@@ -5,19 +5,24 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SOFTHSM_MODULE } from "./softhsm.js";
 
 /** What the proxy does to C_Sign's answer: see sign-proxy.c. */
-export type SignAnswer = "pass" | "truncate" | "empty" | "der";
+export type SignAnswer = "pass" | "truncate" | "empty" | "der" | `hold ${string} ${string}`;
 
 export interface SignProxy {
   /** The proxy module's path: point the station's pkcs11.module (LINESIGN_PKCS11_MODULE) at it. */
   module: string;
   /** Sets how the next C_Sign calls answer. */
   answer(mode: SignAnswer): void;
+  /** Resolves when a signature held by `hold FIRST THEN` waits (the real module has signed). */
+  held(): Promise<void>;
+  /** Lets the held signature return. */
+  release(): Promise<void>;
 }
 
 /** PKCS#11 headers (Debian libp11-kit-dev). */
@@ -53,5 +58,15 @@ export function buildSignProxy(): SignProxy {
     throw new Error(
       `the signing proxy did not compile (headers from libp11-kit-dev; run .ci/setup): ${r.stderr}`,
     );
-  return { module, answer: (mode) => writeFileSync(modeFile, `${mode}\n`) };
+  for (const fifo of [`${modeFile}.held`, `${modeFile}.release`]) {
+    const m = spawnSync("mkfifo", [fifo], { encoding: "utf8" });
+    if (m.status !== 0) throw new Error(`mkfifo ${fifo} failed: ${m.stderr}`);
+  }
+  return {
+    module,
+    answer: (mode) => writeFileSync(modeFile, `${mode}\n`),
+    // Each blocks in its open() until the module opens the other end.
+    held: async () => void (await readFile(`${modeFile}.held`)),
+    release: () => writeFile(`${modeFile}.release`, "go\n"),
+  };
 }

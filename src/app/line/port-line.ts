@@ -68,6 +68,9 @@ export interface PortLineOptions {
 /** Damaged frames tolerated in one exchange before the line is called too noisy. */
 const MAX_BAD_FRAMES = 8;
 
+/** Why a delivery recorded for a device that went away before CERTIFICATE is taken back. */
+const GONE = "the device went away before its certificate was sent";
+
 export class PortLine {
   private stage: PortStage = "closed";
   private link: SerialLink | null = null;
@@ -603,9 +606,19 @@ export class PortLine {
       });
       session.issuanceId = issued.issuance.id;
       session.serial = issued.issuance.serial;
-      // The device went away meanwhile: before the commit, it stays ISSUED.
-      if (this.session !== session) return;
-      if (!issued.delivered) await this.engine.markDelivered(issued.issuance.id);
+      // The device went away meanwhile: before the commit, it stays ISSUED; after a commit that
+      // recorded the hand-over (while its head was written), no CERTIFICATE went out either.
+      if (this.session !== session) {
+        if (issued.delivered) await this.engine.withdrawDelivery(issued.issuance.id, GONE);
+        return;
+      }
+      if (!issued.delivered) {
+        const before = issued.issuance.state;
+        await this.engine.markDelivered(issued.issuance.id);
+        // Gone while that was made durable: put back what the record said before.
+        if (this.session !== session && (before === "ISSUED" || before === "DELIVERY_FAILED"))
+          await this.engine.withdrawDelivery(issued.issuance.id, GONE, before);
+      }
     } catch (e) {
       // The engine recorded the rejection; the session's end is recorded too.
       return this.failCurrent(session, e);
