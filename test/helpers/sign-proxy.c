@@ -14,6 +14,8 @@
  *             signed: it writes a line to the FIFO MODE_FILE.held,
  *             then reads one from MODE_FILE.release (a token that takes its time, at a
  *             moment the test chooses)
+ *   sessions N the token holds at most N sessions at once: C_OpenSession answers
+ *             CKR_SESSION_COUNT beyond them, as an HSM with few sessions does
  * Built by the test with: cc -shared -fPIC -I<p11-kit headers> -DREAL_MODULE=... -DMODE_FILE=...
  */
 #include <dlfcn.h>
@@ -135,6 +137,43 @@ static CK_RV proxy_sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG data_len
   return rv;
 }
 
+/* Sessions open now through this module (counted whatever the mode). */
+static volatile long sessions_open;
+
+static CK_RV proxy_open_session(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+                                CK_SESSION_HANDLE_PTR out) {
+  char line[64] = {0};
+  long most = 0;
+  FILE *f = fopen(MODE_FILE, "r");
+  if (f) {
+    if (!fgets(line, sizeof line, f)) line[0] = 0;
+    fclose(f);
+  }
+  if (sscanf(line, "sessions %ld", &most) == 1 && __atomic_load_n(&sessions_open, __ATOMIC_SEQ_CST) >= most)
+    return CKR_SESSION_COUNT;
+  CK_RV rv = real->C_OpenSession(slot, flags, app, notify, out);
+  if (rv == CKR_OK) __atomic_add_fetch(&sessions_open, 1, __ATOMIC_SEQ_CST);
+  return rv;
+}
+
+static CK_RV proxy_close_session(CK_SESSION_HANDLE s) {
+  CK_RV rv = real->C_CloseSession(s);
+  if (rv == CKR_OK) __atomic_sub_fetch(&sessions_open, 1, __ATOMIC_SEQ_CST);
+  return rv;
+}
+
+static CK_RV proxy_close_all(CK_SLOT_ID slot) {
+  CK_RV rv = real->C_CloseAllSessions(slot);
+  if (rv == CKR_OK) __atomic_store_n(&sessions_open, 0, __ATOMIC_SEQ_CST);
+  return rv;
+}
+
+static CK_RV proxy_finalize(CK_VOID_PTR reserved) {
+  CK_RV rv = real->C_Finalize(reserved);
+  if (rv == CKR_OK) __atomic_store_n(&sessions_open, 0, __ATOMIC_SEQ_CST);
+  return rv;
+}
+
 CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
   if (!real) {
     void *h = dlopen(REAL_MODULE, RTLD_NOW | RTLD_LOCAL);
@@ -145,6 +184,10 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
     proxy.C_GetFunctionList = C_GetFunctionList;
     proxy.C_Sign = proxy_sign;
     proxy.C_SignInit = proxy_sign_init;
+    proxy.C_OpenSession = proxy_open_session;
+    proxy.C_CloseSession = proxy_close_session;
+    proxy.C_CloseAllSessions = proxy_close_all;
+    proxy.C_Finalize = proxy_finalize;
   }
   *list = &proxy;
   return CKR_OK;

@@ -12,7 +12,8 @@ import { fileURLToPath } from "node:url";
 import { SOFTHSM_MODULE } from "./softhsm.js";
 
 /** What the proxy does to C_Sign's answer: see sign-proxy.c. */
-export type SignAnswer = "pass" | "truncate" | "empty" | "der" | `hold ${string} ${string}`;
+export type SignAnswer =
+  "pass" | "truncate" | "empty" | "der" | `hold ${string} ${string}` | `sessions ${number}`;
 
 export interface SignProxy {
   /** The proxy module's path: point the station's pkcs11.module (LINESIGN_PKCS11_MODULE) at it. */

@@ -40,14 +40,18 @@ export class SignSessions {
   private readonly waiting: ((s: Handle | null) => void)[] = [];
   private open = 0;
   private ended = false;
+  /** At most `size`; lowered to the sessions open when the token would hold no more. */
+  private limit: number;
 
   constructor(
     private readonly lib: Pkcs11,
     private readonly slot: Handle,
-    private readonly size: number,
+    size: number,
     /** False once the module was initialised again: its old session handles may name new sessions. */
     private readonly current: () => boolean,
-  ) {}
+  ) {
+    this.limit = size;
+  }
 
   /** Sessions open now (idle or in use). */
   get opened(): number {
@@ -59,11 +63,19 @@ export class SignSessions {
     if (this.ended || !this.current()) throw sessionsEnded();
     const idle = this.idle.pop();
     if (idle) return idle;
-    if (this.open < this.size) {
-      // Read-only: signing needs no write access (nor a R/W session's limits).
-      const s = this.lib.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION);
-      this.open++;
-      return s;
+    if (this.open < this.limit) {
+      try {
+        // Read-only: signing needs no write access (nor a R/W session's limits).
+        const s = this.lib.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION);
+        this.open++;
+        return s;
+      } catch (e) {
+        // The token holds no more sessions (its limit, which counts the store's own session):
+        // sign on those open, one after another, rather than fail the signature.
+        if (!(e instanceof pkcs11js.Pkcs11Error && e.code === pkcs11js.CKR_SESSION_COUNT)) throw e;
+        if (this.open === 0) throw e;
+        this.limit = this.open;
+      }
     }
     const s = await new Promise<Handle | null>((r) => this.waiting.push(r));
     if (!s || !this.current()) throw sessionsEnded();
