@@ -420,13 +420,34 @@ export class IssuanceEngine {
     const rec = this.mustGet(id);
     // Handing a confirmed certificate to its own device again changes nothing.
     if (rec.state === "CONFIRMED") return rec;
-    return this.transition(
-      id,
-      "issuance.deliver",
-      ["ISSUED", "DELIVERY_FAILED", "DELIVERED"],
-      "DELIVERED",
-      null,
-    );
+    return act(this.ctx, "issuance.deliver", String(id), async () => {
+      try {
+        await this.committer.commit(() =>
+          this.writeTransition(
+            id,
+            "issuance.deliver",
+            ["ISSUED", "DELIVERY_FAILED", "DELIVERED"],
+            "DELIVERED",
+            null,
+          ),
+        );
+      } catch (e) {
+        // Recorded, but the log head could not cover it: the certificate is withheld (it does not
+        // go), so the delivery is taken back, and the station waits for the head as after an
+        // issuance withheld.
+        if (isWithheld(e)) {
+          if (rec.state !== "DELIVERED")
+            await this.withdrawDelivery(
+              id,
+              undefined,
+              rec.state === "DELIVERY_FAILED" ? "DELIVERY_FAILED" : "ISSUED",
+            );
+          this.ctx.health.report("log-head", e as LinesignError, () => this.checkpointer.advance());
+        }
+        throw e;
+      }
+      return this.mustGet(id);
+    });
   }
 
   /**

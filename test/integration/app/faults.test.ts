@@ -332,4 +332,44 @@ describe("the head that cannot be written", () => {
     const s2 = station(es);
     expect((await s2.audit.verify()).ok).toBe(true);
   });
+
+  it("takes back a delivery recorded for a certificate redelivered while the head cannot move: it was never handed over", async () => {
+    const es = await engineStation();
+    const s = station(es);
+    // Issued, its device gone before the hand-over: ISSUED. The same request comes back later.
+    const first = await s.issuance.issue({
+      csr: csrFor("head-late"),
+      origin: "t",
+      handOver: () => false,
+    });
+    const id = first.issuance.id;
+    const files = tokenObjectFiles(es);
+    expect(spawnSync("chattr", ["+i", ...files]).status).toBe(0);
+    try {
+      // As the line records the hand-over of a redelivered certificate before CERTIFICATE goes.
+      const e = await refusal(s.issuance.markDelivered(id));
+      expect(e.code).toBe("AUDIT_HEAD_WRITE_FAILED");
+      expect(s.ctx.store.getIssuance(id)!.state).toBe("ISSUED");
+      expect(
+        [...s.ctx.store.events()]
+          .filter(
+            (x) =>
+              (x.details as { issuance?: unknown }).issuance === id || x.subject === String(id),
+          )
+          .map((x) => [x.action, x.outcome, (x.details as { to?: string }).to ?? null]),
+      ).toEqual([
+        ["issuance.issue", "ok", null],
+        ["issuance.deliver", "ok", "DELIVERED"],
+        ["issuance.withhold", "ok", "ISSUED"],
+        ["issuance.deliver", "failed", null],
+      ]);
+      // The station waits for the head, as after an issuance withheld.
+      expect(s.ctx.health.current()?.code).toBe("AUDIT_HEAD_WRITE_FAILED");
+    } finally {
+      spawnSync("chattr", ["-i", ...files]);
+    }
+    expect(await s.ctx.health.recheck()).toBeNull();
+    expect((await s.issuance.markDelivered(id)).state).toBe("DELIVERED");
+    await s.close();
+  });
 });
