@@ -21,6 +21,7 @@ import type { KeyStore, Signer } from "./domain/ports.js";
 import { Pkcs11KeyStore, type PinSource } from "./adapters/pkcs11/key-store.js";
 import { acquireModule, releaseModule } from "./adapters/pkcs11/module.js";
 import { SqliteStationStore } from "./adapters/db/station-store.js";
+import { ThreadedLogWalker } from "./adapters/db/threaded-log-walker.js";
 import { nodeChainHash } from "./adapters/crypto/chain-hash.js";
 import { SCHEMA_VERSION } from "./adapters/db/database.js";
 import { StationHome } from "./adapters/fs/home.js";
@@ -601,7 +602,14 @@ function buildStation(
       return line;
     },
     ca,
-    audit: new AuditService(ctx, checkpointer, config.audit.checkpointEvery),
+    audit: new AuditService(
+      ctx,
+      checkpointer,
+      config.audit.checkpointEvery,
+      new ThreadedLogWalker(store.db, store.path, (why) =>
+        logger.warn({ why }, "audit verify walks the log in one thread: its threads did not start"),
+      ),
+    ),
     tokens: new TokenService(ctx),
     issuance,
     workers,

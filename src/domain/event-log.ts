@@ -122,6 +122,9 @@ export type ChainBreak =
   | { kind: "link"; seq: number }
   | { kind: "hash"; seq: number };
 
+/** Where a ChainWalker begins: see its constructor. */
+export type ChainStart = null | "range" | { seq: number; hash: string; count: number };
+
 export type ChainVerdict =
   | { ok: true; count: number; head: { seq: number; hash: string } | null }
   | { ok: false; count: number; firstBad: ChainBreak };
@@ -221,8 +224,31 @@ export class ChainWalker {
   private broken: ChainBreak | null = null;
   private checked = 0;
   private reencode = false;
+  private readonly range: boolean;
+  private firstSeen: { seq: number; prevHash: string } | null = null;
 
-  constructor(private readonly hash: ChainHash) {}
+  /**
+   * @param start where the walk begins: the log's first entry (the default);
+   *   `"range"`, a part of the log whose first entry is taken where it stands
+   *   (its sequence and prevHash are checked where the parts join, see
+   *   joinRangeWalks); or after an entry already checked, with the count of
+   *   entries checked up to it.
+   */
+  constructor(
+    private readonly hash: ChainHash,
+    start: ChainStart = null,
+  ) {
+    this.range = start === "range";
+    if (start !== null && start !== "range") {
+      this.prev = { seq: start.seq, hash: start.hash };
+      this.checked = start.count;
+    }
+  }
+
+  /** The first entry met (its sequence and prevHash), whether or not it chained. */
+  get first(): { seq: number; prevHash: string } | null {
+    return this.firstSeen;
+  }
 
   /** Entries that chained correctly so far. */
   get count(): number {
@@ -297,6 +323,11 @@ export class ChainWalker {
   }
 
   private linked(seq: number, prevHash: string): boolean {
+    if (this.firstSeen === null) {
+      this.firstSeen = { seq, prevHash };
+      // A range's first entry: its place is checked where the ranges join.
+      if (this.range) return true;
+    }
     const expected = this.prev ? this.prev.seq + 1 : 1;
     if (seq !== expected) {
       this.broken = { kind: "sequence", seq, expected };
@@ -345,6 +376,52 @@ export class ChainWalker {
   get wantsColumns(): boolean {
     return this.reencode;
   }
+}
+
+/**
+ * What a walk over one range of the log found (a ChainWalker started with
+ * `"range"`): the entries that chained, the first entry met and the last that
+ * chained, the hash of each entry met at a checkpoint's sequence (in order),
+ * and the first break inside the range.
+ */
+export interface RangeWalk {
+  count: number;
+  first: { seq: number; prevHash: string } | null;
+  last: { seq: number; hash: string } | null;
+  atCheckpoints: [seq: number, hash: string][];
+  firstBad: ChainBreak | null;
+}
+
+/**
+ * Joins the walks of consecutive ranges of the log (in stored order) into the
+ * verdict one walk over all of them gives: each range's first entry must
+ * follow the last entry of the ranges before it (its sequence, then its
+ * prevHash, as ChainWalker checks them), and the first break, in a range or
+ * where two join, ends the walk. Hashes at checkpoints count up to the break.
+ */
+export function joinRangeWalks(walks: readonly RangeWalk[]): {
+  verdict: ChainVerdict;
+  atCheckpoints: [seq: number, hash: string][];
+} {
+  let prev: { seq: number; hash: string } | null = null;
+  let count = 0;
+  const atCheckpoints: [number, string][] = [];
+  const broken = (firstBad: ChainBreak) => ({
+    verdict: { ok: false as const, count, firstBad },
+    atCheckpoints,
+  });
+  for (const w of walks) {
+    if (w.first === null) continue; // an empty range
+    const expected: number = prev ? prev.seq + 1 : 1;
+    if (w.first.seq !== expected) return broken({ kind: "sequence", seq: w.first.seq, expected });
+    if (w.first.prevHash !== (prev ? prev.hash : GENESIS_HASH))
+      return broken({ kind: "link", seq: w.first.seq });
+    count += w.count;
+    atCheckpoints.push(...w.atCheckpoints);
+    if (w.firstBad) return broken(w.firstBad);
+    prev = w.last;
+  }
+  return { verdict: { ok: true, count, head: prev }, atCheckpoints };
 }
 
 /**

@@ -3,7 +3,7 @@
  * them; src/compose.ts picks which. Nothing here knows a driver.
  */
 import type { StationConfig } from "./config.js";
-import type { EncodedEvent, EventInput, EventRecord, StoredEvent } from "./event-log.js";
+import type { EncodedEvent, EventInput, EventRecord, RangeWalk, StoredEvent } from "./event-log.js";
 import type { KeyType } from "./keys.js";
 import type { DecodeEvent } from "./serial/frame.js";
 import type { WorkOrder } from "./work-order.js";
@@ -253,6 +253,35 @@ export interface RecordedConfig {
   sha256: string;
   config: unknown;
   recordedAt: string;
+}
+
+/** Entries of the log by the store's position: after `after`, up to and including `upTo`. */
+export interface LogRange {
+  after: number;
+  upTo: number;
+}
+
+/**
+ * Walks ranges of the log at once, each on a thread of its own with its own
+ * read-only connection to the store's file (an optional capability of a store
+ * kept in a file).
+ */
+export interface LogRangeWalker {
+  /**
+   * The positions of the log's first and last entries now, or null when the
+   * log cannot be walked in ranges here (empty, kept in memory, or read inside
+   * an open transaction whose entries other connections cannot see).
+   */
+  span(): { first: number; last: number } | null;
+  /**
+   * Walks each range with a ChainWalker started with `"range"`, noting the
+   * hash of each entry whose sequence is in `checkpointSeqs`; resolves in the
+   * order of `ranges`, or null when the threads could not start (walk in the
+   * calling thread instead).
+   * @throws LinesignError when a thread fails while it walks (DB_* for the
+   *   store's own failures, INTERNAL otherwise); never waits on a thread that stopped
+   */
+  walk(ranges: readonly LogRange[], checkpointSeqs: readonly number[]): Promise<RangeWalk[] | null>;
 }
 
 /** The station database: the tamper-evident log and the station's records. */

@@ -175,6 +175,7 @@ const toCaRegistration = (r: CaRegistrationRow): CaRegistration => ({
 });
 import { storageError } from "./storage-errors.js";
 import { openDatabase, type Db } from "./database.js";
+import { ENCODED_COLUMNS, STORED_COLUMNS } from "./event-pages.js";
 
 interface EventRow {
   seq: number;
@@ -422,25 +423,11 @@ export class SqliteStationStore implements StationStore {
        VALUES (@seq, @ts, @actor, @action, @subject, @outcome, @code, @message, @details, @prevHash, @hash)`,
     );
     this.headStmt = db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
-    // Columns in StoredEvent's order; raw rows (arrays) are the cheapest better-sqlite3 makes.
     this.storedPageStmt = db
-      .prepare(
-        `SELECT seq, ts, actor, action, subject, outcome, code, message, details, prev_hash, hash, rowid
-         FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?`,
-      )
+      .prepare(`SELECT ${STORED_COLUMNS} FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?`)
       .raw();
-    // The body storedBody() builds, built by SQLite: json_quote writes exactly the literal
-    // JSON.stringify does (test/integration/db/station-store.test.ts); CAST keeps a column
-    // holding another type from failing the query (it then just does not match).
-    const q = (c: string) => `json_quote(CAST(${c} AS TEXT))`;
     this.encodedPageStmt = db
-      .prepare(
-        `SELECT seq, prev_hash, hash,
-           '[1,' || seq || ',' || ${["ts", "actor", "action", "subject", "outcome", "code", "message"].map(q).join(" || ',' || ")}
-             || ',' || CAST(details AS TEXT) || ']',
-           rowid
-         FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?`,
-      )
+      .prepare(`SELECT ${ENCODED_COLUMNS} FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?`)
       .raw();
     this.insertIssuanceStmt = db.prepare(
       `INSERT INTO issuances (serial, device_id, spki_sha256, key_type, profile, ca_label, cert_der, fingerprint, not_before,
