@@ -7,12 +7,14 @@ import {
   describeBreak,
   GENESIS_HASH,
   hashEvent,
+  joinRangeWalks,
   storedBody,
   storedDetails,
   verifyChain,
   type ChainHash,
   type EncodedEvent,
   type EventRecord,
+  type RangeWalk,
   type StoredEvent,
 } from "../../../src/domain/event-log.js";
 
@@ -345,5 +347,62 @@ describe("event log walk over entries the store encoded", () => {
       expect(w.stored(r)).toBe(true);
     }
     expect(wants).toEqual([false, true, true, true, true, false, false, false]);
+  });
+});
+
+describe("event log walk in ranges, joined", () => {
+  /** Walks `entries` split before each index of `cuts`, each range on a walker of its own. */
+  function walkInRanges(entries: EventRecord[], cuts: number[]): RangeWalk[] {
+    const bounds = [0, ...cuts, entries.length];
+    return bounds.slice(1).map((end, i) => {
+      const w = new ChainWalker(h, "range");
+      for (const e of entries.slice(bounds[i], end)) if (!w.record(e)) break;
+      const v = w.verdict();
+      return {
+        count: v.count,
+        first: w.first,
+        last: w.head,
+        atCheckpoints: [],
+        firstBad: v.ok ? null : v.firstBad,
+      };
+    });
+  }
+
+  it("gives the verdict of one walk, for a break in a range, at a join or none", () => {
+    const log = build(30);
+    const edits: [string, (l: EventRecord[]) => EventRecord[]][] = [
+      ["intact", (l) => l],
+      [
+        "changed in the first range",
+        (l) => l.map((e) => (e.seq === 5 ? { ...e, subject: "x" } : e)),
+      ],
+      ["changed at the join", (l) => l.map((e) => (e.seq === 11 ? { ...e, subject: "x" } : e))],
+      ["deleted at the join", (l) => l.filter((e) => e.seq !== 11)],
+      ["deleted before the join", (l) => l.filter((e) => e.seq !== 10)],
+      [
+        "relinked at the join",
+        (l) => l.map((e) => (e.seq === 11 ? { ...e, prevHash: GENESIS_HASH } : e)),
+      ],
+      ["first entry gone", (l) => l.slice(1)],
+      [
+        "changed in the last range",
+        (l) => l.map((e) => (e.seq === 25 ? { ...e, subject: "x" } : e)),
+      ],
+    ];
+    for (const [what, edit] of edits) {
+      const entries = edit(log);
+      expect(joinRangeWalks(walkInRanges(entries, [10, 20])).verdict, what).toEqual(
+        verifyChain(entries, h),
+      );
+    }
+  });
+
+  it("goes on from an entry already checked", () => {
+    const log = build(12);
+    const first = verifyChain(log.slice(0, 7), h);
+    if (!first.ok) throw new Error("the first part should chain");
+    const w = new ChainWalker(h, { ...first.head!, count: first.count });
+    for (const e of log.slice(7)) w.record(e);
+    expect(w.verdict()).toEqual(verifyChain(log, h));
   });
 });
