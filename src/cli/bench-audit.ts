@@ -5,7 +5,12 @@
  * them, then `audit verify` over all of it. Reports entries per second, the
  * same pages read without checking them (the floor, measured in the same run)
  * and the process's resident memory before, during and after the verify.
+ * The verify runs three times as the station runs it (the chain walked in
+ * ranges on two threads) and three times in one thread, interleaved, so the
+ * two compare in the same run; the figures are each way's fastest run, and
+ * every run is listed with the machine's load average as it began.
  */
+import { loadavg } from "node:os";
 import type { Station } from "../compose.js";
 
 export interface AuditBenchResult {
@@ -23,6 +28,18 @@ export interface AuditBenchResult {
   ofRead: number;
   /** Resident set size in MB: before the verify, its peak while verifying, after. */
   rssMb: { start: number; peak: number; end: number };
+  /** Threads the station's verify walked the chain on. */
+  threads: number;
+  /** The same verify with the chain walked in one thread, in the same run. */
+  sequential: {
+    verifyMs: number;
+    auditVerifyPerSec: number;
+    rssMb: { start: number; peak: number; end: number };
+  };
+  /** auditVerifyPerSec / sequential.auditVerifyPerSec. */
+  ofSequential: number;
+  /** Every run in the order they ran: the way, its time, its RSS peak and the 1-minute load average before it. */
+  runs: { way: "threads" | "sequential"; verifyMs: number; rssPeakMb: number; load1: number }[];
 }
 
 const mb = (b: number): number => Math.round(b / 1e5) / 10;
@@ -91,23 +108,60 @@ export async function benchAudit(
   }
   const readPerSec = Math.round((read / (performance.now() - t0)) * 1000);
 
-  log(`bench: audit verify of ${read} entries`);
+  log(`bench: audit verify of ${read} entries, on threads and in one thread, interleaved`);
+  const runs = { threads: [] as Run[], sequential: [] as Run[] };
+  const order: AuditBenchResult["runs"] = [];
+  for (let i = 0; i < 6; i++) {
+    const way = i % 2 ? "threads" : "sequential";
+    const load1 = Number(loadavg()[0]!.toFixed(2));
+    const r = await timedVerify(s, way === "sequential" ? { parallelFrom: Infinity } : {});
+    log(
+      `bench: audit verify (${way}, ${r.threads} thread(s)) ${r.perSec}/s, ${r.ms} ms, load ${load1}`,
+    );
+    runs[way].push(r);
+    order.push({ way, verifyMs: r.ms, rssPeakMb: r.rssMb.peak, load1 });
+  }
+  const best = (rs: Run[]) => rs.reduce((a, b) => (b.ms < a.ms ? b : a));
+  const par = best(runs.threads);
+  const seq = best(runs.sequential);
+  return {
+    events: par.checked,
+    checkpoints: par.checkpoints,
+    appendPerSec,
+    auditVerifyPerSec: par.perSec,
+    verifyMs: par.ms,
+    readPerSec,
+    ofRead: Number((par.perSec / readPerSec).toFixed(3)),
+    rssMb: par.rssMb,
+    threads: par.threads,
+    sequential: { verifyMs: seq.ms, auditVerifyPerSec: seq.perSec, rssMb: seq.rssMb },
+    ofSequential: Number((par.perSec / seq.perSec).toFixed(3)),
+    runs: order,
+  };
+}
+
+interface Run {
+  ms: number;
+  perSec: number;
+  checked: number;
+  checkpoints: number;
+  threads: number;
+  rssMb: { start: number; peak: number; end: number };
+}
+
+async function timedVerify(s: Station, opts: { parallelFrom?: number }): Promise<Run> {
   const rss = rssSampler();
-  t0 = performance.now();
-  const v = await s.audit.verify();
-  const verifyMs = performance.now() - t0;
+  const t0 = performance.now();
+  const v = await s.audit.verify(opts);
+  const ms = performance.now() - t0;
   const rssMb = rss.stop();
   if (!v.ok) throw new Error(`the bench's own log did not verify: ${v.message}`);
-  const auditVerifyPerSec = Math.round((v.checked / verifyMs) * 1000);
-  log(`bench: audit verify ${auditVerifyPerSec}/s, ${Math.round(verifyMs)} ms`);
   return {
-    events: v.checked,
+    ms: Math.round(ms),
+    perSec: Math.round((v.checked / ms) * 1000),
+    checked: v.checked,
     checkpoints: v.checkpoints.verified,
-    appendPerSec,
-    auditVerifyPerSec,
-    verifyMs: Math.round(verifyMs),
-    readPerSec,
-    ofRead: Number((auditVerifyPerSec / readPerSec).toFixed(3)),
+    threads: v.threads,
     rssMb,
   };
 }

@@ -394,7 +394,8 @@ export async function runBench(
             `while a user loops sign-ins the event loop turns ${result.signIn.ofIdle.before}x of idle before, ${result.signIn.ofIdle.after}x after (1 ms timer p99 late ${result.signIn.loopLagMsP99.before} ms before, ${result.signIn.loopLagMsP99.after} ms after, ${result.signIn.loopLagMsP99.idle} ms idle)`,
         result.audit === null
           ? "  audit verify: not measured (--audit-events 0)"
-          : `  audit verify of ${result.audit.events} entries (${result.audit.checkpoints} checkpoints): ${result.audit.verifyMs} ms = ${result.audit.auditVerifyPerSec}/s; ` +
+          : `  audit verify of ${result.audit.events} entries (${result.audit.checkpoints} checkpoints) on ${result.audit.threads} thread(s): ${result.audit.verifyMs} ms = ${result.audit.auditVerifyPerSec}/s; ` +
+            `in one thread ${result.audit.sequential.verifyMs} ms = ${result.audit.sequential.auditVerifyPerSec}/s (threads ${result.audit.ofSequential}x of that, RSS ${result.audit.sequential.rssMb.start}/${result.audit.sequential.rssMb.peak}/${result.audit.sequential.rssMb.end} MB); ` +
             `reading them alone ${result.audit.readPerSec}/s (verify ${result.audit.ofRead}x of that); ` +
             `RSS ${result.audit.rssMb.start} MB before, ${result.audit.rssMb.peak} MB peak, ${result.audit.rssMb.end} MB after; appended at ${result.audit.appendPerSec}/s`,
         result.head === null
