@@ -38,8 +38,18 @@ export interface AuditBenchResult {
   };
   /** auditVerifyPerSec / sequential.auditVerifyPerSec. */
   ofSequential: number;
-  /** Every run in the order they ran: the way, its time, its RSS peak and the 1-minute load average before it. */
-  runs: { way: "threads" | "sequential"; verifyMs: number; rssPeakMb: number; load1: number }[];
+  /**
+   * Every run in the order they ran: the way, its time, the CPU time the
+   * process spent in it (all threads), its RSS peak and the 1-minute load
+   * average before it.
+   */
+  runs: {
+    way: "threads" | "sequential";
+    verifyMs: number;
+    cpuMs: number;
+    rssPeakMb: number;
+    load1: number;
+  }[];
 }
 
 const mb = (b: number): number => Math.round(b / 1e5) / 10;
@@ -119,7 +129,7 @@ export async function benchAudit(
       `bench: audit verify (${way}, ${r.threads} thread(s)) ${r.perSec}/s, ${r.ms} ms, load ${load1}`,
     );
     runs[way].push(r);
-    order.push({ way, verifyMs: r.ms, rssPeakMb: r.rssMb.peak, load1 });
+    order.push({ way, verifyMs: r.ms, cpuMs: r.cpuMs, rssPeakMb: r.rssMb.peak, load1 });
   }
   const best = (rs: Run[]) => rs.reduce((a, b) => (b.ms < a.ms ? b : a));
   const par = best(runs.threads);
@@ -142,6 +152,7 @@ export async function benchAudit(
 
 interface Run {
   ms: number;
+  cpuMs: number;
   perSec: number;
   checked: number;
   checkpoints: number;
@@ -152,12 +163,15 @@ interface Run {
 async function timedVerify(s: Station, opts: { parallelFrom?: number }): Promise<Run> {
   const rss = rssSampler();
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const v = await s.audit.verify(opts);
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   const rssMb = rss.stop();
   if (!v.ok) throw new Error(`the bench's own log did not verify: ${v.message}`);
   return {
     ms: Math.round(ms),
+    cpuMs: Math.round((cpu.user + cpu.system) / 1000),
     perSec: Math.round((v.checked / ms) * 1000),
     checked: v.checked,
     checkpoints: v.checkpoints.verified,
