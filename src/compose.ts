@@ -23,6 +23,7 @@ import { acquireModule, releaseModule } from "./adapters/pkcs11/module.js";
 import { SqliteStationStore } from "./adapters/db/station-store.js";
 import { ThreadedLogWalker } from "./adapters/db/threaded-log-walker.js";
 import { nodeChainHash } from "./adapters/crypto/chain-hash.js";
+import type { DiskSync } from "./adapters/db/station-store.js";
 import { SCHEMA_VERSION } from "./adapters/db/database.js";
 import { StationHome } from "./adapters/fs/home.js";
 import { FileSoftwareKeyStore } from "./adapters/fs/software-keys.js";
@@ -127,6 +128,12 @@ export interface StationOptions {
    * writes the head file of the home it becomes, not its staging folder's.
    */
   headFile?: string;
+  /**
+   * Test seam: the disk's sync of the database's log (default fdatasync on
+   * libuv's thread pool), to hold a commit before the disk or fail it as a
+   * failing disk does.
+   */
+  diskSync?: DiskSync;
 }
 
 export interface Station {
@@ -730,7 +737,11 @@ export function openStation(opts: StationOptions = {}): Station {
   const home = StationHome.locate(opts.home, env);
   const config = home.readConfig();
   const logger = fileLogger(home.logPath);
-  const store = SqliteStationStore.open(home.databasePath, { create: false, hash: nodeChainHash });
+  const store = SqliteStationStore.open(home.databasePath, {
+    create: false,
+    hash: nodeChainHash,
+    diskSync: opts.diskSync,
+  });
   try {
     checkStationIdentity(store, config, home.configPath);
     checkCopyPath(home, config);

@@ -580,6 +580,9 @@ export class Checkpointer {
         await this.heads.publish(value);
       return;
     }
+    // A head never names an entry that is not yet on disk (see StationStore.commitDeferred):
+    // after a power cut the token would be ahead of the database.
+    await this.ctx.store.durable();
     try {
       await this.heads.write(value, { publish });
     } catch (cause) {

@@ -1,10 +1,12 @@
 /**
  * Group commit: durable writes queued during one turn of the event loop share
- * one synchronous=FULL transaction, so many ports issuing at once pay for one
- * fsync instead of one each. Each piece of work runs in its own savepoint, so
+ * one transaction, so many ports issuing at once pay for one disk sync
+ * instead of one each. Each piece of work runs in its own savepoint, so
  * one that throws (a race lost to another port) is rolled back alone; every
- * caller is answered only after the whole transaction has committed and the
- * token's log head covers it (`afterCommit`).
+ * caller is answered only after the whole transaction is on disk and the
+ * token's log head covers it (`afterCommit`). The sync runs on libuv's
+ * thread pool (StationStore.commitDeferred, durable), not on the event loop,
+ * which meanwhile commits the next batch.
  *
  * A database locked by another process never blocks the event loop: the
  * batch is tried again a little later, the station reports the lock as a
@@ -61,6 +63,8 @@ export class GroupCommitter {
   readonly stats = { batches: 0, items: 0, headMs: 0 };
 
   private readonly inFlight: () => number;
+  /** Callers in batches committed and not yet answered (waiting for the disk and the log head). */
+  private committing = 0;
   private readonly committedListeners: (() => void)[] = [];
 
   /** Calls `listener` after each durable commit whose callers were answered (the second copy's cue). */
@@ -79,7 +83,8 @@ export class GroupCommitter {
   commit<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
-      if (this.queue.length >= this.inFlight()) {
+      // Callers whose batch is committed and waiting for the disk or the head are not on the way.
+      if (this.queue.length >= this.inFlight() - this.committing) {
         // Everyone on the way is here: flush after this turn's microtasks.
         if (!this.scheduled) {
           this.scheduled = true;
@@ -106,7 +111,9 @@ export class GroupCommitter {
   private async run(batch: Pending[], firstTry: number, tries: number): Promise<void> {
     let outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     try {
-      this.store.transaction(() => {
+      // Committed without waiting for the disk; durable() below waits for it off the event loop,
+      // so the next batch can commit meanwhile.
+      this.store.commitDeferred(() => {
         outcomes = [];
         for (const item of batch) {
           try {
@@ -135,8 +142,21 @@ export class GroupCommitter {
     if (tries > 0) this.o.health?.clear("database-lock");
     this.stats.batches++;
     this.stats.items += batch.length;
+    this.committing += batch.length;
     let after: LinesignError | null = null;
-    if (this.o.afterCommit && outcomes.some((o) => o.ok)) {
+    try {
+      // Nobody is answered, and the log head does not move, before the records are on disk.
+      await this.store.durable();
+    } catch (e) {
+      after = withheld(
+        isLinesignError(e)
+          ? e
+          : new LinesignError("DB_IO", "The station database could not be made durable.", {
+              cause: e,
+            }),
+      );
+    }
+    if (!after && this.o.afterCommit && outcomes.some((o) => o.ok)) {
       const started = performance.now();
       try {
         await this.o.afterCommit();
@@ -151,6 +171,7 @@ export class GroupCommitter {
       }
       this.stats.headMs += performance.now() - started;
     }
+    this.committing -= batch.length;
     batch.forEach((item, i) => {
       const o = outcomes[i]!;
       if (!o.ok) item.reject(o.error);

@@ -4,7 +4,7 @@
  * reason. The serial line, the kiosk, the CLI and the sync job all call this.
  *
  * The write-ahead rule: the certificate is returned only after its record
- * (and its event-log entry) is committed with synchronous=FULL. Anything that
+ * (and its event-log entry) is committed and on disk. Anything that
  * fails before that commit discards the signed bytes, which never left the
  * station.
  */

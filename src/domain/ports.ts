@@ -427,6 +427,17 @@ export interface StationStore {
   savepoint<T>(fn: () => T): T;
   /** Runs `fn` in one durable transaction: all of it is committed, or none. */
   transaction<T>(fn: () => T): T;
+  /**
+   * Runs `fn` in one transaction, all of it or none, committed without waiting
+   * for the disk: it is durable once durable() resolves. Readers see it at
+   * once, so nothing it holds may leave the station before then.
+   */
+  commitDeferred<T>(fn: () => T): T;
+  /**
+   * Resolves once every commit made so far is on disk (the disk's sync runs
+   * off the event loop). Rejects with DB_IO, for good, when the disk failed it.
+   */
+  durable(): Promise<void>;
   /** Throws (DB_REPLACED, DB_READ_ONLY, DB_FULL, DB_LOCKED...) when a write could not be made now. */
   probe(): void;
   /** How long a write blocks waiting for another process's lock (0: not at all). */

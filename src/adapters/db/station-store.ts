@@ -19,6 +19,7 @@ import {
   fstatSync,
   constants,
   existsSync,
+  fdatasync,
   fsyncSync,
   openSync,
   renameSync,
@@ -393,6 +394,9 @@ function caValue(key: keyof CaRecord, value: unknown): unknown {
   return value ?? null;
 }
 
+/** Makes a file's written data durable (fdatasync's callback form). */
+export type DiskSync = (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => void;
+
 export class SqliteStationStore implements StationStore {
   private readonly insertEvent;
   private readonly headStmt;
@@ -410,14 +414,28 @@ export class SqliteStationStore implements StationStore {
   private readonly encodedPageStmt;
   /** The file the store was opened on (device and inode): a commit checks the path still names it. */
   private readonly identity: { dev: number; ino: number };
+  /**
+   * The write-ahead log, opened beside SQLite's own handle while the path
+   * names the file SQLite opened: commitDeferred() makes its commits durable
+   * with an fdatasync of it on libuv's thread pool (null: none, commits are FULL).
+   */
+  private wal: { fd: number; dev: number; ino: number } | null = null;
+  /** Commits made without their fdatasync (commitDeferred), and how many of them are known on disk. */
+  private deferred = { made: 0, synced: 0 };
+  /** The fdatasync in flight, and the commits it covers. */
+  private syncing: { covers: number; done: Promise<void> } | null = null;
+  /** Set for good when the disk failed an fdatasync: what was committed may not be on it. */
+  private syncFailure: LinesignError | null = null;
 
   private constructor(
     readonly db: Db,
     private readonly clock: Clock,
     private readonly hash: ChainHash,
     readonly path: string,
+    private readonly diskSync: DiskSync,
   ) {
     this.identity = fileIdentity(path);
+    if (!db.readonly) this.wal = openWal(path);
     this.insertEvent = db.prepare(
       `INSERT INTO events (seq, ts, actor, action, subject, outcome, code, message, details, prev_hash, hash)
        VALUES (@seq, @ts, @actor, @action, @subject, @outcome, @code, @message, @details, @prevHash, @hash)`,
@@ -453,13 +471,14 @@ export class SqliteStationStore implements StationStore {
    */
   static open(
     path: string,
-    options: { create: boolean; hash: ChainHash; clock?: Clock },
+    options: { create: boolean; hash: ChainHash; clock?: Clock; diskSync?: DiskSync },
   ): SqliteStationStore {
     const store = new SqliteStationStore(
       openDatabase(path, { create: options.create }),
       options.clock ?? { now: () => new Date() },
       options.hash,
       path,
+      options.diskSync ?? fdatasync,
     );
     return mappingStorageErrors(store, path);
   }
@@ -1375,10 +1394,105 @@ export class SqliteStationStore implements StationStore {
     if (this.db.inTransaction) return fn();
     // A commit into a deleted or replaced file would be lost at exit.
     this.checkIdentity();
-    return this.db.transaction(fn).immediate();
+    const made = this.deferred.made;
+    const value = this.db.transaction(fn).immediate();
+    // A FULL commit syncs the whole log file: the deferred commits before it are on disk too.
+    this.deferred.synced = Math.max(this.deferred.synced, made);
+    return value;
+  }
+
+  commitDeferred<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    // After a failed sync (durable() refuses for good) the commit is FULL, synced by SQLite.
+    const wal = this.syncFailure ? null : this.walNow();
+    if (!wal) return this.transaction(fn);
+    this.checkIdentity();
+    // NORMAL in WAL mode: the commit's frames are written, not synced; durable() syncs them.
+    this.db.pragma("synchronous = NORMAL");
+    try {
+      const value = this.db.transaction(fn).immediate();
+      this.deferred.made++;
+      return value;
+    } finally {
+      this.db.pragma("synchronous = FULL");
+    }
+  }
+
+  durable(): Promise<void> {
+    if (this.syncFailure) return Promise.reject(this.syncFailure);
+    const target = this.deferred.made;
+    if (this.deferred.synced >= target) return Promise.resolve();
+    if (this.syncing && this.syncing.covers >= target) return this.syncing.done;
+    const wal = this.wal;
+    const walPath = `${this.path}-wal`;
+    // Started after the commits it covers, so it covers them whatever runs before it ends.
+    const done = new Promise<void>((resolve, reject) => {
+      if (!wal) {
+        // The log was let go (walNow) after a deferred commit: SQLite syncs its own handle of
+        // it before it copies frames back (a checkpoint with synchronous=FULL).
+        try {
+          this.db.pragma("wal_checkpoint(PASSIVE)");
+        } catch (e) {
+          reject(storageError(e, this.path));
+          return;
+        }
+        this.deferred.synced = Math.max(this.deferred.synced, target);
+        resolve();
+        return;
+      }
+      this.diskSync(wal.fd, (err) => {
+        if (err) {
+          this.syncFailure = new LinesignError(
+            "DB_IO",
+            `The station database's log ${walPath} could not be made durable (${err.code ?? err.message}): the disk reported an error, ` +
+              "so the last commits may not be on it. Nothing more is signed, and what those commits hold is withheld. " +
+              'Check the disk (dmesg, SMART), then restart the station and run "linesign audit verify"; restore station.db from its backup if the disk is failing.',
+            { cause: err, details: { path: walPath, cause: err.code ?? null } },
+          );
+          reject(this.syncFailure);
+          return;
+        }
+        this.deferred.synced = Math.max(this.deferred.synced, target);
+        resolve();
+      });
+    }).finally(() => {
+      if (this.syncing?.done === done) this.syncing = null;
+    });
+    this.syncing = { covers: target, done };
+    return done;
+  }
+
+  /**
+   * The log file's handle while the path still names the file it was opened
+   * on; otherwise (deleted, replaced: SQLite writes where the path no longer
+   * leads) it is let go and commits are FULL, synced by SQLite itself.
+   */
+  private walNow(): { fd: number; dev: number; ino: number } | null {
+    const wal = this.wal;
+    if (!wal) return null;
+    let now: { dev: number; ino: number } | null = null;
+    try {
+      now = fileIdentity(`${this.path}-wal`);
+    } catch {
+      // gone: now stays null
+    }
+    if (now && now.dev === wal.dev && now.ino === wal.ino) return wal;
+    this.releaseWal();
+    return null;
+  }
+
+  private releaseWal(): void {
+    const wal = this.wal;
+    this.wal = null;
+    // A sync in flight holds its own reference to the descriptor until it ends.
+    if (wal)
+      void (this.syncing?.done ?? Promise.resolve())
+        .catch(() => undefined)
+        .then(() => closeSync(wal.fd));
   }
 
   close(): void {
+    this.releaseWal();
     if (this.db.open) this.db.close();
   }
 }
@@ -1418,6 +1532,22 @@ function toUploader(r: Record<string, unknown>): UploaderRecord {
 function fileIdentity(path: string): { dev: number; ino: number } {
   const st = statSync(path);
   return { dev: st.dev, ino: st.ino };
+}
+
+/**
+ * The database's write-ahead log, opened read-only beside SQLite's handle
+ * right after SQLite opened it (so the path names SQLite's file); null when
+ * there is none (not in WAL mode) or it cannot be opened.
+ */
+function openWal(path: string): { fd: number; dev: number; ino: number } | null {
+  let fd: number;
+  try {
+    fd = openSync(`${path}-wal`, "r");
+  } catch {
+    return null;
+  }
+  const st = fstatSync(fd);
+  return { fd, dev: st.dev, ino: st.ino };
 }
 
 /** Wraps every method so that what escapes it is a LinesignError for storage faults. */

@@ -1,0 +1,153 @@
+/**
+ * The issuance path's commits are synced to disk off the event loop
+ * (StationStore.commitDeferred, durable). The disk's sync is the one part
+ * replaced here (StationOptions.diskSync), to hold it or fail it as a failing
+ * disk does; the database, its log file and the token are real. Nothing may
+ * leave, and the token's head may not name an entry, before the disk has it.
+ */
+import { fdatasync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Station } from "../../../src/compose.js";
+import type { DiskSync } from "../../../src/adapters/db/station-store.js";
+import { LinesignError } from "../../../src/domain/errors.js";
+import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
+import { engineStation, type EngineStation } from "../../helpers/engine.js";
+
+const csrFor = (id: string, key = deviceKey("ec-p256")) => makeCsr({ key, subject: [["CN", id]] });
+
+function rows<T>(es: EngineStation, sql: string): T[] {
+  const db = new Database(join(es.home, "station.db"), { readonly: true });
+  try {
+    return db.prepare(sql).all() as T[];
+  } finally {
+    db.close();
+  }
+}
+
+const open: Station[] = [];
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close().catch(() => undefined);
+});
+
+/** A disk sync that, once held, waits until released; `called` resolves at its first call held. */
+function heldSync(): { sync: DiskSync; hold(): Promise<void>; release(): void } {
+  const waiting: (() => void)[] = [];
+  let held: (() => void) | null = null;
+  return {
+    sync: (fd, done) => {
+      if (!held) return fdatasync(fd, done);
+      waiting.push(() => fdatasync(fd, done));
+      held();
+    },
+    hold: () => new Promise<void>((r) => (held = r)),
+    release() {
+      held = null;
+      for (const w of waiting.splice(0)) w();
+    },
+  };
+}
+
+describe("commits synced off the event loop", () => {
+  it("answers an issuance, and moves the token's head over it, only once the disk has its record", async () => {
+    const es = await engineStation();
+    const disk = heldSync();
+    const s = es.open(undefined, { diskSync: disk.sync });
+    open.push(s);
+    await s.issuance.issue({ csr: csrFor("sync-0"), origin: "t" });
+    const before = s.ctx.store.head()!.seq;
+    const held = disk.hold();
+    let answered = false;
+    const issued = s.issuance
+      .issue({ csr: csrFor("sync-1"), origin: "t", handOver: () => true })
+      .then((r) => {
+        answered = true;
+        return r;
+      });
+    await held;
+    // Committed (another reader sees it) and written to the log file, but not yet on disk.
+    const recorded = rows<{ state: string }>(
+      es,
+      "SELECT state FROM issuances WHERE device_id='sync-1'",
+    );
+    expect(recorded.map((r) => r.state)).toEqual(["DELIVERED"]);
+    const entry = rows<{ seq: number }>(
+      es,
+      "SELECT seq FROM events WHERE action='issuance.issue' AND subject='sync-1'",
+    )[0]!.seq;
+    expect(entry).toBeGreaterThan(before);
+    // A checkpoint asked for now must not put the head over it either.
+    const checkpoint = s.checkpointer.checkpoint();
+    let checkpointed = false;
+    void checkpoint.then(() => (checkpointed = true));
+    const binding = await s.checkpointer.binding();
+    expect(binding.tokenSeq ?? 0).toBeLessThan(entry);
+    expect(answered).toBe(false);
+    expect(checkpointed).toBe(false);
+
+    disk.release();
+    const r = await issued;
+    expect(r.delivered).toBe(true);
+    await checkpoint;
+    const after = await s.checkpointer.binding();
+    expect(after.state).toBe("bound");
+    expect(after.tokenSeq!).toBeGreaterThanOrEqual(entry);
+  });
+
+  it("withholds what a failed disk sync may have lost, stops signing, and hands the same certificate over after a restart", async () => {
+    const es = await engineStation();
+    let failing = false;
+    const sync: DiskSync = (fd, done) => {
+      if (!failing) return fdatasync(fd, done);
+      done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO", errno: -5 }));
+    };
+    const s = es.open(undefined, { diskSync: sync });
+    open.push(s);
+    await s.issuance.issue({ csr: csrFor("eio-0"), origin: "t" });
+    const headBefore = (await s.checkpointer.binding()).tokenSeq;
+    failing = true;
+    const csr = csrFor("eio-1");
+    let err: unknown;
+    try {
+      await s.issuance.issue({ csr, origin: "t", handOver: () => true });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LinesignError);
+    const e = err as LinesignError;
+    expect(e.code).toBe("DB_IO");
+    expect(e.message).toContain(join(es.home, "station.db-wal"));
+    expect(e.message).toMatch(/EIO/);
+    expect(e.message).toMatch(/restart the station/);
+    // Its record is kept, never handed over (the delivery recorded with it taken back).
+    expect(
+      rows<{ state: string }>(es, "SELECT state FROM issuances WHERE device_id='eio-1'").map(
+        (r) => r.state,
+      ),
+    ).toEqual(["ISSUED"]);
+    expect(rows(es, "SELECT * FROM rejections WHERE device_id='eio-1'")).toEqual([]);
+    // The head did not move over what the disk may not have.
+    expect((await s.checkpointer.binding()).tokenSeq).toBe(headBefore);
+    // Nothing more is signed or recorded while the station runs on that disk.
+    failing = false;
+    let next: unknown;
+    try {
+      await s.issuance.issue({ csr: csrFor("eio-2"), origin: "t" });
+    } catch (x) {
+      next = x;
+    }
+    expect((next as LinesignError).code).toBe("DB_IO");
+    expect(rows(es, "SELECT * FROM issuances WHERE device_id='eio-2'")).toEqual([]);
+    await s.close().catch(() => undefined);
+    open.splice(0);
+
+    // Restarted (the disk answers again): the same request gets the same certificate.
+    const s2 = es.open();
+    open.push(s2);
+    const again = await s2.issuance.issue({ csr, origin: "t" });
+    expect(again.redelivery).toBe(true);
+    expect(again.issuance.deviceId).toBe("eio-1");
+    expect((await s2.audit.verify()).ok).toBe(true);
+  });
+});
