@@ -801,9 +801,10 @@ export class SqliteStationStore implements StationStore {
     const rows = (
       issuanceId === undefined
         ? this.db.prepare("SELECT * FROM uploads WHERE target = ? ORDER BY issuance_id").all(target)
-        : this.db
-            .prepare("SELECT * FROM uploads WHERE target = ? AND issuance_id = ?")
-            .all(target, issuanceId)
+        : this.statement("SELECT * FROM uploads WHERE target = ? AND issuance_id = ?").all(
+            target,
+            issuanceId,
+          )
     ) as UploadRow[];
     return rows.map(toUpload);
   }
@@ -1285,14 +1286,12 @@ export class SqliteStationStore implements StationStore {
   }
 
   recordUpload(rec: UploadRecord): void {
-    this.db
-      .prepare(
-        `INSERT INTO uploads (issuance_id, target, state, aws_certificate_id, aws_arn, attempts, last_error, updated_at)
+    this.statement(
+      `INSERT INTO uploads (issuance_id, target, state, aws_certificate_id, aws_arn, attempts, last_error, updated_at)
          VALUES (@issuanceId, @target, @state, @awsCertificateId, @awsArn, @attempts, @lastError, @updatedAt)
          ON CONFLICT (issuance_id, target) DO UPDATE SET state = excluded.state, aws_certificate_id = excluded.aws_certificate_id,
            aws_arn = excluded.aws_arn, attempts = excluded.attempts, last_error = excluded.last_error, updated_at = excluded.updated_at`,
-      )
-      .run(rec);
+    ).run(rec);
   }
 
   insertCheckpoint(rec: Omit<CheckpointRecord, "id">): void {

@@ -126,16 +126,21 @@ class StationLedger implements SyncLedger {
   }
   saveDevice(item: DeviceItem, o: Parameters<SyncLedger["saveDevice"]>[1]): void {
     const prior = this.ctx.store.uploads(this.target, item.cursor)[0];
-    this.ctx.store.recordUpload({
-      issuanceId: item.cursor,
-      target: this.target,
-      state: o.state,
-      awsCertificateId: o.state === "done" ? o.certificateId : null,
-      awsArn: o.state === "done" ? o.arn : null,
-      attempts: (prior?.attempts ?? 0) + o.attempts,
-      lastError: o.state === "failed" ? `${o.code}: ${o.message}` : null,
-      updatedAt: new Date().toISOString(),
-    });
+    // Without waiting for the disk at each device (one sync each held the requests' loop):
+    // the run's closing entry makes them durable. One lost to a power cut is asked of AWS
+    // again at the next run, which answers that it holds it.
+    this.ctx.store.commitDeferred(() =>
+      this.ctx.store.recordUpload({
+        issuanceId: item.cursor,
+        target: this.target,
+        state: o.state,
+        awsCertificateId: o.state === "done" ? o.certificateId : null,
+        awsArn: o.state === "done" ? o.arn : null,
+        attempts: (prior?.attempts ?? 0) + o.attempts,
+        lastError: o.state === "failed" ? `${o.code}: ${o.message}` : null,
+        updatedAt: new Date().toISOString(),
+      }),
+    );
   }
   revocations(): RevocationItem[] {
     return this.ctx.store.revocationsDue(this.target).map(({ issuance, upload }) => ({
@@ -291,7 +296,12 @@ export class SyncService {
         concurrency: Math.min(16, Math.max(1, Math.ceil(config.maxRps / 20))),
       });
       run.knownLabels = this.ctx.store.listCas().map((c) => c.label);
-      const summary = await run.run();
+      let summary: Awaited<ReturnType<TargetSync["run"]>>;
+      try {
+        summary = await run.run();
+      } finally {
+        await this.ctx.store.durable();
+      }
       result.targets.push(summary);
       result.failedForGood += summary.failedForGood;
       result.deferred += summary.devices.deferred;
