@@ -434,8 +434,11 @@ export interface StationStore {
    */
   commitDeferred<T>(fn: () => T): T;
   /**
-   * Resolves once every commit made so far is on disk (the disk's sync runs
-   * off the event loop). Rejects with DB_IO, for good, when the disk failed it.
+   * Resolves once every commit this store can see is on disk: its own, and
+   * those of other connections (another station process's commitDeferred
+   * shows before it is synced). The disk's sync runs off the event loop, one
+   * at a time. Call it after reading what is to leave the station, before it
+   * leaves. Rejects with DB_IO, for good, when the disk failed it.
    */
   durable(): Promise<void>;
   /** Throws (DB_REPLACED, DB_READ_ONLY, DB_FULL, DB_LOCKED...) when a write could not be made now. */

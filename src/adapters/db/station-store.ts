@@ -420,10 +420,16 @@ export class SqliteStationStore implements StationStore {
    * with an fdatasync of it on libuv's thread pool (null: none, commits are FULL).
    */
   private wal: { fd: number; dev: number; ino: number } | null = null;
-  /** Commits made without their fdatasync (commitDeferred), and how many of them are known on disk. */
-  private deferred = { made: 0, synced: 0 };
+  /** Commits made without their fdatasync (commitDeferred). */
+  private deferred = { made: 0 };
+  /**
+   * What the last successful fdatasync covered: this store's deferred commits,
+   * and other connections' commits up to the data_version it saw (null: none yet).
+   */
+  private synced: { made: number; seen: number | null } = { made: 0, seen: null };
   /** The fdatasync in flight, and the commits it covers. */
-  private syncing: { covers: number; done: Promise<void> } | null = null;
+  private syncing: { covers: { made: number; seen: number | null }; done: Promise<void> } | null =
+    null;
   /** Set for good when the disk failed an fdatasync: what was committed may not be on it. */
   private syncFailure: LinesignError | null = null;
 
@@ -1393,11 +1399,9 @@ export class SqliteStationStore implements StationStore {
     if (this.db.inTransaction) return fn();
     // A commit into a deleted or replaced file would be lost at exit.
     this.checkIdentity();
-    const made = this.deferred.made;
-    const value = this.db.transaction(fn).immediate();
-    // A FULL commit syncs the whole log file: the deferred commits before it are on disk too.
-    this.deferred.synced = Math.max(this.deferred.synced, made);
-    return value;
+    // Not counted as syncing the deferred commits before it: a transaction that wrote nothing
+    // commits without touching the log file (SQLite returns early, no sync), and its fn may not write.
+    return this.db.transaction(fn).immediate();
   }
 
   commitDeferred<T>(fn: () => T): T {
@@ -1419,12 +1423,49 @@ export class SqliteStationStore implements StationStore {
 
   durable(): Promise<void> {
     if (this.syncFailure) return Promise.reject(this.syncFailure);
-    const target = this.deferred.made;
-    if (this.deferred.synced >= target) return Promise.resolve();
-    if (this.syncing && this.syncing.covers >= target) return this.syncing.done;
+    return this.syncCovering({ made: this.deferred.made, seen: this.othersCommits() });
+  }
+
+  /**
+   * How far other connections' commits go as this one sees them (PRAGMA
+   * data_version changes with every commit another connection makes, in
+   * this process or another). They may be commits with synchronous=NORMAL
+   * (another station process's commitDeferred), visible before they are on
+   * disk; null on a read-only store, whose file is a private copy.
+   */
+  private othersCommits(): number | null {
+    if (this.db.readonly) return null;
+    return this.db.pragma("data_version", { simple: true }) as number;
+  }
+
+  private covers(
+    done: { made: number; seen: number | null },
+    want: { made: number; seen: number | null },
+  ): boolean {
+    return (
+      done.made >= want.made &&
+      (want.seen === null || (done.seen !== null && done.seen >= want.seen))
+    );
+  }
+
+  /**
+   * One fdatasync at a time: the kernel reports a write-back error to one
+   * sync of a descriptor only, so a second sync running beside a failing one
+   * can succeed while the pages it covers were lost.
+   */
+  private async syncCovering(want: { made: number; seen: number | null }): Promise<void> {
+    for (;;) {
+      if (this.syncFailure) throw this.syncFailure;
+      if (this.covers(this.synced, want)) return;
+      const running = this.syncing;
+      if (!running) break;
+      if (this.covers(running.covers, want)) return running.done;
+      await running.done.catch(() => undefined);
+    }
+    // Started after the commits it covers (ours counted, others' seen), so it covers them whatever runs before it ends.
+    const covers = { made: this.deferred.made, seen: this.othersCommits() };
     const wal = this.wal;
     const walPath = `${this.path}-wal`;
-    // Started after the commits it covers, so it covers them whatever runs before it ends.
     const done = new Promise<void>((resolve, reject) => {
       if (!wal) {
         // The log was let go (walNow) after a deferred commit: SQLite syncs its own handle of
@@ -1435,7 +1476,7 @@ export class SqliteStationStore implements StationStore {
           reject(storageError(e, this.path));
           return;
         }
-        this.deferred.synced = Math.max(this.deferred.synced, target);
+        this.settle(covers);
         resolve();
         return;
       }
@@ -1451,14 +1492,24 @@ export class SqliteStationStore implements StationStore {
           reject(this.syncFailure);
           return;
         }
-        this.deferred.synced = Math.max(this.deferred.synced, target);
+        this.settle(covers);
         resolve();
       });
     }).finally(() => {
       if (this.syncing?.done === done) this.syncing = null;
     });
-    this.syncing = { covers: target, done };
+    this.syncing = { covers, done };
     return done;
+  }
+
+  private settle(covers: { made: number; seen: number | null }): void {
+    this.synced = {
+      made: Math.max(this.synced.made, covers.made),
+      seen:
+        covers.seen === null
+          ? this.synced.seen
+          : Math.max(this.synced.seen ?? covers.seen, covers.seen),
+    };
   }
 
   /**

@@ -5,12 +5,14 @@
  * disk does; the database, its log file and the token are real. Nothing may
  * leave, and the token's head may not name an entry, before the disk has it.
  */
-import { fdatasync } from "node:fs";
+import { fdatasync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Station } from "../../../src/compose.js";
-import type { DiskSync } from "../../../src/adapters/db/station-store.js";
+import { SqliteStationStore, type DiskSync } from "../../../src/adapters/db/station-store.js";
+import { nodeChainHash } from "../../../src/adapters/crypto/chain-hash.js";
 import { LinesignError } from "../../../src/domain/errors.js";
 import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
 import { engineStation, type EngineStation } from "../../helpers/engine.js";
@@ -149,5 +151,135 @@ describe("commits synced off the event loop", () => {
     expect(again.redelivery).toBe(true);
     expect(again.issuance.deviceId).toBe("eio-1");
     expect((await s2.audit.verify()).ok).toBe(true);
+  });
+});
+
+describe("what the disk has, as other readers and the store's own callers see it", () => {
+  it("lets another connection of the station move the token's head over a commit only once the disk has it", async () => {
+    const es = await engineStation();
+    const disk = heldSync();
+    const s = es.open(undefined, { diskSync: disk.sync });
+    open.push(s);
+    await s.issuance.issue({ csr: csrFor("other-0"), origin: "t" });
+    // The audit key exists: a checkpoint from here on writes nothing before the head.
+    await s.checkpointer.checkpoint();
+    // Another process of the station (a command, the kiosk's service) with the same home.
+    const other = es.open(undefined, { diskSync: disk.sync });
+    open.push(other);
+    const held = disk.hold();
+    const issued = s.issuance.issue({ csr: csrFor("other-1"), origin: "t", handOver: () => true });
+    await held;
+    const entry = rows<{ seq: number }>(
+      es,
+      "SELECT seq FROM events WHERE action='issuance.issue' AND subject='other-1'",
+    )[0]!.seq;
+    // The other connection sees the commit at once; its checkpoint must not name it before the disk has it.
+    expect(other.ctx.store.head()!.seq).toBeGreaterThanOrEqual(entry);
+    const otherHeld = disk.hold();
+    const checkpoint = other.checkpointer.checkpoint();
+    const first = await Promise.race([
+      checkpoint.then(() => "checkpointed" as const),
+      otherHeld.then(() => "waits for the disk" as const),
+    ]);
+    expect((await s.checkpointer.binding()).tokenSeq ?? 0).toBeLessThan(entry);
+    expect(first).toBe("waits for the disk");
+    disk.release();
+    expect((await issued).delivered).toBe(true);
+    await checkpoint;
+    expect((await other.checkpointer.binding()).tokenSeq!).toBeGreaterThanOrEqual(entry);
+  });
+
+  it("trusts no disk sync that ran beside one that failed: the kernel reports the error to one of them", async () => {
+    const es = await engineStation();
+    const eio = () =>
+      Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO", errno: -5 });
+    let armed = false;
+    let first: ((err: NodeJS.ErrnoException | null) => void) | null = null;
+    let firstCalled: () => void = () => undefined;
+    const firstHeld = new Promise<void>((r) => (firstCalled = r));
+    let second = false;
+    const failFirst = () => {
+      const f = first;
+      first = null;
+      f?.(eio());
+    };
+    // The first sync is held; one started beside it completes first (as the thread pool may order them),
+    // and the held one then fails.
+    const sync: DiskSync = (fd, done) => {
+      if (!armed) return fdatasync(fd, done);
+      if (!first && !second) {
+        first = done;
+        firstCalled();
+        return;
+      }
+      second = true;
+      fdatasync(fd, (err) => {
+        done(err);
+        setImmediate(failFirst);
+      });
+    };
+    const s = es.open(undefined, { diskSync: sync });
+    open.push(s);
+    await s.issuance.issue({ csr: csrFor("twin-0"), origin: "t" });
+    const headBefore = (await s.checkpointer.binding()).tokenSeq;
+    armed = true;
+    const a = s.issuance.issue({ csr: csrFor("twin-1"), origin: "t", handOver: () => true });
+    await firstHeld;
+    const b = s.issuance.issue({
+      csr: csrFor("twin-2"),
+      origin: "t",
+      handOver: () => {
+        // Inside twin-2's commit: with no second sync started beside the first, the first fails now.
+        setImmediate(() => {
+          if (!second) failFirst();
+        });
+        return true;
+      },
+    });
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => "delivered",
+        (e: unknown) => (e as LinesignError).code,
+      );
+    expect(await outcome(a)).toBe("DB_IO");
+    expect(await outcome(b)).toBe("DB_IO");
+    expect(
+      rows<{ device_id: string; state: string }>(
+        es,
+        "SELECT device_id, state FROM issuances WHERE device_id LIKE 'twin-%' ORDER BY device_id",
+      ).map((r) => `${r.device_id}:${r.state}`),
+    ).toEqual(["twin-0:ISSUED", "twin-1:ISSUED", "twin-2:ISSUED"]);
+    expect((await s.checkpointer.binding()).tokenSeq).toBe(headBefore);
+  });
+
+  it("does not count a transaction that wrote nothing as a sync of the commits before it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "linesign-durable-"));
+    let syncs = 0;
+    const store = SqliteStationStore.open(join(dir, "station.db"), {
+      create: true,
+      hash: nodeChainHash,
+      diskSync: (fd, done) => {
+        syncs++;
+        fdatasync(fd, done);
+      },
+    });
+    try {
+      const event = (action: string) => ({
+        actor: "t",
+        action,
+        subject: null,
+        outcome: "ok" as const,
+      });
+      store.commitDeferred(() => store.appendEvent(event("t.first")));
+      await store.durable();
+      const before = syncs;
+      store.commitDeferred(() => store.appendEvent(event("t.deferred")));
+      // Read in a transaction of its own: SQLite commits it without writing or syncing the log file.
+      expect(store.transaction(() => store.head()!.seq)).toBe(2);
+      await store.durable();
+      expect(syncs).toBe(before + 1);
+    } finally {
+      store.close();
+    }
   });
 });
