@@ -59,6 +59,9 @@ class StationLedger implements SyncLedger {
   saveRegistration(r: CaRegistration): void {
     this.ctx.store.putCaRegistration(r);
   }
+  durable(): Promise<void> {
+    return this.ctx.store.durable();
+  }
   verification(caLabel: string, code: string): Promise<string> {
     return this.cas.verificationCertificate(caLabel, code);
   }

@@ -94,6 +94,12 @@ export interface SyncLedger extends IdentityLedger {
   verification(caLabel: string, registrationCode: string): Promise<string>;
   /** The next page of the device queue after cursor `after` (0: from the start). */
   devices(after: number, limit: number): DeviceItem[];
+  /**
+   * Resolves once what was read so far is on disk: another station process
+   * commits certificates it has not yet synced (synchronous=NORMAL), and this
+   * reader sees them at once. Absent: what the ledger holds is on disk.
+   */
+  durable?(): Promise<void>;
   saveDevice(item: DeviceItem, outcome: DeviceOutcome): void;
   revocations(): RevocationItem[];
   saveRevoked(item: RevocationItem, attempts: number): void;
@@ -284,6 +290,8 @@ export class TargetSync {
       const page = this.ledger.devices(after, PAGE);
       if (page.length === 0) break;
       after = page.at(-1)!.cursor;
+      // No certificate goes to the target before its record is on disk.
+      if (this.ledger.durable) await this.ledger.durable();
       // Without a CA, devices are registered on their own (multi-account registration).
       if (this.t.deviceRegistration !== "without-ca")
         for (const label of new Set(page.map((d) => d.caLabel))) await ready(label);

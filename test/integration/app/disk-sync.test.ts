@@ -16,6 +16,7 @@ import { nodeChainHash } from "../../../src/adapters/crypto/chain-hash.js";
 import { LinesignError } from "../../../src/domain/errors.js";
 import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
 import { engineStation, type EngineStation } from "../../helpers/engine.js";
+import { IotEmulator } from "../../../fixtures/aws-iot-emulator.js";
 
 const csrFor = (id: string, key = deviceKey("ec-p256")) => makeCsr({ key, subject: [["CN", id]] });
 
@@ -187,6 +188,60 @@ describe("what the disk has, as other readers and the store's own callers see it
     expect((await issued).delivered).toBe(true);
     await checkpoint;
     expect((await other.checkpointer.binding()).tokenSeq!).toBeGreaterThanOrEqual(entry);
+  });
+
+  it("uploads a certificate from another process's sync only once the disk has its record", async () => {
+    const emu = new IotEmulator({
+      accounts: [
+        { accessKeyId: "AKIAWALREVIEW", secretAccessKey: "secret-w", accountId: "111122223333" },
+      ],
+    });
+    await emu.start();
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, {
+        AWS_ACCESS_KEY_ID: "AKIAWALREVIEW",
+        AWS_SECRET_ACCESS_KEY: "secret-w",
+        AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/credentials",
+        AWS_CONFIG_FILE: "/nonexistent/config",
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+      });
+      delete process.env.AWS_PROFILE;
+      const es = await engineStation();
+      const disk = heldSync();
+      const s = es.open(undefined, { diskSync: disk.sync });
+      open.push(s);
+      await s.sync.addTarget("plant", {
+        region: "eu-west-1",
+        endpoint: emu.url,
+        caMode: "SNI_ONLY",
+        deviceRegistration: "without-ca",
+      });
+      // `linesign sync` in another process, on the same home.
+      const other = es.open(undefined, { diskSync: disk.sync });
+      open.push(other);
+      const held = disk.hold();
+      const issued = s.issuance.issue({ csr: csrFor("up-1"), origin: "t", handOver: () => true });
+      await held;
+      const otherHeld = disk.hold();
+      const run = other.sync.sync({ targets: ["plant"] });
+      const first = await Promise.race([
+        run.then(() => "uploaded" as const),
+        otherHeld.then(() => "waits for the disk" as const),
+      ]);
+      // Nothing reached the target while the record may still be lost.
+      expect(emu.state("111122223333", "eu-west-1").certs).toEqual([]);
+      expect(first).toBe("waits for the disk");
+      disk.release();
+      expect((await issued).delivered).toBe(true);
+      const r = await run;
+      expect(r.targets[0]!.devices).toMatchObject({ failed: 0 });
+      expect(emu.state("111122223333", "eu-west-1").certs).toHaveLength(1);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+      await emu.close();
+    }
   });
 
   it("trusts no disk sync that ran beside one that failed: the kernel reports the error to one of them", async () => {
