@@ -12,7 +12,7 @@
  * batch is tried again a little later, the station reports the lock as a
  * fault (the line waits, saying why), and goes on when the lock goes.
  */
-import { LinesignError, isLinesignError } from "../domain/errors.js";
+import { LinesignError, isLinesignError, type ErrorCode } from "../domain/errors.js";
 import type { StationStore } from "../domain/ports.js";
 import type { StationHealth } from "./health.js";
 
@@ -48,6 +48,11 @@ export function withheld(err: LinesignError): LinesignError {
     cause: err.cause,
     details: { ...err.details, committed: true },
   });
+}
+
+/** `e` withheld; one that is no LinesignError becomes `code` with `message`. */
+function withheldAs(e: unknown, code: ErrorCode, message: string): LinesignError {
+  return withheld(isLinesignError(e) ? e : new LinesignError(code, message, { cause: e }));
 }
 
 /** True for an error raised after its work was committed (see withheld). */
@@ -148,26 +153,14 @@ export class GroupCommitter {
       // Nobody is answered, and the log head does not move, before the records are on disk.
       await this.store.durable();
     } catch (e) {
-      after = withheld(
-        isLinesignError(e)
-          ? e
-          : new LinesignError("DB_IO", "The station database could not be made durable.", {
-              cause: e,
-            }),
-      );
+      after = withheldAs(e, "DB_IO", "The station database could not be made durable.");
     }
     if (!after && this.o.afterCommit && outcomes.some((o) => o.ok)) {
       const started = performance.now();
       try {
         await this.o.afterCommit();
       } catch (e) {
-        after = withheld(
-          isLinesignError(e)
-            ? e
-            : new LinesignError("AUDIT_HEAD_WRITE_FAILED", "The log head could not be moved.", {
-                cause: e,
-              }),
-        );
+        after = withheldAs(e, "AUDIT_HEAD_WRITE_FAILED", "The log head could not be moved.");
       }
       this.stats.headMs += performance.now() - started;
     }

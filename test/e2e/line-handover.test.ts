@@ -9,11 +9,11 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { emptyStation, type TestStation } from "../helpers/station.js";
 import { ptyPair, startLine, startSim, type Proc, type PtyPair } from "../helpers/serial.js";
 import { buildSignProxy } from "../helpers/sign-proxy.js";
+import { stationRows } from "../helpers/db-rows.js";
 
 const procs: Proc[] = [];
 const pairs: PtyPair[] = [];
@@ -23,14 +23,7 @@ afterAll(async () => {
   await Promise.all(pairs.map((p) => p.kill().catch(() => undefined)));
 });
 
-function rows<T>(st: TestStation, sql: string): T[] {
-  const db = new Database(join(st.home, "station.db"), { readonly: true });
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
-}
+const rows = <T>(st: TestStation, sql: string): T[] => stationRows<T>(st.home, sql);
 
 describe("a device gone between its certificate's commit and CERTIFICATE", () => {
   it("leaves the certificate not handed over (ISSUED), with the taking back in the log", async () => {

@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { LoginGuard } from "../../src/domain/ports.js";
 
 export const SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so";
 
@@ -64,4 +65,21 @@ export function destroyStationData(hsm: TempHsm, pin: string): number {
   });
   if (r.status !== 0) throw new Error(`destroying the token's data objects failed: ${r.stderr}`);
   return Number(r.stdout);
+}
+
+/** A key store's login guard that lets every login through and counts the user PINs presented. */
+export function countingPins(): { guard: LoginGuard; readonly pins: number } {
+  let pins = 0;
+  return {
+    guard: {
+      beforeLogin: () => {},
+      present: (_token, who, attempt) => {
+        if (who === "user") pins++;
+        return attempt();
+      },
+    },
+    get pins() {
+      return pins;
+    },
+  };
 }

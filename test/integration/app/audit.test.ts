@@ -58,6 +58,25 @@ async function verifyTampered(edit: (db: Database.Database) => void) {
   return tamperedStation(edit).audit.verify();
 }
 
+/**
+ * Rewrites every entry's details as older stations stored them: JSON.stringify in insertion order
+ * (here reversed, or indented), not canonical; the values hashed are the same.
+ */
+function storeDetailsAsOlderStations(db: Database.Database): void {
+  const rows = db.prepare("SELECT seq, details FROM events").all() as {
+    seq: number;
+    details: string;
+  }[];
+  const set = db.prepare("UPDATE events SET details = ? WHERE seq = ?");
+  db.transaction(() => {
+    for (const r of rows) {
+      const d = JSON.parse(r.details) as Record<string, unknown>;
+      const reversed = Object.fromEntries(Object.entries(d).reverse());
+      set.run(r.seq % 2 ? JSON.stringify(reversed) : JSON.stringify(d, null, 1), r.seq);
+    }
+  })();
+}
+
 describe("audit verify over a long log", () => {
   it("passes the intact log, every entry and checkpoint", async () => {
     const v = await verifyTampered(() => {});
@@ -88,21 +107,7 @@ describe("audit verify over a long log", () => {
   });
 
   it("still passes a log whose details were stored in another form (older stations)", async () => {
-    const v = await verifyTampered((db) => {
-      // Older stations wrote details with JSON.stringify in insertion order; the values hashed were the same.
-      const rows = db.prepare("SELECT seq, details FROM events").all() as {
-        seq: number;
-        details: string;
-      }[];
-      const set = db.prepare("UPDATE events SET details = ? WHERE seq = ?");
-      db.transaction(() => {
-        for (const r of rows) {
-          const d = JSON.parse(r.details) as Record<string, unknown>;
-          const reversed = Object.fromEntries(Object.entries(d).reverse());
-          set.run(r.seq % 2 ? JSON.stringify(reversed) : JSON.stringify(d, null, 1), r.seq);
-        }
-      })();
-    });
+    const v = await verifyTampered(storeDetailsAsOlderStations);
     expect(v).toMatchObject({ ok: true, checked: total });
   });
 
@@ -204,20 +209,7 @@ describe("audit verify over a long log on two threads", () => {
   });
 
   it("passes details stored in another form in both ranges, and names a change among them", async () => {
-    const older = (db: Database.Database) => {
-      const rows = db.prepare("SELECT seq, details FROM events").all() as {
-        seq: number;
-        details: string;
-      }[];
-      const set = db.prepare("UPDATE events SET details = ? WHERE seq = ?");
-      db.transaction(() => {
-        for (const r of rows) {
-          const d = JSON.parse(r.details) as Record<string, unknown>;
-          const reversed = Object.fromEntries(Object.entries(d).reverse());
-          set.run(r.seq % 2 ? JSON.stringify(reversed) : JSON.stringify(d, null, 1), r.seq);
-        }
-      })();
-    };
+    const older = storeDetailsAsOlderStations;
     const s = tamperedStation(older);
     const v = await s.audit.verify(threaded());
     expect(v).toMatchObject({ ok: true, threads: 2, checked: total });

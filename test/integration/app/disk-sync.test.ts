@@ -8,7 +8,6 @@
 import { fdatasync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Station } from "../../../src/compose.js";
 import { SqliteStationStore, type DiskSync } from "../../../src/adapters/db/station-store.js";
@@ -17,17 +16,11 @@ import { LinesignError } from "../../../src/domain/errors.js";
 import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
 import { engineStation, type EngineStation } from "../../helpers/engine.js";
 import { IotEmulator } from "../../../fixtures/aws-iot-emulator.js";
+import { stationRows } from "../../helpers/db-rows.js";
 
 const csrFor = (id: string, key = deviceKey("ec-p256")) => makeCsr({ key, subject: [["CN", id]] });
 
-function rows<T>(es: EngineStation, sql: string): T[] {
-  const db = new Database(join(es.home, "station.db"), { readonly: true });
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
-}
+const rows = <T>(es: EngineStation, sql: string): T[] => stationRows<T>(es.home, sql);
 
 const open: Station[] = [];
 afterEach(async () => {

@@ -21,6 +21,7 @@ import type { Station } from "../../../src/compose.js";
 import { LinesignError } from "../../../src/domain/errors.js";
 import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
 import { engineStation, type EngineStation } from "../../helpers/engine.js";
+import { stationRows } from "../../helpers/db-rows.js";
 
 const require = createRequire(import.meta.url);
 const csrFor = (id: string, key = deviceKey("ec-p256")) => makeCsr({ key, subject: [["CN", id]] });
@@ -35,14 +36,7 @@ async function refusal(p: Promise<unknown>): Promise<LinesignError> {
   throw new Error("expected a refusal");
 }
 
-function rows<T>(es: EngineStation, sql: string): T[] {
-  const db = new Database(join(es.home, "station.db"), { readonly: true });
-  try {
-    return db.prepare(sql).all() as T[];
-  } finally {
-    db.close();
-  }
-}
+const rows = <T>(es: EngineStation, sql: string): T[] => stationRows<T>(es.home, sql);
 
 /** The token's object files (SoftHSM keeps one file per object). */
 function tokenObjectFiles(es: EngineStation): string[] {

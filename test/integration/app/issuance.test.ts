@@ -14,6 +14,7 @@ import { csrPem, deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
 import { openssl } from "../../helpers/cli.js";
 import { engineStation, type EngineStation } from "../../helpers/engine.js";
 import { csrInfo, expectCanonicalCertificate } from "../../helpers/der.js";
+import { stationCount } from "../../helpers/db-rows.js";
 
 const corpusDir = fileURLToPath(new URL("../../../fixtures/csr-corpus/", import.meta.url));
 const manifest = JSON.parse(readFileSync(join(corpusDir, "manifest.json"), "utf8")) as {
@@ -36,14 +37,7 @@ async function rejected(p: Promise<unknown>): Promise<LinesignError> {
 }
 
 const csrFor = (id: string, key = deviceKey("ec-p256")) => makeCsr({ key, subject: [["CN", id]] });
-const count = (table: string): number => {
-  const db = new Database(join(es.home, "station.db"), { readonly: true });
-  try {
-    return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-};
+const count = (table: string): number => stationCount(es.home, table);
 
 beforeAll(async () => {
   es = await engineStation({

@@ -7,14 +7,13 @@
  * soon as the token answers rightly, on the same open station.
  */
 import { createPublicKey, X509Certificate } from "node:crypto";
-import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Station } from "../../../src/compose.js";
 import { deviceKey, makeCsr } from "../../../fixtures/csr-factory.js";
 import { engineStation, type EngineStation } from "../../helpers/engine.js";
 import { refusal } from "../../helpers/refusal.js";
 import { buildSignProxy, type SignAnswer } from "../../helpers/sign-proxy.js";
+import { stationCount } from "../../helpers/db-rows.js";
 
 const proxy = buildSignProxy();
 let es: EngineStation;
@@ -22,14 +21,7 @@ let s: Station;
 let n = 0;
 
 const csr = () => makeCsr({ key: deviceKey("ec-p256"), subject: [["CN", `answer-${++n}`]] });
-const count = (table: string): number => {
-  const db = new Database(join(es.home, "station.db"), { readonly: true });
-  try {
-    return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-};
+const count = (table: string): number => stationCount(es.home, table);
 
 /** Issues on `profile` and checks the certificate's signature with its CA's key. */
 async function issuesRightly(profile: string, ca: string): Promise<void> {

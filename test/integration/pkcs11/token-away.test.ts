@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pkcs11KeyStore } from "../../../src/adapters/pkcs11/key-store.js";
 import { LinesignError } from "../../../src/domain/errors.js";
-import type { KeyInfo, LoginGuard } from "../../../src/domain/ports.js";
-import { SOFTHSM_MODULE, tempSoftHsm } from "../../helpers/softhsm.js";
+import type { KeyInfo } from "../../../src/domain/ports.js";
+import { SOFTHSM_MODULE, countingPins, tempSoftHsm } from "../../helpers/softhsm.js";
 
 const hsm = tempSoftHsm();
 const tokens = join(hsm.dir, "tokens");
@@ -68,14 +68,8 @@ describe("a token whose storage goes away for 3 s", () => {
   });
 
   it("a burst of signatures at once while it goes away: one recovery, one PIN, each signature made or refused by name", async () => {
-    let pins = 0;
-    const guard: LoginGuard = {
-      beforeLogin: () => {},
-      present: (_token, who, attempt) => {
-        if (who === "user") pins++;
-        return attempt();
-      },
-    };
+    const counted = countingPins();
+    const guard = counted.guard;
     const seen: string[] = [];
     let putBack: (() => void) | null = null;
     const burst = new Pkcs11KeyStore(SOFTHSM_MODULE, async () => "246810", guard, {
@@ -90,7 +84,7 @@ describe("a token whose storage goes away for 3 s", () => {
     try {
       const signer = await burst.signer(key.uri);
       expect(verifies(Buffer.from("first"), await signer.sign(Buffer.from("first")))).toBe(true);
-      expect(pins).toBe(1);
+      expect(counted.pins).toBe(1);
       putBack = () => setTimeout(() => renameSync(away, tokens), 1000);
       const messages = Array.from({ length: 12 }, (_, i) => Buffer.from(`burst ${i}`));
       const signs = messages.map((m) => signer.sign(m));
@@ -106,11 +100,11 @@ describe("a token whose storage goes away for 3 s", () => {
       });
       expect(results.filter((r) => r.status === "fulfilled").length).toBeGreaterThan(0);
       // One login after the one recovery, however many signatures waited for it.
-      expect(pins).toBe(2);
+      expect(counted.pins).toBe(2);
       expect(seen).toEqual(["lost", "absent", "back"]);
       const after = await Promise.all(messages.map((m) => signer.sign(m)));
       after.forEach((sig, i) => expect(verifies(messages[i]!, sig)).toBe(true));
-      expect(pins).toBe(2);
+      expect(counted.pins).toBe(2);
       expect(seen).toEqual(["lost", "absent", "back"]);
     } finally {
       await burst.close();
