@@ -21,7 +21,7 @@ import { benchKiosk, type KioskBenchResult } from "./bench-kiosk.js";
 import { benchSignIn, type SignInBenchResult } from "./bench-signin.js";
 import { benchAudit, type AuditBenchResult } from "./bench-audit.js";
 import { benchHead, type HeadBenchResult } from "./bench-head.js";
-import { cores, cpuMsOf } from "./proc-stat.js";
+import { cores, cpuMsOf, machineCpuMs } from "./proc-stat.js";
 
 type CaKey = "ec-p256" | "rsa-2048";
 
@@ -51,6 +51,12 @@ export interface BenchResult {
    * cores*1000/(main+other).
    */
   issueCpuMs: Record<CaKey, { main: number; otherThreads: number; boundPerSec: number } | null>;
+  /**
+   * The hypervisor's share of this machine's CPU time during the 16-port run
+   * (steal, from /proc/stat; null elsewhere): on a shared host, time the
+   * station's threads were ready and not run.
+   */
+  issueStealShare: Record<CaKey, number | null>;
   /** Mean milliseconds per issuance in each stage (one at a time). */
   stagesMs: Record<
     CaKey,
@@ -215,6 +221,7 @@ export async function runBench(
       workers: s.workers,
       issueToSignRatio: { "ec-p256": 0, "rsa-2048": 0 },
       issueCpuMs: { "ec-p256": null, "rsa-2048": null },
+      issueStealShare: { "ec-p256": null, "rsa-2048": null },
       stagesMs: {} as BenchResult["stagesMs"],
       opensslManualMsPerDevice: null,
       speedupOverManualOpenssl: null,
@@ -278,6 +285,7 @@ export async function runBench(
       const stats0 = { ...s.issuance.committer.stats };
       let next = half;
       const cpu0 = { all: cpuMsOf(process.pid), main: cpuMsOf(process.pid, process.pid) };
+      const machine0 = machineCpuMs();
       t0 = performance.now();
       await Promise.all(
         Array.from({ length: PORTS }, async () => {
@@ -293,6 +301,11 @@ export async function runBench(
       );
       const ms = performance.now() - t0;
       const cpu1 = { all: cpuMsOf(process.pid), main: cpuMsOf(process.pid, process.pid) };
+      const machine1 = machineCpuMs();
+      if (machine0 && machine1 && machine1.total > machine0.total)
+        result.issueStealShare[caKey] = Number(
+          ((machine1.steal - machine0.steal) / (machine1.total - machine0.total)).toFixed(3),
+        );
       if (cpu0.all !== null && cpu0.main !== null && cpu1.all !== null && cpu1.main !== null) {
         const n = csrs.length - half;
         const main = (cpu1.main - cpu0.main) / n;
@@ -363,7 +376,10 @@ export async function runBench(
             `(${result.commitBatchSize[k]} per commit), ${result.issuePerSecOneAtATime[k]}/s one at a time; ` +
             `issue/sign ${result.issueToSignRatio[k]}` +
             (result.issueCpuMs[k]
-              ? `\n           CPU ms per issuance with ${PORTS} ports: main thread ${result.issueCpuMs[k].main}, other threads ${result.issueCpuMs[k].otherThreads}; that CPU allows ${result.issueCpuMs[k].boundPerSec}/s on ${cores()} cores`
+              ? `\n           CPU ms per issuance with ${PORTS} ports: main thread ${result.issueCpuMs[k].main}, other threads ${result.issueCpuMs[k].otherThreads}; that CPU allows ${result.issueCpuMs[k].boundPerSec}/s on ${cores()} cores` +
+                (result.issueStealShare[k] !== null
+                  ? ` (the host took ${Math.round(result.issueStealShare[k] * 1000) / 10}% of the machine's CPU time meanwhile)`
+                  : "")
               : "") +
             `\n           stages ms (one at a time): ${Object.entries(result.stagesMs[k])
               .map(([n, v]) => `${n} ${v}`)

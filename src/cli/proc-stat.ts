@@ -34,8 +34,12 @@ export function cpuMsOf(pid: number, tid?: number): number | null {
   }
 }
 
-/** The whole machine's CPU time, busy and in all (idle and iowait included), ms summed over cores. */
-export function machineCpuMs(): { busy: number; total: number } | null {
+/**
+ * The whole machine's CPU time, busy and in all (idle and iowait included), ms
+ * summed over cores; `steal` is the part of busy the hypervisor gave to
+ * other guests (on a shared host a run's figures move with it).
+ */
+export function machineCpuMs(): { busy: number; total: number; steal: number } | null {
   try {
     const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
     const n = line.trim().split(/\s+/).slice(1).map(Number);
@@ -43,7 +47,7 @@ export function machineCpuMs(): { busy: number; total: number } | null {
     const [user, nice, system, idle, iowait, irq, softirq, steal] = n;
     const busy = user! + nice! + system! + irq! + softirq! + (steal ?? 0);
     const total = busy + idle! + (iowait ?? 0);
-    return { busy: busy * tickMs(), total: total * tickMs() };
+    return { busy: busy * tickMs(), total: total * tickMs(), steal: (steal ?? 0) * tickMs() };
   } catch {
     return null;
   }
