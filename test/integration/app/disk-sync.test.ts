@@ -5,7 +5,7 @@
  * disk does; the database, its log file and the token are real. Nothing may
  * leave, and the token's head may not name an entry, before the disk has it.
  */
-import { fdatasync, mkdtempSync } from "node:fs";
+import { fdatasync, mkdtempSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -328,6 +328,41 @@ describe("what the disk has, as other readers and the store's own callers see it
       expect(syncs).toBe(before + 1);
     } finally {
       store.close();
+    }
+  });
+  it("commits FULL once the log file's path no longer names the file SQLite writes (deleted, replaced)", async () => {
+    for (const how of ["deleted", "replaced"] as const) {
+      const dir = mkdtempSync(join(tmpdir(), "linesign-wal-gone-"));
+      const path = join(dir, "station.db");
+      let syncs = 0;
+      const store = SqliteStationStore.open(path, {
+        create: true,
+        hash: nodeChainHash,
+        diskSync: (fd, done) => {
+          syncs++;
+          fdatasync(fd, done);
+        },
+      });
+      try {
+        const event = (action: string) => ({
+          actor: "t",
+          action,
+          subject: null,
+          outcome: "ok" as const,
+        });
+        store.commitDeferred(() => store.appendEvent(event("t.before")));
+        await store.durable();
+        expect(syncs, how).toBe(1);
+        unlinkSync(`${path}-wal`);
+        if (how === "replaced") writeFileSync(`${path}-wal`, "");
+        // Our descriptor of the old file would sync a file SQLite may no longer write: it is let go.
+        store.commitDeferred(() => store.appendEvent(event("t.after")));
+        await store.durable();
+        expect(syncs, how).toBe(1);
+        expect(store.head()!.seq, how).toBe(2);
+      } finally {
+        store.close();
+      }
     }
   });
 });
